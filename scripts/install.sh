@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install Codex into ./.venv (idempotent). Usage: scripts/install.sh [--test]
+# Pins every package with constraints.txt; torch is the CPU build 2.13.0 unless TORCH_INDEX_URL says otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+EXTRAS=""
+[ "${1:-}" = "--test" ] && EXTRAS="[test]"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+stamp=".venv/.sdcodex-install-$(cat pyproject.toml constraints.txt scripts/install.sh | sha256sum | cut -c1-16)${EXTRAS:+-test}"
+if [ -f "$stamp" ]; then
+  exit 0
+fi
+PIP=(.venv/bin/python -m pip install --disable-pip-version-check -q -c constraints.txt)
+if [ -n "${TORCH_INDEX_URL:-}" ]; then
+  # e.g. TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 for a CUDA build of the pinned version
+  "${PIP[@]}" --index-url "$TORCH_INDEX_URL" "torch==$(grep -E '^torch==' constraints.txt | cut -d= -f3 | cut -d+ -f1)"
+fi
+"${PIP[@]}" -e ".${EXTRAS}"
+# No CPU torchvision exists for this torch: these two are installed without their dependencies.
+"${PIP[@]}" --no-deps spandrel open-clip-torch
+if .venv/bin/python -c "import torchvision" 2>/dev/null; then
+  echo "install.sh: torchvision got installed; it breaks the CPU torch here. Removing it." >&2
+  .venv/bin/python -m pip uninstall -y -q torchvision
+fi
+rm -f .venv/.sdcodex-install-*
+touch "$stamp"
+echo "Codex installed in .venv"

@@ -1,0 +1,198 @@
+"""Catalogue of the official Hugging Face repositories for each family, for `sdcodex cache-models`.
+
+Each entry names the repository and allow-patterns of ONLY the files a diffusers folder needs (configs,
+safetensors weights in the default precision, tokenizer files): no single-file checkpoints, no fp16/ema
+variants, no *.bin/*.ckpt/*.pt/*.msgpack/*.onnx. `required` lists pattern groups of which at least one file must
+exist, which is how a download is verified and how a changed repository layout is noticed.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Used for a repository that is not in the catalogue.
+DEFAULT_ALLOW_PATTERNS: tuple[str, ...] = (
+    "*.json", "*.safetensors", "*.txt", "*.model", "*tokenizer*",
+)
+DEFAULT_IGNORE_PATTERNS: tuple[str, ...] = (
+    "*.bin", "*.ckpt", "*.pt", "*.pth", "*.msgpack", "*.onnx", "*.onnx_data", "*.h5", "*.gguf", ".gitattributes",
+)
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One folder of a diffusers repository: which files to take and which must be present."""
+
+    patterns: tuple[str, ...]
+    required: tuple[tuple[str, ...], ...]
+
+
+def _diffusers_model(folder: str) -> Part:
+    w = f"{folder}/diffusion_pytorch_model"
+    return Part((f"{folder}/config.json", f"{w}.safetensors", f"{w}-*-of-*.safetensors", f"{w}.safetensors.index.json"),
+                ((f"{folder}/config.json",), (f"{w}.safetensors", f"{w}-*-of-*.safetensors")))
+
+
+def _transformers_model(folder: str) -> Part:
+    w = f"{folder}/model"
+    return Part((f"{folder}/config.json", f"{w}.safetensors", f"{w}-*-of-*.safetensors", f"{w}.safetensors.index.json"),
+                ((f"{folder}/config.json",), (f"{w}.safetensors", f"{w}-*-of-*.safetensors")))
+
+
+def _tokenizer(folder: str) -> Part:
+    pats = (f"{folder}/*.json", f"{folder}/*.txt", f"{folder}/*.model")
+    vocab = (f"{folder}/tokenizer.json", f"{folder}/vocab.json", f"{folder}/spiece.model", f"{folder}/tokenizer.model")
+    return Part(pats, (vocab,))
+
+
+def _configs(folder: str) -> Part:
+    return Part((f"{folder}/*.json",), ((f"{folder}/*.json",),))
+
+
+def _optional(part: Part) -> Part:
+    return Part(part.patterns, ())
+
+
+_INDEX = Part(("model_index.json",), (("model_index.json",),))
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """A downloadable model: where it lives on the hub, what to take from it, and where it goes locally."""
+
+    name: str
+    repo_id: str
+    allow_patterns: tuple[str, ...]
+    required: tuple[tuple[str, ...], ...] = ()
+    kind: str = "diffusers"              # "diffusers" -> <models>/diffusers/<name>; "tokenizer" -> <models>/tokenizers/<name>
+    family: str | None = None
+    subfolder: str | None = None         # tokenizer entries: this repo folder becomes the destination's root
+    ignore_patterns: tuple[str, ...] = DEFAULT_IGNORE_PATTERNS
+    gated: bool = False
+    licence: str = ""
+    note: str = ""
+
+    def dest(self, models_dir: Path | str) -> Path:
+        """Destination folder under the models directory."""
+        sub = "tokenizers" if self.kind == "tokenizer" else "diffusers"
+        return Path(models_dir) / sub / self.name
+
+    def licence_url(self, endpoint: str = "https://huggingface.co") -> str:
+        return f"{endpoint.rstrip('/')}/{self.repo_id}"
+
+
+def _pipeline(name: str, repo_id: str, family: str, parts: list[Part], **kw: Any) -> CatalogueEntry:
+    parts = [_INDEX, *parts]
+    return CatalogueEntry(
+        name=name, repo_id=repo_id, family=family,
+        allow_patterns=tuple(p for part in parts for p in part.patterns),
+        required=tuple(r for part in parts for r in part.required), **kw)
+
+
+def _tokenizer_only(name: str, repo_id: str, folder: str, **kw: Any) -> CatalogueEntry:
+    part = _tokenizer(folder)
+    return CatalogueEntry(name=name, repo_id=repo_id, kind="tokenizer", subfolder=folder,
+                          allow_patterns=part.patterns, required=part.required, **kw)
+
+
+_SCHED = _configs("scheduler")
+_CLIP_TE, _CLIP_TOK = _transformers_model("text_encoder"), _tokenizer("tokenizer")
+_SDXL_TE2, _SDXL_TOK2 = _transformers_model("text_encoder_2"), _tokenizer("tokenizer_2")
+_WAN_COMMON = [_SCHED, _transformers_model("text_encoder"), _tokenizer("tokenizer"), _diffusers_model("transformer"),
+               _diffusers_model("vae")]
+_OPENRAIL = "CreativeML Open RAIL-M"
+_WAN_LICENCE = "Apache-2.0"
+
+_ENTRIES: list[CatalogueEntry] = [
+    _pipeline("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", "sd15",
+              [_SCHED, _CLIP_TE, _CLIP_TOK, _diffusers_model("unet"), _diffusers_model("vae"),
+               _optional(_configs("feature_extractor"))],
+              licence=_OPENRAIL,
+              note="safety_checker is not downloaded (1.2 GB); load with safety_checker=None"),
+    _pipeline("sdxl-base", "stabilityai/stable-diffusion-xl-base-1.0", "sdxl",
+              [_SCHED, _CLIP_TE, _CLIP_TOK, _SDXL_TE2, _SDXL_TOK2, _diffusers_model("unet"), _diffusers_model("vae")],
+              licence="CreativeML Open RAIL++-M"),
+    _pipeline("sdxl-refiner", "stabilityai/stable-diffusion-xl-refiner-1.0", "sdxl",
+              [_SCHED, _SDXL_TE2, _SDXL_TOK2, _diffusers_model("unet"), _diffusers_model("vae")],
+              licence="CreativeML Open RAIL++-M"),
+    _pipeline("flux-schnell", "black-forest-labs/FLUX.1-schnell", "flux",
+              [_SCHED, _CLIP_TE, _CLIP_TOK, _SDXL_TE2, _SDXL_TOK2, _diffusers_model("transformer"),
+               _diffusers_model("vae")],
+              licence="Apache-2.0"),
+    _pipeline("flux-dev", "black-forest-labs/FLUX.1-dev", "flux",
+              [_SCHED, _CLIP_TE, _CLIP_TOK, _SDXL_TE2, _SDXL_TOK2, _diffusers_model("transformer"),
+               _diffusers_model("vae")],
+              gated=True, licence="FLUX.1 [dev] Non-Commercial License (accept it on the model page)"),
+    _pipeline("svd-xt", "stabilityai/stable-video-diffusion-img2vid-xt", "svd",
+              [_SCHED, _transformers_model("image_encoder"), _configs("feature_extractor"),
+               _diffusers_model("unet"), _diffusers_model("vae")],
+              gated=True, licence="Stability AI Community License (accept it on the model page)"),
+    _pipeline("hunyuan-video", "hunyuanvideo-community/HunyuanVideo", "hunyuan_video",
+              [_SCHED, _transformers_model("text_encoder"), _tokenizer("tokenizer"), _SDXL_TE2, _SDXL_TOK2,
+               _diffusers_model("transformer"), _diffusers_model("vae")],
+              licence="Tencent Hunyuan Community License"),
+    _pipeline("wan22-ti2v-5b", "Wan-AI/Wan2.2-TI2V-5B-Diffusers", "wan22", list(_WAN_COMMON),
+              licence=_WAN_LICENCE),
+    _pipeline("wan22-t2v-a14b", "Wan-AI/Wan2.2-T2V-A14B-Diffusers", "wan22",
+              [*_WAN_COMMON, _diffusers_model("transformer_2")], licence=_WAN_LICENCE),
+    _pipeline("wan22-i2v-a14b", "Wan-AI/Wan2.2-I2V-A14B-Diffusers", "wan22",
+              [*_WAN_COMMON, _diffusers_model("transformer_2"), _optional(_transformers_model("image_encoder")),
+               _optional(_configs("image_processor"))], licence=_WAN_LICENCE),
+    _tokenizer_only("tokenizer-t5-xxl", "black-forest-labs/FLUX.1-schnell", "tokenizer_2",
+                    licence="Apache-2.0", note="T5-XXL tokenizer used by FLUX"),
+    _tokenizer_only("tokenizer-umt5-xxl", "Wan-AI/Wan2.2-TI2V-5B-Diffusers", "tokenizer",
+                    licence=_WAN_LICENCE, note="UMT5-XXL tokenizer used by WAN 2.2"),
+    _tokenizer_only("tokenizer-llama-hunyuan", "hunyuanvideo-community/HunyuanVideo", "tokenizer",
+                    licence="Tencent Hunyuan Community License", note="Llama tokenizer used by HunyuanVideo"),
+]
+
+CATALOGUE: dict[str, CatalogueEntry] = {e.name: e for e in _ENTRIES}
+
+
+def names() -> list[str]:
+    return list(CATALOGUE)
+
+
+def is_repo_id(text: str) -> bool:
+    """True for an `owner/name` shaped string."""
+    return bool(_REPO_ID.match(text)) and ".." not in text
+
+
+def entry_for_repo(repo_id: str) -> CatalogueEntry:
+    """An ad-hoc entry for a repository that is not in the catalogue: default patterns, no required groups
+    except that at least one file must match."""
+    owner, name = repo_id.split("/", 1)
+    return CatalogueEntry(name=f"{owner}--{name}", repo_id=repo_id, allow_patterns=DEFAULT_ALLOW_PATTERNS,
+                          required=(DEFAULT_ALLOW_PATTERNS,), note="not in the catalogue: default patterns")
+
+
+def lookup(target: str) -> CatalogueEntry:
+    """Catalogue name, catalogue repo id, or any `owner/name` repo id -> entry. Raises KeyError otherwise."""
+    if target in CATALOGUE:
+        return CATALOGUE[target]
+    lowered = target.lower()
+    for entry in _ENTRIES:
+        if entry.kind == "diffusers" and entry.repo_id.lower() == lowered:
+            return entry
+    if is_repo_id(target):
+        return entry_for_repo(target)
+    raise KeyError(target)
+
+
+def resolve_models_dir(models_dir: str | Path | None = None) -> Path:
+    """--models-dir, else $SDCODEX_MODELS_DIR, else the inventory's default, else ./models."""
+    if models_dir:
+        return Path(models_dir).expanduser()
+    env = os.environ.get("SDCODEX_MODELS_DIR")
+    if env:
+        return Path(env).expanduser()
+    try:
+        from sdcodex.models.inventory import default_models_dir
+        return Path(default_models_dir())
+    except Exception:  # the inventory module may not exist yet or may fail; fall back to ./models
+        return Path("models")

@@ -1,0 +1,79 @@
+"""Enumerations shared by every room: engine families, tasks, modes, precisions."""
+from __future__ import annotations
+
+from enum import Enum
+
+
+class StrEnum(str, Enum):
+    """A str-valued enum whose str() is its value (JSON and YAML friendly)."""
+
+    def __str__(self) -> str:  # pragma: no cover - trivial
+        return self.value
+
+    @classmethod
+    def values(cls) -> list[str]:
+        return [m.value for m in cls]
+
+
+class EngineKey(StrEnum):
+    SD15 = "sd15"
+    SDXL = "sdxl"
+    FLUX = "flux"
+    SVD = "svd"
+    HUNYUAN_VIDEO = "hunyuan_video"
+    HUNYUAN_VIDEO15 = "hunyuan_video15"
+    WAN22_TI2V_5B = "wan22_ti2v_5b"
+    WAN22_T2V_A14B = "wan22_t2v_a14b"
+    WAN22_I2V_A14B = "wan22_i2v_a14b"
+
+
+class Task(StrEnum):
+    TXT2IMG = "txt2img"
+    IMG2IMG = "img2img"
+    INPAINT = "inpaint"
+    UPSCALE = "upscale"
+    TXT2VID = "txt2vid"
+    IMG2VID = "img2vid"
+
+    @property
+    def is_video(self) -> bool:
+        return self in (Task.TXT2VID, Task.IMG2VID)
+
+
+class Mode(StrEnum):
+    NORMAL = "normal"
+    LCM = "lcm"
+    TURBO = "turbo"
+    LIGHTNING = "lightning"
+
+
+class Precision(StrEnum):
+    AUTO = "auto"
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+
+
+class OutputFormat(StrEnum):
+    PNG = "png"
+    WEBP = "webp"
+    JPEG = "jpeg"
+    MP4 = "mp4"
+    WEBM = "webm"
+    GIF = "gif"
+
+
+class ResizeMode(StrEnum):
+    """A1111's img2img resize modes."""
+
+    JUST_RESIZE = "just_resize"
+    CROP_AND_RESIZE = "crop_and_resize"
+    RESIZE_AND_FILL = "resize_and_fill"
+
+
+class Prediction(StrEnum):
+    """What a denoiser predicts; decides which samplers are valid."""
+
+    EPSILON = "epsilon"
+    V_PREDICTION = "v_prediction"
+    FLOW = "flow"

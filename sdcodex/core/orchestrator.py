@@ -1,0 +1,211 @@
+"""The one path from a raw request to saved outputs: validate → resolve model → preset fill →
+parse_params → engine.run → save, with stage timings, events and a complete `info`."""
+from __future__ import annotations
+
+import copy
+import logging
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from .engine import EngineInterface, EngineOutput
+from .enums import EngineKey, Mode, Task
+from .errors import CodexError, EngineError, ValidationError
+from .events import EventSink
+from .params import ImageLoader, Params, parse_params
+from .presets import fill, find_preset
+from .registry import get_engine
+from .request import validate_request
+
+log = logging.getLogger("sdcodex.orchestrator")
+
+
+class ModelProvider(Protocol):
+    """What the orchestrator needs from the model room (implemented in sdcodex.runtime)."""
+
+    def resolve(self, ref: str | None, *, engine: str | None) -> Any: ...  # entry with name, path, family, title
+    def load(self, entry: Any, *, vae: str | None, precision: str, params: Params) -> Any: ...
+    def short_hash(self, entry: Any) -> str | None: ...
+
+
+class Saver(Protocol):
+    def save_image(self, image: Any, *, task: str, seed: int, fmt: str, fields: dict[str, Any],
+                   request: dict[str, Any]) -> str: ...
+    def save_video(self, frames: list[Any], *, task: str, seed: int, fmt: str, fps: float,
+                   fields: dict[str, Any], request: dict[str, Any]) -> str: ...
+
+
+@dataclass
+class Result:
+    images: list[str] = field(default_factory=list)      # saved image paths
+    videos: list[str] = field(default_factory=list)      # saved video paths
+    pil_images: list[Any] = field(default_factory=list)  # in-memory images, same order as `images`
+    frames: list[list[Any]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"images": self.images, "videos": self.videos, "info": self.info}
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+def _peak_vram_mb() -> float | None:
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return None
+
+
+class Orchestrator:
+    """Every face calls `run()`; nothing else talks to engines."""
+
+    def __init__(self, models: ModelProvider, saver: Saver | None = None, *,
+                 image_loader: ImageLoader | None = None, device: str = "cpu",
+                 default_model: Callable[[], str | None] | None = None) -> None:
+        self.models = models
+        self.saver = saver
+        self.image_loader = image_loader
+        self.device = device
+        self.default_model = default_model
+
+    # -- steps ---------------------------------------------------------------------------------
+    def prepare(self, raw: dict[str, Any]) -> tuple[Any, type[EngineInterface], dict[str, Any], dict[str, Any],
+                                                     Params, list[str]]:
+        """Validate, resolve the model and engine, fill from the preset, parse params. No generation."""
+        req = validate_request(raw)
+        data = req.model_dump(mode="json", exclude_unset=True)
+        warnings: list[str] = []
+        entry = None
+        if req.task is Task.UPSCALE and not req.model:
+            engine_key = EngineKey(req.engine) if req.engine else EngineKey.SD15
+        else:
+            ref = req.model or (self.default_model() if self.default_model else None)
+            entry = self.models.resolve(ref, engine=req.engine.value if req.engine else None)
+            family = EngineKey(entry.family) if entry.family else None
+            if req.engine and family and req.engine != family:
+                raise ValidationError(f"model {entry.name!r} is a {family.value} model, not {req.engine.value}",
+                                      field="engine", allowed=[family.value])
+            engine_key = req.engine or family
+            if engine_key is None:
+                raise ValidationError(f"cannot tell which engine model {entry.name!r} needs; give 'engine'",
+                                      field="engine", allowed=EngineKey.values())
+        engine_cls = get_engine(engine_key.value)
+        mode = (req.mode or Mode.NORMAL).value
+        preset, preset_warnings = find_preset(engine_key.value, mode, req.task.value, name=req.preset)
+        warnings += preset_warnings
+        filled = fill(data, preset)
+        params = parse_params(engine_key, req.task, filled.data, image_loader=self.image_loader)
+        meta = {"preset": filled.preset_id, "applied_preset_patch": filled.patch}
+        return entry, engine_cls, filled.data, meta, params, warnings
+
+    def run(self, raw: dict[str, Any], *, events: EventSink | None = None) -> Result:
+        t0 = time.perf_counter()
+        events = events or EventSink()
+        entry, engine_cls, filled, meta, params, warnings = self.prepare(raw)
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        model = None
+        if entry is not None:
+            model = self.models.load(entry, vae=params.vae, precision=params.precision.value, params=params)
+        timings["load"] = time.perf_counter() - t
+        engine = engine_cls(model, device=self.device)
+        warnings += engine.validate(params)
+        effective_request = copy.deepcopy(filled)
+        effective_request["seed"] = params.seed
+        effective_request["engine"] = engine_cls.key.value
+        if entry is not None:
+            effective_request["model"] = entry.name
+        log.info("job start engine=%s task=%s model=%s preset=%s patch=%s", engine_cls.key.value,
+                 params.task.value, entry.name if entry else None, meta["preset"], meta["applied_preset_patch"])
+        events.emit("start", engine=engine_cls.key.value, task=params.task.value, images=params.images_total)
+        try:
+            out: EngineOutput = engine.run(params, events)
+        except CodexError:
+            raise
+        except Exception as exc:  # an engine bug or a library error: name it, keep the server alive
+            log.exception("engine %s failed", engine_cls.key.value)
+            raise EngineError(f"{engine_cls.key.value} {params.task.value} failed: {type(exc).__name__}: {exc}") from exc
+        timings.update(out.timings)
+        warnings += out.warnings
+
+        model_hash = self.models.short_hash(entry) if entry is not None else None
+        info: dict[str, Any] = {
+            "engine": engine_cls.key.value,
+            "task": params.task.value,
+            "model": entry.name if entry else None,
+            "model_hash": model_hash,
+            "mode": params.mode.value,
+            "seeds": out.seeds,
+            "sampler_in": raw.get("sampler"),
+            "scheduler_in": raw.get("scheduler"),
+            "sampler_effective": out.info.get("sampler_effective"),
+            "scheduler_effective": out.info.get("scheduler_effective"),
+            "preset": meta["preset"],
+            "applied_preset_patch": meta["applied_preset_patch"],
+            "warnings": warnings,
+            "interrupted": out.interrupted,
+            "skipped": out.skipped,
+            **{k: v for k, v in out.info.items() if k not in ("sampler_effective", "scheduler_effective")},
+            "request": effective_request,
+        }
+        fields = self._infotext_fields(params, info, entry)
+        result = Result(pil_images=list(out.images), frames=list(out.videos), info=info)
+        t = time.perf_counter()
+        if self.saver is not None:
+            for image, seed in zip(out.images, out.seeds):
+                req_i = {**effective_request, "seed": seed, "batch_size": 1, "batch_count": 1}
+                result.images.append(self.saver.save_image(image, task=params.task.value, seed=seed,
+                                                            fmt=params.output_format.value,
+                                                            fields={**fields, "seed": seed}, request=req_i))
+            for frames, seed in zip(out.videos, out.seeds[len(out.images):] or out.seeds):
+                req_i = {**effective_request, "seed": seed, "batch_size": 1, "batch_count": 1}
+                fmt = params.output_format.value if params.output_format.value in ("mp4", "webm", "gif", "webp") else "mp4"
+                result.videos.append(self.saver.save_video(frames, task=params.task.value, seed=seed, fmt=fmt,
+                                                           fps=params.fps or 8.0, fields={**fields, "seed": seed},
+                                                           request=req_i))
+        timings["save"] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - t0
+        metrics: dict[str, Any] = {k: round(v, 4) for k, v in timings.items()}
+        metrics["peak_rss_mb"] = _peak_rss_mb()
+        metrics["peak_vram_mb"] = _peak_vram_mb()
+        if "it_per_s" in out.info:
+            metrics["it_per_s"] = out.info["it_per_s"]
+        info["metrics"] = metrics
+        info["infotext_fields"] = fields
+        log.info("job done engine=%s images=%d videos=%d metrics=%s", engine_cls.key.value, len(result.images),
+                 len(result.videos), metrics)
+        events.emit("done", images=len(out.images), videos=len(out.videos), interrupted=out.interrupted)
+        return result
+
+    @staticmethod
+    def _infotext_fields(params: Params, info: dict[str, Any], entry: Any) -> dict[str, Any]:
+        """The values A1111's infotext shows, in our native names (media builds the text)."""
+        fields: dict[str, Any] = {
+            "prompt": params.prompt,
+            "negative_prompt": params.negative_prompt,
+            "steps": params.steps,
+            "sampler": info.get("sampler_effective") or params.sampler,
+            "scheduler": info.get("scheduler_effective") or params.scheduler,
+            "cfg_scale": params.cfg_scale,
+            "width": params.width,
+            "height": params.height,
+            "model_hash": info.get("model_hash"),
+            "model": entry.name if entry else None,
+            "clip_skip": params.clip_skip,
+            "extra": dict(info.get("infotext_extra") or {}),
+        }
+        if params.task in (Task.IMG2IMG, Task.INPAINT):
+            fields["denoising_strength"] = params.denoising_strength
+        if params.task is Task.INPAINT:
+            fields["mask_blur"] = params.mask_blur
+        if params.vae:
+            fields["vae"] = params.vae
+        fields["extra"].setdefault("Engine", params.engine.value)
+        if params.mode is not Mode.NORMAL:
+            fields["extra"].setdefault("Mode", params.mode.value)
+        return fields

@@ -1,0 +1,155 @@
+"""Typed, resolved parameters for one run and `parse_params`, which applies the family's rules
+(size multiples, ranges, frame rules) to a preset-filled request."""
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Optional
+
+from .enums import EngineKey, Mode, OutputFormat, Precision, ResizeMode, Task
+from .errors import UnsupportedTaskError, ValidationError
+from .registry import get_engine
+from .request import GenerationRequest, validate_request
+
+ImageLoader = Callable[[str, str], Any]  # (value, field) -> PIL.Image
+
+MAX_SEED = 2**32 - 1
+
+
+@dataclass
+class Params:
+    engine: EngineKey
+    task: Task
+    mode: Mode = Mode.NORMAL
+    prompt: str = ""
+    negative_prompt: str = ""
+    width: int = 512
+    height: int = 512
+    steps: int = 20
+    cfg_scale: float = 7.0
+    sampler: str = "Automatic"
+    scheduler: str = "Automatic"
+    seed: int = 0
+    batch_size: int = 1
+    batch_count: int = 1
+    clip_skip: int = 1
+    vae: Optional[str] = None
+    precision: Precision = Precision.AUTO
+    output_format: OutputFormat = OutputFormat.PNG
+    loras: list[dict[str, Any]] = field(default_factory=list)
+    hires: Optional[dict[str, Any]] = None
+    init_image: Any = None
+    mask: Any = None
+    denoising_strength: float = 0.75
+    mask_blur: int = 4
+    mask_invert: bool = False
+    inpaint_full_res: bool = False
+    inpaint_full_res_padding: int = 32
+    resize_mode: ResizeMode = ResizeMode.JUST_RESIZE
+    upscaler: Optional[str] = None
+    scale: Optional[float] = None
+    resize_x: Optional[int] = None
+    resize_y: Optional[int] = None
+    tile_size: int = 192
+    tile_overlap: int = 16
+    num_frames: Optional[int] = None
+    fps: Optional[float] = None
+    motion_bucket_id: Optional[int] = None
+    noise_aug_strength: Optional[float] = None
+    decode_chunk_size: Optional[int] = None
+    distilled_cfg_scale: Optional[float] = None
+    guidance_scale_2: Optional[float] = None
+    flow_shift: Optional[float] = None
+    text_encoders: list[str] = field(default_factory=list)
+    offload: str = "none"
+    vae_tiling: bool = False
+
+    @property
+    def images_total(self) -> int:
+        return self.batch_size * self.batch_count
+
+    def seeds(self) -> list[int]:
+        """Image i of the job uses seed + i (wrapping at 2**32)."""
+        return [(self.seed + i) % (MAX_SEED + 1) for i in range(self.images_total)]
+
+    def effective(self) -> dict[str, Any]:
+        """JSON-able effective values (images left out)."""
+        out = {}
+        for key, value in asdict(self).items():
+            if key in ("init_image", "mask"):
+                continue
+            out[key] = value.value if hasattr(value, "value") else value
+        return out
+
+
+def _check_multiple(name: str, value: int, multiple: int, lo: int, hi: int) -> None:
+    if value % multiple:
+        lower = value - value % multiple
+        raise ValidationError(f"must be a multiple of {multiple} (got {value}; nearest: {lower} or {lower + multiple})",
+                              field=name, allowed=f"multiples of {multiple} from {lo} to {hi}")
+    if not lo <= value <= hi:
+        raise ValidationError(f"must be between {lo} and {hi} (got {value})", field=name,
+                              allowed=f"multiples of {multiple} from {lo} to {hi}")
+
+
+def resolve_seed(seed: int | None) -> int:
+    """-1 (or missing) is random; 0 is a valid seed."""
+    if seed is None or seed == -1:
+        return random.SystemRandom().randint(0, MAX_SEED)
+    return int(seed)
+
+
+def parse_params(engine: EngineKey | str, task: Task | str, request: dict[str, Any] | GenerationRequest, *,
+                 image_loader: ImageLoader | None = None) -> Params:
+    """Validate a (preset-filled) request against an engine's declared rules and return typed params."""
+    cls = get_engine(str(engine.value if isinstance(engine, EngineKey) else engine))
+    task = Task(task)
+    if task not in cls.tasks:
+        raise UnsupportedTaskError(f"engine {cls.key.value!r} does not do {task.value!r}", field="task",
+                                   allowed=sorted(t.value for t in cls.tasks))
+    req = request if isinstance(request, GenerationRequest) else validate_request(request)
+    data = req.model_dump(exclude_unset=True, exclude_none=True)
+    values: dict[str, Any] = {**cls.defaults, **data}
+    known = set(Params.__dataclass_fields__)
+    kwargs = {k: v for k, v in values.items() if k in known}
+    for key in ("init_image", "mask"):
+        kwargs.pop(key, None)
+    if kwargs.get("loras") is not None:
+        kwargs["loras"] = [dict(l) for l in kwargs["loras"]]
+    if kwargs.get("hires") is not None:
+        kwargs["hires"] = {k: v for k, v in dict(kwargs["hires"]).items() if v is not None}
+    kwargs["mode"] = Mode(kwargs.get("mode", Mode.NORMAL))
+    kwargs["seed"] = resolve_seed(values.get("seed"))
+    params = Params(engine=cls.key, task=task, **{k: v for k, v in kwargs.items() if k not in ("engine", "task")})
+
+    if task is not Task.UPSCALE:
+        _check_multiple("width", params.width, cls.size_multiple, cls.min_size, cls.max_size)
+        _check_multiple("height", params.height, cls.size_multiple, cls.min_size, cls.max_size)
+    if task.is_video:
+        if params.num_frames is None:
+            raise ValidationError("is required for video tasks", field="num_frames")
+        if cls.frame_rule:
+            k, r = cls.frame_rule
+            if params.num_frames % k != r:
+                lower = params.num_frames - ((params.num_frames - r) % k)
+                raise ValidationError(f"must be {k}k+{r} (got {params.num_frames}; nearest: {lower} or {lower + k})",
+                                      field="num_frames", allowed=f"{k}k+{r}")
+        if cls.max_frames and params.num_frames > cls.max_frames:
+            raise ValidationError(f"must be at most {cls.max_frames} for {cls.key.value}", field="num_frames")
+    needs_image = task in (Task.IMG2IMG, Task.INPAINT, Task.UPSCALE, Task.IMG2VID)
+    if needs_image:
+        if not req.init_image:
+            raise ValidationError(f"is required for task {task.value!r}", field="init_image")
+        if image_loader is None:
+            raise ValidationError("images cannot be decoded here (no image loader)", field="init_image")
+        params.init_image = image_loader(req.init_image, "init_image")
+    if task is Task.INPAINT:
+        if not req.mask:
+            raise ValidationError("is required for task 'inpaint'", field="mask")
+        params.mask = image_loader(req.mask, "mask") if image_loader else None
+    if task is Task.UPSCALE and params.scale is None and not (params.resize_x and params.resize_y):
+        params.scale = 2.0
+    if (params.resize_x is None) != (params.resize_y is None):
+        missing = "resize_y" if params.resize_y is None else "resize_x"
+        raise ValidationError("resize_x and resize_y go together", field=missing)
+    return params

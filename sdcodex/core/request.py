@@ -1,0 +1,191 @@
+"""The strict generation request every face builds: unknown keys, wrong types and keys that do not
+apply to the task are errors that name the JSON path of the field and what is allowed."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import ValidationError as PydanticValidationError
+
+from .enums import EngineKey, Mode, OutputFormat, Precision, ResizeMode, Task
+from .errors import ValidationError
+
+_STRICT = ConfigDict(extra="forbid", validate_assignment=True, use_enum_values=False)
+
+Int = Optional[StrictInt]
+Float = Optional[StrictFloat]
+Str = Optional[StrictStr]
+Bool = Optional[StrictBool]
+
+
+class LoraSpec(BaseModel):
+    model_config = _STRICT
+    name: StrictStr
+    weight: StrictFloat = 1.0
+
+
+class HiresSpec(BaseModel):
+    """Hires fix for txt2img: a second img2img pass at a larger size."""
+
+    model_config = _STRICT
+    scale: Float = Field(None, gt=1.0, le=8.0)
+    resize_x: Int = Field(None, ge=64, le=8192)
+    resize_y: Int = Field(None, ge=64, le=8192)
+    upscaler: Str = None
+    steps: Int = Field(None, ge=0, le=150)
+    denoising_strength: Float = Field(None, ge=0.0, le=1.0)
+    sampler: Str = None
+    scheduler: Str = None
+    prompt: Str = None
+    negative_prompt: Str = None
+    cfg_scale: Float = Field(None, ge=0.0, le=30.0)
+
+
+class GenerationRequest(BaseModel):
+    """Every native key. All are optional except `task`; a preset fills what the request leaves out."""
+
+    model_config = _STRICT
+
+    task: Task
+    model: Str = None
+    engine: Optional[EngineKey] = None
+    mode: Optional[Mode] = None
+    preset: Str = None
+
+    prompt: Str = None
+    negative_prompt: Str = None
+    width: Int = Field(None, ge=8, le=8192)
+    height: Int = Field(None, ge=8, le=8192)
+    steps: Int = Field(None, ge=1, le=500)
+    cfg_scale: Float = Field(None, ge=0.0, le=50.0)
+    sampler: Str = None
+    scheduler: Str = None
+    seed: Int = Field(None, ge=-1, le=2**32 - 1)
+    batch_size: Int = Field(None, ge=1, le=64)
+    batch_count: Int = Field(None, ge=1, le=1000)
+    clip_skip: Int = Field(None, ge=1, le=12)
+    vae: Str = None
+    precision: Optional[Precision] = None
+    output_format: Optional[OutputFormat] = None
+    loras: Optional[list[LoraSpec]] = None
+    hires: Optional[HiresSpec] = None
+
+    init_image: Str = None
+    mask: Str = None
+    denoising_strength: Float = Field(None, ge=0.0, le=1.0)
+    mask_blur: Int = Field(None, ge=0, le=256)
+    mask_invert: Bool = None
+    inpaint_full_res: Bool = None
+    inpaint_full_res_padding: Int = Field(None, ge=0, le=1024)
+    resize_mode: Optional[ResizeMode] = None
+
+    upscaler: Str = None
+    scale: Float = Field(None, gt=0.0, le=16.0)
+    resize_x: Int = Field(None, ge=1, le=16384)
+    resize_y: Int = Field(None, ge=1, le=16384)
+    tile_size: Int = Field(None, ge=0, le=4096)
+    tile_overlap: Int = Field(None, ge=0, le=512)
+
+    num_frames: Int = Field(None, ge=1, le=1024)
+    fps: Float = Field(None, gt=0.0, le=240.0)
+    motion_bucket_id: Int = Field(None, ge=0, le=1023)
+    noise_aug_strength: Float = Field(None, ge=0.0, le=10.0)
+    decode_chunk_size: Int = Field(None, ge=1, le=1024)
+    distilled_cfg_scale: Float = Field(None, ge=0.0, le=50.0)
+    guidance_scale_2: Float = Field(None, ge=0.0, le=50.0)
+    flow_shift: Float = Field(None, gt=0.0, le=100.0)
+    text_encoders: Optional[list[StrictStr]] = None
+    offload: Optional[str] = Field(None, pattern="^(none|model|sequential)$")
+    vae_tiling: Bool = None
+
+
+_COMMON = {"task", "model", "engine", "mode", "preset", "precision", "output_format", "vae", "seed",
+           "batch_size", "batch_count"}
+_DIFFUSION = {"prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "sampler", "scheduler",
+              "clip_skip", "loras", "distilled_cfg_scale", "flow_shift", "text_encoders", "offload", "vae_tiling"}
+_IMG_IN = {"init_image", "denoising_strength", "resize_mode"}
+_INPAINT = {"mask", "mask_blur", "mask_invert", "inpaint_full_res", "inpaint_full_res_padding"}
+_VIDEO = {"num_frames", "fps", "decode_chunk_size", "guidance_scale_2"}
+
+#: Which request keys apply to which task. A key given for a task outside its set is an error.
+TASK_KEYS: dict[Task, frozenset[str]] = {
+    Task.TXT2IMG: frozenset(_COMMON | _DIFFUSION | {"hires"}),
+    Task.IMG2IMG: frozenset(_COMMON | _DIFFUSION | _IMG_IN),
+    Task.INPAINT: frozenset(_COMMON | _DIFFUSION | _IMG_IN | _INPAINT),
+    Task.UPSCALE: frozenset({"task", "model", "engine", "preset", "output_format", "init_image", "upscaler",
+                             "scale", "resize_x", "resize_y", "tile_size", "tile_overlap", "seed"}),
+    Task.TXT2VID: frozenset(_COMMON | _DIFFUSION | _VIDEO),
+    Task.IMG2VID: frozenset(_COMMON | _DIFFUSION | _VIDEO | {"init_image", "motion_bucket_id",
+                                                              "noise_aug_strength"}),
+}
+
+REQUEST_KEYS: frozenset[str] = frozenset(GenerationRequest.model_fields)
+
+
+def json_path(loc: tuple[Any, ...]) -> str:
+    """('hires', 'steps') -> 'hires.steps'; ('loras', 0, 'name') -> 'loras[0].name'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(request)"
+
+
+def _allowed_for(error: dict[str, Any]) -> Any:
+    ctx = error.get("ctx") or {}
+    if "expected" in ctx:
+        return ctx["expected"]
+    bounds = {k: ctx[k] for k in ("ge", "gt", "le", "lt", "pattern") if k in ctx}
+    return ", ".join(f"{k} {v}" for k, v in bounds.items()) or None
+
+
+def from_pydantic(exc: PydanticValidationError, *, prefix: str = "") -> ValidationError:
+    """Turn pydantic's error list into our ValidationError; the first problem is the headline."""
+    problems = []
+    for err in exc.errors():
+        path = json_path(tuple(err["loc"]))
+        if prefix:
+            path = f"{prefix}.{path}" if path != "(request)" else prefix
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        problems.append({"field": path, "message": msg, "allowed": _allowed_for(err)})
+    first = problems[0]
+    allowed = first["allowed"]
+    if first["message"] == "unknown key":
+        allowed = None
+    message = first["message"]
+    if len(problems) > 1:
+        message += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
+    return ValidationError(message, field=first["field"], allowed=allowed, errors=problems)
+
+
+def check_task_keys(data: dict[str, Any], task: Task) -> None:
+    """A key that does not apply to the task is an error naming the field and where it applies."""
+    allowed = TASK_KEYS[task]
+    for key in data:
+        if key in REQUEST_KEYS and key not in allowed:
+            where = sorted(t.value for t, keys in TASK_KEYS.items() if key in keys)
+            raise ValidationError(f"does not apply to task {task.value!r} (it applies to: {', '.join(where)})",
+                                  field=key)
+
+
+def validate_request(data: Any, *, prefix: str = "") -> GenerationRequest:
+    """Validate a raw JSON object into a GenerationRequest. Raises ValidationError."""
+    if not isinstance(data, dict):
+        raise ValidationError(f"a request must be a JSON object, not {type(data).__name__}", field=prefix or None)
+    if "task" not in data:
+        raise ValidationError("is required", field="task", allowed=Task.values())
+    try:
+        req = GenerationRequest.model_validate(data)
+    except PydanticValidationError as exc:
+        raise from_pydantic(exc, prefix=prefix) from None
+    check_task_keys(data, req.task)
+    return req
+
+
+def given(req: GenerationRequest) -> dict[str, Any]:
+    """The keys a request actually gave, as JSON-able values (enums as strings)."""
+    return req.model_dump(mode="json", exclude_unset=True)

@@ -1,0 +1,207 @@
+"""Shared base for engines over a Diffusers pipeline: builds the task's pipeline from the loaded
+components, applies the sampler policy, loops over batches with one CPU generator per image, times
+the stages and honours interrupt/skip. Families only declare classes and map params to kwargs."""
+from __future__ import annotations
+
+import inspect
+import time
+from typing import Any, ClassVar
+
+import torch
+from PIL import Image, ImageFilter, ImageOps
+
+from sdcodex.core.engine import EngineInterface, EngineOutput
+from sdcodex.core.enums import ResizeMode, Task
+from sdcodex.core.events import EventSink, Interrupted, Skipped
+from sdcodex.core.params import Params
+from sdcodex.core.registry import PIPELINES
+from sdcodex.core.samplers import create_sampler
+
+
+def build_pipeline(pipeline_cls: type, components: dict[str, Any], **extra: Any) -> Any:
+    """Instantiate a Diffusers pipeline class from shared components (only the ones it takes)."""
+    wanted = [p for p in inspect.signature(pipeline_cls.__init__).parameters if p != "self"]
+    kwargs = {name: components.get(name) for name in wanted if name in components or name in extra}
+    for name in wanted:
+        if name not in kwargs and name in ("safety_checker", "feature_extractor", "image_encoder"):
+            kwargs[name] = None
+    if "requires_safety_checker" in wanted:
+        kwargs["requires_safety_checker"] = False
+    kwargs.update({k: v for k, v in extra.items() if k in wanted})
+    pipe = pipeline_cls(**kwargs)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def register_pipelines(engine_key: str, pipelines: dict[Task, type]) -> None:
+    """Make `create_pipeline('<engine>.<task>', components=...)` work for each task class."""
+    for task, cls in pipelines.items():
+        PIPELINES.add(f"{engine_key}.{task.value}",
+                      lambda components, _cls=cls, **kw: build_pipeline(_cls, components, **kw))
+
+
+def resize_image(image: Image.Image, width: int, height: int, mode: ResizeMode) -> Image.Image:
+    """A1111's resize modes: stretch, crop to fill, or fit and fill the borders with stretched edges."""
+    image = image.convert("RGB")
+    if image.size == (width, height):
+        return image
+    if mode is ResizeMode.JUST_RESIZE:
+        return image.resize((width, height), Image.LANCZOS)
+    ratio_w, ratio_h = width / image.width, height / image.height
+    if mode is ResizeMode.CROP_AND_RESIZE:
+        scale = max(ratio_w, ratio_h)
+        resized = image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
+        left, top = (resized.width - width) // 2, (resized.height - height) // 2
+        return resized.crop((left, top, left + width, top + height))
+    scale = min(ratio_w, ratio_h)
+    resized = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
+    canvas = image.resize((width, height), Image.LANCZOS).filter(ImageFilter.GaussianBlur(8))
+    canvas.paste(resized, ((width - resized.width) // 2, (height - resized.height) // 2))
+    return canvas
+
+
+def prepare_mask(mask: Image.Image, params: Params) -> Image.Image:
+    """Grey-scale mask at the output size, inverted and blurred as the request says (white = repaint)."""
+    mask = mask.convert("L")
+    if mask.size != (params.width, params.height):
+        mask = mask.resize((params.width, params.height), Image.NEAREST)
+    if params.mask_invert:
+        mask = ImageOps.invert(mask)
+    if params.mask_blur > 0:
+        mask = mask.filter(ImageFilter.GaussianBlur(params.mask_blur))
+    return mask
+
+
+class _StageClock:
+    """Times text encoding through forward hooks on the text encoders (no change to the math)."""
+
+    def __init__(self, modules: list[torch.nn.Module]) -> None:
+        self.text_encode = 0.0
+        self._start = 0.0
+        self._handles = []
+        for module in modules:
+            self._handles.append(module.register_forward_pre_hook(self._pre))
+            self._handles.append(module.register_forward_hook(self._post))
+
+    def _pre(self, *_: Any) -> None:
+        self._start = time.perf_counter()
+
+    def _post(self, *_: Any) -> None:
+        self.text_encode += time.perf_counter() - self._start
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+class DiffusersEngine(EngineInterface):
+    """Declare `pipelines` (task → Diffusers class) and override `call_kwargs` for family extras."""
+
+    pipelines: ClassVar[dict[Task, type]] = {}
+    text_encoder_names: ClassVar[tuple[str, ...]] = ("text_encoder", "text_encoder_2")
+    family_for_sampler: ClassVar[str | None] = None
+
+    # -- pipeline and sampler -----------------------------------------------------------------
+    def pipeline(self, task: Task) -> Any:
+        cache = self.model.__dict__.setdefault("_pipelines", {})
+        if task not in cache:
+            cache[task] = build_pipeline(self.pipelines[task], self.model.components)
+        return cache[task]
+
+    def sampler(self, params: Params) -> Any:
+        prediction = getattr(self.model, "prediction", None) or self.prediction
+        return create_sampler(params.sampler, params.scheduler, self.family_for_sampler or self.key.value,
+                              dict(self.model.scheduler_config), prediction, mode=params.mode)
+
+    # -- family hooks -------------------------------------------------------------------------
+    def call_kwargs(self, params: Params, pipe: Any, batch_size: int) -> dict[str, Any]:
+        """Keyword arguments for one pipeline call (without generator/callback)."""
+        prompt: Any = params.prompt if batch_size == 1 else [params.prompt] * batch_size
+        negative: Any = params.negative_prompt or None
+        if negative is not None and batch_size > 1:
+            negative = [negative] * batch_size
+        kw: dict[str, Any] = {
+            "prompt": prompt,
+            "negative_prompt": negative,
+            "num_inference_steps": params.steps,
+            "guidance_scale": params.cfg_scale,
+        }
+        if params.clip_skip > 1:
+            kw["clip_skip"] = params.clip_skip - 1  # A1111's 2 is Diffusers' 1 (one layer skipped)
+        if params.task is Task.TXT2IMG:
+            kw.update(width=params.width, height=params.height)
+        elif params.task is Task.IMG2IMG:
+            kw.update(image=resize_image(params.init_image, params.width, params.height, params.resize_mode),
+                      strength=params.denoising_strength)
+        elif params.task is Task.INPAINT:
+            kw.update(image=resize_image(params.init_image, params.width, params.height, params.resize_mode),
+                      mask_image=prepare_mask(params.mask, params), strength=params.denoising_strength,
+                      width=params.width, height=params.height)
+            if params.inpaint_full_res:
+                kw["padding_mask_crop"] = params.inpaint_full_res_padding
+        return kw
+
+    def planned_steps(self, params: Params) -> int:
+        steps = params.steps
+        if params.task in (Task.IMG2IMG, Task.INPAINT):
+            steps = max(1, min(int(steps * params.denoising_strength), steps))
+        return steps
+
+    def collect(self, result: Any, out: EngineOutput, seeds: list[int]) -> None:
+        out.images.extend(result.images)
+        out.seeds.extend(seeds)
+
+    # -- the shared run -----------------------------------------------------------------------
+    def run(self, params: Params, events: EventSink) -> EngineOutput:
+        out = EngineOutput()
+        choice = self.sampler(params)
+        out.warnings.extend(choice.warnings)
+        out.info.update(choice.to_info())
+        pipe = self.pipeline(params.task)
+        pipe.scheduler = choice.scheduler
+        encoders = [getattr(pipe, n) for n in self.text_encoder_names if getattr(pipe, n, None) is not None]
+        clock = _StageClock(encoders)
+        events.plan(self.planned_steps(params) * params.batch_count)
+        seeds = params.seeds()
+        denoise = decode = 0.0
+        steps_done = 0
+        try:
+            for batch in range(params.batch_count):
+                batch_seeds = seeds[batch * params.batch_size:(batch + 1) * params.batch_size]
+                generators = [torch.Generator("cpu").manual_seed(s) for s in batch_seeds]
+                marks: dict[str, float] = {}
+
+                def on_step(p: Any, i: int, t: Any, kwargs: dict[str, Any], _b: int = batch) -> dict[str, Any]:
+                    marks["last"] = time.perf_counter()
+                    marks["steps"] = marks.get("steps", 0) + 1
+                    total = getattr(p, "num_timesteps", None) or getattr(p, "_num_timesteps", 0) or params.steps
+                    events.step(i + 1, total, image_index=_b * params.batch_size, images=params.images_total)
+                    return kwargs
+
+                kwargs = self.call_kwargs(params, pipe, len(batch_seeds))
+                te_before = clock.text_encode
+                start = time.perf_counter()
+                try:
+                    result = pipe(**kwargs, generator=generators[0] if len(generators) == 1 else generators,
+                                  callback_on_step_end=on_step)
+                except Skipped:
+                    out.skipped += len(batch_seeds)
+                    events.emit("skipped", seeds=batch_seeds)
+                    continue
+                end = time.perf_counter()
+                last = marks.get("last", end)
+                denoise += last - start - (clock.text_encode - te_before)
+                decode += end - last
+                steps_done += int(marks.get("steps", 0))
+                self.collect(result, out, batch_seeds)
+                for k, seed in enumerate(batch_seeds):
+                    events.emit("image", index=len(out.seeds) - len(batch_seeds) + k, seed=seed)
+        except Interrupted:
+            out.interrupted = True
+            events.emit("interrupted", kept=len(out.seeds))
+        finally:
+            clock.close()
+        out.timings.update(text_encode=clock.text_encode, denoise=denoise, decode=decode)
+        if denoise > 0 and steps_done:
+            out.info["it_per_s"] = round(steps_done / denoise, 3)
+        return out

@@ -1,0 +1,68 @@
+"""Stable Diffusion 1.5 and SDXL engines: declarations over the shared Diffusers base."""
+from __future__ import annotations
+
+from diffusers import (
+    StableDiffusionImg2ImgPipeline,
+    StableDiffusionInpaintPipeline,
+    StableDiffusionPipeline,
+    StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLInpaintPipeline,
+    StableDiffusionXLPipeline,
+)
+
+from sdcodex.core.enums import EngineKey, Mode, Task
+from sdcodex.core.errors import ValidationError
+from sdcodex.core.params import Params
+from sdcodex.core.registry import ENGINES
+
+from .base import DiffusersEngine, register_pipelines
+
+_IMAGE_TASKS = frozenset({Task.TXT2IMG, Task.IMG2IMG, Task.INPAINT})
+
+
+class _StableDiffusion(DiffusersEngine):
+    tasks = _IMAGE_TASKS
+    modes = frozenset(Mode)
+    default_sampler = "DPM++ 2M"
+    default_scheduler = "Karras"
+    size_multiple = 8
+
+    def validate(self, params: Params) -> list[str]:
+        warnings: list[str] = []
+        variant = getattr(self.model, "variant", {}) or {}
+        if variant.get("inpaint") and params.task is not Task.INPAINT:
+            raise ValidationError(f"model {self.model.name!r} is an inpainting model (9-channel UNet); "
+                                  f"use it for task 'inpaint'", field="task", allowed=["inpaint"])
+        if params.clip_skip > self.max_clip_skip:
+            raise ValidationError(f"must be at most {self.max_clip_skip} for {self.key.value}", field="clip_skip")
+        return warnings
+
+    max_clip_skip = 12
+
+
+@ENGINES.register("sd15", "sd1.5", "sd1", "stable-diffusion-1.5")
+class SD15Engine(_StableDiffusion):
+    key = EngineKey.SD15
+    label = "Stable Diffusion 1.5"
+    defaults = {"width": 512, "height": 512, "steps": 20, "cfg_scale": 7.0}
+    pipelines = {
+        Task.TXT2IMG: StableDiffusionPipeline,
+        Task.IMG2IMG: StableDiffusionImg2ImgPipeline,
+        Task.INPAINT: StableDiffusionInpaintPipeline,
+    }
+
+
+@ENGINES.register("sdxl", "sd_xl", "stable-diffusion-xl")
+class SDXLEngine(_StableDiffusion):
+    key = EngineKey.SDXL
+    label = "Stable Diffusion XL"
+    defaults = {"width": 1024, "height": 1024, "steps": 25, "cfg_scale": 6.0}
+    pipelines = {
+        Task.TXT2IMG: StableDiffusionXLPipeline,
+        Task.IMG2IMG: StableDiffusionXLImg2ImgPipeline,
+        Task.INPAINT: StableDiffusionXLInpaintPipeline,
+    }
+
+
+for _cls in (SD15Engine, SDXLEngine):
+    register_pipelines(_cls.key.value, _cls.pipelines)

@@ -1,0 +1,414 @@
+"""Offline loading of SD1.5 / SDXL models into Diffusers pipeline components.
+
+Single files (.safetensors; pickle only on explicit opt-in) are converted from the LDM layout with our own
+tables (convert_ldm.py); every module is built with empty (meta) parameters from a bundled config and its
+weights are assigned straight from the file: no random init, no second copy. Diffusers folders load with
+``from_pretrained(local_files_only=True)``. Nothing is ever fetched from a hub.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import torch
+
+from sdcodex.core.enums import EngineKey, Prediction, Precision
+from sdcodex.core.errors import ModelLoadError, ModelNotFoundError, PickleRefusedError, ValidationError
+from sdcodex.models import convert_ldm as cv
+from sdcodex.models.tokenizers import clip_tokenizer
+
+CONFIG_ROOT = Path(__file__).parent / "configs"
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+SUPPORTED = (EngineKey.SD15, EngineKey.SDXL)
+V_PRED_MARKERS = ("v_pred",)
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to become a pipeline: ``PipelineClass(**components)``."""
+
+    name: str
+    path: Path
+    family: EngineKey
+    components: dict[str, Any]
+    prediction: Prediction = Prediction.EPSILON
+    variant: dict[str, Any] = field(default_factory=dict)
+    dtype: torch.dtype = torch.float32
+    short_hash: str | None = None
+    scheduler_config: dict[str, Any] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------------- small helpers
+def resolve_dtype(precision: str | Precision, device: str | torch.device) -> torch.dtype | None:
+    """The dtype to load in; None keeps the file's dtype. fp16 needs CUDA (ValidationError field 'precision')."""
+    try:
+        precision = Precision(str(precision))
+    except ValueError:
+        raise ValidationError(f"unknown precision {precision!r}", field="precision", allowed=Precision.values())
+    cuda = torch.device(device).type == "cuda"
+    if precision is Precision.AUTO:
+        return torch.float16 if cuda else torch.float32
+    if precision is Precision.FP16 and not cuda:
+        raise ValidationError("fp16 needs a CUDA device; use fp32 or bf16 on CPU", field="precision",
+                              allowed=["auto", "fp32", "bf16"])
+    return {Precision.FP32: torch.float32, Precision.FP16: torch.float16, Precision.BF16: torch.bfloat16}[precision]
+
+
+def bundled_config(family: EngineKey | str, component: str) -> dict[str, Any]:
+    """A bundled Diffusers/transformers config, e.g. ('sdxl', 'text_encoder_2') or ('sd15', 'unet_inpaint')."""
+    folder = CONFIG_ROOT / str(family) / component
+    for name in ("config.json", "scheduler_config.json", "tokenizer_config.json"):
+        if (folder / name).is_file():
+            return json.loads((folder / name).read_text())
+    raise ModelLoadError(f"no bundled config for {family}/{component}", field="family", allowed=list(map(str, SUPPORTED)))
+
+
+def _configs_from(source: str | Path | Mapping[str, dict] | None) -> dict[str, dict]:
+    """Per-component config overrides: a mapping, or a Diffusers folder whose component configs are used."""
+    if source is None:
+        return {}
+    if isinstance(source, Mapping):
+        return dict(source)
+    out = {}
+    for sub in Path(source).iterdir():
+        for name in ("config.json", "scheduler_config.json"):
+            if (sub / name).is_file():
+                out[sub.name] = json.loads((sub / name).read_text())
+    return out
+
+
+class _Tensors(Mapping[str, torch.Tensor]):
+    """A lazy view of file tensors under a key map (local key -> file key), cast to `dtype` on access."""
+
+    def __init__(self, source: Any, keys: Mapping[str, str], dtype: torch.dtype | None) -> None:
+        self.source, self.keys, self.dtype = source, dict(keys), dtype
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        full = self.keys[key]
+        tensor = self.source.get_tensor(full) if hasattr(self.source, "get_tensor") else self.source[full]
+        if self.dtype is not None and tensor.is_floating_point() and tensor.dtype != self.dtype:
+            tensor = tensor.to(self.dtype)
+        return tensor
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def _open_safetensors(path: Path):
+    from safetensors import safe_open
+
+    try:
+        handle = safe_open(str(path), framework="pt", device="cpu")
+        keys = list(handle.keys())
+    except Exception as exc:  # safetensors raises its own error types for bad headers / truncation
+        raise ModelLoadError(f"{path}: not a readable safetensors file ({exc}); the file may be truncated or "
+                             "corrupt, download it again") from exc
+    return handle, keys
+
+
+def _open_pickle(path: Path, allow_pickle: bool):
+    if not allow_pickle:
+        raise PickleRefusedError(
+            f"{path}: pickle checkpoints ({path.suffix}) can run code when loaded and are refused; convert it to "
+            ".safetensors or pass --allow-pickle (allow_pickle=True) if you trust the file", field="allow_pickle")
+    try:
+        data = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelLoadError(f"{path}: cannot read pickle checkpoint with weights_only=True ({exc})") from exc
+    while isinstance(data, dict) and "state_dict" in data and isinstance(data["state_dict"], dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path}: pickle checkpoint does not hold a state dict")
+    tensors = {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}
+    return tensors, list(tensors)
+
+
+def _family_from_keys(path: Path, keys: list[str], root: str) -> EngineKey:
+    parts = cv.split_components(keys, root)
+    if "text_encoder_2" in parts or any(k.startswith("label_emb.") for k in parts.get("unet", {})):
+        return EngineKey.SDXL
+    if "unet" in parts:
+        return EngineKey.SD15
+    raise ModelLoadError(f"{path}: no Stable Diffusion UNet keys (model.diffusion_model.*) found; not an "
+                         "SD1.5/SDXL checkpoint", allowed=list(map(str, SUPPORTED)))
+
+
+def _detect_family(path: Path, keys: list[str], root: str) -> EngineKey:
+    """Family from detect.py when present (content-based), else from our own marker keys."""
+    try:
+        from sdcodex.models.detect import detect_file  # type: ignore[import-not-found]
+    except ImportError:
+        return _family_from_keys(path, keys, root)
+    try:
+        found = detect_file(path).family
+    except Exception:
+        found = None
+    return EngineKey(str(found)) if found else _family_from_keys(path, keys, root)
+
+
+def _short_hash(path: Path) -> str | None:
+    try:
+        from sdcodex.models import hashing  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    for name in ("short_hash", "autov2_short", "file_short_hash"):
+        fn = getattr(hashing, name, None)
+        if callable(fn):
+            try:
+                return fn(path)
+            except Exception:
+                return None
+    return None
+
+
+def _resolve_ref(ref: str | Path, models_dir: str | Path | None) -> Path:
+    path = Path(ref).expanduser()
+    if path.exists():
+        return path
+    try:
+        from sdcodex.models.inventory import Inventory  # type: ignore[import-not-found]
+    except ImportError:
+        raise ModelNotFoundError(f"model {str(ref)!r} not found: no such file or folder", field="model")
+    found = Inventory(models_dir).resolve(str(ref))
+    if found is None:
+        raise ModelNotFoundError(f"model {str(ref)!r} not found in the models folder", field="model")
+    return Path(getattr(found, "path", found))
+
+
+# ------------------------------------------------------------------------------------------ building modules
+def _empty(build) -> torch.nn.Module:
+    """Build a module with meta parameters (buffers stay real): no random init, no memory."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights(include_buffers=False):
+        return build()
+
+
+def _assign(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, component: str) -> torch.nn.Module:
+    """Strictly assign `state` into `module`; any mismatch is a ModelLoadError naming the file and keys."""
+    expected = set(module.state_dict().keys())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        detail = []
+        if missing:
+            detail.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            detail.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+        raise ModelLoadError(f"{path}: {component} weights do not match the expected layout: " + "; ".join(detail))
+    try:
+        module.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as exc:
+        raise ModelLoadError(f"{path}: {component} weights do not fit its config: {str(exc)[:400]}") from exc
+    return module.eval()
+
+
+def _build_unet(config: dict):
+    from diffusers import UNet2DConditionModel
+
+    return _empty(lambda: UNet2DConditionModel.from_config(config))
+
+
+def _build_vae(config: dict):
+    from diffusers import AutoencoderKL
+
+    return _empty(lambda: AutoencoderKL.from_config(config))
+
+
+def _build_text(config: dict, projection: bool):
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    cfg = CLIPTextConfig(**{k: v for k, v in config.items() if k not in ("architectures", "model_type")})
+    cls = CLIPTextModelWithProjection if projection else CLIPTextModel
+    return _empty(lambda: cls(cfg))
+
+
+def _has_text_model_prefix(module: torch.nn.Module) -> bool:
+    return any(k.startswith("text_model.") for k in module.state_dict())
+
+
+def _scheduler(config: dict):
+    import diffusers
+
+    cls = getattr(diffusers, config.get("_class_name", "PNDMScheduler"))
+    return cls.from_config(config)
+
+
+def load_vae_file(path: str | Path, config: dict, dtype: torch.dtype | None, device: str = "cpu"):
+    """An AutoencoderKL from a separate VAE file (LDM or Diffusers layout, optional 'first_stage_model.' prefix)."""
+    path = Path(path)
+    if path.is_dir():
+        from diffusers import AutoencoderKL
+
+        return AutoencoderKL.from_pretrained(path, local_files_only=True, torch_dtype=dtype).to(device).eval()
+    source, keys = (_open_pickle(path, False) if path.suffix in PICKLE_SUFFIXES else _open_safetensors(path))
+    local = {}
+    for key in keys:
+        for prefix in ("first_stage_model.", "vae."):
+            if key.startswith(prefix):
+                local[key[len(prefix):]] = key
+                break
+        else:
+            if key.startswith(("encoder.", "decoder.", "quant_conv.", "post_quant_conv.")):
+                local[key] = key
+    if not local:
+        raise ModelLoadError(f"{path}: no VAE weights found (expected encoder.*/decoder.* keys)", field="vae")
+    state = cv.convert_vae(_Tensors(source, local, dtype), config)
+    return _assign(_build_vae(config), state, path, "vae").to(device)
+
+
+# ------------------------------------------------------------------------------------------------ public API
+def load_model(ref: str | Path, *, family: EngineKey | str | None = None, vae: str | Path | None = None,
+               precision: str | Precision = "auto", device: str = "cpu", allow_pickle: bool = False,
+               models_dir: str | Path | None = None, configs: str | Path | Mapping[str, dict] | None = None,
+               ) -> LoadedModel:
+    """Load an SD1.5/SDXL single file or Diffusers folder (offline). `configs` overrides bundled component configs."""
+    dtype = resolve_dtype(precision, device)
+    path = _resolve_ref(ref, models_dir)
+    wanted = None
+    if family is not None:
+        try:
+            wanted = EngineKey(str(family))
+        except ValueError:
+            raise ValidationError(f"unknown family {family!r}", field="family", allowed=EngineKey.values())
+        if wanted not in SUPPORTED:
+            raise ValidationError(f"this loader handles SD1.5 and SDXL, not {wanted}", field="family",
+                                  allowed=list(map(str, SUPPORTED)))
+    if path.is_dir():
+        loaded = _load_folder(path, wanted, dtype, device)
+    else:
+        loaded = _load_single_file(path, wanted, dtype, device, allow_pickle, _configs_from(configs))
+    if vae is not None:
+        vae_config = dict(loaded.components["vae"].config)
+        loaded.components["vae"] = load_vae_file(Path(vae), vae_config, loaded.dtype, device)
+        loaded.variant["vae"] = str(vae)
+    return loaded
+
+
+def _load_single_file(path: Path, wanted: EngineKey | None, dtype: torch.dtype | None, device: str,
+                      allow_pickle: bool, overrides: dict[str, dict]) -> LoadedModel:
+    if not path.is_file():
+        raise ModelNotFoundError(f"model file {path} not found", field="model")
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        source, keys = _open_pickle(path, allow_pickle)
+    elif path.suffix.lower() == ".safetensors":
+        source, keys = _open_safetensors(path)
+    else:
+        raise ModelLoadError(f"{path}: unsupported file type {path.suffix!r}", field="model",
+                             allowed=[".safetensors", "diffusers folder", *PICKLE_SUFFIXES])
+    root = cv.find_root_prefix(keys)
+    found = _detect_family(path, keys, root)
+    if wanted is not None and found != wanted:
+        raise ModelLoadError(f"{path}: this is a {found} checkpoint, it cannot be loaded as {wanted}",
+                             field="family", allowed=[str(found)])
+    fam = wanted or found
+    if fam not in SUPPORTED:
+        raise ModelLoadError(f"{path}: family {fam} is not loaded by the SD loader", field="family",
+                             allowed=list(map(str, SUPPORTED)))
+    parts = cv.split_components(keys, root)
+    for needed in ("unet", "vae", "text_encoder") + (("text_encoder_2",) if fam is EngineKey.SDXL else ()):
+        if needed not in parts:
+            raise ModelLoadError(f"{path}: no {needed} weights in this file; a full {fam} checkpoint is needed "
+                                 "(UNet-only files need a separate loader)", field="model")
+
+    def config(name: str) -> dict:
+        return dict(overrides.get(name) or bundled_config(fam, name))
+
+    conv_in = source.get_slice(parts["unet"]["input_blocks.0.0.weight"]).get_shape() \
+        if hasattr(source, "get_slice") else list(source[parts["unet"]["input_blocks.0.0.weight"]].shape)
+    in_channels = int(conv_in[1])
+    unet_cfg = config("unet") if in_channels != 9 or "unet" in overrides else config("unet_inpaint")
+    if int(unet_cfg.get("in_channels", 4)) != in_channels:
+        unet_cfg["in_channels"] = in_channels
+    v_pred = any(k[len(root):] in V_PRED_MARKERS for k in keys)
+    sched_cfg = config("scheduler_v_prediction" if v_pred else "scheduler")
+    if v_pred:
+        sched_cfg["prediction_type"] = "v_prediction"
+
+    file_dtype = dtype
+    view = lambda name: _Tensors(source, parts[name], file_dtype)  # noqa: E731
+    unet = _assign(_build_unet(unet_cfg), cv.convert_unet(view("unet"), unet_cfg), path, "unet")
+    vae_cfg = config("vae")
+    vae = _assign(_build_vae(vae_cfg), cv.convert_vae(view("vae"), vae_cfg), path, "vae")
+    te = _build_text(config("text_encoder"), projection=False)
+    te = _assign(te, cv.convert_clip_l(view("text_encoder"), text_model_prefix=_has_text_model_prefix(te)),
+                 path, "text_encoder")
+    components: dict[str, Any] = {"unet": unet, "vae": vae, "text_encoder": te,
+                                  "tokenizer": _tokenizer(fam, "tokenizer")}
+    if fam is EngineKey.SDXL:
+        te2 = _build_text(config("text_encoder_2"), projection=True)
+        state = cv.convert_open_clip(view("text_encoder_2"), text_model_prefix=_has_text_model_prefix(te2))
+        components["text_encoder_2"] = _assign(te2, state, path, "text_encoder_2")
+        components["tokenizer_2"] = _tokenizer(fam, "tokenizer_2")
+    else:
+        components.update(safety_checker=None, feature_extractor=None)
+    components["scheduler"] = _scheduler(sched_cfg)
+    components["image_encoder"] = None
+    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        if name in components:
+            components[name] = components[name].to(device)
+    return LoadedModel(name=path.stem, path=path, family=fam, components=components,
+                       prediction=Prediction.V_PREDICTION if v_pred else Prediction.EPSILON,
+                       variant={"inpaint": in_channels == 9, "in_channels": in_channels, "format": "single_file",
+                                "prefix": root},
+                       dtype=unet.dtype, short_hash=_short_hash(path), scheduler_config=dict(sched_cfg))
+
+
+def _tokenizer(family: EngineKey, slot: str):
+    cfg = bundled_config(family, slot)
+    return clip_tokenizer(pad_token=cfg.get("pad_token", "<|endoftext|>"),
+                          model_max_length=int(cfg.get("model_max_length", 77)))
+
+
+def _folder_family(path: Path, index: dict) -> EngineKey:
+    name = str(index.get("_class_name", ""))
+    if name.startswith("StableDiffusionXL") or "text_encoder_2" in index:
+        return EngineKey.SDXL
+    if name.startswith("StableDiffusion"):
+        return EngineKey.SD15
+    raise ModelLoadError(f"{path}: pipeline {name or '(unknown)'} is not an SD1.5/SDXL Diffusers folder",
+                         field="model", allowed=list(map(str, SUPPORTED)))
+
+
+def _load_folder(path: Path, wanted: EngineKey | None, dtype: torch.dtype | None, device: str) -> LoadedModel:
+    """A Diffusers folder via from_pretrained(local_files_only=True); our tokenizer fills a missing one."""
+    import diffusers
+
+    index_file = path / "model_index.json"
+    try:
+        index = json.loads(index_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: not a Diffusers folder (model_index.json missing or invalid: {exc})",
+                             field="model") from exc
+    fam = _folder_family(path, index)
+    if wanted is not None and fam != wanted:
+        raise ModelLoadError(f"{path}: this is a {fam} model, it cannot be loaded as {wanted}", field="family",
+                             allowed=[str(fam)])
+    kwargs: dict[str, Any] = {}
+    for slot in ("tokenizer", "tokenizer_2"):
+        if slot in index and not (path / slot).is_dir():
+            kwargs[slot] = _tokenizer(fam, slot)
+    for slot in ("safety_checker", "feature_extractor", "image_encoder"):
+        if slot in index and not (path / slot).is_dir():
+            kwargs[slot] = None
+    cls = getattr(diffusers, str(index.get("_class_name")), diffusers.DiffusionPipeline)
+    try:
+        pipe = cls.from_pretrained(path, local_files_only=True, torch_dtype=dtype, **kwargs)
+    except Exception as exc:
+        raise ModelLoadError(f"{path}: cannot load Diffusers folder ({str(exc)[:400]})", field="model") from exc
+    components = dict(pipe.components)
+    for slot in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        if components.get(slot) is not None:
+            components[slot] = components[slot].to(device).eval()
+    sched_cfg = dict(components["scheduler"].config)
+    in_channels = int(components["unet"].config.in_channels)
+    return LoadedModel(
+        name=path.name, path=path, family=fam, components=components,
+        prediction=Prediction(sched_cfg.get("prediction_type") or "epsilon")
+        if sched_cfg.get("prediction_type") in ("epsilon", "v_prediction") else Prediction.EPSILON,
+        variant={"inpaint": in_channels == 9, "in_channels": in_channels, "format": "diffusers"},
+        dtype=components["unet"].dtype, short_hash=_short_hash(path), scheduler_config=sched_cfg)

@@ -1,0 +1,107 @@
+"""Read the JSON header of a .safetensors file (names, dtypes, shapes) without touching tensor data.
+
+Layout: 8-byte little-endian header length N, N bytes of JSON, then the data buffer. Every tensor
+entry says its dtype, shape and [begin, end) byte offsets into the data buffer; `__metadata__` is an
+optional str->str map. A file whose header is cut, not JSON, or points past the end is refused with
+a ModelLoadError that names the file and the problem.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+from sdcodex.core.errors import ModelLoadError
+
+# Bytes per element for the dtypes safetensors defines (sub-byte and exotic ones are not size-checked).
+DTYPE_SIZES: dict[str, int] = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1,
+    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4,
+    "I64": 8, "U64": 8, "F64": 8,
+}
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # the reference implementation refuses larger headers too
+
+TensorInfo = dict[str, Any]  # {"dtype": str, "shape": list[int], "data_offsets": [int, int]}
+
+
+def read_header(path: str | os.PathLike[str]) -> tuple[dict[str, TensorInfo], dict[str, str]]:
+    """Return (tensors, metadata) from the header of `path`; tensor data is never read.
+
+    `tensors` maps each tensor name to {"dtype", "shape", "data_offsets"}; `metadata` is the
+    `__metadata__` map (empty when absent). Raises ModelLoadError naming the file for a missing,
+    truncated or corrupt header.
+    """
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        with p.open("rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise _bad(p, f"file is {size} bytes, too short for the 8-byte header length")
+            (n,) = struct.unpack("<Q", head)
+            if n == 0 or n > MAX_HEADER_BYTES:
+                raise _bad(p, f"header length {n} is out of range (1..{MAX_HEADER_BYTES})")
+            if 8 + n > size:
+                raise _bad(p, f"header length {n} runs past the end of the file ({size} bytes): truncated")
+            raw = f.read(n)
+    except FileNotFoundError as exc:
+        raise ModelLoadError(f"{p}: file not found") from exc
+    except IsADirectoryError as exc:
+        raise ModelLoadError(f"{p}: is a directory, not a .safetensors file") from exc
+    except OSError as exc:
+        raise ModelLoadError(f"{p}: cannot read: {exc}") from exc
+
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _bad(p, f"header is not valid JSON ({exc})") from exc
+    if not isinstance(header, dict):
+        raise _bad(p, "header JSON is not an object")
+
+    metadata_raw = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata_raw, dict):
+        raise _bad(p, "__metadata__ is not an object")
+    metadata = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in metadata_raw.items()}
+
+    data_len = size - 8 - n
+    tensors: dict[str, TensorInfo] = {}
+    for name, info in header.items():
+        tensors[name] = _check_entry(p, name, info, data_len)
+    return tensors, metadata
+
+
+def read_shapes(path: str | os.PathLike[str]) -> tuple[dict[str, list[int]], dict[str, str], dict[str, str]]:
+    """Return (shapes, dtypes, metadata) of `path`: the parts detection needs."""
+    tensors, metadata = read_header(path)
+    shapes = {k: v["shape"] for k, v in tensors.items()}
+    dtypes = {k: v["dtype"] for k, v in tensors.items()}
+    return shapes, dtypes, metadata
+
+
+def _check_entry(p: Path, name: str, info: Any, data_len: int) -> TensorInfo:
+    if not isinstance(info, dict):
+        raise _bad(p, f"entry {name!r} is not an object")
+    dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+    if not isinstance(dtype, str):
+        raise _bad(p, f"tensor {name!r} has no dtype")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise _bad(p, f"tensor {name!r} has an invalid shape {shape!r}")
+    if (not isinstance(offsets, list) or len(offsets) != 2
+            or not all(isinstance(o, int) for o in offsets) or not 0 <= offsets[0] <= offsets[1]):
+        raise _bad(p, f"tensor {name!r} has invalid data_offsets {offsets!r}")
+    if offsets[1] > data_len:
+        raise _bad(p, f"tensor {name!r} data ends at byte {offsets[1]} but the data section is only "
+                      f"{data_len} bytes: truncated")
+    width = DTYPE_SIZES.get(dtype)
+    if width is not None and math.prod(shape) * width != offsets[1] - offsets[0]:
+        raise _bad(p, f"tensor {name!r} ({dtype} {shape}) needs {math.prod(shape) * width} bytes "
+                      f"but its data_offsets span {offsets[1] - offsets[0]}")
+    return {"dtype": dtype, "shape": list(shape), "data_offsets": list(offsets)}
+
+
+def _bad(p: Path, what: str) -> ModelLoadError:
+    return ModelLoadError(f"{p}: not a valid .safetensors file: {what}")

@@ -1,0 +1,89 @@
+"""CLIP BPE tokenizer rebuilt offline from the vocabulary file that the open-clip-torch wheel carries.
+
+The vocabulary is the one OpenAI's CLIP and every Stable Diffusion text encoder use: 256 byte characters,
+the same 256 with an end-of-word marker, 48 894 merges, then ``<|startoftext|>`` and ``<|endoftext|>``
+(49 408 ids). open_clip itself is never imported (it needs torchvision); only its data file is read.
+"""
+from __future__ import annotations
+
+import functools
+import gzip
+import importlib.util
+from pathlib import Path
+
+from sdcodex.core.errors import TokenizerMissingError
+
+BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"
+VOCAB_SIZE = 49408
+MAX_LENGTH = 77
+BOS = "<|startoftext|>"
+EOS = "<|endoftext|>"
+_N_MERGES = VOCAB_SIZE - 2 * 256 - 2  # 48894 merge lines follow the header line
+
+
+def bpe_path() -> Path:
+    """Where the BPE file lives inside the installed open_clip package (TokenizerMissingError if absent)."""
+    spec = importlib.util.find_spec("open_clip")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(root) / BPE_FILE
+        if candidate.is_file():
+            return candidate
+    raise TokenizerMissingError(
+        f"CLIP vocabulary file {BPE_FILE} not found: install the open-clip-torch wheel "
+        "(pip install --no-deps open-clip-torch); it only provides data files here")
+
+
+def byte_characters() -> list[str]:
+    """The 256 printable characters that stand for bytes 0..255, in vocabulary order (GPT-2 byte-level scheme)."""
+    direct = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+              + list(range(ord("®"), ord("ÿ") + 1)))
+    order = list(direct)
+    chars = [chr(b) for b in direct]
+    shift = 0
+    for b in range(256):
+        if b not in direct:
+            order.append(b)
+            chars.append(chr(256 + shift))
+            shift += 1
+    return chars
+
+
+@functools.lru_cache(maxsize=1)
+def clip_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """(vocab token -> id, merges in rank order), exactly as CLIP's vocab.json / merges.txt hold them."""
+    path = bpe_path()
+    try:
+        lines = gzip.open(path).read().decode("utf-8").split("\n")
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise TokenizerMissingError(f"{path}: cannot read CLIP vocabulary ({exc})") from exc
+    merges = [tuple(line.split()) for line in lines[1:1 + _N_MERGES]]
+    if len(merges) != _N_MERGES or any(len(m) != 2 for m in merges):
+        raise TokenizerMissingError(f"{path}: unexpected BPE merge list (expected {_N_MERGES} pairs)")
+    chars = byte_characters()
+    tokens = chars + [c + "</w>" for c in chars] + ["".join(m) for m in merges] + [BOS, EOS]
+    vocab = {tok: i for i, tok in enumerate(tokens)}
+    if len(vocab) != VOCAB_SIZE:
+        raise TokenizerMissingError(f"{path}: built {len(vocab)} tokens, expected {VOCAB_SIZE}")
+    return vocab, merges  # type: ignore[return-value]
+
+
+@functools.lru_cache(maxsize=4)
+def _build(pad_token: str, model_max_length: int):
+    from transformers import CLIPTokenizer
+
+    vocab, merges = clip_vocab_and_merges()
+    return CLIPTokenizer(vocab=dict(vocab), merges=list(merges), pad_token=pad_token,
+                         model_max_length=model_max_length)
+
+
+def clip_tokenizer(pad_token: str = EOS, model_max_length: int = MAX_LENGTH):
+    """A transformers CLIPTokenizer with the real CLIP vocabulary (cached; treat it as read-only).
+
+    SD1.5 and SDXL's first tokenizer pad with ``<|endoftext|>``; SDXL's second (OpenCLIP bigG) pads with ``"!"``.
+    """
+    return _build(pad_token, model_max_length)
+
+
+def tokenizer_for(component: str):
+    """The tokenizer a pipeline component slot needs: ``tokenizer`` or ``tokenizer_2`` (SDXL)."""
+    return clip_tokenizer(pad_token="!" if component == "tokenizer_2" else EOS)

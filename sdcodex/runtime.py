@@ -1,0 +1,161 @@
+"""Wires the rooms together for the faces: the model provider (inventory + loader + cache), the media
+saver and image decoder, and the engines — so CLI, server and UI build the SAME orchestrator."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from sdcodex.core.errors import ModelNotFoundError
+from sdcodex.core.orchestrator import Orchestrator
+from sdcodex.core.params import Params
+
+log = logging.getLogger("sdcodex.runtime")
+
+#: kinds of inventory entry that a generation request may name as `model`
+GENERATION_KINDS = ("checkpoint", "diffusion_model")
+
+
+def default_outdir() -> Path:
+    return Path(os.environ.get("SDCODEX_OUTPUTS_DIR", "outputs"))
+
+
+class LocalModels:
+    """ModelProvider over a models folder: resolves names, loads through the model cache."""
+
+    def __init__(self, models_dir: str | Path | None = None, *, cache_size: int | None = None,
+                 allow_pickle: bool = False, device: str = "cpu") -> None:
+        from sdcodex.models.cache import ModelCache
+        from sdcodex.models.inventory import Inventory, default_models_dir
+
+        self.models_dir = Path(models_dir) if models_dir else default_models_dir()
+        self.inventory = Inventory(self.models_dir)
+        size = cache_size or int(os.environ.get("SDCODEX_MODEL_CACHE", "2"))
+        self.cache = ModelCache(max_loaded=size)
+        self.allow_pickle = allow_pickle
+        self.device = device
+        self._scanned = False
+        self._lock = threading.Lock()
+
+    # -- inventory ------------------------------------------------------------------------------
+    def refresh(self) -> list[Any]:
+        with self._lock:
+            entries = self.inventory.scan()
+            self._scanned = True
+            return entries
+
+    def entries(self, kind: str | None = None, family: str | None = None) -> list[Any]:
+        if not self._scanned:
+            self.refresh()
+        return self.inventory.entries(kind=kind, family=family)
+
+    def checkpoints(self, family: str | None = None) -> list[Any]:
+        out = []
+        for kind in GENERATION_KINDS:
+            out += self.entries(kind=kind, family=family)
+        return out
+
+    def resolve(self, ref: str | None, *, engine: str | None = None) -> Any:
+        if not self._scanned:
+            self.refresh()
+        if ref is None:
+            candidates = self.checkpoints(engine)
+            if not candidates:
+                where = f" of engine {engine!r}" if engine else ""
+                raise ModelNotFoundError(f"no model{where} in {self.models_dir}; put checkpoints there or run "
+                                         f"`sdcodex demo` to build the random-weight demo models", field="model",
+                                         allowed=[e.name for e in self.checkpoints()])
+            return candidates[0]
+        last_error: Exception | None = None
+        for kind in GENERATION_KINDS:
+            try:
+                return self.inventory.resolve(ref, kind=kind, family=None)
+            except ModelNotFoundError as exc:
+                last_error = exc
+        if not Path(ref).exists():
+            self.refresh()  # a file may have been added since the last scan
+            for kind in GENERATION_KINDS:
+                try:
+                    return self.inventory.resolve(ref, kind=kind, family=None)
+                except ModelNotFoundError as exc:
+                    last_error = exc
+        raise ModelNotFoundError(f"unknown model {ref!r}", field="model",
+                                 allowed=[e.name for e in self.checkpoints()]) from last_error
+
+    def resolve_vae(self, ref: str | None) -> str | None:
+        if not ref or ref.lower() in ("automatic", "none", "auto"):
+            return None
+        if Path(ref).exists():
+            return str(ref)
+        return str(self.inventory.resolve(ref, kind="vae").path)
+
+    def short_hash(self, entry: Any) -> str | None:
+        try:
+            return self.inventory.short_hash(entry)
+        except Exception:  # hashing must never fail a generation
+            log.exception("hashing %s failed", getattr(entry, "path", entry))
+            return None
+
+    def load(self, entry: Any, *, vae: str | None = None, precision: str = "auto",
+             params: Params | None = None) -> Any:
+        from sdcodex.models.loader import load_model
+
+        vae_path = self.resolve_vae(vae)
+        key = (str(entry.path), vae_path, precision)
+        return self.cache.get(key, lambda: load_model(str(entry.path), family=entry.family, vae=vae_path,
+                                                      precision=precision, device=self.device,
+                                                      allow_pickle=self.allow_pickle,
+                                                      models_dir=self.models_dir))
+
+
+class MediaSaver:
+    """Writes outputs with A1111 names and metadata under outdir/<task>/<date>/."""
+
+    def __init__(self, outdir: str | Path | None = None) -> None:
+        self.outdir = Path(outdir) if outdir else default_outdir()
+
+    def save_image(self, image: Any, *, task: str, seed: int, fmt: str, fields: dict[str, Any],
+                   request: dict[str, Any]) -> str:
+        from sdcodex.media.images import save_image
+        from sdcodex.media.infotext import build_infotext
+        from sdcodex.media.naming import next_output_path
+
+        ext = {"jpeg": "jpg"}.get(fmt, fmt)
+        path = next_output_path(self.outdir, task, seed, ext)
+        return str(save_image(image, path, fmt=fmt, infotext=build_infotext(fields), request=request))
+
+    def save_video(self, frames: list[Any], *, task: str, seed: int, fmt: str, fps: float,
+                   fields: dict[str, Any], request: dict[str, Any]) -> str:
+        from sdcodex.media.infotext import build_infotext
+        from sdcodex.media.naming import next_output_path
+        from sdcodex.media.video import save_video
+
+        path = next_output_path(self.outdir, task, seed, fmt)
+        return str(save_video(frames, path, fps=fps, fmt=fmt, infotext=build_infotext(fields), request=request))
+
+
+def load_request_image(value: str, field: str, *, allow_path: bool) -> Any:
+    from sdcodex.media.imageio import load_image
+
+    return load_image(value, field=field, allow_path=allow_path)
+
+
+def build_orchestrator(models_dir: str | Path | None = None, outdir: str | Path | None = None, *,
+                       allow_paths: bool = False, allow_pickle: bool = False, device: str | None = None,
+                       models: LocalModels | None = None, save: bool = True) -> Orchestrator:
+    """The orchestrator every face uses. `allow_paths`: image fields may be file paths (CLI only)."""
+    import sdcodex.engines  # noqa: F401  (registers the engines)
+
+    device = device or os.environ.get("SDCODEX_DEVICE") or _default_device()
+    models = models or LocalModels(models_dir, allow_pickle=allow_pickle, device=device)
+    return Orchestrator(models, MediaSaver(outdir) if save else None,
+                        image_loader=lambda value, field: load_request_image(value, field, allow_path=allow_paths),
+                        device=device)
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
