@@ -31,7 +31,7 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------- redaction
 
 # A key is secret when its name says so. "tokenizer" and "author" are not secrets; "authorization" is.
-_KEY_CORE = r"(?:token(?!iz)|passw(?:or)?d|pwd\b|secret|api[_-]?key|auth(?!or(?!i))|credential|cookie|private[_-]?key)"
+_KEY_CORE = r"(?:token(?!iz)|passw(?:or)?d|secret|api[_-]?key|auth(?!or(?!i))|credential|cookie|private[_-]?key)"
 _SECRET_KEY = re.compile(_KEY_CORE, re.IGNORECASE)
 _KEY_WORD = r"[\w.-]*" + _KEY_CORE + r"[\w.-]*"
 _VALUE = (r"(?:\\\"(?:[^\"\\]|\\[^\"])*?\\\""    # \"escaped json string\"
@@ -69,9 +69,9 @@ def is_secret_key(key: Any) -> bool:
     return isinstance(key, str) and bool(_SECRET_KEY.search(key))
 
 
-def register_secret(value: str | None) -> None:
+def register_secret(value: str | None, *, min_length: int = 4) -> None:
     """Remember a secret value (e.g. the `--api-auth` argument) so it is masked wherever it appears."""
-    if value and len(value) >= 4:
+    if value and len(value) >= min_length:
         with _known_lock:
             _known_secrets.add(value)
             if ":" in value:  # user:pass -> the password alone is a secret too
@@ -228,7 +228,7 @@ def setup_logging(*, level: str | int = "INFO", fmt: str = "text", log_dir: Path
     else:
         level_no = level
     for secret in secret_env_values():
-        register_secret(secret)
+        register_secret(secret, min_length=8)  # short values ("1", "true") are flags, not secrets
 
     logger = logging.getLogger(ROOT_LOGGER)
     with _setup_lock:

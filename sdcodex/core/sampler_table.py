@@ -33,6 +33,7 @@ class SamplerSpec:
     classic: Variant | None = None
     flow: Variant | None = None
     requires: str | None = None  # optional Python module the Diffusers class needs
+    flow_aliases: tuple[str, ...] = ()  # names that mean the flow form only ("Flow Euler")
 
     def variant(self, prediction: Prediction) -> Variant | None:
         return self.flow if prediction == Prediction.FLOW else self.classic
@@ -59,7 +60,7 @@ _FLOW_PRED = {"use_flow_sigmas": True, "prediction_type": "flow_prediction"}
 SAMPLERS: tuple[SamplerSpec, ...] = (
     SamplerSpec("Euler a", ("euler_a", "k_euler_a", "euler_ancestral", "k_euler_ancestral", "eulera"),
                 classic=Variant("EulerAncestralDiscreteScheduler")),
-    SamplerSpec("Euler", ("euler", "k_euler", "flow_euler", "flowmatch_euler"),
+    SamplerSpec("Euler", ("euler", "k_euler"), flow_aliases=("Flow Euler", "flowmatch_euler", "FlowMatch Euler"),
                 classic=Variant("EulerDiscreteScheduler"),
                 flow=Variant("FlowMatchEulerDiscreteScheduler",
                              flow_schedules=("Automatic", "Karras", "Exponential", "Beta"))),
@@ -91,8 +92,8 @@ SAMPLERS: tuple[SamplerSpec, ...] = (
     SamplerSpec("UniPC", ("unipc", "uni_pc", "uni_pc_bh2", "unipc_bh2"),
                 classic=Variant("UniPCMultistepScheduler"),
                 flow=Variant("UniPCMultistepScheduler", dict(_FLOW_PRED))),
-    SamplerSpec("DEIS", ("deis",), classic=Variant("DEISMultistepScheduler"),
-                flow=Variant("DEISMultistepScheduler", dict(_FLOW_PRED))),
+    # DEIS has no flow form here: in flow mode its last sigma repeats instead of reaching 0 (leaves noise).
+    SamplerSpec("DEIS", ("deis",), classic=Variant("DEISMultistepScheduler")),
     SamplerSpec("LCM", ("lcm",), classic=Variant("LCMScheduler")),
     SamplerSpec("TCD", ("tcd",), classic=Variant("TCDScheduler")),
 )
@@ -123,7 +124,6 @@ IGNORED_FLAGS: Mapping[str, frozenset[str]] = MappingProxyType({
     "TCDScheduler": frozenset({"timestep_spacing"}),
 })
 
-# Display name of each class in warnings ("not supported by DDIM").
 _LEGACY_SUFFIX = re.compile(r"^(?P<base>.+?)[\s_]+(?P<sched>karras|exponential|ka)$", re.IGNORECASE)
 
 
@@ -137,7 +137,7 @@ def squash(name: str) -> str:
 def _build_index() -> dict[str, SamplerSpec]:
     index: dict[str, SamplerSpec] = {}
     for spec in SAMPLERS:
-        for alias in (spec.name, *spec.aliases):
+        for alias in (spec.name, *spec.aliases, *spec.flow_aliases):
             key = squash(alias)
             if index.get(key, spec) is not spec:
                 raise RuntimeError(f"sampler alias {alias!r} is ambiguous")
@@ -159,6 +159,7 @@ def _build_schedule_index() -> dict[str, ScheduleSpec]:
 SAMPLER_INDEX: Mapping[str, SamplerSpec] = MappingProxyType(_build_index())
 SCHEDULE_INDEX: Mapping[str, ScheduleSpec] = MappingProxyType(_build_schedule_index())
 SCHEDULE_BY_LABEL: Mapping[str, ScheduleSpec] = MappingProxyType({s.label: s for s in SCHEDULES})
+_FLOW_ONLY_KEYS = frozenset(squash(a) for spec in SAMPLERS for a in spec.flow_aliases)
 _NO_EQUIVALENT_KEYS = frozenset(squash(n) for n in NO_DIFFUSERS_EQUIVALENT)
 _AUTOMATIC_KEYS = frozenset({"automatic", "auto", "default"})
 
@@ -168,6 +169,10 @@ def lookup_sampler(name: str) -> SamplerSpec | None:
     if key.startswith("k") and key not in SAMPLER_INDEX and key[1:] in SAMPLER_INDEX:
         key = key[1:]  # "k_euler" style names not listed explicitly
     return SAMPLER_INDEX.get(key)
+
+
+def is_flow_only_name(name: str) -> bool:
+    return squash(name) in _FLOW_ONLY_KEYS
 
 
 def lookup_schedule(name: str) -> ScheduleSpec | None:

@@ -15,7 +15,7 @@ from .enums import EngineKey, Mode, Prediction
 from .errors import UnsupportedSamplerError, ValidationError
 from .sampler_table import (
     IGNORED_FLAGS, SAMPLERS, SCHEDULE_BY_LABEL, SCHEDULES, SIGMA_FLAGS, SamplerSpec, Variant,
-    has_no_equivalent, is_automatic, lookup_sampler, lookup_schedule, split_legacy_name,
+    has_no_equivalent, is_automatic, is_flow_only_name, lookup_sampler, lookup_schedule, split_legacy_name,
 )
 
 __all__ = ["SamplerChoice", "create_sampler", "list_samplers", "list_schedulers", "split_legacy_name",
@@ -82,25 +82,25 @@ def create_sampler(name: str | None, scheduler: str | None, family: EngineKey | 
     mode_v = _mode(mode)
 
     sampler_part, legacy = split_legacy_name(name) if name else (name, None)
-    asked = _schedule_label(scheduler)
+    asked_schedule = _schedule_label(scheduler)
     if legacy is not None:
-        if asked is not None and asked != legacy:
+        if asked_schedule is not None and asked_schedule != legacy:
             raise ValidationError(f"sampler name {name!r} implies schedule type {legacy}, but {scheduler!r} was asked",
                                   field="scheduler", allowed=[legacy, "Automatic"])
-        asked = legacy
+        asked_schedule = legacy
 
     reason = None
     if is_automatic(sampler_part):
         spec, mode_schedule, reason = _default_sampler(fam, pred, base, base_class, mode_v)
-        if asked is None and mode_schedule is not None:
-            asked = mode_schedule
+        if asked_schedule is None and mode_schedule is not None:
+            asked_schedule = mode_schedule
     else:
         spec = _resolve_sampler(sampler_part, pred, base)
     variant = spec.variant(pred)
     assert variant is not None
 
     warnings: list[str] = []
-    schedule = asked
+    schedule = asked_schedule
     if schedule is None and variant.default_schedule is not None:
         schedule = variant.default_schedule
         reason = (reason + "; " if reason else "") + f"schedule {schedule} is the recommended one for {spec.name}"
@@ -123,15 +123,20 @@ def create_sampler(name: str | None, scheduler: str | None, family: EngineKey | 
                          warnings=warnings, default_reason=reason)
 
 
-def list_samplers(prediction: Prediction | str | None = None) -> list[dict[str, Any]]:
-    """Every UI sampler: name, aliases, valid predictions, Diffusers class per prediction, availability."""
+def list_samplers(prediction: Prediction | str | None = None, *,
+                  include_unavailable: bool = False) -> list[dict[str, Any]]:
+    """UI samplers: name, aliases, valid predictions, Diffusers class per prediction, availability.
+
+    Samplers whose optional dependency is missing (DPM++ SDE without torchsde) are left out unless
+    `include_unavailable`.
+    """
     pred = _prediction_value(prediction) if prediction is not None else None
     out = []
     for spec in SAMPLERS:
         preds = [p for p in Prediction if spec.variant(p) is not None]
-        if pred is not None and pred not in preds:
+        if (pred is not None and pred not in preds) or not (include_unavailable or _requirement_met(spec)):
             continue
-        out.append({"name": spec.name, "aliases": list(spec.aliases), "predictions": [p.value for p in preds],
+        out.append({"name": spec.name, "aliases": [*spec.aliases, *spec.flow_aliases], "predictions": [p.value for p in preds],
                     "diffusers_class": {p.value: spec.variant(p).class_name for p in preds},
                     "requires": spec.requires, "available": _requirement_met(spec)})
     return out
@@ -250,6 +255,8 @@ def _resolve_sampler(name: str, pred: Prediction, base: Mapping[str, Any]) -> Sa
         why = "has no Diffusers equivalent" if has_no_equivalent(name) else "is not a known sampler"
         raise UnsupportedSamplerError(f"sampler {name!r} {why}", field="sampler", allowed=_valid_names(pred, base))
     reason = _invalid_reason(spec, pred, base)
+    if reason is None and pred != Prediction.FLOW and is_flow_only_name(name):
+        reason = f"sampler {name!r} is for flow-matching models; use {spec.name!r}"
     if reason is not None:
         raise UnsupportedSamplerError(reason, field="sampler", allowed=_valid_names(pred, base))
     return spec

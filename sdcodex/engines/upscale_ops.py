@@ -56,12 +56,11 @@ def target_size(size: tuple[int, int], scale: float | None, resize_to: tuple[int
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of `tile` px overlapping by at least `overlap` px, covering `length`."""
+    """Start offsets of `tile`-px tiles covering `length`, evenly spread so every overlap is >= `overlap`."""
     if tile <= 0 or length <= tile:
         return [0]
-    step = tile - overlap
-    starts = list(range(0, length - tile, step))
-    return starts + [length - tile]
+    count = math.ceil((length - overlap) / (tile - overlap))
+    return [round(i * (length - tile) / (count - 1)) for i in range(count)]
 
 
 def _ramp(length: int, ramp: int, fade_in: bool, fade_out: bool) -> torch.Tensor:

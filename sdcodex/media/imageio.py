@@ -43,7 +43,10 @@ def decode_b64_bytes(value: str, *, field: str, max_bytes: int = MAX_INPUT_BYTES
             return base64.urlsafe_b64decode(text)
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise ValidationError(f"is not a valid base64 image ({exc})", field=field) from None
+        reason = str(exc)
+        if "Only base64 data" in reason:
+            reason = "characters outside the base64 alphabet"
+        raise ValidationError(f"is not a valid base64 image ({reason})", field=field) from None
 
 
 def _open_checked(data: bytes | Path, *, field: str, what: str, max_pixels: int) -> Image.Image:
@@ -95,8 +98,9 @@ def load_image(value: str, *, field: str, allow_path: bool = False,
         data = decode_b64_bytes(value, field=field)
     except ValidationError as exc:
         if allow_path and "base64" in exc.message:
-            raise ValidationError(f"is neither an existing file nor a valid base64 image "
-                                  f"({exc.message.partition('(')[2].rstrip(')')})", field=field) from None
+            shown = value if len(value) <= 120 else value[:117] + "..."
+            raise ValidationError(f"is neither an existing file nor a valid base64 image (no file {shown!r}; "
+                                  f"{exc.message.partition('(')[2].rstrip(')')})", field=field) from None
         raise
     return _open_checked(data, field=field, what="is not a valid base64 image", max_pixels=max_pixels)
 

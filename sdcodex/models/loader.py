@@ -128,42 +128,45 @@ def _open_pickle(path: Path, allow_pickle: bool):
     return tensors, list(tensors)
 
 
-def _family_from_keys(path: Path, keys: list[str], root: str) -> EngineKey:
+def _family_from_keys(keys: list[str], root: str) -> EngineKey | None:
+    """SD1.5 vs SDXL from structure: SDXL has a second (OpenCLIP) text encoder and a label_emb UNet input."""
     parts = cv.split_components(keys, root)
     if "text_encoder_2" in parts or any(k.startswith("label_emb.") for k in parts.get("unet", {})):
         return EngineKey.SDXL
-    if "unet" in parts:
-        return EngineKey.SD15
-    raise ModelLoadError(f"{path}: no Stable Diffusion UNet keys (model.diffusion_model.*) found; not an "
-                         "SD1.5/SDXL checkpoint", allowed=list(map(str, SUPPORTED)))
+    return EngineKey.SD15 if "unet" in parts else None
 
 
 def _detect_family(path: Path, keys: list[str], root: str) -> EngineKey:
-    """Family from detect.py when present (content-based), else from our own marker keys."""
+    """Our structural check decides SD1.5/SDXL; detect.py (when present) names any other family for the error."""
+    found = _family_from_keys(keys, root)
+    if found is not None:
+        return found
+    other = None
     try:
-        from sdcodex.models.detect import detect_file  # type: ignore[import-not-found]
-    except ImportError:
-        return _family_from_keys(path, keys, root)
-    try:
-        found = detect_file(path).family
-    except Exception:
-        found = None
-    return EngineKey(str(found)) if found else _family_from_keys(path, keys, root)
+        from sdcodex.models.detect import detect_file
+
+        other = detect_file(path).family
+    except Exception:  # detection is a nicety here; the error below stands without it
+        pass
+    what = f"a {other} model" if other else "not an SD1.5/SDXL checkpoint (no model.diffusion_model.* keys)"
+    raise ModelLoadError(f"{path}: {what}; this loader handles SD1.5 and SDXL", field="family",
+                         allowed=list(map(str, SUPPORTED)))
 
 
-def _short_hash(path: Path) -> str | None:
+def _short_hash(path: Path, models_dir: str | Path | None = None) -> str | None:
+    """A1111 short hash (10 hex) via hashing.py, remembered in the models folder's hash cache when known."""
     try:
-        from sdcodex.models import hashing  # type: ignore[attr-defined]
-    except ImportError:
+        from sdcodex.models import hashing
+
+        if models_dir is not None:
+            cache = hashing.HashCache(Path(models_dir) / hashing.CACHE_FILENAME)
+            sha = cache.sha256(path)
+            cache.save()
+        else:
+            sha = hashing.folder_sha256(path) if path.is_dir() else hashing.sha256_file(path)
+        return hashing.short_hash(sha)
+    except Exception:  # a hash is metadata; never fail a load for it
         return None
-    for name in ("short_hash", "autov2_short", "file_short_hash"):
-        fn = getattr(hashing, name, None)
-        if callable(fn):
-            try:
-                return fn(path)
-            except Exception:
-                return None
-    return None
 
 
 def _resolve_ref(ref: str | Path, models_dir: str | Path | None) -> Path:
@@ -244,7 +247,7 @@ def load_vae_file(path: str | Path, config: dict, dtype: torch.dtype | None, dev
     if path.is_dir():
         from diffusers import AutoencoderKL
 
-        return AutoencoderKL.from_pretrained(path, local_files_only=True, torch_dtype=dtype).to(device).eval()
+        return AutoencoderKL.from_pretrained(path, local_files_only=True, dtype=dtype).to(device).eval()
     source, keys = (_open_pickle(path, False) if path.suffix in PICKLE_SUFFIXES else _open_safetensors(path))
     local = {}
     for key in keys:
@@ -279,9 +282,9 @@ def load_model(ref: str | Path, *, family: EngineKey | str | None = None, vae: s
             raise ValidationError(f"this loader handles SD1.5 and SDXL, not {wanted}", field="family",
                                   allowed=list(map(str, SUPPORTED)))
     if path.is_dir():
-        loaded = _load_folder(path, wanted, dtype, device)
+        loaded = _load_folder(path, wanted, dtype, device, models_dir)
     else:
-        loaded = _load_single_file(path, wanted, dtype, device, allow_pickle, _configs_from(configs))
+        loaded = _load_single_file(path, wanted, dtype, device, allow_pickle, _configs_from(configs), models_dir)
     if vae is not None:
         vae_config = dict(loaded.components["vae"].config)
         loaded.components["vae"] = load_vae_file(Path(vae), vae_config, loaded.dtype, device)
@@ -290,7 +293,8 @@ def load_model(ref: str | Path, *, family: EngineKey | str | None = None, vae: s
 
 
 def _load_single_file(path: Path, wanted: EngineKey | None, dtype: torch.dtype | None, device: str,
-                      allow_pickle: bool, overrides: dict[str, dict]) -> LoadedModel:
+                      allow_pickle: bool, overrides: dict[str, dict],
+                      models_dir: str | Path | None) -> LoadedModel:
     if not path.is_file():
         raise ModelNotFoundError(f"model file {path} not found", field="model")
     if path.suffix.lower() in PICKLE_SUFFIXES:
@@ -355,7 +359,7 @@ def _load_single_file(path: Path, wanted: EngineKey | None, dtype: torch.dtype |
                        prediction=Prediction.V_PREDICTION if v_pred else Prediction.EPSILON,
                        variant={"inpaint": in_channels == 9, "in_channels": in_channels, "format": "single_file",
                                 "prefix": root},
-                       dtype=unet.dtype, short_hash=_short_hash(path), scheduler_config=dict(sched_cfg))
+                       dtype=unet.dtype, short_hash=_short_hash(path, models_dir), scheduler_config=dict(sched_cfg))
 
 
 def _tokenizer(family: EngineKey, slot: str):
@@ -374,7 +378,8 @@ def _folder_family(path: Path, index: dict) -> EngineKey:
                          field="model", allowed=list(map(str, SUPPORTED)))
 
 
-def _load_folder(path: Path, wanted: EngineKey | None, dtype: torch.dtype | None, device: str) -> LoadedModel:
+def _load_folder(path: Path, wanted: EngineKey | None, dtype: torch.dtype | None, device: str,
+                 models_dir: str | Path | None) -> LoadedModel:
     """A Diffusers folder via from_pretrained(local_files_only=True); our tokenizer fills a missing one."""
     import diffusers
 
@@ -397,7 +402,7 @@ def _load_folder(path: Path, wanted: EngineKey | None, dtype: torch.dtype | None
             kwargs[slot] = None
     cls = getattr(diffusers, str(index.get("_class_name")), diffusers.DiffusionPipeline)
     try:
-        pipe = cls.from_pretrained(path, local_files_only=True, torch_dtype=dtype, **kwargs)
+        pipe = cls.from_pretrained(path, local_files_only=True, dtype=dtype, **kwargs)
     except Exception as exc:
         raise ModelLoadError(f"{path}: cannot load Diffusers folder ({str(exc)[:400]})", field="model") from exc
     components = dict(pipe.components)
@@ -411,4 +416,4 @@ def _load_folder(path: Path, wanted: EngineKey | None, dtype: torch.dtype | None
         prediction=Prediction(sched_cfg.get("prediction_type") or "epsilon")
         if sched_cfg.get("prediction_type") in ("epsilon", "v_prediction") else Prediction.EPSILON,
         variant={"inpaint": in_channels == 9, "in_channels": in_channels, "format": "diffusers"},
-        dtype=components["unet"].dtype, short_hash=_short_hash(path), scheduler_config=sched_cfg)
+        dtype=components["unet"].dtype, short_hash=_short_hash(path, models_dir), scheduler_config=sched_cfg)

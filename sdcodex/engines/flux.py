@@ -1,0 +1,209 @@
+"""FLUX.1 engine (txt2img, img2img, inpaint) and the helpers every flow-matching engine shares: the flow
+sampler rules (shift override, samplers the pipeline cannot drive), memory options (offload, VAE tiling)
+and turning any pipeline output into PIL frames. Dev-type models (guidance embedding) take
+`distilled_cfg_scale`; schnell-type models (no guidance embedding) run with cfg off in a few steps.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from diffusers import FluxImg2ImgPipeline, FluxInpaintPipeline, FluxPipeline
+from PIL import Image
+
+from sdcodex.core.engine import EngineOutput
+from sdcodex.core.enums import EngineKey, Mode, Prediction, Task
+from sdcodex.core.errors import UnsupportedSamplerError
+from sdcodex.core.events import EventSink
+from sdcodex.core.params import Params
+from sdcodex.core.registry import ENGINES
+from sdcodex.core.samplers import create_sampler
+from sdcodex.core.sampler_table import SAMPLERS
+
+from .base import DiffusersEngine, build_pipeline, prepare_mask, register_pipelines, resize_image
+
+FLUX_DEV_GUIDANCE = 3.5      # black-forest-labs/FLUX.1-dev model card: guidance_scale=3.5
+SCHNELL_MAX_STEPS = 4        # black-forest-labs/FLUX.1-schnell model card: 1-4 steps, guidance 0
+
+
+# ------------------------------------------------------------------------------------- shared flow helpers
+def to_pil_frames(video: Any) -> list[Image.Image]:
+    """One video (list of PIL, HWC/FHWC numpy in [0,1], or FCHW tensor in [0,1]) as a list of RGB PIL frames."""
+    if isinstance(video, (list, tuple)) and video and isinstance(video[0], Image.Image):
+        return [f.convert("RGB") for f in video]
+    if isinstance(video, torch.Tensor):
+        video = video.detach().float().cpu()
+        if video.ndim == 4 and video.shape[1] in (1, 3):
+            video = video.permute(0, 2, 3, 1)
+        video = video.numpy()
+    array = np.asarray(video, dtype=np.float32)
+    if array.ndim == 3:
+        array = array[None]
+    array = (np.clip(array, 0.0, 1.0) * 255).round().astype(np.uint8)
+    return [Image.fromarray(frame).convert("RGB") for frame in array]
+
+
+def shifted_config(config: dict[str, Any], flow_shift: float | None) -> dict[str, Any]:
+    """The model's scheduler config with the request's flow shift written where this class keeps it."""
+    config = dict(config)
+    if flow_shift is None:
+        return config
+    keys = [k for k in ("shift", "flow_shift") if k in config]
+    for key in keys or ["shift"]:
+        config[key] = float(flow_shift)
+    return config
+
+
+def flow_pipeline_samplers() -> list[str]:
+    """UI samplers with a flow-matching form (the ones a flow engine may offer)."""
+    return ["Automatic"] + [s.name for s in SAMPLERS if s.flow is not None]
+
+
+class FlowEngineMixin:
+    """Sampler, memory and output handling shared by FLUX, HunyuanVideo and WAN (mixed into DiffusersEngine)."""
+
+    #: the pipeline passes custom `sigmas` to set_timesteps (FLUX, HunyuanVideo): samplers must accept them
+    pipeline_passes_sigmas: ClassVar[bool] = False
+    model: Any
+    key: Any
+
+    def sampler(self, params: Params) -> Any:
+        base = shifted_config(dict(self.model.scheduler_config), params.flow_shift)
+        choice = create_sampler(params.sampler, params.scheduler, self.family_for_sampler or self.key.value,
+                                base, Prediction.FLOW, mode=params.mode)
+        if self.pipeline_passes_sigmas and not (choice.accepts_sigmas or choice.config.get("use_flow_sigmas")):
+            allowed = [n for n in flow_pipeline_samplers() if n == "Automatic" or self._drives_sigmas(n, base)]
+            raise UnsupportedSamplerError(
+                f"sampler {choice.sampler_effective} ({choice.class_name}) cannot take the custom sigmas the "
+                f"{self.key.value} pipeline sets", field="sampler", allowed=allowed)
+        if params.flow_shift is not None and base.get("use_dynamic_shifting"):
+            choice.warnings.append("flow_shift is ignored: this model shifts its schedule by image size "
+                                   "(use_dynamic_shifting)")
+        return choice
+
+    def _drives_sigmas(self, name: str, base: dict[str, Any]) -> bool:
+        try:
+            choice = create_sampler(name, None, self.key.value, base, Prediction.FLOW)
+        except Exception:  # noqa: BLE001 - a sampler the policy refuses is simply not offered
+            return False
+        return bool(choice.accepts_sigmas or choice.config.get("use_flow_sigmas"))
+
+    def apply_memory_options(self, pipe: Any, params: Params, out: EngineOutput) -> None:
+        """Offload (none|model|sequential, Diffusers' own hooks; CUDA only) and VAE tiling/slicing."""
+        state = self.model.__dict__.setdefault("_memory", {})
+        on_cuda = torch.device(self.device).type == "cuda"
+        wanted = params.offload or "none"
+        if wanted != "none" and not on_cuda:
+            out.warnings.append(f"offload={wanted!r} needs a CUDA device; ignored on {self.device}")
+            wanted = "none"
+        if state.get(id(pipe)) != wanted:
+            if state.get(id(pipe), "none") != "none":
+                pipe.remove_all_hooks()
+                pipe.to(self.device)
+            if wanted == "model":
+                pipe.enable_model_cpu_offload(device=self.device)
+            elif wanted == "sequential":
+                pipe.enable_sequential_cpu_offload(device=self.device)
+            state[id(pipe)] = wanted
+        vae = getattr(pipe, "vae", None)
+        if vae is not None and hasattr(vae, "enable_tiling"):
+            if params.vae_tiling:
+                vae.enable_tiling()
+                if hasattr(vae, "enable_slicing"):
+                    vae.enable_slicing()
+            else:
+                vae.disable_tiling()
+                if hasattr(vae, "disable_slicing"):
+                    vae.disable_slicing()
+        out.info["memory"] = {"offload": wanted, "vae_tiling": bool(params.vae_tiling)}
+
+    def run(self, params: Params, events: EventSink) -> EngineOutput:
+        pre = EngineOutput()
+        self.apply_memory_options(self.pipeline(params.task), params, pre)
+        out = super().run(params, events)  # type: ignore[misc]
+        out.warnings[:0] = pre.warnings
+        out.info.update(pre.info)
+        return out
+
+
+def collect_videos(result: Any, out: EngineOutput, seeds: list[int]) -> None:
+    """Pipeline output `.frames` (one entry per video) -> out.videos as PIL frame lists."""
+    for video in result.frames:
+        out.videos.append(to_pil_frames(video))
+    out.seeds.extend(seeds)
+
+
+# ------------------------------------------------------------------------------------------------ FLUX
+@ENGINES.register("flux", "flux1", "flux.1", "flux-dev", "flux-schnell")
+class FluxEngine(FlowEngineMixin, DiffusersEngine):
+    key = EngineKey.FLUX
+    label = "FLUX.1"
+    tasks = frozenset({Task.TXT2IMG, Task.IMG2IMG, Task.INPAINT})
+    modes = frozenset({Mode.NORMAL, Mode.TURBO})
+    prediction = Prediction.FLOW
+    default_sampler = "Euler"
+    default_scheduler = "Automatic"
+    size_multiple = 16          # 8x VAE and 2x2 latent packing
+    min_size = 64
+    max_size = 2048
+    defaults = {"width": 1024, "height": 1024, "steps": 28, "cfg_scale": 1.0}
+    pipelines = {Task.TXT2IMG: FluxPipeline, Task.IMG2IMG: FluxImg2ImgPipeline, Task.INPAINT: FluxInpaintPipeline}
+    pipeline_passes_sigmas = True
+
+    @property
+    def guidance_embed(self) -> bool:
+        variant = getattr(self.model, "variant", {}) or {}
+        if "guidance_embed" in variant:
+            return bool(variant["guidance_embed"])
+        return bool(self.model.components["transformer"].config.get("guidance_embeds", False))
+
+    def validate(self, params: Params) -> list[str]:
+        warnings: list[str] = []
+        if self.guidance_embed:
+            return warnings
+        if params.distilled_cfg_scale is not None:
+            warnings.append("distilled_cfg_scale is ignored: this is a schnell-type FLUX model (no guidance "
+                            "embedding)")
+        if params.cfg_scale > 1.0:
+            warnings.append(f"cfg_scale {params.cfg_scale} ignored: schnell-type FLUX models run with cfg off")
+        if params.steps > SCHNELL_MAX_STEPS:
+            warnings.append(f"schnell-type FLUX models are distilled for 1-{SCHNELL_MAX_STEPS} steps; "
+                            f"{params.steps} steps were asked (mode 'turbo' uses 4)")
+        return warnings
+
+    def call_kwargs(self, params: Params, pipe: Any, batch_size: int) -> dict[str, Any]:
+        prompt: Any = params.prompt if batch_size == 1 else [params.prompt] * batch_size
+        kw: dict[str, Any] = {"prompt": prompt, "num_inference_steps": params.steps, "width": params.width,
+                              "height": params.height, "output_type": "pil"}
+        if self.guidance_embed:
+            kw["guidance_scale"] = (params.distilled_cfg_scale if params.distilled_cfg_scale is not None
+                                    else FLUX_DEV_GUIDANCE)
+            if params.cfg_scale > 1.0 and params.negative_prompt:
+                negative = params.negative_prompt
+                kw.update(true_cfg_scale=params.cfg_scale,
+                          negative_prompt=negative if batch_size == 1 else [negative] * batch_size)
+        else:
+            kw["guidance_scale"] = 0.0
+        if params.task is Task.IMG2IMG:
+            kw.update(image=resize_image(params.init_image, params.width, params.height, params.resize_mode),
+                      strength=params.denoising_strength)
+        elif params.task is Task.INPAINT:
+            kw.update(image=resize_image(params.init_image, params.width, params.height, params.resize_mode),
+                      mask_image=prepare_mask(params.mask, params), strength=params.denoising_strength)
+            if params.inpaint_full_res:
+                kw["padding_mask_crop"] = params.inpaint_full_res_padding
+        return kw
+
+    def run(self, params: Params, events: EventSink) -> EngineOutput:
+        out = super().run(params, events)
+        out.info["guidance_embed"] = self.guidance_embed
+        if self.guidance_embed:
+            out.info["distilled_cfg_scale"] = (params.distilled_cfg_scale if params.distilled_cfg_scale is not None
+                                               else FLUX_DEV_GUIDANCE)
+            out.info.setdefault("infotext_extra", {})["Distilled CFG Scale"] = out.info["distilled_cfg_scale"]
+        return out
+
+
+register_pipelines(FluxEngine.key.value, FluxEngine.pipelines)
+__all__ = ["FluxEngine", "FlowEngineMixin", "to_pil_frames", "shifted_config", "collect_videos", "build_pipeline"]

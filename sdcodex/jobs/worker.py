@@ -1,0 +1,191 @@
+"""The worker: one thread per device that claims jobs in queue order and runs each through the ONE
+orchestrator, recording progress events, writing outputs before the job is marked done, and turning
+every failure into a failed job (memory freed) so the next job runs.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from sdcodex.core.errors import CodexError
+from sdcodex.core.events import Control, Event, EventSink
+
+from .queue import JobQueue
+from .store import Job
+
+log = logging.getLogger("sdcodex.jobs.worker")
+
+#: orchestrator events that are recorded for SSE ("done" is replaced by the job's "result" event)
+RECORDED = ("start", "progress", "image", "skipped", "interrupted", "stage", "warning")
+
+
+def free_memory() -> None:
+    """gc + the CUDA cache, after a failed job (the model cache keeps what it holds)."""
+    try:
+        from sdcodex.models.cache import free_memory as _free
+
+        _free()
+    except ImportError:  # pragma: no cover - models room not installed
+        gc.collect()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+class Worker:
+    """Runs queued jobs one at a time on one device. `loaded()` gives the model paths the cache holds."""
+
+    def __init__(self, queue: JobQueue, orchestrator: Any, *, outdir: str | Path,
+                 loaded: Callable[[], set[str]] | None = None, name: str = "worker-0") -> None:
+        self.queue = queue
+        self.store = queue.store
+        self.orchestrator = orchestrator
+        self.outdir = Path(outdir)
+        self.loaded = loaded or (lambda: set())
+        self.name = name
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._paused = threading.Event()
+        self._lock = threading.Lock()
+        self._current: tuple[str, Control] | None = None
+        self.jobs_run = 0
+        queue.on_cancel(self._cancel_running)
+
+    # -- life cycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name=f"sdcodex-{self.name}", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop after the current job; a running job is interrupted and goes back to the queue."""
+        self._stop.set()
+        with self._lock:
+            if self._current is not None:
+                self._current[1].interrupt()
+        self.queue.notifier.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def pause(self) -> None:
+        """Finish the current job, then take no new one until `resume()`."""
+        self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
+        self.queue.notifier.notify()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def current_job(self) -> str | None:
+        with self._lock:
+            return self._current[0] if self._current else None
+
+    # -- controls from the faces ---------------------------------------------------------------
+    def _cancel_running(self, job_id: str) -> None:
+        with self._lock:
+            if self._current is not None and self._current[0] == job_id:
+                self._current[1].interrupt()
+
+    def interrupt(self) -> str | None:
+        """Interrupt whatever runs now (A1111 /interrupt); the job keeps finished images."""
+        with self._lock:
+            if self._current is None:
+                return None
+            self._current[1].interrupt()
+            return self._current[0]
+
+    def skip(self) -> str | None:
+        with self._lock:
+            if self._current is None:
+                return None
+            self._current[1].skip()
+            return self._current[0]
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        seen = self.queue.notifier.version
+        while not self._stop.is_set():
+            job = None
+            if not self._paused.is_set():
+                try:
+                    job = self.queue.next_job(self.loaded())
+                except Exception:  # a broken database must not kill the thread silently
+                    log.exception("claiming the next job failed")
+            if job is None:
+                seen = self.queue.notifier.wait(seen, 1.0)
+                continue
+            self.run_job(job)
+
+    def _relative(self, path: str) -> str:
+        try:
+            return Path(path).resolve().relative_to(self.outdir.resolve()).as_posix()
+        except ValueError:
+            return str(path)
+
+    def run_job(self, job: Job) -> None:
+        control = Control()
+        with self._lock:
+            self._current = (job.id, control)
+        fresh = self.store.get(job.id)
+        if fresh is not None and fresh.cancel_requested:
+            control.interrupt()
+
+        def record(event: Event) -> None:
+            if event.kind in RECORDED:
+                self.store.progress(job.id, event.kind, _jsonable(event.data))
+                self.queue.notifier.notify(job.id)
+
+        request = dict(job.request)
+        if job.model and not request.get("model"):
+            request["model"] = job.model
+        failed = False
+        try:
+            result = self.orchestrator.run(request, events=EventSink([record], control))
+        except CodexError as exc:
+            failed = True
+            log.warning("job %s failed: %s", job.id, exc)
+            self._end(job, "failed", error=exc.to_dict())
+        except Exception as exc:  # noqa: BLE001 - any failure ends this job only
+            failed = True
+            log.exception("job %s failed", job.id)
+            self._end(job, "failed", error={"error": "internal_error", "message": f"{type(exc).__name__}: {exc}"})
+        else:
+            from sdcodex.media.images import compact_request
+
+            out = {"images": [self._relative(p) for p in result.images],
+                   "videos": [self._relative(p) for p in result.videos],
+                   "info": compact_request(_jsonable(result.info))}
+            if self._stop.is_set() and control.interrupted:
+                self.store.requeue(job.id, "server shutting down")  # runs again after the restart
+            else:
+                cancelled = (self.store.get(job.id) or job).cancel_requested
+                state = "cancelled" if cancelled else "interrupted" if result.info.get("interrupted") else "done"
+                self._end(job, state, result=out)
+        finally:
+            with self._lock:
+                self._current = None
+            self.jobs_run += 1
+            if failed:
+                free_memory()
+            self.queue.notifier.notify(job.id)
+
+    def _end(self, job: Job, state: str, **kw: Any) -> None:
+        if self._stop.is_set() and state == "failed" and kw.get("error", {}).get("error") == "interrupted":
+            self.store.requeue(job.id, "server shutting down")
+            return
+        self.store.finish(job.id, state, **kw)
