@@ -115,7 +115,7 @@ TASK_KEYS: dict[Task, frozenset[str]] = {
     Task.UPSCALE: frozenset({"task", "model", "engine", "preset", "output_format", "init_image", "upscaler",
                              "scale", "resize_x", "resize_y", "tile_size", "tile_overlap", "seed"}),
     Task.TXT2VID: frozenset(_COMMON | _DIFFUSION | _VIDEO),
-    Task.IMG2VID: frozenset(_COMMON | _DIFFUSION | _VIDEO | {"init_image", "motion_bucket_id",
+    Task.IMG2VID: frozenset(_COMMON | _DIFFUSION | _VIDEO | {"init_image", "resize_mode", "motion_bucket_id",
                                                               "noise_aug_strength"}),
 }
 

@@ -18,8 +18,18 @@ from sdcodex.core.registry import PIPELINES
 from sdcodex.core.samplers import create_sampler
 
 
+def _clip_text_model_alias(encoder: Any) -> None:
+    """Diffusers 0.42's clip-skip path reads `text_encoder.text_model.final_layer_norm`; since
+    transformers 5.6 CLIPTextModel has no `text_model` child. Alias it to the model itself (a plain
+    attribute, not a sub-module, so state_dict and parameters are unchanged)."""
+    if encoder is not None and type(encoder).__name__ == "CLIPTextModel" and "text_model" not in dir(encoder):
+        if hasattr(encoder, "final_layer_norm"):
+            object.__setattr__(encoder, "text_model", encoder)
+
+
 def build_pipeline(pipeline_cls: type, components: dict[str, Any], **extra: Any) -> Any:
     """Instantiate a Diffusers pipeline class from shared components (only the ones it takes)."""
+    _clip_text_model_alias(components.get("text_encoder"))
     wanted = [p for p in inspect.signature(pipeline_cls.__init__).parameters if p != "self"]
     kwargs = {name: components.get(name) for name in wanted if name in components or name in extra}
     for name in wanted:
@@ -178,6 +188,9 @@ class DiffusersEngine(EngineInterface):
                     events.step(i + 1, total, image_index=_b * params.batch_size, images=params.images_total)
                     return kwargs
 
+                if hasattr(pipe.scheduler, "noise_sampler_seed"):
+                    # Brownian-tree SDE samplers draw their own noise: seed it per image, as A1111 does
+                    pipe.scheduler.noise_sampler_seed = batch_seeds[0] if len(batch_seeds) == 1 else list(batch_seeds)
                 kwargs = self.call_kwargs(params, pipe, len(batch_seeds))
                 te_before = clock.text_encode
                 start = time.perf_counter()

@@ -107,16 +107,17 @@ class FlowEngineMixin:
                 pipe.enable_sequential_cpu_offload(device=self.device)
             state[id(pipe)] = wanted
         vae = getattr(pipe, "vae", None)
+        tiling = False
         if vae is not None and hasattr(vae, "enable_tiling"):
-            if params.vae_tiling:
-                vae.enable_tiling()
-                if hasattr(vae, "enable_slicing"):
-                    vae.enable_slicing()
-            else:
-                vae.disable_tiling()
-                if hasattr(vae, "disable_slicing"):
-                    vae.disable_slicing()
-        out.info["memory"] = {"offload": wanted, "vae_tiling": bool(params.vae_tiling)}
+            try:
+                if params.vae_tiling:
+                    vae.enable_tiling()
+                    tiling = True
+                else:
+                    vae.disable_tiling()
+            except NotImplementedError:
+                out.warnings.append(f"vae_tiling: {type(vae).__name__} has no tiled decoding; ignored")
+        out.info["memory"] = {"offload": wanted, "vae_tiling": tiling}
 
     def run(self, params: Params, events: EventSink) -> EngineOutput:
         pre = EngineOutput()
@@ -124,6 +125,7 @@ class FlowEngineMixin:
         out = super().run(params, events)  # type: ignore[misc]
         out.warnings[:0] = pre.warnings
         out.info.update(pre.info)
+        out.info.pop("warnings", None)  # the sampler's warnings are in out.warnings; info["warnings"] is the job's
         return out
 
 

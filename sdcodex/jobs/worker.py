@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -37,6 +38,8 @@ def _jsonable(value: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # inf/nan are not JSON
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
@@ -151,31 +154,33 @@ class Worker:
                 self.queue.notifier.notify(job.id)
 
         request = dict(job.request)
-        if job.model and not request.get("model"):
-            request["model"] = job.model
+        if (job.model_path or job.model) and not request.get("model"):
+            request["model"] = job.model_path or job.model  # pinned at submit
         failed = False
         try:
             result = self.orchestrator.run(request, events=EventSink([record], control))
         except CodexError as exc:
-            failed = True
-            log.warning("job %s failed: %s", job.id, exc)
-            self._end(job, "failed", error=exc.to_dict())
+            if exc.code == "interrupted" and control.interrupted:  # an engine that stops by raising
+                self._stopped(job, control, result={"images": [], "videos": [], "info": {"interrupted": True}})
+            else:
+                failed = True
+                log.warning("job %s failed: %s", job.id, exc)
+                self.store.finish(job.id, "failed", error=dict(exc.to_dict(), status=exc.http_status))
         except Exception as exc:  # noqa: BLE001 - any failure ends this job only
             failed = True
             log.exception("job %s failed", job.id)
-            self._end(job, "failed", error={"error": "internal_error", "message": f"{type(exc).__name__}: {exc}"})
+            self.store.finish(job.id, "failed", error={"error": "internal_error", "status": 500,
+                                                       "message": f"{type(exc).__name__}: {exc}"})
         else:
             from sdcodex.media.images import compact_request
 
             out = {"images": [self._relative(p) for p in result.images],
                    "videos": [self._relative(p) for p in result.videos],
                    "info": compact_request(_jsonable(result.info))}
-            if self._stop.is_set() and control.interrupted:
-                self.store.requeue(job.id, "server shutting down")  # runs again after the restart
+            if result.info.get("interrupted") or control.interrupted:
+                self._stopped(job, control, result=out)
             else:
-                cancelled = (self.store.get(job.id) or job).cancel_requested
-                state = "cancelled" if cancelled else "interrupted" if result.info.get("interrupted") else "done"
-                self._end(job, state, result=out)
+                self.store.finish(job.id, "done", result=out)
         finally:
             with self._lock:
                 self._current = None
@@ -184,8 +189,10 @@ class Worker:
                 free_memory()
             self.queue.notifier.notify(job.id)
 
-    def _end(self, job: Job, state: str, **kw: Any) -> None:
-        if self._stop.is_set() and state == "failed" and kw.get("error", {}).get("error") == "interrupted":
-            self.store.requeue(job.id, "server shutting down")
+    def _stopped(self, job: Job, control: Control, *, result: dict[str, Any]) -> None:
+        """A job that stopped early: back to the queue on shutdown, else cancelled or interrupted."""
+        if self._stop.is_set():
+            self.store.requeue(job.id, "server shutting down")  # runs again after the restart
             return
-        self.store.finish(job.id, state, **kw)
+        cancelled = (self.store.get(job.id) or job).cancel_requested
+        self.store.finish(job.id, "cancelled" if cancelled else "interrupted", result=result)

@@ -69,10 +69,10 @@ def qwen_tokenizer(max_length: int = 2048):
 
 
 # ------------------------------------------------------------------------------------------------ encoders
-def _tiny_t5(umt5: bool = False):
+def _tiny_t5(umt5: bool = False, vocab_size: int = 160):
     from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
 
-    kw = dict(vocab_size=160, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
+    kw = dict(vocab_size=vocab_size, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
               feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
     return (UMT5EncoderModel(UMT5Config(**kw)) if umt5 else T5EncoderModel(T5Config(**kw))).eval()
 
@@ -118,9 +118,9 @@ def build_svd():
     vae = AutoencoderKLTemporalDecoder(block_out_channels=(32, 64), in_channels=3, out_channels=3,
                                        down_block_types=("DownEncoderBlock2D",) * 2, latent_channels=4)
     encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=32, projection_dim=32, num_hidden_layers=2,
-                                                             num_attention_heads=4, image_size=32,
-                                                             intermediate_size=37, patch_size=4)).eval()
-    extractor = CLIPImageProcessorPil(crop_size=32, size={"shortest_edge": 32})
+                                                             num_attention_heads=4, image_size=224,
+                                                             intermediate_size=37, patch_size=32)).eval()
+    extractor = CLIPImageProcessorPil(crop_size=224, size={"shortest_edge": 224})
     return StableVideoDiffusionPipeline(vae=vae, image_encoder=encoder, unet=unet,
                                         scheduler=EulerDiscreteScheduler.from_config(SVD_SCHEDULER),
                                         feature_extractor=extractor)
@@ -169,9 +169,8 @@ def _hunyuan15(task: str):
     qwen = Qwen2_5_VLTextModel(Qwen2_5_VLTextConfig(
         hidden_size=16, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
         vocab_size=300, rope_scaling={"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
-        rope_theta=1000000.0)).eval()
-    byt5 = _tiny_t5()
-    byt5.resize_token_embeddings(384)
+        rope_theta=1000000.0, bos_token_id=None, eos_token_id=257, pad_token_id=256)).eval()
+    byt5 = _tiny_t5(vocab_size=384)  # ByT5: 256 bytes + 3 specials + 125 extra ids
     common = dict(text_encoder=qwen, tokenizer=qwen_tokenizer(), transformer=transformer, vae=vae,
                   scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0), text_encoder_2=byt5,
                   tokenizer_2=ByT5Tokenizer(), guider=ClassifierFreeGuidance(guidance_scale=6.0))

@@ -407,12 +407,12 @@ def rule_decoder_lm(k: Keys) -> list[Found]:
 
 # LoRA facts (keys flattened to "_" form so kohya and peft names read alike):
 #   unet: targets a UNet (down/up/input/output blocks) or a CLIP text encoder; context: in-width of
-#   an attn2.to_k adapter; te2: has a second (SDXL) text encoder; mmdit: double/single-stream
+#   an attn2.to_k adapter; te_width: in-width of a CLIP text-encoder adapter; te2: has a second (SDXL) text encoder; mmdit: double/single-stream
 #   transformer blocks; hunyuan: names only HunyuanVideo has (or more blocks than FLUX's 19/38);
 #   hidden: in-width of an mmdit attention adapter; wan: Wan-style "blocks.N.self_attn" targets.
 LORA_TABLE: tuple[Row, ...] = (
-    ("sd15", E.SD15, (), lambda f: f["unet"] and not f["te2"] and f["context"] in (768, None)),
-    ("sd2", None, (), lambda f: f["unet"] and not f["te2"] and f["context"] == 1024),
+    ("sd15", E.SD15, (), lambda f: f["unet"] and not f["te2"] and (f["context"] or f["te_width"]) == 768),
+    ("sd2", None, (), lambda f: f["unet"] and not f["te2"] and (f["context"] or f["te_width"]) == 1024),
     ("sdxl", E.SDXL, (), lambda f: f["unet"] and (f["te2"] or f["context"] == 2048)),
     ("flux", E.FLUX, (), lambda f: f["mmdit"] and not f["hunyuan"] and f["hidden"] in (3072, None)),
     ("hunyuan_video", E.HUNYUAN_VIDEO, (), lambda f: f["hunyuan"] and f["hidden"] != 2048),
@@ -463,6 +463,8 @@ def rule_lora(k: Keys) -> list[Found]:
         "unet": has(*_UNET_PARTS) and not mmdit and not wan,
         "context": _lora_in_width(k, "transformer_blocks_", "attn2_to_k"),
         "te2": has("lora_te2_", "text_encoder_2_"),
+        "te_width": _lora_in_width(k, "text_model_encoder_layers_", "self_attn")
+        or _lora_in_width(k, "text_model_encoder_layers_", "mlp_fc1"),
         "mmdit": mmdit, "hunyuan": hunyuan, "hidden": hidden if mmdit else None,
         "wan": wan and not mmdit, "wan_dim": wan_dim,
     }
@@ -701,7 +703,7 @@ def detect_folder(path: str | Path) -> Detection:
     family: EngineKey | None = PIPELINE_FAMILIES.get(cls)
     if cls.startswith("HunyuanVideo15"):
         family = EngineKey.HUNYUAN_VIDEO15
-    if family is EngineKey.SD15 and unet.get("cross_attention_dim") not in (None, 768):
+    if family is EngineKey.SD15 and unet.get("cross_attention_dim") == 1024:
         family, variant["architecture"] = None, "sd2"
     if family in (EngineKey.SD15, EngineKey.SDXL) and in_ch == 9:
         variant["inpaint"] = True

@@ -89,10 +89,13 @@ def entry_for(path: str | Path, hasher: Callable[[ModelEntry], str] | None = Non
     with variant["error"] set, so one bad file never hides the others."""
     p = Path(path).absolute()
     if p.is_dir():
-        det = _detect.detect_folder(p)
+        try:
+            det = _detect.detect_folder(p)
+        except CodexError as exc:
+            det = _detect.Detection("unknown", variant={"error": str(exc)})
         size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
-        return ModelEntry(p.name, p, det.kind, det.family, "diffusers", size, dict(det.variant), det.prefix,
-                          det.compatible, hasher)
+        return ModelEntry(_folder_name(p), p, det.kind, det.family, "diffusers", size, dict(det.variant),
+                          det.prefix, det.compatible, hasher)
     suffix = p.suffix.lower()
     fmt = FORMATS.get(suffix, "pickle")
     try:
@@ -101,6 +104,14 @@ def entry_for(path: str | Path, hasher: Callable[[ModelEntry], str] | None = Non
         det = _detect.Detection("unknown", variant={"error": str(exc)})
     return ModelEntry(p.name[: -len(p.suffix)] if p.suffix else p.name, p, det.kind, det.family, fmt,
                       p.stat().st_size, dict(det.variant), det.prefix, det.compatible, hasher)
+
+
+def _folder_name(p: Path) -> str:
+    """A diffusers folder's name; inside a Hugging Face cache (models--org--repo/snapshots/<commit>)
+    the repo, "org--repo", rather than the commit hash."""
+    if p.parent.name == "snapshots" and p.parent.parent.name.startswith("models--"):
+        return p.parent.parent.name[len("models--"):]
+    return p.name
 
 
 class Inventory:

@@ -62,7 +62,8 @@ def bundled_config(family: EngineKey | str, component: str) -> dict[str, Any]:
     for name in ("config.json", "scheduler_config.json", "tokenizer_config.json"):
         if (folder / name).is_file():
             return json.loads((folder / name).read_text())
-    raise ModelLoadError(f"no bundled config for {family}/{component}", field="family", allowed=list(map(str, SUPPORTED)))
+    raise ModelLoadError(f"no bundled config for {family}/{component}", field="family",
+                         allowed=list(map(str, SUPPORTED)))
 
 
 def _configs_from(source: str | Path | Mapping[str, dict] | None) -> dict[str, dict]:
@@ -333,8 +334,7 @@ def _load_single_file(path: Path, wanted: EngineKey | None, dtype: torch.dtype |
     if v_pred:
         sched_cfg["prediction_type"] = "v_prediction"
 
-    file_dtype = dtype
-    view = lambda name: _Tensors(source, parts[name], file_dtype)  # noqa: E731
+    view = lambda name: _Tensors(source, parts[name], dtype)  # noqa: E731
     unet = _assign(_build_unet(unet_cfg), cv.convert_unet(view("unet"), unet_cfg), path, "unet")
     vae_cfg = config("vae")
     vae = _assign(_build_vae(vae_cfg), cv.convert_vae(view("vae"), vae_cfg), path, "vae")

@@ -123,9 +123,11 @@ class _Reader:
             return np.frombuffer(raw[:2 * count], dtype="<f2").copy()
         if tag in (TAG_FP32, 0):
             return self.raw_fp32(count, what)
-        kind = "int8" if tag == TAG_INT8 else "quantized"
-        raise ModelLoadError(f"{self.path}: {what} is stored as {kind} (tag 0x{tag:08X}); "
-                             "only fp16 and fp32 ncnn weights are supported")
+        if tag == TAG_INT8:
+            raise ModelLoadError(f"{self.path}: {what} is stored as int8; only fp16 and fp32 ncnn weights "
+                                 "are supported")
+        raise ModelLoadError(f"{self.path}: {what} has storage tag 0x{tag:08X} at offset {self.pos - 4}: "
+                             "a quantized table (not supported) or a .bin that does not match the .param")
 
 
 def read_bin(layers: list[NcnnLayer], path: str | Path) -> list[NcnnLayer]:

@@ -33,6 +33,8 @@ def _reference(pipeline_cls, model, sampler, schedule, family, seed, **kwargs):
     pipe = pipeline_cls(**kwargs_init, **({"requires_safety_checker": False} if "requires_safety_checker" in names else {}))
     pipe.set_progress_bar_config(disable=True)
     pipe.scheduler = create_sampler(sampler, schedule, family, dict(model.scheduler_config), model.prediction).scheduler
+    if hasattr(pipe.scheduler, "noise_sampler_seed"):  # DPM++ SDE: its Brownian tree is seeded by the image seed
+        pipe.scheduler.noise_sampler_seed = seed
     return pipe(generator=torch.Generator("cpu").manual_seed(seed), **kwargs).images[0]
 
 

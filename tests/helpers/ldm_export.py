@@ -57,7 +57,8 @@ def vae_to_ldm(sd: dict[str, torch.Tensor], config: dict) -> dict[str, torch.Ten
     rules: list[Rule] = [
         (r"encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(.*)",
          lambda m: f"encoder.down.{m[1]}.block.{m[2]}.{_sub_resnet(m[3], res)}"),
-        (r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.*)", lambda m: f"encoder.down.{m[1]}.downsample.conv.{m[2]}"),
+        (r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.*)",
+         lambda m: f"encoder.down.{m[1]}.downsample.conv.{m[2]}"),
         (r"decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(.*)",
          lambda m: f"decoder.up.{n - 1 - int(m[1])}.block.{m[2]}.{_sub_resnet(m[3], res)}"),
         (r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.*)",

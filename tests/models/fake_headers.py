@@ -50,6 +50,11 @@ def write_fake_safetensors(path: str | Path, tensors: Mapping[str, Spec], metada
     return p
 
 
+def numel(spec: Spec) -> int:
+    """Element count of a shape or (shape, dtype) spec."""
+    return math.prod(_split(spec, "F16")[0])
+
+
 def prefixed(prefix: str, keys: Mapping[str, Spec]) -> KeySet:
     return {prefix + k: v for k, v in keys.items()}
 

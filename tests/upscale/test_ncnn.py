@@ -96,14 +96,17 @@ def test_bad_magic_and_mismatched_shapes(tmp_path):
     param.write_text(text.replace("7767517", "7767518", 1))
     with pytest.raises(ModelLoadError, match="not an ncnn text param file"):
         convert_ncnn(param, weights)
-    # PReLU says 4 slopes for an 8-channel conv: the bin no longer lines up -> named error.
+    # A PReLU with 4 slopes for an 8-channel conv: the bin no longer lines up with the param.
     param.write_text(text.replace("PReLU prelu1 1 1 c1 p1 0=8", "PReLU prelu1 1 1 c1 p1 0=4"))
-    with pytest.raises(ModelLoadError, match=r"tiny\.(param|bin)"):
+    with pytest.raises(ModelLoadError, match=r"tiny\.bin: layer conv2 weight has storage tag .* does not match"):
         convert_ncnn(param, weights)
-    # Weight size not a multiple of num_output*k*k.
-    bad = text.replace("0=8 1=3 4=1 5=1 6=216", "0=7 1=3 4=1 5=1 6=216")
-    param.write_text(bad)
-    with pytest.raises(ModelLoadError, match=r"tiny\.(param|bin)"):
+    # Kernel 5: 216 weights are not a multiple of num_output*k*k = 8*5*5.
+    param.write_text(text.replace("conv0 1 1 x0 c0 0=8 1=3", "conv0 1 1 x0 c0 0=8 1=5"))
+    with pytest.raises(ModelLoadError, match=r"tiny\.param: layer conv0: weight size 216 is not a multiple"):
+        convert_ncnn(param, weights)
+    # Kernel 1: 576 weights read as 8x72x1x1, but the previous conv gives 8 channels.
+    param.write_text(text.replace("conv1 1 1 p0 c1 0=8 1=3", "conv1 1 1 p0 c1 0=8 1=1"))
+    with pytest.raises(ModelLoadError, match=r"tiny\.param: layer conv1 \(body\.2\): channels \(out, in\) are \(8, 72\)"):
         convert_ncnn(param, weights)
 
 

@@ -1,0 +1,309 @@
+"""AUTOMATIC1111 1.10 request models and their mapping onto our strict request (and back, for errors
+and the `info` string). Fields A1111 clients send that we do not use are accepted and reported."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+from typing import Any, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sdcodex import __version__
+from sdcodex.core.errors import CodexError, ValidationError
+from sdcodex.core.samplers import split_legacy_name
+
+_ALLOW = ConfigDict(extra="allow")
+
+
+class Txt2ImgRequest(BaseModel):
+    """A1111 StableDiffusionTxt2ImgProcessingAPI. Left-out values come from our presets (A1111
+    would use steps 50, cfg 7, 512x512, Euler)."""
+
+    model_config = _ALLOW
+    prompt: str = ""
+    negative_prompt: str = ""
+    styles: Optional[list[str]] = None
+    seed: int = -1
+    subseed: int = -1
+    subseed_strength: float = 0.0
+    seed_resize_from_h: int = -1
+    seed_resize_from_w: int = -1
+    sampler_name: Optional[str] = None
+    sampler_index: Optional[str] = None
+    scheduler: Optional[str] = None
+    batch_size: int = 1
+    n_iter: int = 1
+    steps: Optional[int] = None
+    cfg_scale: Optional[float] = None
+    width: Optional[int] = None
+    height: Optional[int] = None
+    restore_faces: Optional[bool] = None
+    tiling: Optional[bool] = None
+    do_not_save_samples: bool = False
+    do_not_save_grid: bool = False
+    eta: Optional[float] = None
+    denoising_strength: Optional[float] = None
+    s_min_uncond: Optional[float] = None
+    s_churn: Optional[float] = None
+    s_tmax: Optional[float] = None
+    s_tmin: Optional[float] = None
+    s_noise: Optional[float] = None
+    override_settings: Optional[dict[str, Any]] = None
+    override_settings_restore_afterwards: bool = True
+    refiner_checkpoint: Optional[str] = None
+    refiner_switch_at: Optional[float] = None
+    disable_extra_networks: bool = False
+    firstpass_image: Optional[str] = None
+    comments: Optional[dict[str, Any]] = None
+    enable_hr: bool = False
+    firstphase_width: int = 0
+    firstphase_height: int = 0
+    hr_scale: float = 2.0
+    hr_upscaler: Optional[str] = None
+    hr_second_pass_steps: int = 0
+    hr_resize_x: int = 0
+    hr_resize_y: int = 0
+    hr_checkpoint_name: Optional[str] = None
+    hr_sampler_name: Optional[str] = None
+    hr_scheduler: Optional[str] = None
+    hr_prompt: str = ""
+    hr_negative_prompt: str = ""
+    force_task_id: Optional[str] = None
+    script_name: Optional[str] = None
+    script_args: list[Any] = Field(default_factory=list)
+    send_images: bool = True
+    save_images: bool = False
+    alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
+    infotext: Optional[str] = None
+
+
+class Img2ImgRequest(Txt2ImgRequest):
+    """A1111 StableDiffusionImg2ImgProcessingAPI: a `mask` makes it an inpaint job."""
+
+    init_images: Optional[list[str]] = None
+    resize_mode: int = 0
+    image_cfg_scale: Optional[float] = None
+    mask: Optional[str] = None
+    mask_blur_x: int = 4
+    mask_blur_y: int = 4
+    mask_blur: Optional[int] = None
+    mask_round: bool = True
+    inpainting_fill: int = 0
+    inpaint_full_res: Union[bool, int] = True
+    inpaint_full_res_padding: int = 0
+    inpainting_mask_invert: Union[bool, int] = 0
+    initial_noise_multiplier: Optional[float] = None
+    latent_mask: Optional[str] = None
+    include_init_images: bool = False
+
+
+#: A1111 fields that we accept without using; a value in the set means "off", so it is not reported
+_NEUTRAL: dict[str, tuple[Any, ...]] = {
+    "styles": (None, []), "subseed": (-1, 0), "subseed_strength": (0, 0.0), "seed_resize_from_h": (-1, 0),
+    "seed_resize_from_w": (-1, 0), "restore_faces": (None, False), "tiling": (None, False),
+    "do_not_save_samples": (True, False), "do_not_save_grid": (True, False), "eta": (None,),
+    "s_min_uncond": (None, 0, 0.0), "s_churn": (None, 0, 0.0), "s_tmax": (None,), "s_tmin": (None, 0, 0.0),
+    "s_noise": (None, 1, 1.0), "override_settings_restore_afterwards": (True, False),
+    "refiner_checkpoint": (None, "", "None"), "refiner_switch_at": (None,), "disable_extra_networks": (False, True),
+    "firstpass_image": (None, ""), "comments": (None, {}), "firstphase_width": (0,), "firstphase_height": (0,),
+    "hr_checkpoint_name": (None, "", "Use same checkpoint"), "force_task_id": (), "script_name": (None, ""),
+    "script_args": ([],), "alwayson_scripts": ({},), "infotext": (None, ""), "save_images": (True, False),
+    "image_cfg_scale": (None,), "mask_round": (True, False), "inpainting_fill": (1,),
+    "initial_noise_multiplier": (None, 1, 1.0), "latent_mask": (None, ""), "sampler_index": (),
+}
+_MAPPED = {"prompt", "negative_prompt", "seed", "sampler_name", "scheduler", "batch_size", "n_iter", "steps",
+           "cfg_scale", "width", "height", "denoising_strength", "override_settings", "enable_hr", "hr_scale",
+           "hr_upscaler", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y", "hr_sampler_name", "hr_scheduler",
+           "hr_prompt", "hr_negative_prompt", "send_images", "init_images", "resize_mode", "mask", "mask_blur",
+           "mask_blur_x", "mask_blur_y", "inpaint_full_res", "inpaint_full_res_padding", "inpainting_mask_invert",
+           "include_init_images", "sampler_index", "force_task_id"}
+_OVERRIDES = {"sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers", "samples_format"}
+
+#: our field -> the A1111 field a client sent, so an error names what the client knows
+NATIVE_TO_A1111 = {"batch_count": "n_iter", "sampler": "sampler_name", "init_image": "init_images[0]",
+                   "mask_invert": "inpainting_mask_invert", "model": "override_settings.sd_model_checkpoint",
+                   "vae": "override_settings.sd_vae", "clip_skip": "override_settings.CLIP_stop_at_last_layers",
+                   "output_format": "samples_format", "hires.scale": "hr_scale", "hires.steps": "hr_second_pass_steps",
+                   "hires.upscaler": "hr_upscaler", "hires.resize_x": "hr_resize_x", "hires.resize_y": "hr_resize_y",
+                   "hires.sampler": "hr_sampler_name", "hires.scheduler": "hr_scheduler", "hires.prompt": "hr_prompt",
+                   "hires.negative_prompt": "hr_negative_prompt", "hires.denoising_strength": "denoising_strength",
+                   "resize_mode": "resize_mode"}
+RESIZE_MODES = {0: "just_resize", 1: "crop_and_resize", 2: "resize_and_fill", 3: "just_resize"}
+_FORMATS = {"png": "png", "webp": "webp", "jpg": "jpeg", "jpeg": "jpeg"}
+
+
+def to_a1111_field(exc: CodexError) -> CodexError:
+    """Rename the field of an error from our name to the A1111 one the client used."""
+    if exc.field in NATIVE_TO_A1111:
+        exc.field = NATIVE_TO_A1111[exc.field]
+        if isinstance(exc, ValidationError) and exc.errors:
+            exc.errors[0]["field"] = exc.field
+        exc.args = (str(exc),)
+    return exc
+
+
+def _sampler(name: Optional[str], schedule: Optional[str]) -> tuple[Optional[str], Optional[str]]:
+    """A1111 sampler (possibly a legacy "DPM++ 2M Karras") and schedule type -> ours."""
+    if not name:
+        return None, schedule or None
+    base, legacy = split_legacy_name(name)
+    if schedule and schedule.lower() not in ("automatic", ""):
+        return base, schedule
+    return base, legacy or schedule or None
+
+
+def to_request(body: Txt2ImgRequest, *, task: str, options: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Our request for an A1111 txt2img/img2img body, and the A1111 fields we accepted but ignored."""
+    given = body.model_fields_set - set(body.model_extra or {})
+    ignored: list[str] = sorted(f"{k}" for k in (body.model_extra or {}))
+    for name in sorted(given - _MAPPED):
+        value = getattr(body, name, None)
+        if name in _NEUTRAL and value in _NEUTRAL[name]:
+            continue
+        ignored.append(name)
+    req: dict[str, Any] = {"prompt": body.prompt, "seed": int(body.seed)}
+    if body.negative_prompt:
+        req["negative_prompt"] = body.negative_prompt
+    for ours, theirs in (("steps", "steps"), ("width", "width"), ("height", "height")):
+        if getattr(body, theirs) is not None:
+            req[ours] = int(getattr(body, theirs))
+    if body.cfg_scale is not None:
+        req["cfg_scale"] = float(body.cfg_scale)
+    if body.batch_size != 1:
+        req["batch_size"] = int(body.batch_size)
+    if body.n_iter != 1:
+        req["batch_count"] = int(body.n_iter)
+    sampler, schedule = _sampler(body.sampler_name or body.sampler_index, body.scheduler)
+    if sampler:
+        req["sampler"] = sampler
+    if schedule:
+        req["scheduler"] = schedule
+
+    overrides = dict(body.override_settings or {})
+    for key in sorted(overrides):
+        if key not in _OVERRIDES:
+            ignored.append(f"override_settings.{key}")
+    if overrides.get("sd_model_checkpoint"):
+        req["model"] = str(overrides["sd_model_checkpoint"])
+    vae = overrides.get("sd_vae", options.get("sd_vae"))
+    if vae and str(vae).lower() not in ("automatic", "none", "auto"):
+        req["vae"] = str(vae)
+    clip = overrides.get("CLIP_stop_at_last_layers", options.get("CLIP_stop_at_last_layers"))
+    if clip is not None and int(clip) > 1:
+        req["clip_skip"] = int(clip)
+    fmt = _FORMATS.get(str(overrides.get("samples_format", options.get("samples_format")) or "png").lower())
+    if fmt and fmt != "png":
+        req["output_format"] = fmt
+
+    if task == "txt2img":
+        if body.enable_hr:
+            hires: dict[str, Any] = {}
+            if body.hr_resize_x and body.hr_resize_y:
+                hires["resize_x"], hires["resize_y"] = int(body.hr_resize_x), int(body.hr_resize_y)
+            else:
+                hires["scale"] = float(body.hr_scale)
+            if body.hr_upscaler:
+                hires["upscaler"] = body.hr_upscaler
+            if body.hr_second_pass_steps:
+                hires["steps"] = int(body.hr_second_pass_steps)
+            if body.denoising_strength is not None:
+                hires["denoising_strength"] = float(body.denoising_strength)
+            hs, hsched = _sampler(body.hr_sampler_name, body.hr_scheduler)
+            if hs:
+                hires["sampler"] = hs
+            if hsched:
+                hires["scheduler"] = hsched
+            if body.hr_prompt:
+                hires["prompt"] = body.hr_prompt
+            if body.hr_negative_prompt:
+                hires["negative_prompt"] = body.hr_negative_prompt
+            req["hires"] = hires
+        else:
+            ignored += [k for k in ("denoising_strength",) if k in given and body.denoising_strength]
+        req["task"] = "txt2img"
+        return req, ignored
+
+    assert isinstance(body, Img2ImgRequest)
+    if not body.init_images:
+        raise ValidationError("is required for img2img: a list with one base64 image", field="init_images")
+    if len(body.init_images) > 1:
+        ignored.append("init_images[1:]")
+    req["init_image"] = body.init_images[0]
+    if body.denoising_strength is not None:
+        req["denoising_strength"] = float(body.denoising_strength)
+    if body.resize_mode not in RESIZE_MODES:
+        raise ValidationError(f"unknown resize mode {body.resize_mode}", field="resize_mode", allowed=[0, 1, 2, 3])
+    if body.resize_mode:
+        req["resize_mode"] = RESIZE_MODES[body.resize_mode]
+        if body.resize_mode == 3:
+            ignored.append("resize_mode=3 (latent upscale; resized in pixel space)")
+    if body.mask:
+        req["task"] = "inpaint"
+        req["mask"] = body.mask
+        blur = body.mask_blur if body.mask_blur is not None else max(body.mask_blur_x, body.mask_blur_y)
+        req["mask_blur"] = int(blur)
+        req["mask_invert"] = bool(body.inpainting_mask_invert)
+        req["inpaint_full_res"] = bool(body.inpaint_full_res)
+        req["inpaint_full_res_padding"] = int(body.inpaint_full_res_padding)
+    else:
+        req["task"] = "img2img"
+    ignored += [k for k in sorted(given) if k.startswith("hr_")]
+    if body.enable_hr:
+        ignored.append("enable_hr")
+    return req, ignored
+
+
+def parameters(body: Txt2ImgRequest, effective: dict[str, Any]) -> dict[str, Any]:
+    """The `parameters` of an A1111 response: the request with every field, left-out values shown as
+    what was really used; input images only with include_init_images."""
+    out = body.model_dump()
+    for ours, theirs in (("steps", "steps"), ("cfg_scale", "cfg_scale"), ("width", "width"), ("height", "height"),
+                         ("sampler", "sampler_name"), ("scheduler", "scheduler")):
+        if out.get(theirs) is None and effective.get(ours) is not None:
+            out[theirs] = effective[ours]
+    if out.get("seed", -1) == -1 and effective.get("seed") is not None:
+        out["seed"] = effective["seed"]
+    if isinstance(body, Img2ImgRequest) and not body.include_init_images:
+        out["init_images"] = None
+        out["mask"] = None
+    return out
+
+
+def info_string(job_id: str, info: dict[str, Any], infotexts: list[str], ignored: list[str]) -> str:
+    """A1111's `info` JSON string, from our result info."""
+    req = info.get("request") or {}
+    fields = info.get("infotext_fields") or {}
+    seeds = list(info.get("seeds") or [])
+    n = max(len(seeds), 1)
+    prompt = req.get("prompt") or ""
+    negative = req.get("negative_prompt") or ""
+    extra = {k: v for k, v in (fields.get("extra") or {}).items()}
+    if info.get("scheduler_effective"):
+        extra.setdefault("Schedule type", info["scheduler_effective"])
+    data = {
+        "prompt": prompt, "all_prompts": [prompt] * n, "negative_prompt": negative,
+        "all_negative_prompts": [negative] * n, "seed": seeds[0] if seeds else req.get("seed"),
+        "all_seeds": seeds, "subseed": -1, "all_subseeds": [-1] * len(seeds), "subseed_strength": 0,
+        "width": req.get("width"), "height": req.get("height"), "sampler_name": info.get("sampler_effective"),
+        "cfg_scale": req.get("cfg_scale"), "steps": req.get("steps"), "batch_size": req.get("batch_size", 1),
+        "restore_faces": False, "face_restoration_model": None, "sd_model_name": info.get("model"),
+        "sd_model_hash": info.get("model_hash"), "sd_vae_name": req.get("vae"), "sd_vae_hash": None,
+        "seed_resize_from_w": -1, "seed_resize_from_h": -1, "denoising_strength": req.get("denoising_strength"),
+        "extra_generation_params": extra, "index_of_first_image": 0, "infotexts": infotexts, "styles": [],
+        "job_timestamp": _dt.datetime.now().strftime("%Y%m%d%H%M%S"), "clip_skip": req.get("clip_skip", 1),
+        "is_using_inpainting_conditioning": info.get("task") == "inpaint", "version": f"sdcodex-{__version__}",
+        "scheduler": info.get("scheduler_effective"), "ignored_fields": ignored,
+        "warnings": list(info.get("warnings") or []), "job_id": job_id, "engine": info.get("engine"),
+        "interrupted": bool(info.get("interrupted")),
+    }
+    return json.dumps(data, ensure_ascii=False, default=str)
+
+
+_TITLE_HASH = re.compile(r"\s*\[[0-9a-fA-F]{6,}\]\s*$")
+
+
+def model_name_of(title: str) -> str:
+    """'sd15-demo [abc123]' or 'v1-5.safetensors [abc]' -> 'sd15-demo' / 'v1-5'."""
+    name = _TITLE_HASH.sub("", title)
+    return name[: -len(".safetensors")] if name.endswith(".safetensors") else name

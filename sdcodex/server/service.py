@@ -1,0 +1,180 @@
+"""What every API face of the server shares: settings, the ONE orchestrator, the model provider, the job
+store/queue/worker, the persisted A1111-style options, and job submission (validate, resolve the model,
+apply limits, persist) — so the native, A1111 and OpenAI routes differ only in their shapes."""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sdcodex.core.errors import ModelNotFoundError, ValidationError
+from sdcodex.jobs import Job, JobQueue, JobStore, Worker
+
+from .limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IMAGE_PIXELS, check_job_size, image_loader
+
+log = logging.getLogger("sdcodex.server")
+
+OPTIONS_KEY = "a1111_options"
+
+
+@dataclass
+class ServerSettings:
+    """Everything `create_app` needs. `models` may be a ready LocalModels (tests share one)."""
+
+    models_dir: str | None = None
+    outdir: str | None = None
+    db_path: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 7860
+    api_auth: list[tuple[str, str]] = field(default_factory=list)
+    api_tokens: list[str] = field(default_factory=list)
+    insecure_no_auth: bool = False
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    max_output_pixels: int | None = None   # width x height x frames x images per job; None = no limit
+    max_steps: int | None = None
+    sync_timeout: float | None = None      # A1111/OpenAI sync routes: give up waiting after this (504)
+    device: str | None = None
+    start_worker: bool = True
+    max_bypass: int = 3
+    max_attempts: int = 3
+    models: Any = None
+
+    def resolved_outdir(self) -> Path:
+        return Path(self.outdir or os.environ.get("SDCODEX_OUTPUTS_DIR", "outputs")).absolute()
+
+    def resolved_db(self) -> Path:
+        if self.db_path:
+            return Path(self.db_path)
+        env = os.environ.get("SDCODEX_DB")
+        return Path(env) if env else self.resolved_outdir() / "jobs.sqlite"
+
+
+def default_options() -> dict[str, Any]:
+    """The A1111 options this server knows (others posted by clients are kept and echoed)."""
+    return {"sd_model_checkpoint": None, "sd_checkpoint_hash": None, "sd_vae": "Automatic",
+            "CLIP_stop_at_last_layers": 1, "samples_format": "png", "sd_checkpoints_limit": 2,
+            "eta_noise_seed_delta": 0, "live_previews_enable": False, "show_progress_every_n_steps": 10,
+            "sd_vae_checkpoint_cache": 0, "samples_save": True, "grid_save": False, "jpeg_quality": 80,
+            "outdir_samples": "", "enable_pnginfo": True}
+
+
+class CodexService:
+    """The server's state. `start()` recovers the queue and starts the worker; `stop()` ends both."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        from sdcodex.runtime import LocalModels, build_orchestrator
+
+        self.settings = settings
+        self.outdir = settings.resolved_outdir()
+        self.outdir.mkdir(parents=True, exist_ok=True)
+        device = settings.device or os.environ.get("SDCODEX_DEVICE") or None
+        self.models = settings.models or LocalModels(settings.models_dir, device=device or "cpu")
+        self.orchestrator = build_orchestrator(models=self.models, outdir=self.outdir, device=device)
+        self.orchestrator.image_loader = image_loader(settings.max_image_pixels)
+        self.orchestrator.default_model = self.default_model_ref
+        self.device = self.orchestrator.device
+        self.store = JobStore(settings.resolved_db())
+        self.queue = JobQueue(self.store, max_bypass=settings.max_bypass)
+        self.worker = Worker(self.queue, self.orchestrator, outdir=self.outdir, loaded=self.loaded_model_paths)
+        self.recovered: tuple[list[str], list[str]] = ([], [])
+
+    # -- life cycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        self.recovered = self.store.recover(max_attempts=self.settings.max_attempts)
+        if self.recovered[0]:
+            log.warning("re-queued %d job(s) that were running when the server stopped", len(self.recovered[0]))
+        if self.settings.start_worker:
+            self.worker.start()
+
+    def stop(self) -> None:
+        self.worker.stop()
+        self.store.close()
+
+    # -- models --------------------------------------------------------------------------------
+    def loaded_model_paths(self) -> set[str]:
+        cache = getattr(self.models, "cache", None)
+        keys = cache.loaded_keys() if cache is not None and hasattr(cache, "loaded_keys") else []
+        return {str(k[0]) if isinstance(k, tuple) else str(k) for k in keys}
+
+    def checkpoints(self) -> list[Any]:
+        return list(self.models.checkpoints())
+
+    def find_model(self, ref: str) -> Any:
+        """A checkpoint by name, file name, A1111 title, hash or path; ModelNotFoundError lists names."""
+        if not isinstance(ref, str) or not ref.strip():
+            raise ValidationError("must be a model name or title", field="model",
+                                  allowed=[e.name for e in self.checkpoints()])
+        return self.models.resolve(ref.strip())
+
+    @staticmethod
+    def title(entry: Any) -> str:
+        try:
+            return entry.title
+        except Exception:  # noqa: BLE001 - no hash available: the bare file name
+            return getattr(entry, "filename", entry.name)
+
+    def default_model_ref(self) -> str | None:
+        """The A1111 option sd_model_checkpoint, when set and still present."""
+        ref = self.options().get("sd_model_checkpoint")
+        if not ref:
+            return None
+        try:
+            return str(self.find_model(ref).path)
+        except ModelNotFoundError:
+            return None
+
+    # -- options -------------------------------------------------------------------------------
+    def options(self) -> dict[str, Any]:
+        out = default_options()
+        out.update(self.store.get_value(OPTIONS_KEY, {}) or {})
+        return out
+
+    def set_options(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Store posted options; sd_model_checkpoint must name an existing model (404 listing them)."""
+        values = dict(values)
+        ckpt = values.get("sd_model_checkpoint")
+        if ckpt:
+            entry = self.find_model(str(ckpt))
+            values["sd_model_checkpoint"] = self.title(entry)
+            values["sd_checkpoint_hash"] = self._sha(entry)
+        stored = dict(self.store.get_value(OPTIONS_KEY, {}) or {})
+        stored.update(values)
+        self.store.set_value(OPTIONS_KEY, stored)
+        return self.options()
+
+    @staticmethod
+    def _sha(entry: Any) -> str | None:
+        try:
+            return entry.sha256
+        except Exception:  # noqa: BLE001
+            return None
+
+    # -- jobs ----------------------------------------------------------------------------------
+    def prepare(self, request: dict[str, Any]) -> tuple[Any, Any]:
+        """Full validation without generating: strict request, model, preset, family rules, images,
+        limits. Returns (model entry or None, params). Raises CodexError (422/404/413)."""
+        entry, _engine, _filled, _meta, params, _warnings = self.orchestrator.prepare(request)
+        check_job_size(params, max_output_pixels=self.settings.max_output_pixels, max_steps=self.settings.max_steps)
+        return entry, params
+
+    def submit(self, request: dict[str, Any], *, kind: str = "native", priority: int = 0,
+               meta: dict[str, Any] | None = None) -> Job:
+        """Validate then persist (committed before returning). The model is pinned now, so a later
+        change of the default model does not change what a queued job makes."""
+        entry, _params = self.prepare(request)
+        return self.queue.submit(request, kind=kind, priority=priority, model=entry.name if entry else None,
+                                 model_path=str(entry.path) if entry else None, meta=meta)
+
+    def output_path(self, rel: str) -> Path | None:
+        """An output file under outdir, or None (outside it, missing, or a malformed name)."""
+        try:
+            if "\x00" in rel:
+                return None
+            path = (self.outdir / rel).resolve()
+            path.relative_to(self.outdir.resolve())
+        except (ValueError, OSError, RuntimeError):
+            return None
+        return path if path.is_file() else None
