@@ -142,12 +142,28 @@ def load_request_image(value: str, field: str, *, allow_path: bool) -> Any:
     return load_image(value, field=field, allow_path=allow_path)
 
 
+def quiet_libraries() -> None:
+    """Our own progress bar and log lines replace Diffusers'/transformers'/hub's tqdm bars and notices."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        import diffusers.utils.logging as dlog
+        import transformers.utils.logging as tlog
+
+        dlog.disable_progress_bar()
+        dlog.set_verbosity_error()
+        tlog.disable_progress_bar()
+        tlog.set_verbosity_error()
+    except ImportError:  # pragma: no cover
+        pass
+
+
 def build_orchestrator(models_dir: str | Path | None = None, outdir: str | Path | None = None, *,
                        allow_paths: bool = False, allow_pickle: bool = False, device: str | None = None,
                        models: LocalModels | None = None, save: bool = True) -> Orchestrator:
     """The orchestrator every face uses. `allow_paths`: image fields may be file paths (CLI only)."""
     import sdcodex.engines  # noqa: F401  (registers the engines)
 
+    quiet_libraries()
     device = device or os.environ.get("SDCODEX_DEVICE") or _default_device()
     models = models or LocalModels(models_dir, allow_pickle=allow_pickle, device=device)
     return Orchestrator(models, MediaSaver(outdir) if save else None,

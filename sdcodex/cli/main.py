@@ -108,26 +108,52 @@ def _demo_image_b64(kind: str) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def demo_engine(name: str) -> str | None:
+    """The engine a demo model runs on ("sd15_inpaint" -> "sd15", "flux_schnell" -> "flux"), if registered."""
+    from sdcodex.core.enums import EngineKey
+    from sdcodex.core.registry import ENGINES
+
+    matches = [k.value for k in EngineKey if name == k.value or name.startswith(k.value + "_")]
+    key = max(matches, key=len) if matches else None
+    return key if key and key in ENGINES else None
+
+
 def demo_requests(name: str) -> list[dict[str, Any]]:
     """What `sdcodex demo` runs on each demo model (tiny sizes: the weights are random)."""
+    from sdcodex.core.registry import ENGINES
+
+    engine = demo_engine(name)
+    if engine is None:
+        return []
+    tasks = ENGINES.get(engine).tasks
     base = {"prompt": "a lighthouse on a cliff at sunset", "width": 64, "height": 64, "steps": 4, "seed": 0}
-    image = {"init_image": _demo_image_b64("image"), "denoising_strength": 0.6}
+    image = {"init_image": _demo_image_b64("image")}
     if "inpaint" in name:
-        return [{**base, **image, "task": "inpaint", "mask": _demo_image_b64("mask")}]
-    if name in ("sd15", "sdxl"):
-        return [{**base, "task": "txt2img", "batch_size": 2}, {**base, **image, "task": "img2img"}]
-    return [{**base, "task": "txt2img"}]
+        return [{**base, **image, "task": "inpaint", "denoising_strength": 0.6, "mask": _demo_image_b64("mask")}]
+    if any(t.value == "txt2img" for t in tasks):
+        return [{**base, "task": "txt2img", "batch_size": 2},
+                {**base, **image, "task": "img2img", "denoising_strength": 0.6}]
+    video = {**base, "steps": 2, "num_frames": 5, "fps": 8.0}
+    if "i2v" in name or not any(t.value == "txt2vid" for t in tasks):
+        return [{**video, **image, "task": "img2vid"}]
+    return [{**video, "task": "txt2vid"}]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from sdcodex.core.events import EventSink
-    from sdcodex.models.demo import build_demo_models
+    import sdcodex.engines  # noqa: F401  (registers the engines)
+    from sdcodex.models.demo import DEMO_BUILDERS, build_demo_models
     from sdcodex.runtime import LocalModels, build_orchestrator
 
+    try:
+        import sdcodex.models.demo_video  # noqa: F401  (registers the video-family demo builders)
+    except ImportError:
+        pass
     models = LocalModels(args.models_dir)
     dest = models.models_dir / "demo"
+    families = [f for f in DEMO_BUILDERS if demo_engine(f) and (not args.only or f in args.only)]
     print("Building tiny RANDOM-WEIGHT demo models (they show the machinery, not pictures) in", dest)
-    built = build_demo_models(dest)
+    built = build_demo_models(dest, families)
     models.refresh()
     orch = build_orchestrator(models=models, outdir=args.outdir)
     outputs: dict[str, Any] = {}
@@ -228,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="build tiny random-weight demo models and generate with each")
     demo.add_argument("--outdir", default=None)
     demo.add_argument("--json", action="store_true")
+    demo.add_argument("--only", nargs="+", default=None, metavar="FAMILY", help="build/run only these demo models")
     demo.set_defaults(func=cmd_demo)
 
     models = sub.add_parser("models", help="model inventory")

@@ -150,7 +150,8 @@ class Orchestrator:
             "warnings": warnings,
             "interrupted": out.interrupted,
             "skipped": out.skipped,
-            **{k: v for k, v in out.info.items() if k not in ("sampler_effective", "scheduler_effective")},
+            **{k: v for k, v in out.info.items()
+               if k not in ("sampler_effective", "scheduler_effective", "warnings", "infotext_extra")},
             "request": effective_request,
         }
         fields = self._infotext_fields(params, info, entry)

@@ -166,7 +166,7 @@ class DiffusersEngine(EngineInterface):
         out = EngineOutput()
         choice = self.sampler(params)
         out.warnings.extend(choice.warnings)
-        out.info.update(choice.to_info())
+        out.info.update({k: v for k, v in choice.to_info().items() if k != "warnings"})
         pipe = self.pipeline(params.task)
         pipe.scheduler = choice.scheduler
         encoders = [getattr(pipe, n) for n in self.text_encoder_names if getattr(pipe, n, None) is not None]

@@ -66,6 +66,16 @@ def folder_family(path: Path) -> tuple[EngineKey | None, dict[str, Any]]:
     return found.family, dict(found.variant)
 
 
+def sniff_family(path: Path) -> EngineKey | None:
+    """The family of a folder or file from its content (None when it cannot be told)."""
+    from sdcodex.models.detect import detect_path
+
+    try:
+        return detect_path(path).family
+    except Exception:  # noqa: BLE001 - an unreadable file is the SD loader's error to report
+        return None
+
+
 def _check_family(path: Path, found: EngineKey | None, wanted: EngineKey | None) -> EngineKey:
     fam = wanted or found
     if found is not None and wanted is not None and found != wanted:
@@ -189,4 +199,4 @@ def check_component_files(text_encoders: Iterable[str], vae: str | Path | None,
 
 
 __all__ = ["load_flow_model", "load_flow_folder", "tokenizer_folder", "is_flow_family", "FLOW_FAMILIES",
-           "TOKENIZER_SOURCES"]
+           "TOKENIZER_SOURCES", "sniff_family", "check_component_files"]

@@ -271,6 +271,11 @@ def load_model(ref: str | Path, *, family: EngineKey | str | None = None, vae: s
                models_dir: str | Path | None = None, configs: str | Path | Mapping[str, dict] | None = None,
                ) -> LoadedModel:
     """Load an SD1.5/SDXL single file or Diffusers folder (offline). `configs` overrides bundled component configs."""
+    from sdcodex.models import flow_loader  # FLUX / SVD / HunyuanVideo / WAN 2.2 load there
+    if flow_loader.is_flow_family(family) or (family is None and flow_loader.is_flow_family(
+            flow_loader.sniff_family(_resolve_ref(ref, models_dir)))):
+        return flow_loader.load_flow_model(ref, family=family, vae=vae, precision=precision, device=device,
+                                           models_dir=models_dir)
     dtype = resolve_dtype(precision, device)
     path = _resolve_ref(ref, models_dir)
     wanted = None

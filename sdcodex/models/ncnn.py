@@ -54,9 +54,10 @@ class NcnnLayer:
 
 
 def _value(text: str) -> int | float:
-    if any(c in text for c in ".eE") and not text.lstrip("-").isdigit():
+    try:
+        return int(text)
+    except ValueError:
         return float(text)
-    return int(text)
 
 
 def read_param(path: str | Path) -> list[NcnnLayer]:
@@ -145,7 +146,7 @@ def read_bin(layers: list[NcnnLayer], path: str | Path) -> list[NcnnLayer]:
                 raise ModelLoadError(f"{path}: {what} is an int8 convolution; not supported")
             layer.weights["weight"] = reader.tagged(size, what + " weight")
             if int(layer.get(5, 0)):
-                layer.weights["bias"] = reader.raw_fp32(int(layer.get(0)), what + " bias")
+                layer.weights["bias"] = reader.raw_fp32(int(layer.get(0, 0)), what + " bias")
         elif layer.type == "PReLU":
             layer.weights["slope"] = reader.raw_fp32(int(layer.get(0, 1)), what + " slope")
         elif layer.type not in WEIGHTLESS:
@@ -159,7 +160,9 @@ def read_bin(layers: list[NcnnLayer], path: str | Path) -> list[NcnnLayer]:
 
 def conv_weight(layer: NcnnLayer, file: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A Convolution layer's weights as PyTorch OIHW + bias, after checking the sizes add up."""
-    out_ch = int(layer.get(0))
+    out_ch = int(layer.get(0, 0))
+    if out_ch <= 0:
+        raise ModelLoadError(f"{file}: layer {layer.name}: convolution without num_output (key 0)")
     kw = int(layer.get(1, 1))
     kh = int(layer.get(11, kw))
     if int(layer.get(7, 1)) != 1:

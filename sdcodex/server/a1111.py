@@ -244,7 +244,8 @@ async def upscalers(request: Request) -> list[dict[str, Any]]:
     from sdcodex.models.upscalers import list_upscalers
 
     models_dir = _service(request).models.models_dir
-    return [u.to_api(models_dir) for u in await run_in_threadpool(list_upscalers, models_dir)]
+    rows = await run_in_threadpool(list_upscalers, models_dir)
+    return [u if isinstance(u, dict) else u.to_api(models_dir) for u in rows]
 
 
 @router.get("/latent-upscale-modes")

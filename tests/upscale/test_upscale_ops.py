@@ -10,7 +10,7 @@ from sdcodex.engines.upscale_ops import count_tiles, tile_starts, upscale_image
 
 from .helpers import psnr
 
-COMPACT, RRDB = "R-ESRGAN AnimeVideo", "R-ESRGAN 4x+"
+COMPACT, RRDB, ANIME6B = "R-ESRGAN AnimeVideo", "R-ESRGAN 4x+", "R-ESRGAN 4x+ Anime6B"
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +25,13 @@ def _interior(array: np.ndarray, margin: int = 16) -> np.ndarray:
 @pytest.mark.parametrize("name, limit", [(COMPACT, 3), (RRDB, 8)])
 def test_flat_colour_stays_flat_when_tiled(packaged_model, name, limit):
     model = packaged_model(name)
-    flat = Image.new("RGB", (64, 64), (120, 160, 200))
+    flat = Image.new("RGB", (48, 48), (120, 160, 200))   # 2x2 tiles of 32 overlapping by >= 8
     tiled = _interior(np.asarray(upscale_image(flat, model, tile_size=32, tile_overlap=8)))
     untiled = _interior(np.asarray(upscale_image(flat, model, tile_size=0)))
     deviation = np.abs(tiled - np.median(tiled.reshape(-1, 3), axis=0)).max()
     seams = np.abs(tiled - untiled).max()
     print(f"{name}: flat deviation {deviation}, tiled vs untiled {seams} (of 255)")
-    assert tiled.shape == (224, 224, 3)
+    assert tiled.shape == (160, 160, 3)
     assert deviation <= limit
     assert seams <= limit
 
@@ -46,12 +46,13 @@ def test_tiled_matches_untiled_on_a_photo(packaged_model, photo_64):
     assert psnr(tiled, untiled) > 40
 
 
-def test_tiled_rrdb_close_to_untiled(packaged_model, photo_64):
-    model = packaged_model(RRDB)  # receptive field far larger than a tile: close, not equal
-    untiled = np.asarray(upscale_image(photo_64, model, tile_size=0))
-    tiled = np.asarray(upscale_image(photo_64, model, tile_size=40, tile_overlap=12))
+def test_tiled_rrdb_close_to_untiled(packaged_model, astronaut_crop):
+    model = packaged_model(ANIME6B)  # RRDBNet: receptive field far larger than a tile, so close, not equal
+    image = astronaut_crop.resize((48, 48), Image.Resampling.BICUBIC)
+    untiled = np.asarray(upscale_image(image, model, tile_size=0))
+    tiled = np.asarray(upscale_image(image, model, tile_size=32, tile_overlap=8))
     print(f"RRDB tiled vs untiled PSNR {psnr(tiled, untiled):.1f} dB")
-    assert psnr(tiled, untiled) > 28
+    assert psnr(tiled, untiled) > 30
 
 
 def test_tile_plan_covers_evenly():
