@@ -1,7 +1,8 @@
 """Single-file loading: our loader vs Diffusers' `from_single_file(config=...)` on a real-size SD1.5-layout
 checkpoint with random fp16 weights that this script generates (never committed). Each load runs in a
 fresh subprocess from a warm page cache, interleaved, and is timed until the pipeline is ready with every
-weight resident (both sides touch every page of every parameter afterwards). Prints time and peak-RSS
+weight resident (both sides touch every page of every parameter afterwards). Both sides load into fp32,
+the dtype a CPU runs in. Prints time and peak-RSS
 ratios, and the import time of the CLI path.
 
     .venv/bin/python benchmarks/bench_loading.py [--rounds 3] [--workdir /tmp/sdcodex-bench-load]
@@ -41,12 +42,16 @@ def touch_all(modules) -> int:
 
 def side(name: str, file: Path, config: Path) -> dict:
     t0 = time.perf_counter()
+    # Import everything both sides need before timing the load, so the load time is the load alone.
+    import diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion  # noqa: F401
+    from diffusers import AutoencoderKL, UNet2DConditionModel  # noqa: F401
+    from transformers import CLIPTextModel, CLIPTokenizer  # noqa: F401
     if name == "codex":
         from sdcodex.models.loader import load_model
 
         t_import = time.perf_counter() - t0
         t1 = time.perf_counter()
-        model = load_model(str(file), family="sd15", precision="auto")
+        model = load_model(str(file), family="sd15", precision="fp32")
         comps = [model.components[k] for k in ("unet", "vae", "text_encoder")]
     else:
         import torch
@@ -55,7 +60,8 @@ def side(name: str, file: Path, config: Path) -> dict:
         t_import = time.perf_counter() - t0
         t1 = time.perf_counter()
         pipe = StableDiffusionPipeline.from_single_file(str(file), config=str(config), local_files_only=True,
-                                                        torch_dtype=torch.float16, safety_checker=None)
+                                                        torch_dtype=torch.float32, safety_checker=None,
+                                                        feature_extractor=None)
         comps = [pipe.unet, pipe.vae, pipe.text_encoder]
     loaded = time.perf_counter() - t1
     params = touch_all(comps)

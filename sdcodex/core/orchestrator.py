@@ -82,7 +82,7 @@ class Orchestrator:
         warnings: list[str] = []
         entry = None
         if req.task is Task.UPSCALE and not req.model:
-            engine_key = EngineKey(req.engine) if req.engine else EngineKey.SD15
+            engine_key = EngineKey(req.engine) if req.engine else "upscale"  # the checkpoint-less upscale engine
         else:
             ref = req.model or (self.default_model() if self.default_model else None)
             entry = self.models.resolve(ref, engine=req.engine.value if req.engine else None)
@@ -94,13 +94,20 @@ class Orchestrator:
             if engine_key is None:
                 raise ValidationError(f"cannot tell which engine model {entry.name!r} needs; give 'engine'",
                                       field="engine", allowed=EngineKey.values())
-        engine_cls = get_engine(engine_key.value)
+        engine_key_value = getattr(engine_key, "value", engine_key)
+        engine_cls = get_engine(engine_key_value)
+        engine_key = engine_cls.key
         mode = (req.mode or Mode.NORMAL).value
+        mode_reason = self._mode_ignored_reason(engine_cls, mode, entry, data)
+        if mode_reason:
+            warnings.append(f"mode {mode!r} ignored: {mode_reason}")
+            mode = Mode.NORMAL.value
+            data["mode"] = mode
         preset, preset_warnings = find_preset(engine_key.value, mode, req.task.value, name=req.preset)
         warnings += preset_warnings
         filled = fill(data, preset)
         params = parse_params(engine_key, req.task, filled.data, image_loader=self.image_loader)
-        meta = {"preset": filled.preset_id, "applied_preset_patch": filled.patch}
+        meta = {"preset": filled.preset_id, "applied_preset_patch": filled.patch, "mode_ignored_reason": mode_reason}
         return entry, engine_cls, filled.data, meta, params, warnings
 
     def run(self, raw: dict[str, Any], *, events: EventSink | None = None) -> Result:
@@ -114,6 +121,7 @@ class Orchestrator:
             model = self.models.load(entry, vae=params.vae, precision=params.precision.value, params=params)
         timings["load"] = time.perf_counter() - t
         engine = engine_cls(model, device=self.device)
+        engine.provider = self.models  # engines find LoRAs, embeddings and upscalers through it
         warnings += engine.validate(params)
         effective_request = copy.deepcopy(filled)
         effective_request["seed"] = params.seed
@@ -147,6 +155,7 @@ class Orchestrator:
             "scheduler_effective": out.info.get("scheduler_effective"),
             "preset": meta["preset"],
             "applied_preset_patch": meta["applied_preset_patch"],
+            "mode_ignored_reason": meta["mode_ignored_reason"],
             "warnings": warnings,
             "interrupted": out.interrupted,
             "skipped": out.skipped,
@@ -184,8 +193,22 @@ class Orchestrator:
         return result
 
     @staticmethod
+    def _mode_ignored_reason(engine_cls: type, mode: str, entry: Any, data: dict[str, Any]) -> str | None:
+        """Why a fast mode cannot apply (the engine does not know it, or the model is not distilled for it)."""
+        if mode == Mode.NORMAL.value:
+            return None
+        if Mode(mode) not in engine_cls.modes:
+            return (f"engine {engine_cls.key.value!r} has no mode {mode!r} "
+                    f"(it has: {', '.join(sorted(m.value for m in engine_cls.modes))})")
+        check = getattr(engine_cls, "mode_ignored_reason", None)
+        return check(mode, entry, data) if check is not None else None
+
+    @staticmethod
     def _infotext_fields(params: Params, info: dict[str, Any], entry: Any) -> dict[str, Any]:
         """The values A1111's infotext shows, in our native names (media builds the text)."""
+        if params.task is Task.UPSCALE:
+            size = info.get("output_size") or [None, None]
+            return {"width": size[0], "height": size[1], "extra": dict(info.get("infotext_extra") or {})}
         fields: dict[str, Any] = {
             "prompt": params.prompt,
             "negative_prompt": params.negative_prompt,
@@ -206,6 +229,7 @@ class Orchestrator:
             fields["mask_blur"] = params.mask_blur
         if params.vae:
             fields["vae"] = params.vae
+        fields.update(info.get("infotext_native") or {})  # engine-added native keys: hires_*, lora/ti hashes
         fields["extra"].setdefault("Engine", params.engine.value)
         if params.mode is not Mode.NORMAL:
             fields["extra"].setdefault("Mode", params.mode.value)

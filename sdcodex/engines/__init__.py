@@ -4,7 +4,7 @@ A family whose Diffusers pipeline classes are missing from the installed Diffuse
 import importlib
 import logging
 
-from . import sd  # noqa: F401
+from . import sd, upscale  # noqa: F401
 
 for _name in ("flux", "svd", "hunyuan", "wan"):
     try:

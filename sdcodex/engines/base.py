@@ -3,8 +3,10 @@ components, applies the sampler policy, loops over batches with one CPU generato
 the stages and honours interrupt/skip. Families only declare classes and map params to kwargs."""
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import time
+from contextlib import ExitStack
 from typing import Any, ClassVar
 
 import torch
@@ -12,6 +14,7 @@ from PIL import Image, ImageFilter, ImageOps
 
 from sdcodex.core.engine import EngineInterface, EngineOutput
 from sdcodex.core.enums import ResizeMode, Task
+from sdcodex.core.errors import ValidationError
 from sdcodex.core.events import EventSink, Interrupted, Skipped
 from sdcodex.core.params import Params
 from sdcodex.core.registry import PIPELINES
@@ -110,6 +113,18 @@ class DiffusersEngine(EngineInterface):
     pipelines: ClassVar[dict[Task, type]] = {}
     text_encoder_names: ClassVar[tuple[str, ...]] = ("text_encoder", "text_encoder_2")
     family_for_sampler: ClassVar[str | None] = None
+    #: textual-inversion embeddings in prompts (CLIP text encoders: SD1.5, SDXL)
+    supports_embeddings: ClassVar[bool] = False
+    #: the model provider (sdcodex.runtime.LocalModels), set by the orchestrator: finds LoRAs, embeddings, upscalers
+    provider: Any = None
+
+    # -- modes --------------------------------------------------------------------------------
+    @classmethod
+    def mode_ignored_reason(cls, mode: str, entry: Any, request: dict[str, Any]) -> str | None:
+        """Why `mode` cannot apply to this model (None: it applies). See sdcodex.engines.modes."""
+        from .modes import mode_ignored_reason
+
+        return mode_ignored_reason(cls, mode, entry, request)
 
     # -- pipeline and sampler -----------------------------------------------------------------
     def pipeline(self, task: Task) -> Any:
@@ -162,8 +177,88 @@ class DiffusersEngine(EngineInterface):
         out.seeds.extend(seeds)
 
     # -- the shared run -----------------------------------------------------------------------
+    def planned_total(self, params: Params) -> int:
+        steps = self.planned_steps(params)
+        if self._hires is not None:
+            from .hires import planned_steps as hires_steps
+
+            steps += hires_steps(params, self._hires)
+        return steps * params.batch_count
+
+    def generate(self, pipe: Any, params: Params, kwargs: dict[str, Any], seeds: list[int], on_step: Any,
+                 out: EngineOutput) -> Any:
+        """One pipeline call for one batch (two passes with hires fix)."""
+        def generators(batch_seeds: list[int]) -> Any:
+            gens = [torch.Generator("cpu").manual_seed(s) for s in batch_seeds]
+            return gens[0] if len(gens) == 1 else gens
+
+        if self._hires is not None:
+            from .hires import run_two_passes
+
+            return run_two_passes(self, pipe, params, kwargs, seeds, on_step, generators, self._hires, out.info,
+                                  out.warnings)
+        return pipe(**kwargs, generator=generators(seeds), callback_on_step_end=on_step)
+
+    def apply_extras(self, params: Params, out: EngineOutput, stack: ExitStack) -> Params:
+        """LoRAs (merged for this run), embeddings and hires settings; returns params with clean prompts.
+
+        The caller's params keep the prompt as written (tags included), as A1111's infotext does."""
+        from . import lora
+
+        family = self.key.value
+        native: dict[str, Any] = {}
+        prompt, uses = lora.requested(params.prompt, params.loras)
+        hires = None
+        if params.hires and params.task is Task.TXT2IMG:
+            if Task.IMG2IMG not in self.pipelines:
+                raise ValidationError(f"hires fix is not available for {family}", field="hires")
+            from .hires import plan
+
+            h = dict(params.hires)
+            for key in ("prompt", "negative_prompt"):
+                if h.get(key):
+                    h[key] = lora.parse_prompt(h[key])[0]
+            hires = plan(dataclasses.replace(params, prompt=prompt, hires=h), self.size_multiple)
+        if uses:
+            lora.resolve_uses(self.provider, family, uses)
+            report = stack.enter_context(lora.applied(self.model, family, uses))
+            out.info["loras"] = report.applied
+            native["lora_hashes"] = report.hashes
+        texts = [prompt, params.negative_prompt or ""]
+        if hires is not None:
+            texts += [hires.prompt, hires.negative_prompt or ""]
+        if self.supports_embeddings and self.provider is not None:
+            from . import embeddings
+
+            found = embeddings.find(self.provider, family, texts)
+            if found:
+                pipes = [self.pipeline(params.task)] + ([self.pipeline(Task.IMG2IMG)] if hires else [])
+                ti = stack.enter_context(embeddings.applied(pipes, found, texts))
+                texts = ti.prompts
+                out.info["embeddings"] = ti.used
+                native["ti_hashes"] = ti.hashes
+        if hires is not None:
+            from .hires import infotext_fields
+
+            hires = dataclasses.replace(hires, prompt=texts[2], negative_prompt=texts[3])
+            native.update(infotext_fields(hires, hires.upscaler))
+        self._hires = hires
+        if native:
+            out.info["infotext_native"] = native
+        return dataclasses.replace(params, prompt=texts[0], negative_prompt=texts[1])
+
+    _hires: Any = None
+
     def run(self, params: Params, events: EventSink) -> EngineOutput:
         out = EngineOutput()
+        with ExitStack() as stack:
+            params = self.apply_extras(params, out, stack)
+            self._run(params, events, out)
+        if self._hires is not None and "hires" in out.info:
+            out.info["infotext_native"]["hires_upscaler"] = out.info["hires"]["upscaler"]
+        return out
+
+    def _run(self, params: Params, events: EventSink, out: EngineOutput) -> EngineOutput:
         choice = self.sampler(params)
         out.warnings.extend(choice.warnings)
         out.info.update({k: v for k, v in choice.to_info().items() if k != "warnings"})
@@ -171,14 +266,13 @@ class DiffusersEngine(EngineInterface):
         pipe.scheduler = choice.scheduler
         encoders = [getattr(pipe, n) for n in self.text_encoder_names if getattr(pipe, n, None) is not None]
         clock = _StageClock(encoders)
-        events.plan(self.planned_steps(params) * params.batch_count)
+        events.plan(self.planned_total(params))
         seeds = params.seeds()
         denoise = decode = 0.0
         steps_done = 0
         try:
             for batch in range(params.batch_count):
                 batch_seeds = seeds[batch * params.batch_size:(batch + 1) * params.batch_size]
-                generators = [torch.Generator("cpu").manual_seed(s) for s in batch_seeds]
                 marks: dict[str, float] = {}
 
                 def on_step(p: Any, i: int, t: Any, kwargs: dict[str, Any], _b: int = batch) -> dict[str, Any]:
@@ -195,8 +289,7 @@ class DiffusersEngine(EngineInterface):
                 te_before = clock.text_encode
                 start = time.perf_counter()
                 try:
-                    result = pipe(**kwargs, generator=generators[0] if len(generators) == 1 else generators,
-                                  callback_on_step_end=on_step)
+                    result = self.generate(pipe, params, kwargs, batch_seeds, on_step, out)
                 except Skipped:
                     out.skipped += len(batch_seeds)
                     events.emit("skipped", seeds=batch_seeds)

@@ -26,6 +26,7 @@ class _StableDiffusion(DiffusersEngine):
     default_sampler = "DPM++ 2M"
     default_scheduler = "Karras"
     size_multiple = 8
+    supports_embeddings = True
 
     def validate(self, params: Params) -> list[str]:
         warnings: list[str] = []

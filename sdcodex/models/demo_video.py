@@ -153,6 +153,41 @@ def build_hunyuan_video():
                                 tokenizer_2=clip_tokenizer())
 
 
+@register_demo("hunyuan_video_i2v", "hunyuan-video-i2v-demo")
+def build_hunyuan_video_i2v():
+    """HunyuanVideo-I2V in small: a LLaVA text encoder (tiny Llama + CLIP vision tower) and a latent_concat
+    transformer (2 x latent channels + 1 mask channel in). The vision tower sees 336 px in 14 px patches: 576
+    image tokens, the count the pipeline's default prompt template (image_emb_len 576) expects."""
+    from diffusers import (FlowMatchEulerDiscreteScheduler, HunyuanVideoImageToVideoPipeline,
+                           HunyuanVideoTransformer3DModel)
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    tokenizer = llama_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]}, replace_extra_special_tokens=False)
+    image_token = tokenizer.convert_tokens_to_ids("<image>")
+    text = LlamaConfig(hidden_size=16, intermediate_size=37, num_attention_heads=4, num_hidden_layers=3,
+                       num_key_value_heads=4, vocab_size=len(tokenizer), pad_token_id=3, bos_token_id=1,
+                       eos_token_id=2, max_position_embeddings=2048)
+    vision = CLIPVisionConfig(hidden_size=8, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2,
+                              image_size=336, patch_size=14, projection_dim=8)
+    llava = LlavaForConditionalGeneration(LlavaConfig(vision_config=vision, text_config=text,
+                                                      image_token_index=image_token, pad_token_id=3,
+                                                      vision_feature_layer=-2,
+                                                      vision_feature_select_strategy="default")).eval()
+    transformer = HunyuanVideoTransformer3DModel(in_channels=9, out_channels=4, num_attention_heads=2,
+                                                 attention_head_dim=10, num_layers=1, num_single_layers=1,
+                                                 num_refiner_layers=1, patch_size=2, patch_size_t=1,
+                                                 guidance_embeds=True, text_embed_dim=16, pooled_projection_dim=32,
+                                                 rope_axes_dim=(2, 4, 4), image_condition_type="latent_concat")
+    # hunyuanvideo-community/HunyuanVideo-I2V scheduler: FlowMatch Euler, shift 7.0
+    return HunyuanVideoImageToVideoPipeline(
+        text_encoder=llava, tokenizer=tokenizer, transformer=transformer, vae=_hunyuan_vae(),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0), text_encoder_2=_tiny_clip(),
+        tokenizer_2=clip_tokenizer(),
+        image_processor=CLIPImageProcessorPil(crop_size=336, size={"shortest_edge": 336}))
+
+
 def _hunyuan15(task: str):
     from diffusers import (AutoencoderKLHunyuanVideo15, FlowMatchEulerDiscreteScheduler, HunyuanVideo15Pipeline,
                            HunyuanVideo15ImageToVideoPipeline, HunyuanVideo15Transformer3DModel)
@@ -253,5 +288,5 @@ def build_wan22_i2v_a14b():
                                    boundary_ratio=0.9)
 
 
-VIDEO_DEMO_FAMILIES = ("flux", "flux_schnell", "svd", "hunyuan_video", "hunyuan_video15", "hunyuan_video15_i2v",
-                       "wan22_ti2v_5b", "wan22_t2v_a14b", "wan22_i2v_a14b")
+VIDEO_DEMO_FAMILIES = ("flux", "flux_schnell", "svd", "hunyuan_video", "hunyuan_video_i2v", "hunyuan_video15",
+                       "hunyuan_video15_i2v", "wan22_ti2v_5b", "wan22_t2v_a14b", "wan22_i2v_a14b")

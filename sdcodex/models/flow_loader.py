@@ -112,8 +112,9 @@ def _prediction(family: EngineKey, scheduler_config: dict[str, Any]) -> Predicti
 
 
 def load_flow_folder(path: Path, *, family: EngineKey | None, dtype: torch.dtype | None, device: str,
-                     models_dir: str | Path | None) -> LoadedModel:
-    """A Diffusers folder of one of the flow/video families, offline; missing tokenizers from models/tokenizers."""
+                     models_dir: str | Path | None, overrides: dict[str, Any] | None = None) -> LoadedModel:
+    """A Diffusers folder of one of the flow/video families, offline; missing tokenizers from models/tokenizers.
+    `overrides` are ready components (e.g. a converted single-file transformer) the folder's own replace."""
     import diffusers
 
     try:
@@ -123,9 +124,10 @@ def load_flow_folder(path: Path, *, family: EngineKey | None, dtype: torch.dtype
                              field="model") from exc
     found, variant = folder_family(path)
     fam = _check_family(path, found, family)
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = dict(overrides or {})
     for slot, value in index.items():
-        if slot.startswith("tokenizer") and isinstance(value, list) and value[0] and not (path / slot).is_dir():
+        if (slot.startswith("tokenizer") and slot not in kwargs and isinstance(value, list) and value[0]
+                and not (path / slot).is_dir()):
             kwargs[slot] = load_tokenizer(tokenizer_folder(fam, slot, models_dir))
     cls = getattr(diffusers, str(index.get("_class_name")), None)
     if cls is None:
@@ -156,11 +158,14 @@ def load_flow_folder(path: Path, *, family: EngineKey | None, dtype: torch.dtype
 
 def load_flow_model(path: str | Path, *, family: EngineKey | str | None = None, text_encoders: Iterable[str] = (),
                     vae: str | Path | None = None, precision: str | Precision = "auto", device: str = "cpu",
-                    models_dir: str | Path | None = None) -> LoadedModel:
-    """Load a FLUX/SVD/HunyuanVideo/WAN 2.2 Diffusers folder or single file (offline).
+                    models_dir: str | Path | None = None, configs: str | Path | Mapping[str, dict] | None = None,
+                    transformer_2: str | Path | None = None) -> LoadedModel:
+    """Load a FLUX/SVD/HunyuanVideo/WAN 2.2 Diffusers folder or a FLUX/WAN single transformer file (offline).
 
-    `text_encoders` and `vae` name separate files (paths or models-folder names) used with a single-file
-    transformer; with a Diffusers folder they replace the folder's own components.
+    `text_encoders` and `vae` name separate files (paths or models-folder names); they replace the folder's or the
+    base folder's own components. `configs` (a mapping or a Diffusers folder) overrides the component configs a
+    single file is built with. `transformer_2` names the low-noise expert of a WAN A14B file explicitly (otherwise
+    it is found by the `high_noise`/`low_noise` naming rule, see `expert_pair`).
     """
     dtype = resolve_dtype(precision, device)
     wanted = None
@@ -170,33 +175,18 @@ def load_flow_model(path: str | Path, *, family: EngineKey | str | None = None, 
         except ValueError:
             raise ValidationError(f"unknown family {family!r}", field="family", allowed=EngineKey.values()) from None
     resolved = _resolve_ref(path, models_dir)
+    text_encoders = [str(t) for t in text_encoders]
+    check_component_files(text_encoders, vae, models_dir)
     if resolved.is_dir():
         loaded = load_flow_folder(resolved, family=wanted, dtype=dtype, device=device, models_dir=models_dir)
-        check_component_files(text_encoders, vae, models_dir)
-        if vae is not None or list(text_encoders):
-            raise ModelLoadError("replacing a Diffusers folder's VAE or text encoders with separate files is not "
-                                 "supported yet; use the folder's own components", field="text_encoders")
+        if vae is not None or text_encoders:
+            folder_configs = {**_configs_from(resolved), **_configs_from(configs)}
+            parts = separate_components(loaded.family, text_encoders, vae, folder_configs, dtype, device, models_dir)
+            loaded.components.update(parts)
+            loaded.__dict__.pop("_pipelines", None)
+            loaded.variant["separate_files"] = sorted(parts)
         return loaded
-    check_component_files(text_encoders, vae, models_dir)
-    raise ModelLoadError(f"{resolved}: single-file {wanted.value if wanted else 'FLUX/WAN'} models are not supported "
-                         "yet; use the Diffusers folder (`sdcodex cache-models <name>`)", field="model")
+    from sdcodex.models.flow_single import load_single_file
 
-
-def check_component_files(text_encoders: Iterable[str], vae: str | Path | None,
-                          models_dir: str | Path | None) -> None:
-    """Each separate file must be what its request key says (a text encoder, a VAE), from its header."""
-    from sdcodex.models.detect import detect_path
-
-    wanted = [(f"text_encoders[{i}]", ref, "text_encoder") for i, ref in enumerate(text_encoders)]
-    if vae is not None:
-        wanted.append(("vae", vae, "vae"))
-    for field, ref, kind in wanted:
-        path = _resolve_ref(ref, models_dir)
-        found = detect_path(path)
-        if found.kind != kind:
-            raise ModelLoadError(f"{path}: is a {found.kind} file, not a {kind.replace('_', ' ')}", field=field,
-                                 allowed=[kind])
-
-
-__all__ = ["load_flow_model", "load_flow_folder", "tokenizer_folder", "is_flow_family", "FLOW_FAMILIES",
-           "TOKENIZER_SOURCES", "sniff_family", "check_component_files"]
+    return load_single_file(resolved, wanted=wanted, text_encoders=text_encoders, vae=vae, dtype=dtype, device=device,
+                            models_dir=models_dir, configs=_configs_from(configs), transformer_2=transformer_2)

@@ -155,17 +155,15 @@ def _detect_family(path: Path, keys: list[str], root: str) -> EngineKey:
 
 
 def _short_hash(path: Path, models_dir: str | Path | None = None) -> str | None:
-    """A1111 short hash (10 hex) via hashing.py, remembered in the models folder's hash cache when known."""
+    """The A1111 short hash if the models folder's hash cache already knows it. Loading never hashes a
+    file (that costs seconds per GB); the inventory computes and caches hashes when they are asked for."""
+    if models_dir is None:
+        return None
     try:
         from sdcodex.models import hashing
 
-        if models_dir is not None:
-            cache = hashing.HashCache(Path(models_dir) / hashing.CACHE_FILENAME)
-            sha = cache.sha256(path)
-            cache.save()
-        else:
-            sha = hashing.folder_sha256(path) if path.is_dir() else hashing.sha256_file(path)
-        return hashing.short_hash(sha)
+        sha = hashing.HashCache(Path(models_dir) / hashing.CACHE_FILENAME).cached(path)
+        return hashing.short_hash(sha) if sha else None
     except Exception:  # a hash is metadata; never fail a load for it
         return None
 

@@ -1,0 +1,251 @@
+"""The components of one generation tab: a table of field specs (one per request key, A1111 labels),
+and `build_gen_tab()` which lays out prompt, Generate/Interrupt/Skip, the task's fields, the progress
+bar, the gallery or video player with infotext, send-to buttons and the strict JSON request view."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+
+from sdcodex.core.enums import Task
+from sdcodex.core.request import TASK_KEYS
+
+from . import caps
+
+RESIZE_MODES = [("Just resize", "just_resize"), ("Crop and resize", "crop_and_resize"),
+                ("Resize and fill", "resize_and_fill")]
+IMAGE_FORMATS = ["png", "webp", "jpeg"]
+VIDEO_FORMATS = ["mp4", "webm", "gif", "webp"]
+
+# key -> (kind, label, options). Kinds: text, number, slider, dropdown, checkbox, radio.
+SPECS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "sampler": ("dropdown", "Sampling method", {}),
+    "scheduler": ("dropdown", "Schedule type", {}),
+    "steps": ("slider", "Sampling steps", {"minimum": 1, "maximum": 150, "step": 1, "value": 20}),
+    "width": ("number", "Width", {"value": 512, "step": 8, "precision": 0}),
+    "height": ("number", "Height", {"value": 512, "step": 8, "precision": 0}),
+    "batch_count": ("slider", "Batch count", {"minimum": 1, "maximum": 100, "step": 1, "value": 1}),
+    "batch_size": ("slider", "Batch size", {"minimum": 1, "maximum": 8, "step": 1, "value": 1}),
+    "cfg_scale": ("slider", "CFG Scale", {"minimum": 0, "maximum": 30, "step": 0.5, "value": 7.0}),
+    "distilled_cfg_scale": ("slider", "Distilled CFG Scale", {"minimum": 0, "maximum": 30, "step": 0.1,
+                                                              "value": 3.5}),
+    "guidance_scale_2": ("slider", "CFG Scale (low-noise expert)", {"minimum": 0, "maximum": 30, "step": 0.1,
+                                                                   "value": 3.0}),
+    "flow_shift": ("number", "Flow shift", {"value": None}),
+    "seed": ("number", "Seed", {"value": -1, "precision": 0, "info": "-1 = random; 0 is a valid seed"}),
+    "denoising_strength": ("slider", "Denoising strength", {"minimum": 0, "maximum": 1, "step": 0.01,
+                                                            "value": 0.75}),
+    "resize_mode": ("radio", "Resize mode", {"choices": RESIZE_MODES, "value": "just_resize"}),
+    "mask_blur": ("slider", "Mask blur", {"minimum": 0, "maximum": 64, "step": 1, "value": 4}),
+    "mask_invert": ("checkbox", "Inpaint not masked (invert the mask)", {"value": False}),
+    "inpaint_full_res": ("checkbox", "Only masked (inpaint at full resolution)", {"value": False}),
+    "inpaint_full_res_padding": ("slider", "Only masked padding, pixels", {"minimum": 0, "maximum": 256,
+                                                                          "step": 4, "value": 32}),
+    "upscaler": ("dropdown", "Upscaler", {}),
+    "scale": ("slider", "Scale by", {"minimum": 1, "maximum": 8, "step": 0.05, "value": 2}),
+    "tile_size": ("slider", "Tile size (0 = whole image)", {"minimum": 0, "maximum": 1024, "step": 16,
+                                                           "value": 192}),
+    "tile_overlap": ("slider", "Tile overlap", {"minimum": 0, "maximum": 256, "step": 4, "value": 16}),
+    "num_frames": ("number", "Frames", {"value": 25, "precision": 0}),
+    "fps": ("number", "FPS", {"value": 8}),
+    "motion_bucket_id": ("slider", "Motion bucket id", {"minimum": 0, "maximum": 255, "step": 1, "value": 127}),
+    "noise_aug_strength": ("number", "Noise augmentation", {"value": 0.02}),
+    "decode_chunk_size": ("number", "Decode chunk size", {"value": None, "precision": 0}),
+    "clip_skip": ("slider", "Clip skip", {"minimum": 1, "maximum": 12, "step": 1, "value": 1}),
+    "output_format": ("dropdown", "Output format", {}),
+    "hires.enabled": ("checkbox", "Hires. fix", {"value": False}),
+    "hires.scale": ("slider", "Upscale by", {"minimum": 1.05, "maximum": 4, "step": 0.05, "value": 2}),
+    "hires.steps": ("slider", "Hires steps (0 = same)", {"minimum": 0, "maximum": 150, "step": 1, "value": 0}),
+    "hires.denoising_strength": ("slider", "Denoising strength", {"minimum": 0, "maximum": 1, "step": 0.01,
+                                                                  "value": 0.7}),
+    "hires.upscaler": ("dropdown", "Upscaler", {}),
+}
+#: layout groups, in order; a key shows in a tab when the task takes it
+GROUPS: tuple[tuple[str, ...], ...] = (
+    ("sampler", "scheduler", "steps"),
+    ("width", "height", "num_frames", "fps"),
+    ("batch_count", "batch_size", "seed"),
+    ("cfg_scale", "distilled_cfg_scale", "guidance_scale_2", "flow_shift"),
+    ("denoising_strength", "resize_mode"),
+    ("mask_blur", "mask_invert", "inpaint_full_res", "inpaint_full_res_padding"),
+    ("upscaler", "scale", "tile_size", "tile_overlap"),
+    ("motion_bucket_id", "noise_aug_strength", "decode_chunk_size"),
+    ("clip_skip", "output_format"),
+)
+HIRES_KEYS = ("hires.scale", "hires.steps", "hires.denoising_strength", "hires.upscaler")
+IMAGE_INPUT_TASKS = {Task.IMG2IMG, Task.UPSCALE, Task.IMG2VID}
+#: where "send to" goes from each tab
+SEND_TARGETS = {Task.TXT2IMG: ("img2img", "inpaint", "upscale"), Task.IMG2IMG: ("img2img", "inpaint", "upscale"),
+                Task.INPAINT: ("img2img", "inpaint", "upscale"), Task.UPSCALE: ("img2img", "inpaint"),
+                Task.TXT2VID: (), Task.IMG2VID: ()}
+
+
+@dataclass
+class GenTab:
+    """Handles to one generation tab's components."""
+
+    task: Task
+    tab: Any
+    fields: dict[str, Any]
+    image: Any
+    prompt_keys: tuple[str, ...]
+    generate: Any
+    interrupt: Any
+    skip: Any
+    progress: Any
+    error: Any
+    gallery: Any
+    video: Any
+    infotext: Any
+    json_view: Any
+    edit_json: Any
+    rules: Any
+    result: Any
+    last_request: Any
+    reuse_seed: Any
+    send: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def field_keys(self) -> list[str]:
+        return list(self.fields)
+
+    @property
+    def field_components(self) -> list[Any]:
+        return list(self.fields.values())
+
+    @property
+    def prefix(self) -> str:
+        return f"codex-{self.task.value}"
+
+
+def tab_keys(task: Task) -> list[str]:
+    """Field keys a tab has (before the engine hides some), in layout order."""
+    keys = TASK_KEYS[task]
+    out = [k for group in GROUPS for k in group if k in keys]
+    if "hires" in keys:
+        out += ["hires.enabled", *HIRES_KEYS]
+    return out
+
+
+def make_field(key: str, task: Task) -> Any:
+    kind, label, opts = SPECS[key]
+    opts = dict(opts)
+    elem_id = f"codex-{task.value}-{key.replace('.', '-').replace('_', '-')}"
+    if key == "output_format":
+        choices = VIDEO_FORMATS if task.is_video else IMAGE_FORMATS
+        return gr.Dropdown(choices, value=choices[0], label=label, elem_id=elem_id)
+    if key in ("sampler", "scheduler", "upscaler", "hires.upscaler"):
+        return gr.Dropdown(["Automatic"] if key in ("sampler", "scheduler") else ["None"],
+                           value="Automatic" if key in ("sampler", "scheduler") else "None", label=label,
+                           elem_id=elem_id, allow_custom_value=True)
+    if kind == "number":
+        return gr.Number(label=label, elem_id=elem_id, **opts)
+    if kind == "slider":
+        return gr.Slider(label=label, elem_id=elem_id, **opts)
+    if kind == "checkbox":
+        return gr.Checkbox(label=label, elem_id=elem_id, **opts)
+    if kind == "radio":
+        return gr.Radio(label=label, elem_id=elem_id, **opts)
+    raise ValueError(key)
+
+
+def build_gen_tab(task: Task, label: str) -> GenTab:
+    """Lay out one generation tab (inside a gr.Blocks context)."""
+    p = f"codex-{task.value}"
+    fields: dict[str, Any] = {}
+    image = None
+    with gr.Tab(label, id=task.value, elem_id=f"{p}-tab") as tab:
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=5):
+                prompt_keys: tuple[str, ...] = ()
+                if "prompt" in TASK_KEYS[task]:
+                    fields["prompt"] = gr.Textbox(label="Prompt", lines=3, elem_id=f"{p}-prompt",
+                                                  placeholder="Prompt (Ctrl+Enter to generate, Esc to interrupt)")
+                    fields["negative_prompt"] = gr.Textbox(label="Negative prompt", lines=2,
+                                                           elem_id=f"{p}-negative-prompt")
+                    prompt_keys = ("prompt", "negative_prompt")
+            with gr.Column(scale=1, min_width=180):
+                generate = gr.Button("Generate", variant="primary", elem_id=f"{p}-generate")
+                with gr.Row():
+                    interrupt = gr.Button("Interrupt", variant="stop", size="sm", elem_id=f"{p}-interrupt")
+                    skip = gr.Button("Skip", size="sm", elem_id=f"{p}-skip")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1):
+                if task is Task.INPAINT:
+                    image = gr.ImageEditor(label="Image — paint the area to change", type="pil",
+                                           elem_id=f"{p}-image", image_mode="RGBA", layers=False,
+                                           sources=("upload", "clipboard"), transforms=(), height=420,
+                                           brush=gr.Brush(colors=["#ffffff"], color_mode="fixed",
+                                                          default_size=24),
+                                           eraser=gr.Eraser(default_size=24))
+                elif task in IMAGE_INPUT_TASKS:
+                    image = gr.Image(label="Image", type="pil", elem_id=f"{p}-image", height=320,
+                                     sources=["upload", "clipboard"])
+                rules = gr.Markdown("", elem_id=f"{p}-rules", elem_classes=["codex-rules"])
+                keys = tab_keys(task)
+                for group in GROUPS:
+                    present = [k for k in group if k in keys]
+                    if not present:
+                        continue
+                    with gr.Row():
+                        for key in present:
+                            fields[key] = make_field(key, task)
+                if "hires.enabled" in keys:
+                    with gr.Accordion("Hires. fix", open=False):
+                        fields["hires.enabled"] = make_field("hires.enabled", task)
+                        with gr.Row():
+                            for key in HIRES_KEYS:
+                                fields[key] = make_field(key, task)
+            with gr.Column(scale=1):
+                progress = gr.HTML('<div class="codex-progress" data-state="idle"></div>', elem_id=f"{p}-progress")
+                error = gr.HTML("", elem_id=f"{p}-error")
+                video = None
+                if task.is_video:
+                    video = gr.Video(label="Video", elem_id=f"{p}-video", interactive=False, autoplay=True,
+                                     loop=True, height=360)
+                    gallery = None
+                else:
+                    gallery = gr.Gallery(label="Output", elem_id=f"{p}-gallery", columns=2, height=360,
+                                         interactive=False, format="png")
+                infotext = gr.Textbox(label="Generation info (infotext)", lines=4, interactive=False,
+                                      elem_id=f"{p}-infotext", buttons=["copy"])
+                with gr.Row():
+                    reuse_seed = gr.Button("♻ Reuse seed", size="sm", elem_id=f"{p}-reuse-seed")
+                    send = {target: gr.Button(f"Send to {target}", size="sm", elem_id=f"{p}-send-{target}")
+                            for target in SEND_TARGETS[task]}
+                with gr.Accordion("Request (strict JSON)", open=False, elem_id=f"{p}-json-box"):
+                    edit_json = gr.Checkbox(label="Edit the request (advanced): Generate sends this JSON as it is",
+                                            value=False, elem_id=f"{p}-edit-json")
+                    json_view = gr.Code("{}", language="json", label="Request", interactive=False, lines=12,
+                                        elem_id=f"{p}-json", buttons=["copy"])
+        result = gr.State({})
+        last_request = gr.State({})
+    return GenTab(task=task, tab=tab, fields=fields, image=image, prompt_keys=prompt_keys, generate=generate,
+                  interrupt=interrupt, skip=skip, progress=progress, error=error, gallery=gallery, video=video,
+                  infotext=infotext, json_view=json_view, edit_json=edit_json, rules=rules, result=result,
+                  last_request=last_request, reuse_seed=reuse_seed, send=send)
+
+
+def field_updates(tab: GenTab, engine: str | None, mode: str | None, *, reset: bool = True) -> list[Any]:
+    """gr.update for each field of the tab (same order as tab.fields), driven by the engine's capabilities:
+    visibility, sampler choices, size steps, and (when `reset`) the engine's start values."""
+    visible = caps.visible_keys(engine, tab.task)
+    start = caps.start_values(engine, mode, tab.task) if reset else {}
+    c = caps.caps(engine)
+    out = []
+    for key in tab.fields:
+        kw: dict[str, Any] = {}
+        base = key.split(".")[0]
+        if key not in tab.prompt_keys:
+            kw["visible"] = base in visible
+        if key == "sampler":
+            kw["choices"] = caps.samplers_for(engine)
+        elif key == "scheduler":
+            kw["choices"] = caps.schedulers()
+        elif key in ("width", "height"):
+            kw["step"] = c["size_multiple"]
+        if key in start:
+            kw["value"] = start[key]
+        out.append(gr.update(**kw))
+    return out

@@ -1,0 +1,189 @@
+"""Events of the generation tabs: the live JSON request view, Generate (submit through the job queue and
+follow the job's events), Interrupt, Skip, gallery selection with infotext, reuse seed and "send to"."""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from sdcodex.core.enums import Task
+from sdcodex.core.errors import CodexError
+
+from . import caps
+from .fields import GenTab
+from .progress import Status, UIJobs, error_html, progress_html
+from .request import build_request, editor_images, parse_edited, preview_json, request_to_fields
+
+log = logging.getLogger("sdcodex.ui")
+
+
+@dataclass
+class Quick:
+    """The quicksettings row."""
+
+    engine: Any
+    checkpoint: Any
+    mode: Any
+    vae: Any
+
+    @property
+    def components(self) -> list[Any]:
+        return [self.engine, self.checkpoint, self.mode, self.vae]
+
+    def values(self, data: dict[Any, Any]) -> dict[str, Any]:
+        return {"engine": data.get(self.engine), "model": data.get(self.checkpoint), "mode": data.get(self.mode),
+                "vae": data.get(self.vae)}
+
+
+def tab_images(tab: GenTab, data: dict[Any, Any]) -> dict[str, Any]:
+    if tab.image is None:
+        return {}
+    value = data.get(tab.image)
+    if tab.task is Task.INPAINT:
+        return editor_images(value)
+    return {"init_image": value.convert("RGB") if value is not None else None}
+
+
+def tab_request(tab: GenTab, quick: Quick, data: dict[Any, Any], *, encode: bool) -> dict[str, Any]:
+    """The strict request this tab sends now (images as base64 when `encode`)."""
+    q = quick.values(data)
+    values = {key: data.get(comp) for key, comp in tab.fields.items()}
+    visible = caps.visible_keys(q["engine"], tab.task)
+    return build_request(tab.task, q, values, visible, tab_images(tab, data), encode=encode)
+
+
+def media_info(path: str) -> tuple[str, dict[str, Any]]:
+    """(infotext, request payload) of an output file."""
+    from sdcodex.media.reader import read_info
+
+    try:
+        info = read_info(path)
+    except CodexError:
+        return "", {}
+    return info.get("parameters") or "", info.get("request") or {}
+
+
+def _inputs(tab: GenTab, quick: Quick) -> set[Any]:
+    comps = set(quick.components) | set(tab.field_components) | {tab.edit_json, tab.json_view}
+    if tab.image is not None:
+        comps.add(tab.image)
+    return comps
+
+
+def wire_tab(tab: GenTab, quick: Quick, jobs: UIJobs, tabs: Any, all_tabs: dict[str, GenTab]) -> None:
+    """Attach every event of one generation tab."""
+    inputs = _inputs(tab, quick)
+    result_out = tab.video if tab.video is not None else tab.gallery
+
+    def preview(data: dict[Any, Any]) -> tuple[Any, Any]:
+        try:
+            req = tab_request(tab, quick, data, encode=False)
+        except Exception as exc:  # noqa: BLE001 - the preview must never break the page
+            return gr.skip(), gr.skip()
+        text = preview_json(req)
+        shown = json.loads(text)
+        return (gr.skip() if data.get(tab.edit_json) else text), shown
+
+    triggers = [c.change for c in [*quick.components, *tab.field_components, tab.edit_json]]
+    if tab.image is not None:
+        triggers.append(tab.image.change)
+    gr.on(triggers, preview, inputs=inputs, outputs=[tab.json_view, tab.last_request], trigger_mode="always_last",
+          show_progress="hidden", queue=False)
+    tab.edit_json.change(lambda on: gr.update(interactive=bool(on)), inputs=tab.edit_json, outputs=tab.json_view,
+                         show_progress="hidden", queue=False)
+
+    def generate(data: dict[Any, Any], request: gr.Request):
+        session = getattr(request, "session_hash", None)
+        try:
+            images = tab_images(tab, data)
+            if data.get(tab.edit_json):
+                req = parse_edited(data.get(tab.json_view) or "", images)
+            else:
+                req = tab_request(tab, quick, data, encode=True)
+            job = jobs.submit(req, session=session, tab=tab.task.value)
+        except CodexError as exc:
+            yield {tab.error: error_html(exc), tab.progress: progress_html(None)}
+            return
+        except Exception as exc:  # noqa: BLE001 - shown in the page, never a silent failure
+            log.exception("UI submit failed")
+            yield {tab.error: error_html(f"{type(exc).__name__}: {exc}"), tab.progress: progress_html(None)}
+            return
+        status = Status(job.id)
+        yield {tab.error: "", tab.progress: progress_html(status)}
+        for status in jobs.follow(job.id):
+            yield {tab.progress: progress_html(status)}
+        yield render_job(tab, jobs, job.id, status)
+
+    tab.generate.click(generate, inputs=inputs, outputs=[tab.progress, tab.error, result_out, tab.infotext,
+                                                          tab.result], show_progress="hidden", concurrency_limit=None)
+
+    def interrupt(request: gr.Request) -> None:
+        jobs.interrupt(getattr(request, "session_hash", None))
+
+    def skip(request: gr.Request) -> None:
+        jobs.skip(getattr(request, "session_hash", None))
+
+    tab.interrupt.click(interrupt, None, None, show_progress="hidden", concurrency_limit=None)
+    tab.skip.click(skip, None, None, show_progress="hidden", concurrency_limit=None)
+
+    if tab.gallery is not None:
+        def select(result: dict[str, Any], evt: gr.SelectData) -> tuple[str, dict[str, Any]]:
+            result = dict(result or {})
+            result["selected"] = int(evt.index or 0)
+            infos = result.get("infotexts") or []
+            return (infos[result["selected"]] if result["selected"] < len(infos) else ""), result
+
+        tab.gallery.select(select, inputs=tab.result, outputs=[tab.infotext, tab.result], show_progress="hidden")
+
+    if "seed" in tab.fields:
+        def reuse_seed(result: dict[str, Any]) -> Any:
+            seeds = (result or {}).get("seeds") or []
+            index = (result or {}).get("selected", 0)
+            return seeds[index] if index < len(seeds) else (seeds[0] if seeds else gr.skip())
+
+        tab.reuse_seed.click(reuse_seed, inputs=tab.result, outputs=tab.fields["seed"], show_progress="hidden")
+
+    for target_name, button in tab.send.items():
+        target = all_tabs[target_name]
+        wire_send(button, tab, target, tabs)
+
+
+def wire_send(button: Any, source: GenTab, target: GenTab, tabs: Any) -> None:
+    """Send the selected output image (and its generation values) to another tab."""
+    keys = target.field_keys
+
+    def send(result: dict[str, Any]) -> list[Any]:
+        result = result or {}
+        images = result.get("images") or []
+        index = result.get("selected", 0)
+        if not images:
+            return [gr.skip()] * (len(keys) + 2)
+        path = images[index] if index < len(images) else images[0]
+        _infotext, request = media_info(path)
+        values = request_to_fields(request, target.task)
+        return ([path] + [gr.update(value=values[k]) if k in values else gr.skip() for k in keys]
+                + [gr.Tabs(selected=target.task.value)])
+
+    button.click(send, inputs=source.result, outputs=[target.image, *target.field_components, tabs],
+                 show_progress="hidden")
+
+
+def render_job(tab: GenTab, jobs: UIJobs, job_id: str, status: Status) -> dict[Any, Any]:
+    """The final update of a tab for a finished job: progress, error, outputs, infotext, result state."""
+    job = jobs.job(job_id)
+    images, videos = jobs.outputs(job) if job is not None else ([], [])
+    infos = [media_info(p)[0] for p in images + videos]
+    seeds = list(((job.result or {}).get("info") or {}).get("seeds") or []) if job is not None else []
+    result = {"job": job_id, "images": images, "videos": videos, "infotexts": infos, "seeds": seeds, "selected": 0}
+    out: dict[Any, Any] = {tab.progress: progress_html(status), tab.result: result,
+                           tab.infotext: infos[0] if infos else ""}
+    error = job.error if job is not None else {"message": f"job {job_id} is gone"}
+    out[tab.error] = error_html(error) if error else ""
+    if tab.video is not None:
+        out[tab.video] = videos[0] if videos else None
+    else:
+        out[tab.gallery] = images
+    return out
