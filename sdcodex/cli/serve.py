@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from sdcodex.core.errors import CodexError
+
+if TYPE_CHECKING:
+    from sdcodex.server.service import ServerSettings
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -31,10 +35,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def settings_from_args(args: argparse.Namespace) -> "ServerSettings":  # noqa: F821
+def settings_from_args(args: argparse.Namespace) -> "ServerSettings":
     from sdcodex.core.logs import register_secret
     from sdcodex.server.auth import parse_credentials
-    from sdcodex.server.service import ServerSettings
+    from sdcodex.server.service import ServerSettings  # noqa: F811
 
     users = parse_credentials(args.api_auth)
     tokens = list(args.api_token or [])

@@ -15,6 +15,7 @@ from PIL import Image, ImageFilter, ImageOps
 from sdcodex.core.engine import EngineInterface, EngineOutput
 from sdcodex.core.enums import ResizeMode, Task
 from sdcodex.core.errors import ValidationError
+from sdcodex.core.errors import ValidationError
 from sdcodex.core.events import EventSink, Interrupted, Skipped
 from sdcodex.core.params import Params
 from sdcodex.core.registry import PIPELINES
@@ -125,6 +126,14 @@ class DiffusersEngine(EngineInterface):
         from .modes import mode_ignored_reason
 
         return mode_ignored_reason(cls, mode, entry, request)
+
+    def validate(self, params: Params) -> list[str]:
+        if params.task in (Task.IMG2IMG, Task.INPAINT) and int(params.steps * params.denoising_strength) < 1:
+            raise ValidationError(
+                f"steps x denoising_strength must give at least one denoising step (got {params.steps} x "
+                f"{params.denoising_strength})", field="denoising_strength",
+                allowed=f">= {1 / params.steps:.3f} for {params.steps} steps")
+        return []
 
     # -- pipeline and sampler -----------------------------------------------------------------
     def pipeline(self, task: Task) -> Any:

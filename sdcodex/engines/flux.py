@@ -161,7 +161,7 @@ class FluxEngine(FlowEngineMixin, DiffusersEngine):
         return bool(self.model.components["transformer"].config.get("guidance_embeds", False))
 
     def validate(self, params: Params) -> list[str]:
-        warnings: list[str] = []
+        warnings = super().validate(params)
         if self.guidance_embed:
             return warnings
         if params.distilled_cfg_scale is not None:

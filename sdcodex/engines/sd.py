@@ -29,7 +29,7 @@ class _StableDiffusion(DiffusersEngine):
     supports_embeddings = True
 
     def validate(self, params: Params) -> list[str]:
-        warnings: list[str] = []
+        warnings = super().validate(params)
         variant = getattr(self.model, "variant", {}) or {}
         if variant.get("inpaint") and params.task is not Task.INPAINT:
             raise ValidationError(f"model {self.model.name!r} is an inpainting model (9-channel UNet); "

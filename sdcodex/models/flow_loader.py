@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import torch
 
 from sdcodex.core.enums import EngineKey, Prediction, Precision
 from sdcodex.core.errors import ModelLoadError, TokenizerMissingError, ValidationError
-from sdcodex.models.loader import LoadedModel, _resolve_ref, _short_hash, resolve_dtype
+from sdcodex.models.loader import (CONFIG_ROOT, LoadedModel, _assign, _build_text, _configs_from, _empty,
+                                   _open_safetensors, _resolve_ref, _short_hash, _Tensors, load_vae_file, resolve_dtype)
 
 FLOW_FAMILIES = (EngineKey.FLUX, EngineKey.SVD, EngineKey.HUNYUAN_VIDEO, EngineKey.HUNYUAN_VIDEO15,
                  EngineKey.WAN22_TI2V_5B, EngineKey.WAN22_T2V_A14B, EngineKey.WAN22_I2V_A14B)
@@ -26,6 +27,14 @@ TOKENIZER_SOURCES: dict[tuple[EngineKey, str], str] = {
     (EngineKey.WAN22_T2V_A14B, "tokenizer"): "tokenizer-umt5-xxl",
     (EngineKey.WAN22_I2V_A14B, "tokenizer"): "tokenizer-umt5-xxl",
     (EngineKey.HUNYUAN_VIDEO, "tokenizer"): "tokenizer-llama-hunyuan",
+}
+_WAN = (EngineKey.WAN22_TI2V_5B, EngineKey.WAN22_T2V_A14B, EngineKey.WAN22_I2V_A14B)
+#: text-encoder slots of the families that take separate text-encoder files:
+#: slot -> (detection names it takes, architecture an unrecognised-size file must have, class)
+TEXT_ENCODER_SLOTS: dict[EngineKey, dict[str, tuple[tuple[str, ...], str, str]]] = {
+    EngineKey.FLUX: {"text_encoder": (("clip_l",), "clip", "CLIPTextModel"),
+                     "text_encoder_2": (("t5xxl",), "t5", "T5EncoderModel")},
+    **{fam: {"text_encoder": (("umt5",), "", "UMT5EncoderModel")} for fam in _WAN},
 }
 #: plain pipeline settings (not modules) that a pipeline needs again when rebuilt for another task
 PIPELINE_SETTINGS = ("boundary_ratio", "expand_timesteps")
@@ -190,3 +199,144 @@ def load_flow_model(path: str | Path, *, family: EngineKey | str | None = None, 
 
     return load_single_file(resolved, wanted=wanted, text_encoders=text_encoders, vae=vae, dtype=dtype, device=device,
                             models_dir=models_dir, configs=_configs_from(configs), transformer_2=transformer_2)
+
+
+def check_component_files(text_encoders: Iterable[str], vae: str | Path | None,
+                          models_dir: str | Path | None) -> None:
+    """Each separate file must be what its request key says (a text encoder, a VAE), from its header."""
+    from sdcodex.models.detect import detect_path
+
+    wanted = [(f"text_encoders[{i}]", ref, "text_encoder") for i, ref in enumerate(text_encoders)]
+    if vae is not None:
+        wanted.append(("vae", vae, "vae"))
+    for field, ref, kind in wanted:
+        path = _resolve_ref(ref, models_dir)
+        found = detect_path(path)
+        if found.kind != kind:
+            raise ModelLoadError(f"{path}: is a {found.kind} file, not a {kind.replace('_', ' ')}", field=field,
+                                 allowed=[kind])
+
+
+def bundled(family: EngineKey, component: str) -> dict[str, Any] | None:
+    """A bundled config of a real model (configs/<family>/<component>/), None when there is none."""
+    folder = CONFIG_ROOT / family.value / component
+    for name in ("config.json", "scheduler_config.json"):
+        if (folder / name).is_file():
+            return json.loads((folder / name).read_text())
+    return None
+
+
+def _architecture(keys: list[str]) -> str:
+    if any(k.endswith("self_attn.q_proj.weight") for k in keys) and any("position_embedding" in k for k in keys):
+        return "clip"
+    if any(k.endswith("SelfAttention.q.weight") for k in keys):
+        return "t5"
+    if any(k.endswith("mlp.gate_proj.weight") for k in keys):
+        return "llama-type"
+    return "unknown"
+
+
+def text_encoder_slot(family: EngineKey, path: Path, field: str) -> tuple[str, str]:
+    """(slot, prefix) a text-encoder file fills for `family`; a file of another kind is refused naming its kind."""
+    from sdcodex.models.detect import detect_file
+
+    slots = TEXT_ENCODER_SLOTS.get(family)
+    if not slots:
+        raise ModelLoadError(f"{family.value} takes no separate text-encoder files", field=field)
+    det = detect_file(path)
+    name = str(det.variant.get("text_encoder") or "unknown")
+    handle, keys = _open_safetensors(path)
+    arch = _architecture(keys)
+    if "text_encoders" in det.variant:
+        raise ModelLoadError(f"{path}: holds several text encoders ({', '.join(det.variant['text_encoders'])}); "
+                             "give one file per text encoder", field=field)
+    for slot, (names, size_free_arch, _) in slots.items():
+        if name in names or (name == "unknown" and size_free_arch and arch == size_free_arch):
+            return slot, det.prefix
+    real = name if name != "unknown" else f"{arch} (of no known size)"
+    takes = [n for names, _, _ in slots.values() for n in names]
+    raise ModelLoadError(f"{path}: is a {real} text encoder; {family.value} takes {' + '.join(takes)}", field=field,
+                         allowed=takes)
+
+
+def _state(handle: Any, keymap: dict[str, str], dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    """Tensors for a key map; two names of one file tensor (tied weights) share one tensor."""
+    view, by_file, out = _Tensors(handle, keymap, dtype), {}, {}
+    for local, file_key in keymap.items():
+        if file_key not in by_file:
+            by_file[file_key] = view[local]
+        out[local] = by_file[file_key]
+    return out
+
+
+def load_text_encoder_file(path: Path, slot_class: str, prefix: str, config: dict[str, Any],
+                           dtype: torch.dtype | None, device: str) -> torch.nn.Module:
+    """A CLIP-L, T5-XXL or UMT5 text encoder from its own safetensors file, built empty from `config`."""
+    import transformers
+
+    from sdcodex.models.convert_flow import text_encoder_keys
+
+    handle, keys = _open_safetensors(path)
+    plain = {k: v for k, v in config.items() if k not in ("architectures", "model_type", "_name_or_path")}
+    if slot_class == "CLIPTextModel":
+        module, kind = _build_text(config, projection=False), "clip"
+    else:
+        cfg_cls = transformers.UMT5Config if slot_class.startswith("UMT5") else transformers.T5Config
+        cls = getattr(transformers, slot_class)
+        module, kind = _empty(lambda: cls(cfg_cls(**plain))), "t5"
+    expected = set(module.state_dict())
+    keymap = {k: v for k, v in text_encoder_keys(keys, prefix, kind, expected).items()}
+    module = _assign(module, _state(handle, keymap, dtype), path, slot_class)
+    return module.to(device=device, dtype=dtype).eval() if dtype is not None else module.to(device).eval()
+
+
+def load_wan_vae_file(path: Path, config: dict[str, Any], dtype: torch.dtype | None, device: str) -> torch.nn.Module:
+    """An AutoencoderKLWan from a separate file in the Diffusers layout (optional 'vae.' prefix)."""
+    from diffusers import AutoencoderKLWan
+
+    handle, keys = _open_safetensors(path)
+    if any(k.endswith("decoder.middle.0.residual.0.gamma") for k in keys):
+        raise ModelLoadError(f"{path}: a WAN VAE in the original (Wan-Video) layout is not supported yet; use the "
+                             "Diffusers VAE (vae/diffusion_pytorch_model.safetensors of the Diffusers repo)", field="vae")
+    prefix = next((p for p in ("vae.", "first_stage_model.", "") if f"{p}decoder.conv_in.weight" in keys), None)
+    if prefix is None:
+        raise ModelLoadError(f"{path}: no WAN VAE weights (decoder.conv_in.weight) in this file", field="vae")
+    module = _empty(lambda: AutoencoderKLWan.from_config(config))
+    keymap = {k[len(prefix):]: k for k in keys if k.startswith(prefix)}
+    return _assign(module, _state(handle, keymap, dtype), path, "vae").to(device)
+
+
+def separate_components(family: EngineKey, text_encoders: list[str], vae: str | Path | None,
+                        configs: Mapping[str, dict], dtype: torch.dtype | None, device: str,
+                        models_dir: str | Path | None) -> dict[str, Any]:
+    """Pipeline components from separate files: {'vae': ..., 'text_encoder': ..., 'text_encoder_2': ...}.
+    Configs come from `configs` (the base folder's or the caller's) or the bundled real-model configs."""
+    def config(slot: str) -> dict[str, Any]:
+        found = configs.get(slot) or bundled(family, slot)
+        if found is None:
+            raise ModelLoadError(f"no config for the {family.value} {slot}", field="model")
+        return dict(found)
+
+    out: dict[str, Any] = {}
+    for i, ref in enumerate(text_encoders):
+        field = f"text_encoders[{i}]"
+        path = _resolve_ref(ref, models_dir)
+        slot, prefix = text_encoder_slot(family, path, field)
+        if slot in out:
+            raise ModelLoadError(f"{path}: a second file for the {slot} slot", field=field)
+        cls = TEXT_ENCODER_SLOTS[family][slot][2]
+        out[slot] = load_text_encoder_file(path, cls, prefix, config(slot), dtype, device)
+    if vae is not None:
+        path = _resolve_ref(vae, models_dir)
+        if family is EngineKey.FLUX:
+            out["vae"] = load_vae_file(path, config("vae"), dtype, device)
+        elif family in _WAN:
+            out["vae"] = load_wan_vae_file(path, config("vae"), dtype, device)
+        else:
+            raise ModelLoadError(f"{family.value} takes no separate VAE file yet", field="vae")
+    return out
+
+
+__all__ = ["load_flow_model", "load_flow_folder", "tokenizer_folder", "is_flow_family", "FLOW_FAMILIES",
+           "TOKENIZER_SOURCES", "sniff_family", "check_component_files", "separate_components", "TEXT_ENCODER_SLOTS",
+           "text_encoder_slot", "bundled"]

@@ -101,15 +101,16 @@ class _Tensors(Mapping[str, torch.Tensor]):
 
 
 def _open_safetensors(path: Path):
-    from safetensors import safe_open
+    """Memory-map the file: tensors are views, so casting reads each byte once and nothing is copied twice."""
+    from sdcodex.models.safetensors_io import MappedSafetensors
 
     try:
-        handle = safe_open(str(path), framework="pt", device="cpu")
-        keys = list(handle.keys())
-    except Exception as exc:  # safetensors raises its own error types for bad headers / truncation
-        raise ModelLoadError(f"{path}: not a readable safetensors file ({exc}); the file may be truncated or "
-                             "corrupt, download it again") from exc
-    return handle, keys
+        handle = MappedSafetensors(path)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"{exc}; the file may be truncated or corrupt, download it again") from exc
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: not a readable safetensors file ({exc})") from exc
+    return handle, handle.keys()
 
 
 def _open_pickle(path: Path, allow_pickle: bool):

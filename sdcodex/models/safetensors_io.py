@@ -105,3 +105,65 @@ def _check_entry(p: Path, name: str, info: Any, data_len: int) -> TensorInfo:
 
 def _bad(p: Path, what: str) -> ModelLoadError:
     return ModelLoadError(f"{p}: not a valid .safetensors file: {what}")
+
+
+class _Shape:
+    def __init__(self, shape: list[int]) -> None:
+        self._shape = list(shape)
+
+    def get_shape(self) -> list[int]:
+        return list(self._shape)
+
+
+class MappedSafetensors:
+    """Zero-copy tensors over a memory-mapped .safetensors file (private copy-on-write mapping).
+
+    `get_tensor(name)` returns a view into the mapping: no read and no copy until a page is touched, and
+    a dtype cast (`.to(...)`) reads the file bytes once and writes the result once. The same surface as
+    `safetensors.safe_open` where the loader uses it (`keys`, `get_tensor`, `get_slice(...).get_shape()`).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        import mmap
+
+        self.path = Path(path)
+        self.tensors, self.metadata = read_header(self.path)
+        with open(self.path, "rb") as f:
+            (header_len,) = struct.unpack("<Q", f.read(8))
+            self._base = 8 + header_len
+            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+
+    def keys(self) -> list[str]:
+        return list(self.tensors)
+
+    def get_slice(self, name: str) -> _Shape:
+        return _Shape(self.tensors[name]["shape"])
+
+    def get_tensor(self, name: str) -> Any:
+        import torch
+
+        info = self.tensors[name]
+        dtype = _TORCH_DTYPES[info["dtype"]]()
+        begin, end = info["data_offsets"]
+        shape = info["shape"]
+        if end == begin:
+            return torch.empty(shape, dtype=dtype)
+        flat = torch.frombuffer(self._map, dtype=dtype, count=(end - begin) // DTYPE_SIZES[info["dtype"]],
+                                offset=self._base + begin)
+        return flat.view(shape)
+
+
+def _torch_dtype(name: str):
+    def get():
+        import torch
+
+        return getattr(torch, name)
+    return get
+
+
+_TORCH_DTYPES = {
+    "BOOL": _torch_dtype("bool"), "U8": _torch_dtype("uint8"), "I8": _torch_dtype("int8"),
+    "I16": _torch_dtype("int16"), "I32": _torch_dtype("int32"), "I64": _torch_dtype("int64"),
+    "F16": _torch_dtype("float16"), "BF16": _torch_dtype("bfloat16"), "F32": _torch_dtype("float32"),
+    "F64": _torch_dtype("float64"), "F8_E4M3": _torch_dtype("float8_e4m3fn"), "F8_E5M2": _torch_dtype("float8_e5m2"),
+}

@@ -1,0 +1,27 @@
+"""The Gradio web UI, mounted at / on the server's FastAPI app. It is a face like the APIs: it builds
+the same strict request and submits it through the server's job queue (`service.submit`), following
+the job's stored events — it never calls an engine or the orchestrator itself."""
+from __future__ import annotations
+
+from typing import Any
+
+
+def mount_ui(app: Any, service: Any, path: str = "/") -> Any:
+    """Build the page for `service` (a CodexService) and mount it on `app` at `path`; returns the app.
+
+    Routes already on the app (/api/v1, /sdapi/v1, /v1, /docs) keep precedence over the mount."""
+    import gradio as gr
+
+    from .assets import CSS, JS
+    from .layout import build_blocks
+
+    blocks = build_blocks(service)
+    blocks.queue(default_concurrency_limit=None)
+    app = gr.mount_gradio_app(app, blocks, path=path, allowed_paths=[str(service.outdir)], css=CSS, js=JS,
+                              footer_links=["api"], ssr_mode=False, show_error=True)
+    app.state.codex_ui = blocks
+    return app
+
+
+#: the name `sdcodex.server.app.mount_ui` looks for
+mount = mount_ui

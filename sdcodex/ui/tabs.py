@@ -115,7 +115,8 @@ def wire_tab(tab: GenTab, quick: Quick, jobs: UIJobs, tabs: Any, all_tabs: dict[
         yield {tab.error: "", tab.progress: progress_html(status)}
         for status in jobs.follow(job.id):
             yield {tab.progress: progress_html(status)}
-        yield render_job(tab, jobs, job.id, status)
+        yield render_job(jobs, job.id, status, progress=tab.progress, error=tab.error, infotext=tab.infotext,
+                         gallery=tab.gallery, video=tab.video, result=tab.result)
 
     tab.generate.click(generate, inputs=inputs, outputs=[tab.progress, tab.error, result_out, tab.infotext,
                                                           tab.result], show_progress="hidden", concurrency_limit=None)
@@ -171,19 +172,22 @@ def wire_send(button: Any, source: GenTab, target: GenTab, tabs: Any) -> None:
                  show_progress="hidden")
 
 
-def render_job(tab: GenTab, jobs: UIJobs, job_id: str, status: Status) -> dict[Any, Any]:
-    """The final update of a tab for a finished job: progress, error, outputs, infotext, result state."""
+def render_job(jobs: UIJobs, job_id: str, status: Status, *, progress: Any, error: Any, infotext: Any,
+               gallery: Any = None, video: Any = None, result: Any = None) -> dict[Any, Any]:
+    """The final update for a finished job: progress, error, outputs (gallery and/or video player),
+    infotext of the first output, and the result state (paths, infotexts, seeds, selected index)."""
     job = jobs.job(job_id)
     images, videos = jobs.outputs(job) if job is not None else ([], [])
     infos = [media_info(p)[0] for p in images + videos]
     seeds = list(((job.result or {}).get("info") or {}).get("seeds") or []) if job is not None else []
-    result = {"job": job_id, "images": images, "videos": videos, "infotexts": infos, "seeds": seeds, "selected": 0}
-    out: dict[Any, Any] = {tab.progress: progress_html(status), tab.result: result,
-                           tab.infotext: infos[0] if infos else ""}
-    error = job.error if job is not None else {"message": f"job {job_id} is gone"}
-    out[tab.error] = error_html(error) if error else ""
-    if tab.video is not None:
-        out[tab.video] = videos[0] if videos else None
-    else:
-        out[tab.gallery] = images
+    out: dict[Any, Any] = {progress: progress_html(status), infotext: infos[0] if infos else ""}
+    failure = job.error if job is not None else {"message": f"job {job_id} is gone"}
+    out[error] = error_html(failure) if failure else ""
+    if result is not None:
+        out[result] = {"job": job_id, "images": images, "videos": videos, "infotexts": infos, "seeds": seeds,
+                       "selected": 0}
+    if video is not None:
+        out[video] = videos[0] if videos else None
+    if gallery is not None:
+        out[gallery] = images
     return out

@@ -216,3 +216,10 @@ def test_unsupported_task_for_engine(orchestrator):
     with pytest.raises(UnsupportedTaskError) as err:
         orchestrator.run({"task": "txt2vid", "model": "sd15-demo", "prompt": "x", "num_frames": 5})
     assert "txt2img" in str(err.value)
+
+
+def test_img2img_needs_at_least_one_denoising_step(orchestrator, sample_image):
+    with pytest.raises(ValidationError) as err:
+        orchestrator.run({"task": "img2img", "model": "sd15-demo", "init_image": png_b64(sample_image),
+                          **{**BASE, "steps": 1}, "denoising_strength": 0.75})
+    assert err.value.field == "denoising_strength" and "at least one" in str(err.value)

@@ -1,0 +1,259 @@
+"""Single-file FLUX and WAN transformers (original layouts, with or without ComfyUI/A1111 key prefixes) to a
+LoadedModel: the transformer is built empty from a config and its converted weights assigned; WAN A14B experts are
+paired; the rest of the pipeline comes from separate files and/or a base Diffusers folder.
+
+The rule for the rest of the pipeline (docs/models.md, "Single transformer files"):
+  1. `vae` / `text_encoders` files given in the request are used for their slots (checked by content);
+  2. every other component (and the scheduler and tokenizers) comes from a *base*: the first Diffusers folder of the
+     same model in the models folder (same family; for FLUX the same dev/schnell type), in name order;
+  3. without a base, the file needs its VAE and text encoders as separate files; the scheduler and configs are the
+     bundled real-model ones, CLIP's tokenizer is built in and T5/UMT5's is read from models/tokenizers/<name>/.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from sdcodex.core.enums import EngineKey
+from sdcodex.core.errors import CodexError, ModelLoadError
+from sdcodex.models import convert_flow as cv
+from sdcodex.models.flow_loader import (TEXT_ENCODER_SLOTS, bundled, describe, load_flow_folder, load_tokenizer,
+                                        separate_components, tokenizer_folder)
+from sdcodex.models.loader import (LoadedModel, _assign, _empty, _open_safetensors, _resolve_ref, _scheduler,
+                                   _short_hash, _Tensors)
+from sdcodex.models.safetensors_io import read_shapes
+
+E = EngineKey
+#: input channels of each WAN 2.2 model's patch embedding (latents, + mask and image latents for i2v)
+WAN_IN_CHANNELS = {E.WAN22_TI2V_5B: 48, E.WAN22_T2V_A14B: 16, E.WAN22_I2V_A14B: 36}
+TWO_EXPERTS = (E.WAN22_T2V_A14B, E.WAN22_I2V_A14B)
+#: the naming rule that pairs A14B experts: "...high_noise..." <-> "...low_noise..." in one folder
+NOISE_MARK = re.compile(r"(high|low)(?=[_\-. ]?noise)", re.IGNORECASE)
+SAFETENSORS = (".safetensors", ".sft")
+BASE_SEARCH_DEPTH = 3
+
+
+def transformer_layout(path: Path, shapes: Mapping[str, Any]) -> tuple[str, str]:
+    """("flux" | "wan", key prefix) of a transformer file in an original layout."""
+    for prefix in cv.TRANSFORMER_PREFIXES:
+        if f"{prefix}double_blocks.0.img_attn.qkv.weight" in shapes and f"{prefix}img_in.weight" in shapes:
+            return "flux", prefix
+        if f"{prefix}head.modulation" in shapes and f"{prefix}patch_embedding.weight" in shapes:
+            return "wan", prefix
+    raise ModelLoadError(f"{path}: not a single-file FLUX (double_blocks/single_blocks) or WAN (blocks.N.self_attn, "
+                         "head.modulation) transformer; other single-file flow models load as Diffusers folders",
+                         field="model")
+
+
+def file_family(path: Path, layout: str, shapes: Mapping[str, Any], prefix: str, wanted: E | None) -> E:
+    """The engine a transformer file is for: FLUX from its layout; WAN from its input channels (and detection)."""
+    if layout == "flux":
+        fam = E.FLUX
+    else:
+        in_ch = shapes[f"{prefix}patch_embedding.weight"][1]
+        fits = [f for f, c in WAN_IN_CHANNELS.items() if c == in_ch]
+        if wanted is not None and wanted in WAN_IN_CHANNELS:
+            if wanted not in fits:
+                raise ModelLoadError(f"{path}: a WAN transformer with {in_ch} input channels cannot be loaded as "
+                                     f"{wanted.value} (it takes {WAN_IN_CHANNELS[wanted]})", field="family",
+                                     allowed=[f.value for f in fits])
+            return wanted
+        if not fits:
+            raise ModelLoadError(f"{path}: a WAN transformer with {in_ch} input channels is not a WAN 2.2 model "
+                                 "this app runs", field="family", allowed=[f.value for f in WAN_IN_CHANNELS])
+        fam = fits[0]
+    if wanted is not None and wanted != fam:
+        raise ModelLoadError(f"{path}: this is a {fam.value} transformer, it cannot be loaded as {wanted.value}",
+                             field="family", allowed=[fam.value])
+    return fam
+
+
+def expert_pair(path: Path, explicit: Path | None = None) -> tuple[Path, Path]:
+    """(high-noise, low-noise) expert files of a WAN A14B model.
+
+    With `explicit`, the two files are the pair; a noise mark in a name says which is which, otherwise `path` is the
+    high-noise one. Without it, `path`'s name must carry `high_noise` or `low_noise` and the partner is the same
+    name with the other mark in the same folder (e.g. wan2.2_t2v_high_noise_14B_fp16.safetensors).
+    """
+    m = NOISE_MARK.search(path.name)
+    if explicit is not None:
+        low_first = bool(m and m.group(1).lower() == "low")
+        return (explicit, path) if low_first else (path, explicit)
+    if m is None:
+        raise ModelLoadError(f"{path}: a WAN A14B model has two experts; name the files *high_noise* and *low_noise* "
+                             "in one folder (or pass transformer_2)", field="model")
+    mark = m.group(1)
+    other = "low" if mark.lower() == "high" else "high"
+    other = other.upper() if mark.isupper() else other.title() if mark.istitle() else other
+    partner = path.with_name(path.name[:m.start(1)] + other + path.name[m.end(1):])
+    if not partner.is_file():
+        raise ModelLoadError(f"{path}: its {other.lower()}-noise expert {partner.name} is not in {path.parent}",
+                             field="model")
+    return (path, partner) if mark.lower() == "high" else (partner, path)
+
+
+def _model_indexes(root: Path, depth: int = BASE_SEARCH_DEPTH) -> list[Path]:
+    found = []
+    for folder, dirs, files in os.walk(root):
+        rel = Path(folder).relative_to(root)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if len(rel.parts) < depth else []
+        if "model_index.json" in files:
+            found.append(Path(folder))
+            dirs[:] = []
+    return sorted(found, key=lambda p: str(p).lower())
+
+
+def find_base(family: E, models_dir: str | Path | None, guidance: bool | None = None) -> Path | None:
+    """The first Diffusers folder of the same model in the models folder (FLUX: same dev/schnell type), or None."""
+    from sdcodex.models.detect import detect_folder
+
+    root = Path(models_dir) if models_dir else Path("models")
+    if not root.is_dir():
+        return None
+    for folder in _model_indexes(root):
+        try:
+            det = detect_folder(folder)
+        except CodexError:
+            continue
+        if det.family is not family:
+            continue
+        if guidance is not None and bool(det.variant.get("guidance_embed")) != guidance:
+            continue
+        return folder
+    return None
+
+
+def build_transformer(path: Path, layout: str, base_config: Mapping[str, Any], dtype: torch.dtype | None,
+                      device: str) -> torch.nn.Module:
+    """A FluxTransformer2DModel / WanTransformer3DModel built empty from the config the file implies."""
+    from diffusers import FluxTransformer2DModel, WanTransformer3DModel
+
+    handle, keys = _open_safetensors(path)
+    shapes = {k: handle.get_slice(k).get_shape() for k in keys}
+    found, prefix = transformer_layout(path, shapes)
+    if found != layout:
+        raise ModelLoadError(f"{path}: a {found.upper()} transformer, not a {layout.upper()} one", field="model")
+    keymap = cv.strip_prefix(keys, prefix)
+    local_shapes = {k: shapes[v] for k, v in keymap.items()}
+    view = _Tensors(handle, keymap, dtype)
+    try:
+        if layout == "flux":
+            config = cv.flux_config(local_shapes, base_config)
+            module, state = _empty(lambda: FluxTransformer2DModel.from_config(config)), cv.convert_flux(view, config)
+        else:
+            config = cv.wan_config(local_shapes, base_config)
+            module, state = _empty(lambda: WanTransformer3DModel.from_config(config)), cv.convert_wan(view)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"{path}: {exc.message}", field=exc.field) from exc
+    return _assign(module, state, path, "transformer").to(device)
+
+
+def _required(family: E) -> list[str]:
+    return ["vae", *TEXT_ENCODER_SLOTS[family]]
+
+
+def _tokenizers(family: E, models_dir: str | Path | None) -> dict[str, Any]:
+    from sdcodex.models.tokenizers import clip_tokenizer
+
+    if family is E.FLUX:
+        return {"tokenizer": clip_tokenizer(),
+                "tokenizer_2": load_tokenizer(tokenizer_folder(family, "tokenizer_2", models_dir))}
+    return {"tokenizer": load_tokenizer(tokenizer_folder(family, "tokenizer", models_dir))}
+
+
+def load_single_file(path: Path, *, wanted: E | None, text_encoders: list[str], vae: str | Path | None,
+                     dtype: torch.dtype | None, device: str, models_dir: str | Path | None,
+                     configs: Mapping[str, dict], transformer_2: str | Path | None = None) -> LoadedModel:
+    """A FLUX or WAN single transformer file (+ its A14B partner) and the rest of its pipeline."""
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: model file not found", field="model")
+    if path.suffix.lower() not in SAFETENSORS:
+        raise ModelLoadError(f"{path}: single-file FLUX/WAN transformers load from .safetensors files only",
+                             field="model", allowed=list(SAFETENSORS))
+    shapes = read_shapes(path)[0]
+    layout, prefix = transformer_layout(path, shapes)
+    guidance = f"{prefix}guidance_in.in_layer.weight" in shapes if layout == "flux" else None
+    family = file_family(path, layout, shapes, prefix, wanted)
+    experts = [path]
+    if family in TWO_EXPERTS:
+        explicit = _resolve_ref(transformer_2, models_dir) if transformer_2 is not None else None
+        experts = list(expert_pair(path, explicit))
+    base = find_base(family, models_dir, guidance)
+    from sdcodex.models.loader import _configs_from
+
+    cfgs = {**(_configs_from(base) if base else {}), **dict(configs)}
+    schnell = layout == "flux" and not guidance
+    given = {"vae"} if vae is not None else set()
+    tokenizers: dict[str, Any] = {}
+    if base is None:
+        # say what is missing before any weights are read (tokenizers, then components)
+        tokenizers = _tokenizers(family, models_dir)
+        slots = {slot for ref in text_encoders for slot in [_slot_of(family, ref, models_dir)]}
+        missing = [s for s in _required(family) if s not in given | slots]
+        if missing:
+            raise ModelLoadError(
+                f"{path}: a single {family.value} transformer file needs {', '.join(missing)}: give them as "
+                f"`vae` / `text_encoders` files ({' + '.join(n for n, _, _ in TEXT_ENCODER_SLOTS[family].values() for n in n)}"
+                f" for {family.value}), or put a {family.value} Diffusers folder in the models folder to take them from",
+                field="text_encoders" if any(s.startswith("text") for s in missing) else "vae")
+    tr_config = cfgs.get("transformer") or bundled(family, "transformer_schnell" if schnell else "transformer")
+    components: dict[str, Any] = {"transformer": build_transformer(experts[0], layout, tr_config, dtype, device)}
+    if len(experts) == 2:
+        components["transformer_2"] = build_transformer(experts[1], layout, tr_config, dtype, device)
+        a, b = (dict(components[n].config) for n in ("transformer", "transformer_2"))
+        if a["in_channels"] != b["in_channels"] or a["num_layers"] != b["num_layers"]:
+            raise ModelLoadError(f"{experts[1]}: not the partner expert of {experts[0]} (its shapes differ)",
+                                 field="model")
+    components.update(separate_components(family, text_encoders, vae, cfgs, dtype, device, models_dir))
+    variant: dict[str, Any] = {"format": "single_file", "layout": layout, "prefix": prefix,
+                               "files": [str(p) for p in experts], "separate_files": sorted(
+                                   k for k in components if not k.startswith("transformer"))}
+    if base is not None:
+        loaded = load_flow_folder(base, family=family, dtype=dtype, device=device, models_dir=models_dir,
+                                  overrides=components)
+        loaded.variant.update(variant, base=str(base))
+        loaded.name, loaded.path, loaded.short_hash = path.stem, path, _short_hash(path, models_dir)
+        loaded.variant = describe(family, loaded.components, loaded.variant)
+        return loaded
+    sched_cfg = dict(cfgs.get("scheduler") or bundled(family, "scheduler_schnell" if schnell else "scheduler"))
+    components["scheduler"] = _scheduler(sched_cfg)
+    components.update(tokenizers)
+    index = bundled_index(family)
+    for name in ("boundary_ratio", "expand_timesteps"):
+        if index.get(name) is not None:
+            components[name] = index[name]
+    if index.get("_class_name") == "WanImageToVideoPipeline":
+        components.update(image_encoder=None, image_processor=None)
+    variant["pipeline"] = index.get("_class_name")
+    return LoadedModel(name=path.stem, path=path, family=family, components=components,
+                       prediction=describe_prediction(), variant=describe(family, components, variant),
+                       dtype=components["transformer"].dtype, short_hash=_short_hash(path, models_dir),
+                       scheduler_config={**sched_cfg, "_class_name": type(components["scheduler"]).__name__})
+
+
+def _slot_of(family: E, ref: str, models_dir: str | Path | None) -> str:
+    from sdcodex.models.flow_loader import text_encoder_slot
+
+    return text_encoder_slot(family, _resolve_ref(ref, models_dir), "text_encoders")[0]
+
+
+def bundled_index(family: E) -> dict[str, Any]:
+    import json
+
+    from sdcodex.models.loader import CONFIG_ROOT
+
+    return json.loads((CONFIG_ROOT / family.value / "model_index.json").read_text())
+
+
+def describe_prediction():
+    from sdcodex.core.enums import Prediction
+
+    return Prediction.FLOW
+
+
+__all__ = ["load_single_file", "expert_pair", "find_base", "transformer_layout", "file_family", "build_transformer",
+           "WAN_IN_CHANNELS", "NOISE_MARK"]

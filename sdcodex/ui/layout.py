@@ -1,0 +1,309 @@
+"""The page: quicksettings row (Engine, Checkpoint of that engine's family, Mode, VAE), the demo-model
+offer when there are no models, the generation tabs, PNG Info, Presets and the Queue. Engine and mode
+changes re-drive tabs, samplers and fields from the engines' declared capabilities."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gradio as gr
+
+from . import caps, demo, pnginfo, presets_view
+from .fields import GenTab, build_gen_tab, field_updates
+from .progress import UIJobs, error_html, progress_html
+from .tabs import Quick, render_job, wire_tab
+
+log = logging.getLogger("sdcodex.ui")
+QUEUE_HEADERS = ["id", "task", "face", "state", "progress", "position", "model", "submitted"]
+
+
+def checkpoint_names(models: Any, engine: str | None) -> list[str]:
+    try:
+        return [e.name for e in models.checkpoints(engine)]
+    except Exception:  # noqa: BLE001 - an unknown family or a broken scan: nothing to offer
+        log.exception("listing checkpoints failed")
+        return []
+
+
+def vae_names(models: Any) -> list[str]:
+    try:
+        return ["Automatic"] + [e.name for e in models.entries(kind="vae")]
+    except Exception:  # noqa: BLE001
+        return ["Automatic"]
+
+
+def upscaler_names(models: Any) -> list[str]:
+    try:
+        from sdcodex.models.upscalers import list_upscalers
+
+        return [u["name"] for u in list_upscalers(getattr(models, "models_dir", None))]
+    except Exception:  # noqa: BLE001
+        return ["None", "Lanczos", "Nearest"]
+
+
+def initial_engine(models: Any) -> str:
+    """The family of the first checkpoint found, else the first registered engine."""
+    keys = caps.engine_keys()
+    try:
+        for entry in models.checkpoints():
+            family = getattr(entry.family, "value", entry.family)
+            if family in keys:
+                return family
+    except Exception:  # noqa: BLE001
+        pass
+    return keys[0]
+
+
+def build_blocks(service: Any) -> gr.Blocks:
+    models = service.models
+    jobs = UIJobs(service)
+    gen_tabs: dict[str, GenTab] = {}
+    engine0 = initial_engine(models)
+    with gr.Blocks(title="Codex") as blocks:
+        with gr.Row(elem_id="codex-quicksettings"):
+            engine = gr.Dropdown(caps.engine_choices(), value=engine0, label="Engine", elem_id="codex-engine",
+                                 scale=2)
+            names = checkpoint_names(models, engine0)
+            checkpoint = gr.Dropdown(names, value=names[0] if names else None, label="Checkpoint",
+                                     elem_id="codex-checkpoint", scale=3, allow_custom_value=True)
+            refresh = gr.Button("🔄", elem_id="codex-refresh", scale=0, min_width=48)
+            mode = gr.Dropdown(caps.modes_for(engine0), value="normal", label="Mode", elem_id="codex-mode", scale=1)
+            vae = gr.Dropdown(vae_names(models), value="Automatic", label="VAE", elem_id="codex-vae", scale=2)
+        queue_line = gr.Markdown("", elem_id="codex-queue-line")
+        with gr.Group(visible=not names, elem_id="codex-demo", elem_classes=["codex-demo"]) as demo_box:
+            demo_text = gr.Markdown(demo.notice(models))
+            with gr.Row():
+                demo_families = gr.CheckboxGroup(demo.families(), value=list(demo.DEFAULT_FAMILIES),
+                                                 label="Demo families (random weights)", elem_id="codex-demo-families")
+                demo_button = gr.Button("Build demo models (random weights)", variant="primary",
+                                        elem_id="codex-demo-build")
+            demo_status = gr.Markdown("", elem_id="codex-demo-status")
+        quick = Quick(engine, checkpoint, mode, vae)
+        with gr.Tabs(elem_id="codex-tabs") as tabs:
+            for task, label in caps.GEN_TASKS:
+                gen_tabs[task.value] = build_gen_tab(task, label)
+            png = _png_info_tab()
+            presets = _presets_tab()
+            queue = _queue_tab()
+        for tab in gen_tabs.values():
+            wire_tab(tab, quick, jobs, tabs, gen_tabs)
+        _wire_png_info(png, gen_tabs, tabs)
+        _wire_presets(presets, gen_tabs, tabs)
+        queue_rows = _wire_queue(queue, jobs, queue_line)
+        blocks.load(queue_rows, None, [queue["table"], queue_line], show_progress="hidden")
+
+        # -- engine / mode / models -----------------------------------------------------------
+        tab_list = list(gen_tabs.values())
+        engine_outputs = [checkpoint, mode]
+        for tab in tab_list:
+            engine_outputs += [tab.tab, tab.rules, *tab.field_components]
+
+        def engine_updates(engine_key: str, mode_value: str | None, *, new_checkpoints: bool = True) -> list[Any]:
+            modes = [m for _label, m in caps.modes_for(engine_key)]
+            mode_value = mode_value if mode_value in modes else modes[0]
+            names = checkpoint_names(models, engine_key)
+            out: list[Any] = [gr.update(choices=names, value=names[0] if names else None) if new_checkpoints
+                              else gr.skip(),
+                              gr.update(choices=caps.modes_for(engine_key), value=mode_value)]
+            tasks = caps.tasks_for(engine_key)
+            rules = f"**{caps.caps(engine_key)['label']}** — size: {caps.size_rule(engine_key)}"
+            for tab in tab_list:
+                task_rules = rules + (f"; frames: {caps.frame_rule(engine_key)}" if tab.task.is_video else "")
+                if tab.task in caps.MODEL_FREE:
+                    task_rules = "Upscaling runs on its own: no checkpoint needed."
+                out += [gr.update(visible=tab.task.value in tasks), task_rules,
+                        *field_updates(tab, engine_key, mode_value)]
+            return out
+
+        engine.input(lambda e, m: engine_updates(e, m), inputs=[engine, mode], outputs=engine_outputs,
+                     show_progress="hidden")
+        mode.input(lambda e, m: engine_updates(e, m, new_checkpoints=False), inputs=[engine, mode],
+                   outputs=engine_outputs, show_progress="hidden")
+        upscaler_fields = [t.fields[k] for t in tab_list for k in ("upscaler", "hires.upscaler") if k in t.fields]
+
+        def on_load(current_mode: str | None) -> list[Any]:
+            engine_key = initial_engine(models)
+            names = checkpoint_names(models, engine_key)
+            ups = upscaler_names(models)
+            return ([gr.update(value=engine_key), gr.update(choices=vae_names(models)),
+                     gr.update(visible=not models.checkpoints())]
+                    + engine_updates(engine_key, current_mode or "normal")
+                    + [gr.update(choices=ups) for _ in upscaler_fields]
+                    + [gr.update(value=names[0] if names else None)])
+
+        load_outputs = [engine, vae, demo_box, *engine_outputs, *upscaler_fields, checkpoint]
+        blocks.load(on_load, inputs=[mode], outputs=load_outputs, show_progress="hidden")
+
+        def on_refresh(engine_key: str, mode_value: str) -> list[Any]:
+            models.refresh()
+            names = checkpoint_names(models, engine_key)
+            return [gr.update(choices=names, value=names[0] if names else None), gr.update(choices=vae_names(models)),
+                    gr.update(visible=not models.checkpoints())]
+
+        refresh.click(on_refresh, inputs=[engine, mode], outputs=[checkpoint, vae, demo_box], show_progress="hidden")
+
+        def on_demo(chosen: list[str], mode_value: str | None) -> list[Any]:
+            try:
+                status = demo.build(models, chosen)
+            except Exception as exc:  # noqa: BLE001 - shown in the page
+                log.exception("building the demo models failed")
+                return [error_html(f"building the demo models failed: {exc}")] + [gr.skip()] * (len(load_outputs))
+            return [status] + on_load(mode_value)
+
+        demo_button.click(on_demo, inputs=[demo_families, mode], outputs=[demo_status, *load_outputs])
+        _ = demo_text
+    return blocks
+
+
+# -- PNG Info -----------------------------------------------------------------------------------------
+def _png_info_tab() -> dict[str, Any]:
+    with gr.Tab("PNG Info", id="pnginfo", elem_id="codex-pnginfo-tab"):
+        with gr.Row(equal_height=False):
+            with gr.Column():
+                file = gr.File(label="Image or video (PNG, JPEG, WebP, GIF, MP4, WebM)", type="filepath",
+                               file_types=[".png", ".jpg", ".jpeg", ".webp", ".gif", ".mp4", ".webm"],
+                               elem_id="codex-pnginfo-file")
+            with gr.Column():
+                error = gr.HTML("", elem_id="codex-pnginfo-error")
+                summary = gr.Markdown("", elem_id="codex-pnginfo-summary")
+                infotext = gr.Textbox(label="Parameters (infotext)", lines=6, interactive=False,
+                                      elem_id="codex-pnginfo-infotext", buttons=["copy"])
+                request = gr.Code("{}", language="json", label="Request", interactive=False,
+                                  elem_id="codex-pnginfo-request")
+                with gr.Row():
+                    send = {t: gr.Button(f"Send to {t}", size="sm", elem_id=f"codex-pnginfo-send-{t}")
+                            for t in pnginfo.TARGETS}
+        state = gr.State({})
+    return {"file": file, "error": error, "summary": summary, "infotext": infotext, "request": request,
+            "send": send, "state": state}
+
+
+def _wire_png_info(png: dict[str, Any], gen_tabs: dict[str, GenTab], tabs: Any) -> None:
+    png["file"].change(pnginfo.show, inputs=png["file"],
+                       outputs=[png["infotext"], png["request"], png["summary"], png["error"], png["state"]])
+    for name, button in png["send"].items():
+        target = gen_tabs[name]
+        has_image = target.image is not None
+        outputs = ([target.image] if has_image else []) + target.field_components + [tabs]
+
+        def send(state: dict[str, Any], _t: GenTab = target, _img: bool = has_image) -> list[Any]:
+            return pnginfo.send_updates(state, _t.task, _t.field_keys, _img) + [gr.Tabs(selected=_t.task.value)]
+
+        button.click(send, inputs=png["state"], outputs=outputs, show_progress="hidden")
+
+
+# -- Presets --------------------------------------------------------------------------------------------
+def _presets_tab() -> dict[str, Any]:
+    with gr.Tab("Presets", id="presets", elem_id="codex-presets-tab"):
+        ids = presets_view.preset_ids()
+        with gr.Row(equal_height=False):
+            with gr.Column():
+                choice = gr.Dropdown(ids, value=ids[0] if ids else None, label="Preset",
+                                     elem_id="codex-preset-choice")
+                summary = gr.Markdown("", elem_id="codex-preset-summary")
+                error = gr.HTML("", elem_id="codex-preset-error")
+                load = gr.Button("Load these values into the tab", elem_id="codex-preset-load")
+            with gr.Column():
+                fills = gr.Code("{}", language="json", label="It would fill exactly", interactive=False,
+                                elem_id="codex-preset-fills")
+                values = gr.Code("{}", language="json", label="Preset values", interactive=False,
+                                 elem_id="codex-preset-values")
+    return {"choice": choice, "summary": summary, "error": error, "load": load, "fills": fills, "values": values}
+
+
+def _wire_presets(p: dict[str, Any], gen_tabs: dict[str, GenTab], tabs: Any) -> None:
+    states = [t.last_request for t in gen_tabs.values()]
+    names = list(gen_tabs)
+
+    def show(preset_id: str | None, *requests: dict[str, Any]) -> tuple[str, str, str, str]:
+        summary, values, fills, error = presets_view.describe(preset_id, dict(zip(names, requests)))
+        return summary, values, fills, error
+
+    outs = [p["summary"], p["values"], p["fills"], p["error"]]
+    p["choice"].change(show, inputs=[p["choice"], *states], outputs=outs, show_progress="hidden")
+    for tab in gen_tabs.values():
+        tab.tab.select(show, inputs=[p["choice"], *states], outputs=outs, show_progress="hidden")
+    all_fields = [c for t in gen_tabs.values() for c in t.field_components]
+
+    def load(preset_id: str | None) -> list[Any]:
+        from sdcodex.core.presets import all_presets
+
+        from .request import request_to_fields
+
+        preset = all_presets().get(preset_id or "")
+        out: list[Any] = []
+        for tab in gen_tabs.values():
+            values = request_to_fields(preset.values, tab.task) if preset and preset.task == tab.task.value else {}
+            out += [gr.update(value=values[k]) if k in values else gr.skip() for k in tab.field_keys]
+        return out + [gr.Tabs(selected=preset.task) if preset else gr.skip()]
+
+    p["load"].click(load, inputs=p["choice"], outputs=[*all_fields, tabs], show_progress="hidden")
+
+
+# -- Queue ----------------------------------------------------------------------------------------------
+def _queue_tab() -> dict[str, Any]:
+    with gr.Tab("Queue", id="queue", elem_id="codex-queue-tab"):
+        gr.Markdown("Jobs keep running when the browser tab closes; they are listed here (all faces: UI, APIs). "
+                    "Pick a job to see its progress and outputs.")
+        table = gr.Dataframe(headers=QUEUE_HEADERS, value=[], interactive=False, elem_id="codex-queue-table",
+                             wrap=True)
+        with gr.Row():
+            job_id = gr.Textbox(label="Job id", elem_id="codex-queue-job", scale=3)
+            show = gr.Button("Show / follow", elem_id="codex-queue-show", scale=1)
+            cancel = gr.Button("Cancel job", variant="stop", elem_id="codex-queue-cancel", scale=1)
+            refresh = gr.Button("Refresh", elem_id="codex-queue-refresh", scale=1)
+        progress = gr.HTML(progress_html(None), elem_id="codex-queue-progress")
+        error = gr.HTML("", elem_id="codex-queue-error")
+        gallery = gr.Gallery(label="Outputs", columns=4, height=300, interactive=False, elem_id="codex-queue-gallery")
+        video = gr.Video(label="Video", interactive=False, elem_id="codex-queue-video")
+        infotext = gr.Textbox(label="Generation info", lines=3, interactive=False, elem_id="codex-queue-infotext")
+        timer = gr.Timer(3.0)
+    return {"table": table, "job_id": job_id, "show": show, "cancel": cancel, "refresh": refresh,
+            "progress": progress, "error": error, "gallery": gallery, "video": video, "infotext": infotext,
+            "timer": timer}
+
+
+def _wire_queue(q: dict[str, Any], jobs: UIJobs, queue_line: Any) -> Any:
+    def rows() -> tuple[list[list[Any]], str]:
+        counts = jobs.store.counts()
+        line = (f"Queue: **{counts.get('running', 0)}** running, **{counts.get('queued', 0)}** queued"
+                if counts.get("running") or counts.get("queued") else "")
+        return jobs.queue_rows(), line
+
+    for trigger in (q["refresh"].click, q["timer"].tick):
+        trigger(rows, None, [q["table"], queue_line], show_progress="hidden", queue=False)
+
+    def pick(evt: gr.SelectData, table: Any) -> str:
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        try:
+            return str(table.iloc[row, 0]) if hasattr(table, "iloc") else str(table[row][0])
+        except Exception:  # noqa: BLE001
+            return gr.skip()
+
+    q["table"].select(pick, inputs=q["table"], outputs=q["job_id"], show_progress="hidden")
+
+    def follow(job_id: str):
+        job_id = (job_id or "").strip()
+        job = jobs.job(job_id) if job_id else None
+        if job is None:
+            yield {q["error"]: error_html({"field": "job id", "message": f"no job {job_id!r}"})}
+            return
+        status = None
+        for status in jobs.follow(job_id):
+            yield {q["progress"]: progress_html(status), q["error"]: ""}
+        yield render_job(jobs, job_id, status, progress=q["progress"], error=q["error"], infotext=q["infotext"],
+                         gallery=q["gallery"], video=q["video"])
+
+    q["show"].click(follow, inputs=q["job_id"], outputs=[q["progress"], q["error"], q["gallery"], q["video"],
+                                                          q["infotext"]],
+                    show_progress="hidden", concurrency_limit=None)
+
+    def cancel(job_id: str) -> str:
+        job_id = (job_id or "").strip()
+        if not job_id or jobs.job(job_id) is None:
+            return error_html({"field": "job id", "message": f"no job {job_id!r}"})
+        jobs.interrupt(None, job_id)
+        return ""
+
+    q["cancel"].click(cancel, inputs=q["job_id"], outputs=q["error"], show_progress="hidden")
+    return rows
