@@ -91,6 +91,16 @@ class LocalModels:
             return str(ref)
         return str(self.inventory.resolve(ref, kind="vae").path)
 
+    def resolve_text_encoder(self, ref: str) -> str:
+        """A request's `text_encoders` entry: a path as is, else a text-encoder name from the models folder (a name of
+        another kind resolves too, so the loader can refuse it naming its real kind)."""
+        if Path(ref).exists():
+            return str(ref)
+        try:
+            return str(self.inventory.resolve(ref, kind="text_encoder").path)
+        except ModelNotFoundError:
+            return str(self.inventory.resolve(ref, kind=None).path)
+
     def short_hash(self, entry: Any) -> str | None:
         try:
             return self.inventory.short_hash(entry)
@@ -103,11 +113,14 @@ class LocalModels:
         from sdcodex.models.loader import load_model
 
         vae_path = self.resolve_vae(vae)
-        key = (str(entry.path), vae_path, precision)
-        return self.cache.get(key, lambda: load_model(str(entry.path), family=entry.family, vae=vae_path,
+        text_encoders = tuple(self.resolve_text_encoder(ref) for ref in (params.text_encoders if params else []))
+        # a file detection cannot place (e.g. an unusual size) loads as the engine the request named
+        family = entry.family or (params.engine if params else None)
+        key = (str(entry.path), vae_path, precision, text_encoders)
+        return self.cache.get(key, lambda: load_model(str(entry.path), family=family, vae=vae_path,
                                                       precision=precision, device=self.device,
                                                       allow_pickle=self.allow_pickle,
-                                                      models_dir=self.models_dir))
+                                                      models_dir=self.models_dir, text_encoders=text_encoders))
 
 
 class MediaSaver:

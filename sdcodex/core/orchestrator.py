@@ -163,7 +163,7 @@ class Orchestrator:
                if k not in ("sampler_effective", "scheduler_effective", "warnings", "infotext_extra")},
             "request": effective_request,
         }
-        fields = self._infotext_fields(params, info, entry)
+        fields = self._infotext_fields(params, {**info, "infotext_extra": out.info.get("infotext_extra")}, entry)
         result = Result(pil_images=list(out.images), frames=list(out.videos), info=info)
         t = time.perf_counter()
         if self.saver is not None:

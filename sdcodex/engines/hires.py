@@ -68,6 +68,11 @@ def plan(params: Params, multiple: int) -> HiresPlan:
     if width < params.width or height < params.height:
         raise ValidationError(f"hires size {width}x{height} is smaller than the first pass "
                               f"{params.width}x{params.height}", field="hires.resize_x" if rx else "hires.scale")
+    steps = int(h.get("steps") or 0) or params.steps
+    denoise = float(h.get("denoising_strength", DEFAULT_DENOISE))
+    if int(steps * denoise) < 1:
+        raise ValidationError(f"hires steps x denoising_strength must give at least one step (got {steps} x {denoise})",
+                              field="hires.denoising_strength", allowed=f">= {1 / steps:.3f} for {steps} steps")
     return HiresPlan(width=width, height=height, upscaler=str(h.get("upscaler") or DEFAULT_UPSCALER),
                      steps=int(h.get("steps") or 0), denoising_strength=float(h.get("denoising_strength",
                                                                                     DEFAULT_DENOISE)),

@@ -201,6 +201,21 @@ def load_flow_model(path: str | Path, *, family: EngineKey | str | None = None, 
                             models_dir=models_dir, configs=_configs_from(configs), transformer_2=transformer_2)
 
 
+def component_path(ref: str | Path, kind: str, models_dir: str | Path | None) -> Path:
+    """A separate component file: an existing path as is, else a name of that kind in the models folder."""
+    path = Path(ref).expanduser()
+    if path.exists():
+        return path
+    from sdcodex.core.errors import ModelNotFoundError
+    from sdcodex.models.inventory import Inventory
+
+    inventory = Inventory(models_dir)
+    try:
+        return Path(inventory.resolve(str(ref), kind=kind).path)
+    except ModelNotFoundError:  # a file of another kind: found anyway, so the check can name its real kind
+        return Path(inventory.resolve(str(ref), kind=None).path)
+
+
 def check_component_files(text_encoders: Iterable[str], vae: str | Path | None,
                           models_dir: str | Path | None) -> None:
     """Each separate file must be what its request key says (a text encoder, a VAE), from its header."""
@@ -210,7 +225,7 @@ def check_component_files(text_encoders: Iterable[str], vae: str | Path | None,
     if vae is not None:
         wanted.append(("vae", vae, "vae"))
     for field, ref, kind in wanted:
-        path = _resolve_ref(ref, models_dir)
+        path = component_path(ref, kind, models_dir)
         found = detect_path(path)
         if found.kind != kind:
             raise ModelLoadError(f"{path}: is a {found.kind} file, not a {kind.replace('_', ' ')}", field=field,
@@ -320,14 +335,14 @@ def separate_components(family: EngineKey, text_encoders: list[str], vae: str | 
     out: dict[str, Any] = {}
     for i, ref in enumerate(text_encoders):
         field = f"text_encoders[{i}]"
-        path = _resolve_ref(ref, models_dir)
+        path = component_path(ref, "text_encoder", models_dir)
         slot, prefix = text_encoder_slot(family, path, field)
         if slot in out:
             raise ModelLoadError(f"{path}: a second file for the {slot} slot", field=field)
         cls = TEXT_ENCODER_SLOTS[family][slot][2]
         out[slot] = load_text_encoder_file(path, cls, prefix, config(slot), dtype, device)
     if vae is not None:
-        path = _resolve_ref(vae, models_dir)
+        path = component_path(vae, "vae", models_dir)
         if family is EngineKey.FLUX:
             out["vae"] = load_vae_file(path, config("vae"), dtype, device)
         elif family in _WAN:
@@ -339,4 +354,4 @@ def separate_components(family: EngineKey, text_encoders: list[str], vae: str | 
 
 __all__ = ["load_flow_model", "load_flow_folder", "tokenizer_folder", "is_flow_family", "FLOW_FAMILIES",
            "TOKENIZER_SOURCES", "sniff_family", "check_component_files", "separate_components", "TEXT_ENCODER_SLOTS",
-           "text_encoder_slot", "bundled"]
+           "text_encoder_slot", "bundled", "component_path"]

@@ -11,6 +11,7 @@ The rule for the rest of the pipeline (docs/models.md, "Single transformer files
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -18,13 +19,13 @@ from typing import Any, Mapping
 
 import torch
 
-from sdcodex.core.enums import EngineKey
+from sdcodex.core.enums import EngineKey, Prediction
 from sdcodex.core.errors import CodexError, ModelLoadError
 from sdcodex.models import convert_flow as cv
-from sdcodex.models.flow_loader import (TEXT_ENCODER_SLOTS, bundled, describe, load_flow_folder, load_tokenizer,
-                                        separate_components, tokenizer_folder)
-from sdcodex.models.loader import (LoadedModel, _assign, _empty, _open_safetensors, _resolve_ref, _scheduler,
-                                   _short_hash, _Tensors)
+from sdcodex.models.flow_loader import (TEXT_ENCODER_SLOTS, bundled, component_path, describe, load_flow_folder, load_tokenizer,
+                                        separate_components, text_encoder_slot, tokenizer_folder)
+from sdcodex.models.loader import (CONFIG_ROOT, LoadedModel, _assign, _configs_from, _empty, _open_safetensors,
+                                   _resolve_ref, _scheduler, _short_hash, _Tensors)
 from sdcodex.models.safetensors_io import read_shapes
 
 E = EngineKey
@@ -152,10 +153,6 @@ def build_transformer(path: Path, layout: str, base_config: Mapping[str, Any], d
     return _assign(module, state, path, "transformer").to(device)
 
 
-def _required(family: E) -> list[str]:
-    return ["vae", *TEXT_ENCODER_SLOTS[family]]
-
-
 def _tokenizers(family: E, models_dir: str | Path | None) -> dict[str, Any]:
     from sdcodex.models.tokenizers import clip_tokenizer
 
@@ -183,8 +180,6 @@ def load_single_file(path: Path, *, wanted: E | None, text_encoders: list[str], 
         explicit = _resolve_ref(transformer_2, models_dir) if transformer_2 is not None else None
         experts = list(expert_pair(path, explicit))
     base = find_base(family, models_dir, guidance)
-    from sdcodex.models.loader import _configs_from
-
     cfgs = {**(_configs_from(base) if base else {}), **dict(configs)}
     schnell = layout == "flux" and not guidance
     given = {"vae"} if vae is not None else set()
@@ -192,14 +187,16 @@ def load_single_file(path: Path, *, wanted: E | None, text_encoders: list[str], 
     if base is None:
         # say what is missing before any weights are read (tokenizers, then components)
         tokenizers = _tokenizers(family, models_dir)
-        slots = {slot for ref in text_encoders for slot in [_slot_of(family, ref, models_dir)]}
-        missing = [s for s in _required(family) if s not in given | slots]
+        slots = {text_encoder_slot(family, component_path(ref, "text_encoder", models_dir), f"text_encoders[{i}]")[0]
+                 for i, ref in enumerate(text_encoders)}
+        missing = [s for s in ["vae", *TEXT_ENCODER_SLOTS[family]] if s not in given | slots]
         if missing:
+            takes = " + ".join(n for names, _, _ in TEXT_ENCODER_SLOTS[family].values() for n in names)
             raise ModelLoadError(
-                f"{path}: a single {family.value} transformer file needs {', '.join(missing)}: give them as "
-                f"`vae` / `text_encoders` files ({' + '.join(n for n, _, _ in TEXT_ENCODER_SLOTS[family].values() for n in n)}"
-                f" for {family.value}), or put a {family.value} Diffusers folder in the models folder to take them from",
-                field="text_encoders" if any(s.startswith("text") for s in missing) else "vae")
+                f"{path}: a single {family.value} transformer file needs {', '.join(missing)}: give them as `vae` / "
+                f"`text_encoders` files ({takes} for {family.value}), or put a {family.value} Diffusers folder in the "
+                "models folder to take them from", field="text_encoders" if any(s.startswith("text") for s in missing)
+                else "vae")
     tr_config = cfgs.get("transformer") or bundled(family, "transformer_schnell" if schnell else "transformer")
     components: dict[str, Any] = {"transformer": build_transformer(experts[0], layout, tr_config, dtype, device)}
     if len(experts) == 2:
@@ -230,29 +227,14 @@ def load_single_file(path: Path, *, wanted: E | None, text_encoders: list[str], 
         components.update(image_encoder=None, image_processor=None)
     variant["pipeline"] = index.get("_class_name")
     return LoadedModel(name=path.stem, path=path, family=family, components=components,
-                       prediction=describe_prediction(), variant=describe(family, components, variant),
+                       prediction=Prediction.FLOW, variant=describe(family, components, variant),
                        dtype=components["transformer"].dtype, short_hash=_short_hash(path, models_dir),
                        scheduler_config={**sched_cfg, "_class_name": type(components["scheduler"]).__name__})
 
 
-def _slot_of(family: E, ref: str, models_dir: str | Path | None) -> str:
-    from sdcodex.models.flow_loader import text_encoder_slot
-
-    return text_encoder_slot(family, _resolve_ref(ref, models_dir), "text_encoders")[0]
-
-
 def bundled_index(family: E) -> dict[str, Any]:
-    import json
-
-    from sdcodex.models.loader import CONFIG_ROOT
-
+    """The bundled model_index.json of a family: pipeline class, boundary_ratio, expand_timesteps."""
     return json.loads((CONFIG_ROOT / family.value / "model_index.json").read_text())
-
-
-def describe_prediction():
-    from sdcodex.core.enums import Prediction
-
-    return Prediction.FLOW
 
 
 __all__ = ["load_single_file", "expert_pair", "find_base", "transformer_layout", "file_family", "build_transformer",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import torch
 
@@ -101,16 +101,16 @@ class _Tensors(Mapping[str, torch.Tensor]):
 
 
 def _open_safetensors(path: Path):
-    """Memory-map the file: tensors are views, so casting reads each byte once and nothing is copied twice."""
-    from sdcodex.models.safetensors_io import MappedSafetensors
+    """safetensors' own memory map: tensors are lazy views of the page cache until cast or touched."""
+    from safetensors import safe_open
 
     try:
-        handle = MappedSafetensors(path)
-    except ModelLoadError as exc:
-        raise ModelLoadError(f"{exc}; the file may be truncated or corrupt, download it again") from exc
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"{path}: not a readable safetensors file ({exc})") from exc
-    return handle, handle.keys()
+        handle = safe_open(str(path), framework="pt", device="cpu")
+        keys = list(handle.keys())
+    except Exception as exc:  # safetensors raises its own error types for bad headers / truncation
+        raise ModelLoadError(f"{path}: not a readable safetensors file ({exc}); the file may be truncated or "
+                             "corrupt, download it again") from exc
+    return handle, keys
 
 
 def _open_pickle(path: Path, allow_pickle: bool):
@@ -268,13 +268,14 @@ def load_vae_file(path: str | Path, config: dict, dtype: torch.dtype | None, dev
 def load_model(ref: str | Path, *, family: EngineKey | str | None = None, vae: str | Path | None = None,
                precision: str | Precision = "auto", device: str = "cpu", allow_pickle: bool = False,
                models_dir: str | Path | None = None, configs: str | Path | Mapping[str, dict] | None = None,
-               ) -> LoadedModel:
-    """Load an SD1.5/SDXL single file or Diffusers folder (offline). `configs` overrides bundled component configs."""
+               text_encoders: Iterable[str] = ()) -> LoadedModel:
+    """Load an SD1.5/SDXL single file or Diffusers folder (offline). `configs` overrides bundled component configs.
+    FLUX/SVD/HunyuanVideo/WAN load through flow_loader.load_flow_model (`text_encoders`: separate files)."""
     from sdcodex.models import flow_loader  # FLUX / SVD / HunyuanVideo / WAN 2.2 load there
     if flow_loader.is_flow_family(family) or (family is None and flow_loader.is_flow_family(
             flow_loader.sniff_family(_resolve_ref(ref, models_dir)))):
         return flow_loader.load_flow_model(ref, family=family, vae=vae, precision=precision, device=device,
-                                           models_dir=models_dir)
+                                           models_dir=models_dir, configs=configs, text_encoders=text_encoders)
     dtype = resolve_dtype(precision, device)
     path = _resolve_ref(ref, models_dir)
     wanted = None

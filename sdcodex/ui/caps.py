@@ -25,10 +25,13 @@ MODE_LABELS = {Mode.NORMAL.value: "Normal", Mode.LCM.value: "LCM", Mode.TURBO.va
 
 
 def _engines() -> dict[str, type]:
+    """Registered engines that run checkpoints (a tool engine that only does checkpoint-free tasks, like
+    upscaling, is reached through its tab, not the Engine dropdown)."""
     import sdcodex.engines  # noqa: F401 - registers the engines
     from sdcodex.core.registry import ENGINES
 
-    return dict(ENGINES.items())
+    free = {t.value for t in MODEL_FREE}
+    return {key: cls for key, cls in ENGINES.items() if set(cls.capabilities()["tasks"]) - free}
 
 
 def engine_keys() -> list[str]:

@@ -25,7 +25,7 @@ def families() -> list[str]:
 def notice(models: Any) -> str:
     where = getattr(models, "models_dir", "the models folder")
     return (f"### No models found\nThere is no checkpoint in `{where}`. Put your `.safetensors` checkpoints or "
-            "Diffusers folders there and press 🔄 — or build the **demo models** to see the whole path work now. "
+            "Diffusers folders there and press ↻ (refresh) — or build the **demo models** to see the whole path work now. "
             "They are tiny models with **random weights**: their images are noise, by design.")
 
 

@@ -150,12 +150,12 @@ def make_field(key: str, task: Task) -> Any:
     raise ValueError(key)
 
 
-def build_gen_tab(task: Task, label: str) -> GenTab:
+def build_gen_tab(task: Task, label: str, *, visible: bool = True) -> GenTab:
     """Lay out one generation tab (inside a gr.Blocks context)."""
     p = f"codex-{task.value}"
     fields: dict[str, Any] = {}
     image = None
-    with gr.Tab(label, id=task.value, elem_id=f"{p}-tab") as tab:
+    with gr.Tab(label, id=task.value, elem_id=f"{p}-tab", visible=visible) as tab:
         with gr.Row(equal_height=False):
             with gr.Column(scale=5):
                 prompt_keys: tuple[str, ...] = ()

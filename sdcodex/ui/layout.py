@@ -41,6 +41,16 @@ def upscaler_names(models: Any) -> list[str]:
         return ["None", "Lanczos", "Nearest"]
 
 
+def hires_upscaler_names(models: Any) -> list[str]:
+    try:
+        from sdcodex.engines.hires import LATENT_MODES
+
+        latent = list(LATENT_MODES)
+    except Exception:  # noqa: BLE001
+        latent = []
+    return latent + [n for n in upscaler_names(models) if n != "None"]
+
+
 def initial_engine(models: Any) -> str:
     """The family of the first checkpoint found, else the first registered engine."""
     keys = caps.engine_keys()
@@ -66,7 +76,7 @@ def build_blocks(service: Any) -> gr.Blocks:
             names = checkpoint_names(models, engine0)
             checkpoint = gr.Dropdown(names, value=names[0] if names else None, label="Checkpoint",
                                      elem_id="codex-checkpoint", scale=3, allow_custom_value=True)
-            refresh = gr.Button("🔄", elem_id="codex-refresh", scale=0, min_width=48)
+            refresh = gr.Button("↻", elem_id="codex-refresh", scale=0, min_width=48)
             mode = gr.Dropdown(caps.modes_for(engine0), value="normal", label="Mode", elem_id="codex-mode", scale=1)
             vae = gr.Dropdown(vae_names(models), value="Automatic", label="VAE", elem_id="codex-vae", scale=2)
         queue_line = gr.Markdown("", elem_id="codex-queue-line")
@@ -77,11 +87,11 @@ def build_blocks(service: Any) -> gr.Blocks:
                                                  label="Demo families (random weights)", elem_id="codex-demo-families")
                 demo_button = gr.Button("Build demo models (random weights)", variant="primary",
                                         elem_id="codex-demo-build")
-            demo_status = gr.Markdown("", elem_id="codex-demo-status")
+        demo_status = gr.Markdown("", elem_id="codex-demo-status")
         quick = Quick(engine, checkpoint, mode, vae)
         with gr.Tabs(elem_id="codex-tabs") as tabs:
             for task, label in caps.GEN_TASKS:
-                gen_tabs[task.value] = build_gen_tab(task, label)
+                gen_tabs[task.value] = build_gen_tab(task, label, visible=task.value in caps.tasks_for(engine0))
             png = _png_info_tab()
             presets = _presets_tab()
             queue = _queue_tab()
@@ -94,7 +104,7 @@ def build_blocks(service: Any) -> gr.Blocks:
 
         # -- engine / mode / models -----------------------------------------------------------
         tab_list = list(gen_tabs.values())
-        engine_outputs = [checkpoint, mode]
+        engine_outputs = [checkpoint, mode, tabs]
         for tab in tab_list:
             engine_outputs += [tab.tab, tab.rules, *tab.field_components]
 
@@ -106,6 +116,10 @@ def build_blocks(service: Any) -> gr.Blocks:
                               else gr.skip(),
                               gr.update(choices=caps.modes_for(engine_key), value=mode_value)]
             tasks = caps.tasks_for(engine_key)
+            # a hidden tab cannot stay selected: open the engine's first generation tab
+            first = next((t.task.value for t in tab_list if t.task.value in tasks and t.task not in caps.MODEL_FREE),
+                         None)
+            out.append(gr.Tabs(selected=first) if new_checkpoints and first else gr.skip())
             rules = f"**{caps.caps(engine_key)['label']}** — size: {caps.size_rule(engine_key)}"
             for tab in tab_list:
                 task_rules = rules + (f"; frames: {caps.frame_rule(engine_key)}" if tab.task.is_video else "")
@@ -120,15 +134,16 @@ def build_blocks(service: Any) -> gr.Blocks:
         mode.input(lambda e, m: engine_updates(e, m, new_checkpoints=False), inputs=[engine, mode],
                    outputs=engine_outputs, show_progress="hidden")
         upscaler_fields = [t.fields[k] for t in tab_list for k in ("upscaler", "hires.upscaler") if k in t.fields]
+        upscaler_kinds = [k for t in tab_list for k in ("upscaler", "hires.upscaler") if k in t.fields]
 
         def on_load(current_mode: str | None) -> list[Any]:
             engine_key = initial_engine(models)
             names = checkpoint_names(models, engine_key)
-            ups = upscaler_names(models)
+            ups = {"upscaler": upscaler_names(models), "hires.upscaler": hires_upscaler_names(models)}
             return ([gr.update(value=engine_key), gr.update(choices=vae_names(models)),
                      gr.update(visible=not models.checkpoints())]
                     + engine_updates(engine_key, current_mode or "normal")
-                    + [gr.update(choices=ups) for _ in upscaler_fields]
+                    + [gr.update(choices=ups[k], value=ups[k][0] if ups[k] else None) for k in upscaler_kinds]
                     + [gr.update(value=names[0] if names else None)])
 
         load_outputs = [engine, vae, demo_box, *engine_outputs, *upscaler_fields, checkpoint]

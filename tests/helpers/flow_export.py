@@ -1,0 +1,130 @@
+"""TEST-ONLY: write Diffusers FLUX / WAN transformers back into the original single-file layouts (BFL's
+double_blocks/single_blocks; Wan-Video's blocks.N.self_attn ...), and text encoders / VAEs as the separate files
+ComfyUI users keep. Written independently of sdcodex.models.convert_flow (explicit code, no shared tables) so a
+round trip through both checks the converter instead of repeating it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+
+def _save(state: dict[str, torch.Tensor], path: Path, prefix: str = "") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({prefix + k: v.contiguous().clone() for k, v in state.items()}, str(path))
+    return path
+
+
+def flux_to_bfl(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """FluxTransformer2DModel state dict -> black-forest-labs flux layout."""
+    out: dict[str, torch.Tensor] = {}
+
+    def pair(dst: str, src: str) -> None:
+        for p in ("weight", "bias"):
+            if f"{src}.{p}" in sd:
+                out[f"{dst}.{p}"] = sd[f"{src}.{p}"]
+
+    pair("img_in", "x_embedder")
+    pair("txt_in", "context_embedder")
+    for ours, theirs in (("time_in", "timestep_embedder"), ("vector_in", "text_embedder"),
+                         ("guidance_in", "guidance_embedder")):
+        pair(f"{ours}.in_layer", f"time_text_embed.{theirs}.linear_1")
+        pair(f"{ours}.out_layer", f"time_text_embed.{theirs}.linear_2")
+    pair("final_layer.linear", "proj_out")
+    for p in ("weight", "bias"):
+        scale, shift = sd[f"norm_out.linear.{p}"].chunk(2, dim=0)
+        out[f"final_layer.adaLN_modulation.1.{p}"] = torch.cat([shift, scale])
+    n_double = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("transformer_blocks."))
+    n_single = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("single_transformer_blocks."))
+    for i in range(n_double):
+        d, b = f"double_blocks.{i}", f"transformer_blocks.{i}"
+        pair(f"{d}.img_mod.lin", f"{b}.norm1.linear")
+        pair(f"{d}.txt_mod.lin", f"{b}.norm1_context.linear")
+        for p in ("weight", "bias"):
+            out[f"{d}.img_attn.qkv.{p}"] = torch.cat([sd[f"{b}.attn.to_{x}.{p}"] for x in "qkv"])
+            out[f"{d}.txt_attn.qkv.{p}"] = torch.cat([sd[f"{b}.attn.add_{x}_proj.{p}"] for x in "qkv"])
+        out[f"{d}.img_attn.norm.query_norm.scale"] = sd[f"{b}.attn.norm_q.weight"]
+        out[f"{d}.img_attn.norm.key_norm.scale"] = sd[f"{b}.attn.norm_k.weight"]
+        out[f"{d}.txt_attn.norm.query_norm.scale"] = sd[f"{b}.attn.norm_added_q.weight"]
+        out[f"{d}.txt_attn.norm.key_norm.scale"] = sd[f"{b}.attn.norm_added_k.weight"]
+        pair(f"{d}.img_attn.proj", f"{b}.attn.to_out.0")
+        pair(f"{d}.txt_attn.proj", f"{b}.attn.to_add_out")
+        pair(f"{d}.img_mlp.0", f"{b}.ff.net.0.proj")
+        pair(f"{d}.img_mlp.2", f"{b}.ff.net.2")
+        pair(f"{d}.txt_mlp.0", f"{b}.ff_context.net.0.proj")
+        pair(f"{d}.txt_mlp.2", f"{b}.ff_context.net.2")
+    for i in range(n_single):
+        s, b = f"single_blocks.{i}", f"single_transformer_blocks.{i}"
+        pair(f"{s}.modulation.lin", f"{b}.norm.linear")
+        for p in ("weight", "bias"):
+            out[f"{s}.linear1.{p}"] = torch.cat([sd[f"{b}.attn.to_q.{p}"], sd[f"{b}.attn.to_k.{p}"],
+                                                 sd[f"{b}.attn.to_v.{p}"], sd[f"{b}.proj_mlp.{p}"]])
+        out[f"{s}.norm.query_norm.scale"] = sd[f"{b}.attn.norm_q.weight"]
+        out[f"{s}.norm.key_norm.scale"] = sd[f"{b}.attn.norm_k.weight"]
+        pair(f"{s}.linear2", f"{b}.proj_out")
+    return out
+
+
+_WAN_TOP = {"condition_embedder.time_embedder.linear_1": "time_embedding.0",
+            "condition_embedder.time_embedder.linear_2": "time_embedding.2",
+            "condition_embedder.text_embedder.linear_1": "text_embedding.0",
+            "condition_embedder.text_embedder.linear_2": "text_embedding.2",
+            "condition_embedder.time_proj": "time_projection.1", "proj_out": "head.head",
+            "patch_embedding": "patch_embedding",
+            "condition_embedder.image_embedder.norm1": "img_emb.proj.0",
+            "condition_embedder.image_embedder.ff.net.0.proj": "img_emb.proj.1",
+            "condition_embedder.image_embedder.ff.net.2": "img_emb.proj.3",
+            "condition_embedder.image_embedder.norm2": "img_emb.proj.4"}
+_WAN_BLOCK = {"attn1.to_q": "self_attn.q", "attn1.to_k": "self_attn.k", "attn1.to_v": "self_attn.v",
+              "attn1.to_out.0": "self_attn.o", "attn1.norm_q": "self_attn.norm_q", "attn1.norm_k": "self_attn.norm_k",
+              "attn2.to_q": "cross_attn.q", "attn2.to_k": "cross_attn.k", "attn2.to_v": "cross_attn.v",
+              "attn2.to_out.0": "cross_attn.o", "attn2.norm_q": "cross_attn.norm_q",
+              "attn2.norm_k": "cross_attn.norm_k", "attn2.add_k_proj": "cross_attn.k_img",
+              "attn2.add_v_proj": "cross_attn.v_img", "attn2.norm_added_k": "cross_attn.norm_k_img",
+              "norm2": "norm3", "ffn.net.0.proj": "ffn.0", "ffn.net.2": "ffn.2"}
+
+
+def wan_to_original(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """WanTransformer3DModel state dict -> Wan-Video original layout."""
+    out: dict[str, torch.Tensor] = {}
+    for key, tensor in sd.items():
+        if key == "scale_shift_table":
+            out["head.modulation"] = tensor
+            continue
+        if key.startswith("blocks."):
+            _, i, rest = key.split(".", 2)
+            if rest == "scale_shift_table":
+                out[f"blocks.{i}.modulation"] = tensor
+                continue
+            stem, param = rest.rsplit(".", 1)
+            out[f"blocks.{i}.{_WAN_BLOCK[stem]}.{param}"] = tensor
+            continue
+        stem, param = key.rsplit(".", 1)
+        out[f"{_WAN_TOP[stem]}.{param}"] = tensor
+    return out
+
+
+def export_flux(module: torch.nn.Module, path: Path, prefix: str = "") -> Path:
+    return _save(flux_to_bfl(module.state_dict()), path, prefix)
+
+
+def export_wan(module: torch.nn.Module, path: Path, prefix: str = "") -> Path:
+    return _save(wan_to_original(module.state_dict()), path, prefix)
+
+
+def export_clip(module: torch.nn.Module, path: Path) -> Path:
+    """A CLIP text model as ComfyUI's clip_l.safetensors keeps it: 'text_model.*' keys."""
+    sd = {k if k.startswith("text_model.") else "text_model." + k: v for k, v in module.state_dict().items()}
+    return _save(sd, path)
+
+
+def export_t5(module: torch.nn.Module, path: Path) -> Path:
+    """A T5/UMT5 encoder as ComfyUI keeps it: 'shared.weight' + 'encoder.*' (no tied duplicate)."""
+    sd = {k: v for k, v in module.state_dict().items() if k != "encoder.embed_tokens.weight"}
+    return _save(sd, path)
+
+
+def export_plain(module: torch.nn.Module, path: Path, prefix: str = "") -> Path:
+    """Any module's own state dict (a Diffusers-layout VAE file)."""
+    return _save(dict(module.state_dict()), path, prefix)
