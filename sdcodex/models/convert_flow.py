@@ -73,8 +73,10 @@ FLUX_ROWS: dict[str, Row] = {
                                            "transformer_blocks.{i}.attn.add_k_proj",
                                            "transformer_blocks.{i}.attn.add_v_proj"),
         # q, k, v (hidden each) then the MLP input projection (the rest)
-        "single_blocks.{i}.linear1": ("single_transformer_blocks.{i}.attn.to_q", "single_transformer_blocks.{i}.attn.to_k",
-                                      "single_transformer_blocks.{i}.attn.to_v", "single_transformer_blocks.{i}.proj_mlp"),
+        "single_blocks.{i}.linear1": ("single_transformer_blocks.{i}.attn.to_q",
+                                      "single_transformer_blocks.{i}.attn.to_k",
+                                      "single_transformer_blocks.{i}.attn.to_v",
+                                      "single_transformer_blocks.{i}.proj_mlp"),
     }, op="split"),
     # BFL's final adaLN projects to (shift, scale); Diffusers' AdaLayerNormContinuous reads (scale, shift)
     **_rows({"final_layer.adaLN_modulation.1": "norm_out.linear"}, op="swap"),
@@ -265,7 +267,8 @@ def text_encoder_keys(keys: Sequence[str], prefix: str, kind: str, expected: set
     for a, b in (("shared.weight", "encoder.embed_tokens.weight"), ("encoder.embed_tokens.weight", "shared.weight")):
         if a in expected and a not in local and b in local:
             local[a] = local[b]
-    return {k: v for k, v in local.items() if k in expected or k not in ("shared.weight", "encoder.embed_tokens.weight")}
+    tied = ("shared.weight", "encoder.embed_tokens.weight")
+    return {k: v for k, v in local.items() if k in expected or k not in tied}
 
 
 __all__ = ["FLUX_ROWS", "WAN_ROWS", "Row", "convert", "convert_flux", "convert_wan", "find_prefix", "flux_config",

@@ -312,7 +312,8 @@ def load_wan_vae_file(path: Path, config: dict[str, Any], dtype: torch.dtype | N
     handle, keys = _open_safetensors(path)
     if any(k.endswith("decoder.middle.0.residual.0.gamma") for k in keys):
         raise ModelLoadError(f"{path}: a WAN VAE in the original (Wan-Video) layout is not supported yet; use the "
-                             "Diffusers VAE (vae/diffusion_pytorch_model.safetensors of the Diffusers repo)", field="vae")
+                             "Diffusers VAE (vae/diffusion_pytorch_model.safetensors of the Diffusers repo)",
+                             field="vae")
     prefix = next((p for p in ("vae.", "first_stage_model.", "") if f"{p}decoder.conv_in.weight" in keys), None)
     if prefix is None:
         raise ModelLoadError(f"{path}: no WAN VAE weights (decoder.conv_in.weight) in this file", field="vae")

@@ -22,8 +22,8 @@ import torch
 from sdcodex.core.enums import EngineKey, Prediction
 from sdcodex.core.errors import CodexError, ModelLoadError
 from sdcodex.models import convert_flow as cv
-from sdcodex.models.flow_loader import (TEXT_ENCODER_SLOTS, bundled, component_path, describe, load_flow_folder, load_tokenizer,
-                                        separate_components, text_encoder_slot, tokenizer_folder)
+from sdcodex.models.flow_loader import (TEXT_ENCODER_SLOTS, bundled, component_path, describe, load_flow_folder,
+                                        load_tokenizer, separate_components, text_encoder_slot, tokenizer_folder)
 from sdcodex.models.loader import (CONFIG_ROOT, LoadedModel, _assign, _configs_from, _empty, _open_safetensors,
                                    _resolve_ref, _scheduler, _short_hash, _Tensors)
 from sdcodex.models.safetensors_io import read_shapes

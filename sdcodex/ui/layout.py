@@ -125,7 +125,8 @@ def build_blocks(service: Any) -> gr.Blocks:
                 task_rules = rules + (f"; frames: {caps.frame_rule(engine_key)}" if tab.task.is_video else "")
                 if tab.task in caps.MODEL_FREE:
                     task_rules = "Upscaling runs on its own: no checkpoint needed."
-                out += [gr.update(visible=tab.task.value in tasks), task_rules,
+                # visible="hidden" (not False) is what hides an already shown tab in Gradio 6
+                out += [gr.update(visible=True if tab.task.value in tasks else "hidden"), task_rules,
                         *field_updates(tab, engine_key, mode_value)]
             return out
 

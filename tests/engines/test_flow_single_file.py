@@ -61,7 +61,8 @@ def with_base(demos, tmp_path_factory) -> Path:
     fx.export_plain(_module(demos / "flux-dev-demo", "vae"), root / "vae" / "flux-vae-tiny.safetensors")
     fx.export_clip(_module(demos / "flux-dev-demo", "text_encoder"), root / "text_encoders" / "clip-l-tiny.safetensors")
     fx.export_t5(_module(demos / "flux-dev-demo", "text_encoder_2"), root / "text_encoders" / "t5-tiny.safetensors")
-    fx.export_t5(_module(demos / "wan22-t2v-a14b-demo", "text_encoder"), root / "text_encoders" / "umt5-tiny.safetensors")
+    fx.export_t5(_module(demos / "wan22-t2v-a14b-demo", "text_encoder"),
+                 root / "text_encoders" / "umt5-tiny.safetensors")
     return root
 
 
@@ -241,9 +242,9 @@ def test_converter_tables_cover_schnell_and_wan21_i2v():
         cv.convert_wan({**orig, "vace_blocks.0.before_proj.weight": torch.zeros(1)})
 
 
-@pytest.mark.parametrize("family,component,billions", [("flux", "transformer", 11.9), ("wan22_t2v_a14b", "transformer", 14.3),
-                                                        ("wan22_i2v_a14b", "transformer", 14.3),
-                                                        ("wan22_ti2v_5b", "transformer", 5.0)])
+@pytest.mark.parametrize("family,component,billions", [
+    ("flux", "transformer", 11.9), ("flux", "transformer_schnell", 11.9), ("wan22_t2v_a14b", "transformer", 14.3),
+    ("wan22_i2v_a14b", "transformer", 14.3), ("wan22_ti2v_5b", "transformer", 5.0)])
 def test_bundled_configs_build_the_published_sizes(family, component, billions):
     import diffusers
     from accelerate import init_empty_weights

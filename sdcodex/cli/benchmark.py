@@ -1,0 +1,544 @@
+"""`sdcodex benchmark`: times the real generation path (the same orchestrator as every face) over a matrix of
+the available models x sizes, and optionally the raw Diffusers pipeline on the same loaded components,
+interleaved with ours. Reports per-stage medians, it/s, peak RSS/VRAM as a table, JSON and a PNG chart.
+
+The table and the chart are drawn by sdcodex.cli.bench_chart.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sdcodex.core.enums import Prediction, Task
+from sdcodex.core.errors import CodexError, ValidationError
+from sdcodex.runtime import LocalModels
+
+PROMPT = "a lighthouse on a cliff at sunset"
+STAGES = ("load", "text_encode", "denoise", "decode", "save", "total")
+SCHEMA = "sdcodex.benchmark/1"
+DEMO_SIZE = 64          # demo models have random weights: the smallest useful size
+DEMO_STEPS = 4
+DEFAULT_FRAMES = 5      # video engines: a 4k+1 count small enough for a quick run
+DEFAULT_REPEAT = 3
+_SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+
+
+# --------------------------------------------------------------------------------------------- arguments
+def parse_size(text: str) -> tuple[int, int]:
+    """'512x768' -> (512, 768); anything else is a ValidationError naming --size."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValidationError(f"{text!r} is not WIDTHxHEIGHT", field="--size", allowed="e.g. 512x512, 64x64")
+    width, height = int(match.group(1)), int(match.group(2))
+    if width <= 0 or height <= 0:
+        raise ValidationError(f"{text!r}: width and height must be positive", field="--size")
+    return width, height
+
+
+def generation_engines() -> list[str]:
+    """Registered engines that generate from a checkpoint (the checkpoint-less upscaler is left out)."""
+    import sdcodex.engines  # noqa: F401  (registers the engines)
+    from sdcodex.core.registry import ENGINES
+
+    return [key for key, cls in ENGINES.items() if set(cls.tasks) - {Task.UPSCALE}]
+
+
+def resolve_engines(names: list[str] | None) -> list[str] | None:
+    """Canonical engine keys for --engine (aliases accepted); an unknown name lists the engines."""
+    if not names:
+        return None
+    from sdcodex.core.registry import ENGINES
+
+    known = generation_engines()
+    out: list[str] = []
+    for name in names:
+        key = ENGINES.canonical(name) if name in ENGINES else None
+        if key not in known:
+            raise ValidationError(f"unknown engine {name!r}", field="--engine", allowed=known)
+        if key not in out:
+            out.append(key)
+    return out
+
+
+def check_size(engine_cls: type, width: int, height: int) -> None:
+    """The engine's size rule (multiple, min, max) for --size, naming the engine."""
+    m, lo, hi = engine_cls.size_multiple, engine_cls.min_size, engine_cls.max_size
+    for value in (width, height):
+        if value % m or not lo <= value <= hi:
+            raise ValidationError(f"size {width}x{height} does not fit engine {engine_cls.key.value}: width and "
+                                  f"height must be multiples of {m} from {lo} to {hi}", field="--size",
+                                  allowed=f"multiples of {m} from {lo} to {hi}")
+
+
+def check_frames(engine_cls: type, frames: int) -> None:
+    """The engine's frame rule (k*n + r, maximum) for --frames, naming the engine."""
+    rule = engine_cls.frame_rule
+    if rule and frames % rule[0] != rule[1]:
+        raise ValidationError(f"{frames} frames do not fit engine {engine_cls.key.value}: num_frames must be "
+                              f"{rule[0]}k+{rule[1]}", field="--frames", allowed=f"{rule[0]}k+{rule[1]}")
+    if frames < 1 or (engine_cls.max_frames and frames > engine_cls.max_frames):
+        raise ValidationError(f"{frames} frames do not fit engine {engine_cls.key.value}", field="--frames",
+                              allowed=f"1 to {engine_cls.max_frames or 'any'}")
+
+
+def demo_size(engine_cls: type) -> int:
+    """The smallest size >= DEMO_SIZE that the engine's size rule accepts."""
+    m = engine_cls.size_multiple
+    return max(engine_cls.min_size, -(-DEMO_SIZE // m) * m)
+
+
+# --------------------------------------------------------------------------------------------- the matrix
+@dataclass
+class Case:
+    """One cell of the matrix: a model of an engine at one size."""
+
+    engine: str
+    engine_cls: type
+    entry: Any
+    task: Task
+    width: int
+    height: int
+    steps: int
+    num_frames: int | None
+    demo: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.engine} {self.entry.name} {self.width}x{self.height}"
+
+    def request(self, seed: int) -> dict[str, Any]:
+        req: dict[str, Any] = {"task": self.task.value, "model": str(self.entry.path), "engine": self.engine,
+                               "prompt": PROMPT, "negative_prompt": "", "width": self.width, "height": self.height,
+                               "steps": self.steps, "seed": seed, "batch_size": 1, "batch_count": 1}
+        if self.task in (Task.IMG2IMG, Task.INPAINT, Task.IMG2VID):
+            req["init_image"] = synthetic_image(self.width, self.height)
+        if self.task is Task.INPAINT:
+            # no blur and the exact size: the raw pipeline gets the very same image and mask
+            req.update(mask=synthetic_mask(self.width, self.height), mask_blur=0, denoising_strength=1.0)
+        if self.task.is_video:
+            req.update(num_frames=self.num_frames, fps=8.0)
+        return req
+
+
+def synthetic_image(width: int, height: int) -> str:
+    """A gradient with a disc (base64 PNG): the input image of image-conditioned tasks."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (width, height))
+    image.putdata([(255 * x // width, 255 * y // height, 128) for y in range(height) for x in range(width)])
+    ImageDraw.Draw(image).ellipse((width // 3, height // 3, 2 * width // 3, 2 * height // 3), fill=(240, 200, 40))
+    return _b64(image)
+
+
+def synthetic_mask(width: int, height: int) -> str:
+    from PIL import Image, ImageDraw
+
+    mask = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(mask).rectangle((width // 4, height // 4, 3 * width // 4, 3 * height // 4), fill=255)
+    return _b64(mask)
+
+
+def _b64(image: Any) -> str:
+    import base64
+    import io
+
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def task_for(engine_cls: type, entry: Any) -> Task:
+    """The task a model is benchmarked on: txt2img (inpaint for inpainting models), txt2vid, else img2vid."""
+    variant = getattr(entry, "variant", None) or {}
+    if Task.TXT2IMG in engine_cls.tasks:
+        return Task.INPAINT if variant.get("inpaint") else Task.TXT2IMG
+    i2v = bool(variant.get("i2v")) or variant.get("task") == "i2v" or "ImageToVideo" in str(variant.get("pipeline"))
+    if Task.TXT2VID in engine_cls.tasks and not i2v:
+        return Task.TXT2VID
+    return Task.IMG2VID
+
+
+def find_models(models: Any, engines: list[str] | None, notes: list[str]) -> list[tuple[str, Any, bool]]:
+    """(engine, inventory entry, is_demo) for every model of the chosen engines; an engine without a model gets
+    the random-weight demo models built under <models_dir>/demo."""
+    known = generation_engines()
+    demo_dir = (models.models_dir / "demo").resolve()
+    if engines is None:
+        present = [str(getattr(e.family, "value", e.family)) for e in models.checkpoints()]
+        engines = [k for k in known if k in present] or known
+    found: list[tuple[str, Any, bool]] = []
+    for engine in engines:
+        entries = models.checkpoints(engine)
+        if not entries:
+            built = build_demos(models, engine)
+            if built:
+                notes.append(f"no {engine} model in {models.models_dir}: built the random-weight demo model(s) "
+                             f"{', '.join(p.name for p in built)} in {models.models_dir / 'demo'}")
+            entries = models.checkpoints(engine)
+        if not entries:
+            raise CodexError(f"no model of engine {engine!r} in {models.models_dir}, and no demo model for it")
+        for entry in entries:
+            found.append((engine, entry, Path(entry.path).resolve().is_relative_to(demo_dir)))
+    return found
+
+
+def build_demos(models: Any, engine: str) -> list[Path]:
+    from sdcodex.cli.main import demo_engine
+    from sdcodex.models.demo import DEMO_BUILDERS, build_demo_models
+
+    try:
+        import sdcodex.models.demo_video  # noqa: F401  (registers the video-family demo builders)
+    except ImportError:
+        pass
+    families = [f for f in DEMO_BUILDERS if demo_engine(f) == engine]
+    if not families:
+        return []
+    built = build_demo_models(models.models_dir / "demo", families)
+    models.refresh()
+    return list(built.values())
+
+
+def plan(models: Any, engines: list[str] | None, sizes: list[tuple[int, int]], steps: int | None,
+         frames: int, notes: list[str]) -> list[Case]:
+    """Check every size/frame rule first (nothing runs when one does not fit), then list the cases."""
+    from sdcodex.core.registry import get_engine
+
+    for engine in engines or []:
+        cls = get_engine(engine)
+        for width, height in sizes:
+            check_size(cls, width, height)
+        if Task.TXT2VID in cls.tasks or Task.IMG2VID in cls.tasks:
+            check_frames(cls, frames)
+    cases: list[Case] = []
+    for engine, entry, demo in find_models(models, engines, notes):
+        cls = get_engine(engine)
+        task = task_for(cls, entry)
+        if sizes:
+            cell_sizes = sizes
+        elif demo:
+            cell_sizes = [(demo_size(cls), demo_size(cls))]
+        else:
+            cell_sizes = [(int(cls.defaults.get("width", 512)), int(cls.defaults.get("height", 512)))]
+        for width, height in cell_sizes:
+            check_size(cls, width, height)
+            if task.is_video:
+                check_frames(cls, frames)
+            cell_steps = steps or (DEMO_STEPS if demo else int(cls.defaults.get("steps", 20)))
+            cases.append(Case(engine, cls, entry, task, width, height, cell_steps,
+                              frames if task.is_video else None, demo))
+    return cases
+
+
+# ------------------------------------------------------------------------------------- raw Diffusers baseline
+#: engine -> tasks whose raw Diffusers call is written out below
+COMPARE_TASKS: dict[str, tuple[Task, ...]] = {"sd15": (Task.TXT2IMG, Task.INPAINT),
+                                              "sdxl": (Task.TXT2IMG, Task.INPAINT), "flux": (Task.TXT2IMG,)}
+
+
+def not_implemented_reason(engine_cls: type, task: Task) -> str | None:
+    """None when the raw Diffusers comparison exists for this engine and task, else why not."""
+    if task in COMPARE_TASKS.get(engine_cls.key.value, ()):
+        return None
+    done = "; ".join(f"{e} {'/'.join(t.value for t in ts)}" for e, ts in COMPARE_TASKS.items())
+    return f"raw Diffusers comparison not implemented for {engine_cls.key.value} {task.value} (only for {done})"
+
+
+class _RecordingModels(LocalModels):
+    """The runtime's model provider, remembering the last model it handed out (the baseline shares it)."""
+
+    last_loaded: Any = None
+
+    def load(self, entry: Any, **kw: Any) -> Any:
+        self.last_loaded = super().load(entry, **kw)
+        return self.last_loaded
+
+
+class DiffusersBaseline:
+    """The plain Diffusers pipeline class of the engine's task, built from the same loaded components, with the
+    scheduler the sampler policy maps the same request to and a CPU generator seeded like ours. Calling it
+    runs one generation and returns its PIL images."""
+
+    def __init__(self, model: Any, engine_cls: type, task: Task, request: dict[str, Any], *, seed: int,
+                 ours_config: dict[str, Any] | None = None) -> None:
+        import inspect
+
+        from sdcodex.media.imageio import load_image
+
+        self.model, self.engine_cls, self.request, self.seed = model, engine_cls, request, seed
+        self.ours_config = ours_config
+        pipe_cls = engine_cls.pipelines[task]
+        wanted = [n for n in inspect.signature(pipe_cls.__init__).parameters if n != "self"]
+        kwargs: dict[str, Any] = {n: model.components[n] for n in wanted if n in model.components}
+        for name in ("safety_checker", "feature_extractor", "image_encoder"):
+            if name in wanted and name not in kwargs:
+                kwargs[name] = None
+        if "requires_safety_checker" in wanted:
+            kwargs["requires_safety_checker"] = False
+        self.pipe = pipe_cls(**kwargs)
+        self.pipe.set_progress_bar_config(disable=True)
+        r = request
+        if engine_cls.key.value == "flux":
+            variant = getattr(model, "variant", None) or {}
+            embed = variant.get("guidance_embed", model.components["transformer"].config.get("guidance_embeds"))
+            distilled = r.get("distilled_cfg_scale")
+            self.kwargs = {"prompt": r["prompt"], "num_inference_steps": r["steps"], "width": r["width"],
+                           "height": r["height"], "guidance_scale": (3.5 if distilled is None else distilled)
+                           if embed else 0.0}
+            if embed and r.get("cfg_scale", 1.0) > 1.0 and r.get("negative_prompt"):
+                self.kwargs.update(true_cfg_scale=r["cfg_scale"], negative_prompt=r["negative_prompt"])
+        else:
+            self.kwargs = {"prompt": r["prompt"], "negative_prompt": r.get("negative_prompt") or None,
+                           "num_inference_steps": r["steps"], "guidance_scale": r["cfg_scale"],
+                           "width": r["width"], "height": r["height"]}
+            if (r.get("clip_skip") or 1) > 1:
+                self.kwargs["clip_skip"] = r["clip_skip"] - 1
+        if task is Task.INPAINT:
+            self.kwargs.update(image=load_image(r["init_image"], field="init_image").convert("RGB"),
+                               mask_image=load_image(r["mask"], field="mask").convert("L"),
+                               strength=r["denoising_strength"])
+        self.choice = self.scheduler()
+
+    def scheduler(self) -> Any:
+        from sdcodex.core.samplers import create_sampler
+
+        cls, r = self.engine_cls, self.request
+        base = dict(self.model.scheduler_config)
+        if cls.prediction is Prediction.FLOW:
+            from sdcodex.engines.flux import shifted_config
+
+            base, prediction = shifted_config(base, r.get("flow_shift")), Prediction.FLOW
+        else:
+            prediction = getattr(self.model, "prediction", None) or cls.prediction
+        return create_sampler(r.get("sampler"), r.get("scheduler"), cls.family_for_sampler or cls.key.value, base,
+                              prediction, mode=r.get("mode"))
+
+    def describe(self) -> dict[str, Any]:
+        return {"pipeline": type(self.pipe).__name__, "scheduler_class": self.choice.class_name,
+                "sampler": self.choice.sampler_effective, "schedule": self.choice.scheduler_effective,
+                "same_scheduler_config": (self.choice.config == self.ours_config
+                                          if self.ours_config is not None else None)}
+
+    def __call__(self) -> list[Any]:
+        import torch
+
+        scheduler = self.scheduler().scheduler  # a fresh scheduler per call, as the engine does
+        if hasattr(scheduler, "noise_sampler_seed"):
+            scheduler.noise_sampler_seed = self.seed
+        self.pipe.scheduler = scheduler
+        return list(self.pipe(**self.kwargs, generator=torch.Generator("cpu").manual_seed(self.seed)).images)
+
+
+# ------------------------------------------------------------------------------------------------ running
+def _median(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 4) if values else None
+
+
+def _reset_vram_peak() -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def run_case(orch: Any, models: Any, case: Case, *, repeat: int, seed: int, compare: bool,
+             log: Any = None) -> dict[str, Any]:
+    """Warm-up once (its load is the cold load), then `repeat` timed runs; with `compare`, the raw Diffusers
+    pipeline runs between ours (ours, theirs, ours, theirs ...)."""
+    row: dict[str, Any] = {"engine": case.engine, "model": case.entry.name, "task": case.task.value,
+                           "width": case.width, "height": case.height, "steps": case.steps,
+                           "num_frames": case.num_frames, "demo": case.demo, "repeat": repeat}
+    request = case.request(seed)
+    runs: list[dict[str, Any]] = []
+    theirs: list[float] = []
+    baseline = None
+    try:
+        _reset_vram_peak()
+        warm = orch.run(request)
+        info = warm.info
+        row.update(cold_load_s=info["metrics"].get("load"), sampler=info.get("sampler_effective"),
+                   scheduler=info.get("scheduler_effective"), warnings=list(info.get("warnings") or []))
+        if compare:
+            reason = not_implemented_reason(case.engine_cls, case.task)
+            if reason:
+                row["compare_diffusers"] = {"status": "not_implemented", "reason": reason}
+            else:
+                try:
+                    baseline = DiffusersBaseline(models.last_loaded, case.engine_cls, case.task, info["request"],
+                                                 seed=seed, ours_config=info.get("config"))
+                    frames = baseline()  # warm-up, and the same-work check against our warm-up output
+                    row["compare_diffusers"] = {"status": "ok", **baseline.describe(),
+                                                "max_pixel_diff": pixel_diff(warm.pil_images, frames)}
+                except Exception as exc:  # noqa: BLE001 - a baseline failure is reported, ours still counts
+                    row["compare_diffusers"] = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+                    baseline = None
+        for k in range(repeat):
+            _reset_vram_peak()
+            t = time.perf_counter()
+            result = orch.run(request)
+            wall = time.perf_counter() - t
+            runs.append({**result.info["metrics"], "wall": round(wall, 4)})
+            if baseline is not None:
+                t = time.perf_counter()
+                baseline()
+                theirs.append(round(time.perf_counter() - t, 4))
+            if log:
+                log(f"  {case.label}: run {k + 1}/{repeat} {wall:.3f}s")
+    except CodexError as exc:
+        row["error"] = str(exc)
+        return row
+    row["stages_s"] = {stage: _median([r.get(stage) for r in runs]) for stage in STAGES}
+    row["it_per_s"] = _median([r.get("it_per_s") for r in runs])
+    rss = [r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb") is not None]
+    vram = [r["peak_vram_mb"] for r in runs if r.get("peak_vram_mb") is not None]
+    row["peak_rss_mb"] = max(rss) if rss else None
+    row["peak_vram_mb"] = max(vram) if vram else None
+    row["runs"] = runs
+    if baseline is not None:
+        ours = _median([r["wall"] for r in runs])
+        ours_no_save = _median([r["wall"] - (r.get("save") or 0.0) for r in runs])
+        med = _median(theirs)
+        row["compare_diffusers"].update(
+            ours_median_s=ours, diffusers_median_s=med, diffusers_runs_s=theirs,
+            ratio=round(ours / med, 3) if med else None,
+            ratio_without_save=round(ours_no_save / med, 3) if med else None)
+    return row
+
+
+def pixel_diff(ours: list[Any], theirs: list[Any]) -> int | None:
+    """Largest per-channel difference (0-255) between our first output and the baseline's, or None."""
+    import numpy as np
+
+    if not ours or not theirs:
+        return None
+    a = np.asarray(ours[0].convert("RGB"), dtype=np.int16)
+    b = np.asarray(theirs[0].convert("RGB"), dtype=np.int16)
+    return int(np.abs(a - b).max()) if a.shape == b.shape else None
+
+
+def benchmark(models_dir: str | Path | None = None, *, engines: list[str] | None = None,
+              sizes: list[tuple[int, int]] | None = None, steps: int | None = None, repeat: int = DEFAULT_REPEAT,
+              frames: int = DEFAULT_FRAMES, seed: int = 1, compare: bool = False, outdir: str | Path | None = None,
+              device: str | None = None, log: Any = None) -> dict[str, Any]:
+    """Run the matrix and return the report (the JSON document). Raises ValidationError for bad arguments."""
+    from sdcodex.runtime import build_orchestrator, quiet_libraries
+
+    if repeat < 1:
+        raise ValidationError(f"must be at least 1 (got {repeat})", field="--repeat")
+    if steps is not None and steps < 1:
+        raise ValidationError(f"must be at least 1 (got {steps})", field="--steps")
+    quiet_libraries()
+    engines = resolve_engines(engines)
+    notes: list[str] = []
+    work = Path(outdir) if outdir else Path(tempfile.mkdtemp(prefix="sdcodex-bench-"))
+    try:
+        device = device or os.environ.get("SDCODEX_DEVICE") or _default_device()
+        models = _RecordingModels(models_dir, device=device)
+        orch = build_orchestrator(models=models, outdir=work, device=device)
+        cases = plan(models, engines, list(sizes or []), steps, frames, notes)
+        for note in notes:
+            if log:
+                log(note)
+        rows = []
+        for case in cases:
+            if log:
+                log(f"{case.label} {case.task.value}: warm-up + {repeat} run(s)"
+                    + (" interleaved with raw Diffusers" if compare else ""))
+            rows.append(run_case(orch, models, case, repeat=repeat, seed=seed, compare=compare, log=log))
+    finally:
+        if not outdir:
+            shutil.rmtree(work, ignore_errors=True)
+    return {"schema": SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "environment": environment(orch.device), "models_dir": str(models.models_dir), "repeat": repeat,
+            "seed": seed, "compare_diffusers": compare, "notes": notes, "rows": rows}
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def environment(device: str) -> dict[str, Any]:
+    import platform
+
+    import diffusers
+    import torch
+
+    env: dict[str, Any] = {"device": device, "python": platform.python_version(), "torch": torch.__version__,
+                           "diffusers": diffusers.__version__, "cpu_threads": torch.get_num_threads()}
+    if torch.cuda.is_available() and str(device).startswith("cuda"):
+        env["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return env
+
+
+# ------------------------------------------------------------------------------------------------ the CLI
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("benchmark", help="time generation per stage over the available models and sizes",
+                              description="Times the real generation path over models x sizes. Without models, "
+                                          "the random-weight demo models are built under <models_dir>/demo.")
+    p.add_argument("--engine", action="extend", nargs="+", default=None, metavar="E",
+                   help="engines to run (default: every engine with a model)")
+    p.add_argument("--size", action="extend", nargs="+", default=None, metavar="WxH",
+                   help="sizes (default: the engine's default size; 64x64 for demo models)")
+    p.add_argument("--steps", type=int, default=None, help="steps (default: the engine's default; 4 for demo models)")
+    p.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="num_frames for video engines (default 5)")
+    p.add_argument("--repeat", type=int, default=DEFAULT_REPEAT, help="timed runs per cell, after one warm-up")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--compare-diffusers", action="store_true",
+                   help="also run the raw Diffusers pipeline, interleaved, and print overhead ratios")
+    p.add_argument("--json", default=None, metavar="FILE", help="write the report as JSON ('-': standard output)")
+    p.add_argument("--chart", default=None, metavar="FILE.png", help="write a PNG bar chart of per-stage seconds")
+    p.add_argument("--outdir", default=None, help="keep the generated outputs here (default: a temporary folder)")
+    p.add_argument("--device", default=None, help="cuda, cuda:1, cpu ... (default: cuda when available)")
+    p.add_argument("--models-dir", dest="models_dir_sub", default=None)
+    p.set_defaults(func=run)
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"sdcodex: error: {message}", file=sys.stderr)
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    from sdcodex.cli.bench_chart import format_table, write_chart
+
+    try:
+        sizes = [parse_size(s) for s in (args.size or [])]
+        if args.chart and not str(args.chart).lower().endswith(".png"):
+            raise ValidationError(f"{args.chart!r} must end in .png", field="--chart")
+        report = benchmark(getattr(args, "models_dir_sub", None) or args.models_dir, engines=args.engine,
+                           sizes=sizes, steps=args.steps, repeat=args.repeat, frames=args.frames, seed=args.seed,
+                           compare=args.compare_diffusers, outdir=args.outdir, device=args.device,
+                           log=lambda line: print(line, file=sys.stderr, flush=True))
+    except CodexError as exc:
+        return _fail(str(exc))
+    to_stdout = args.json == "-"
+    print(format_table(report), file=sys.stderr if to_stdout else sys.stdout)
+    try:
+        if args.json:
+            text = json.dumps(report, indent=2, default=str)
+            if to_stdout:
+                print(text)
+            else:
+                Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.json).write_text(text + "\n", encoding="utf-8")
+        if args.chart:
+            write_chart(report, args.chart)
+    except OSError as exc:
+        return _fail(f"cannot write {exc.filename}: {exc.strerror}")
+    failed = [r for r in report["rows"] if r.get("error")]
+    for row in failed:
+        print(f"sdcodex: error: {row['engine']} {row['model']} {row['width']}x{row['height']}: {row['error']}",
+              file=sys.stderr)
+    return 1 if failed else 0
