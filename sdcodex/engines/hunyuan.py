@@ -68,6 +68,10 @@ class HunyuanVideoEngine(_VideoEngine):
                       else [params.negative_prompt] * batch_size)
         if params.task is Task.IMG2VID:
             kw["image"] = resize_image(params.init_image, params.width, params.height, params.resize_mode)
+            if (getattr(self.model, "variant", {}) or {}).get("image_condition_type") == "latent_concat":
+                # Diffusers' latent_concat I2V decodes one extra latent frame for the image and drops its 4
+                # frames; ask for 4 more so the user gets the num_frames they asked for (still 4k+1).
+                kw["num_frames"] = params.num_frames + 4
         return kw
 
 
