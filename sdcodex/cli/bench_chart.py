@@ -66,7 +66,8 @@ def compare_line(row: dict[str, Any]) -> str:
     if not cmp:
         return f"{label} not measured"
     if cmp["status"] != "ok":
-        return f"{label} {cmp['status'].replace('_', ' ')}: {cmp['reason']}"
+        what = "not implemented" if cmp["status"] == "not_implemented" else "failed"
+        return f"{label} raw Diffusers comparison {what}: {cmp['reason']}"
     same = cmp.get("max_pixel_diff")
     pixels = ("same pixels" if same == 0 else f"max pixel difference {same}" if same is not None
               else "pixels not compared")
@@ -88,6 +89,15 @@ def _font(size: int) -> Any:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1 or no FreeType: the fixed bitmap font
         return ImageFont.load_default()
+
+
+def _fit(draw: Any, text: str, font: Any, max_width: float) -> str:
+    """`text`, cut with an ellipsis so that it is at most max_width pixels wide."""
+    if draw.textlength(text, font=font) <= max_width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > max_width:
+        text = text[:-1]
+    return text + "…"
 
 
 def segments(row: dict[str, Any]) -> list[tuple[str, float]]:
@@ -114,8 +124,9 @@ def write_chart(report: dict[str, Any], path: str | Path) -> Path:
     title, small, label = _font(16), _font(12), _font(13)
     rows = report["rows"]
     env = report.get("environment", {})
-    draw.text((12, 10), f"sdcodex benchmark: seconds per stage (median of {report['repeat']} run(s)), "
-              f"device {env.get('device', '?')}", fill="black", font=title)
+    runs = f"{report['repeat']} timed run{'s' if report['repeat'] != 1 else ''}"
+    draw.text((12, 10), f"sdcodex benchmark: seconds per stage, median of {runs} after a warm-up, device "
+              f"{env.get('device', '?')}", fill="black", font=title)
     x = 12
     for name in SEGMENTS:  # legend
         draw.rectangle((x, 44, x + 14, 58), fill=COLORS[name], outline="black")
@@ -146,11 +157,14 @@ def write_chart(report: dict[str, Any], path: str | Path) -> Path:
     for index, row in enumerate(rows):
         y = HEADER_H + index * ROW_H
         frames = f", {row['num_frames']} frames" if row.get("num_frames") else ""
-        draw.text((12, y + 4), f"{row['engine']} · {row['model']}"[:40], fill="black", font=label)
-        draw.text((12, y + 21), f"{row['width']}x{row['height']} {row['task']}, {row['steps']} steps{frames}"[:44],
-                  fill=(70, 70, 70), font=small)
+        room = x0 - 24
+        draw.text((12, y + 4), _fit(draw, f"{row['engine']} · {row['model']}", label, room), fill="black",
+                  font=label)
+        draw.text((12, y + 21), _fit(draw, f"{row['width']}x{row['height']} {row['task']}, {row['steps']} steps"
+                                     f"{frames}", small, room), fill=(70, 70, 70), font=small)
         if row.get("error"):
-            draw.text((x0 + 6, y + 8), "error: " + row["error"][:70], fill=(200, 0, 0), font=small)
+            draw.text((x0 + 6, y + 8), _fit(draw, "error: " + row["error"], small, width - x0 - 12), fill=(200, 0, 0),
+                      font=small)
             continue
         bx = float(x0)
         for name, seconds in segments(row):

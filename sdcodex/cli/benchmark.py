@@ -77,16 +77,16 @@ def check_size(engine_cls: type, width: int, height: int) -> None:
     for value in (width, height):
         if value % m or not lo <= value <= hi:
             raise ValidationError(f"size {width}x{height} does not fit engine {engine_cls.key.value}: width and "
-                                  f"height must be multiples of {m} from {lo} to {hi}", field="--size",
-                                  allowed=f"multiples of {m} from {lo} to {hi}")
+                                  f"height must be multiples of {m} from {lo} to {hi}", field="--size")
 
 
 def check_frames(engine_cls: type, frames: int) -> None:
     """The engine's frame rule (k*n + r, maximum) for --frames, naming the engine."""
     rule = engine_cls.frame_rule
     if rule and frames % rule[0] != rule[1]:
+        k, r = rule
         raise ValidationError(f"{frames} frames do not fit engine {engine_cls.key.value}: num_frames must be "
-                              f"{rule[0]}k+{rule[1]}", field="--frames", allowed=f"{rule[0]}k+{rule[1]}")
+                              f"{k}k+{r} (e.g. {k + r} or {2 * k + r})", field="--frames")
     if frames < 1 or (engine_cls.max_frames and frames > engine_cls.max_frames):
         raise ValidationError(f"{frames} frames do not fit engine {engine_cls.key.value}", field="--frames",
                               allowed=f"1 to {engine_cls.max_frames or 'any'}")
@@ -250,8 +250,8 @@ def not_implemented_reason(engine_cls: type, task: Task) -> str | None:
     """None when the raw Diffusers comparison exists for this engine and task, else why not."""
     if task in COMPARE_TASKS.get(engine_cls.key.value, ()):
         return None
-    done = "; ".join(f"{e} {'/'.join(t.value for t in ts)}" for e, ts in COMPARE_TASKS.items())
-    return f"raw Diffusers comparison not implemented for {engine_cls.key.value} {task.value} (only for {done})"
+    done = ", ".join(f"{e} {'/'.join(t.value for t in ts)}" for e, ts in COMPARE_TASKS.items())
+    return f"the raw Diffusers baseline is written for {done} only, not {engine_cls.key.value} {task.value}"
 
 
 class _RecordingModels(LocalModels):
@@ -388,12 +388,17 @@ def run_case(orch: Any, models: Any, case: Case, *, repeat: int, seed: int, comp
             result = orch.run(request)
             wall = time.perf_counter() - t
             runs.append({**result.info["metrics"], "wall": round(wall, 4)})
-            if baseline is not None:
-                t = time.perf_counter()
-                baseline()
-                theirs.append(round(time.perf_counter() - t, 4))
             if log:
                 log(f"  {case.label}: run {k + 1}/{repeat} {wall:.3f}s")
+            if baseline is not None:
+                t = time.perf_counter()
+                try:
+                    baseline()
+                except Exception as exc:  # noqa: BLE001 - reported in the row; our runs go on
+                    row["compare_diffusers"] = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+                    baseline = None
+                    continue
+                theirs.append(round(time.perf_counter() - t, 4))
     except CodexError as exc:
         row["error"] = str(exc)
         return row

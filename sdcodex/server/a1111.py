@@ -243,8 +243,10 @@ async def schedulers() -> list[dict[str, Any]]:
 async def upscalers(request: Request) -> list[dict[str, Any]]:
     from sdcodex.models.upscalers import list_upscalers
 
-    models_dir = _service(request).models.models_dir
-    rows = await run_in_threadpool(list_upscalers, models_dir)
+    service = _service(request)
+    models_dir = service.models.models_dir
+    files = [(e.name, e.path) for e in await run_in_threadpool(_entries, service, "upscaler")]
+    rows = await run_in_threadpool(list_upscalers, models_dir, files)
     return [u if isinstance(u, dict) else u.to_api(models_dir) for u in rows]
 
 
@@ -269,8 +271,12 @@ async def sd_modules(request: Request) -> list[dict[str, Any]]:
 
 @router.get("/loras")
 async def loras(request: Request) -> list[dict[str, Any]]:
-    return [{"name": e.name, "alias": e.name, "path": str(e.path), "metadata": {}}
-            for e in await run_in_threadpool(_entries, _service(request), "lora")]
+    """A1111 shape (name, alias, path, metadata) with the file's safetensors metadata, plus its family."""
+    from sdcodex.engines.lora import list_loras
+
+    service = _service(request)
+    await run_in_threadpool(_entries, service, "lora")  # scans the models folder once if needed
+    return await run_in_threadpool(list_loras, service.models)
 
 
 @router.get("/embeddings")

@@ -104,6 +104,7 @@ class GenTab:
     result: Any
     last_request: Any
     reuse_seed: Any
+    json_box: Any = None
     send: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -214,7 +215,7 @@ def build_gen_tab(task: Task, label: str, *, visible: bool = True) -> GenTab:
                     reuse_seed = gr.Button("♻ Reuse seed", size="sm", elem_id=f"{p}-reuse-seed")
                     send = {target: gr.Button(f"Send to {target}", size="sm", elem_id=f"{p}-send-{target}")
                             for target in SEND_TARGETS[task]}
-                with gr.Accordion("Request (strict JSON)", open=False, elem_id=f"{p}-json-box"):
+                with gr.Accordion("Request (strict JSON)", open=False, elem_id=f"{p}-json-box") as json_box:
                     edit_json = gr.Checkbox(label="Edit the request (advanced): Generate sends this JSON as it is",
                                             value=False, elem_id=f"{p}-edit-json")
                     json_view = gr.Code("{}", language="json", label="Request", interactive=False, lines=12,
@@ -224,7 +225,7 @@ def build_gen_tab(task: Task, label: str, *, visible: bool = True) -> GenTab:
     return GenTab(task=task, tab=tab, fields=fields, image=image, prompt_keys=prompt_keys, generate=generate,
                   interrupt=interrupt, skip=skip, progress=progress, error=error, gallery=gallery, video=video,
                   infotext=infotext, json_view=json_view, edit_json=edit_json, rules=rules, result=result,
-                  last_request=last_request, reuse_seed=reuse_seed, send=send)
+                  last_request=last_request, reuse_seed=reuse_seed, json_box=json_box, send=send)
 
 
 def field_updates(tab: GenTab, engine: str | None, mode: str | None, *, reset: bool = True) -> list[Any]:

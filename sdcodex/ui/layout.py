@@ -108,7 +108,8 @@ def build_blocks(service: Any) -> gr.Blocks:
         for tab in tab_list:
             engine_outputs += [tab.tab, tab.rules, *tab.field_components]
 
-        def engine_updates(engine_key: str, mode_value: str | None, *, new_checkpoints: bool = True) -> list[Any]:
+        def engine_updates(engine_key: str, mode_value: str | None, *, new_checkpoints: bool = True,
+                           select_tab: bool = True) -> list[Any]:
             modes = [m for _label, m in caps.modes_for(engine_key)]
             mode_value = mode_value if mode_value in modes else modes[0]
             names = checkpoint_names(models, engine_key)
@@ -119,7 +120,7 @@ def build_blocks(service: Any) -> gr.Blocks:
             # a hidden tab cannot stay selected: open the engine's first generation tab
             first = next((t.task.value for t in tab_list if t.task.value in tasks and t.task not in caps.MODEL_FREE),
                          None)
-            out.append(gr.Tabs(selected=first) if new_checkpoints and first else gr.skip())
+            out.append(gr.Tabs(selected=first) if select_tab and new_checkpoints and first else gr.skip())
             rules = f"**{caps.caps(engine_key)['label']}** — size: {caps.size_rule(engine_key)}"
             for tab in tab_list:
                 task_rules = rules + (f"; frames: {caps.frame_rule(engine_key)}" if tab.task.is_video else "")
@@ -143,7 +144,7 @@ def build_blocks(service: Any) -> gr.Blocks:
             ups = {"upscaler": upscaler_names(models), "hires.upscaler": hires_upscaler_names(models)}
             return ([gr.update(value=engine_key), gr.update(choices=vae_names(models)),
                      gr.update(visible=not models.checkpoints())]
-                    + engine_updates(engine_key, current_mode or "normal")
+                    + engine_updates(engine_key, current_mode or "normal", select_tab=False)
                     + [gr.update(choices=ups[k], value=ups[k][0] if ups[k] else None) for k in upscaler_kinds]
                     + [gr.update(value=names[0] if names else None)])
 

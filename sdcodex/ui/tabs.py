@@ -87,7 +87,10 @@ def wire_tab(tab: GenTab, quick: Quick, jobs: UIJobs, tabs: Any, all_tabs: dict[
         shown = json.loads(text)
         return (gr.skip() if data.get(tab.edit_json) else text), shown
 
-    triggers = [c.change for c in [*quick.components, *tab.field_components, tab.edit_json]]
+    # user edits (.input), quicksettings, the image and opening the view refresh it; programmatic field
+    # updates (engine switch, send-to) do not each fire a round trip
+    triggers = [c.input for c in tab.field_components] + [c.change for c in quick.components]
+    triggers += [tab.edit_json.change, tab.json_box.expand]
     if tab.image is not None:
         triggers.append(tab.image.change)
     gr.on(triggers, preview, inputs=inputs, outputs=[tab.json_view, tab.last_request], trigger_mode="always_last",

@@ -27,6 +27,14 @@ def choose(page, elem_id: str, label: str) -> None:
     page.wait_for_function(f"document.querySelector('#{elem_id} input').value === {label!r}")
 
 
+def open_json(page, task: str) -> None:
+    """Open the tab's "Request (strict JSON)" accordion (once)."""
+    page.locator(f"#codex-{task}-json-box").scroll_into_view_if_needed()
+    if not page.locator(f"#codex-{task}-json").is_visible():
+        page.locator(f"#codex-{task}-json-box").get_by_text("Request (strict JSON)").first.click()
+    page.wait_for_selector(f"#codex-{task}-json", state="visible")
+
+
 def open_tab(page, label: str) -> None:
     page.click(f"button[role=tab]:text-is('{label}')")
 
@@ -82,7 +90,7 @@ def test_quicksettings_follow_engine_capabilities(page):
 def test_txt2img_image_infotext_reuse_seed_send_to(page, ui_server, tmp_path):
     page.fill("#codex-txt2img-prompt textarea", "a red fox in the snow")
     tiny(page, "txt2img")
-    page.click("#codex-txt2img-json-box")
+    open_json(page, "txt2img")
     page.wait_for_function("document.querySelector('#codex-txt2img-json').innerText.includes('a red fox')")
     assert '"width": 64' in page.inner_text("#codex-txt2img-json")
     page.press("#codex-txt2img-prompt textarea", "Control+Enter")  # the A1111 shortcut
@@ -178,7 +186,7 @@ def test_bad_value_is_shown_naming_the_field(page, ui_server):
     assert ui_server.service.store.counts() == before, "an invalid request never reaches the queue"
 
     # the advanced view sends the edited JSON as it is: strict validation names the key
-    page.click("#codex-txt2img-json-box")
+    open_json(page, "txt2img")
     page.check("#codex-txt2img-edit-json input")
     editor = page.locator("#codex-txt2img-json .cm-content")
     editor.click()
