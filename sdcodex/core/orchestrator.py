@@ -7,6 +7,7 @@ import logging
 import resource
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -14,6 +15,7 @@ from .engine import EngineInterface, EngineOutput
 from .enums import EngineKey, Mode, Task
 from .errors import CodexError, EngineError, ValidationError
 from .events import EventSink
+from .logs import log_job
 from .params import ImageLoader, Params, parse_params
 from .presets import fill, find_preset
 from .registry import get_engine
@@ -110,7 +112,7 @@ class Orchestrator:
         meta = {"preset": filled.preset_id, "applied_preset_patch": filled.patch, "mode_ignored_reason": mode_reason}
         return entry, engine_cls, filled.data, meta, params, warnings
 
-    def run(self, raw: dict[str, Any], *, events: EventSink | None = None) -> Result:
+    def run(self, raw: dict[str, Any], *, events: EventSink | None = None, job_id: str | None = None) -> Result:
         t0 = time.perf_counter()
         events = events or EventSink()
         entry, engine_cls, filled, meta, params, warnings = self.prepare(raw)
@@ -187,8 +189,13 @@ class Orchestrator:
             metrics["it_per_s"] = out.info["it_per_s"]
         info["metrics"] = metrics
         info["infotext_fields"] = fields
-        log.info("job done engine=%s images=%d videos=%d metrics=%s", engine_cls.key.value, len(result.images),
-                 len(result.videos), metrics)
+        log_job(log, job_id or uuid.uuid4().hex[:12], {
+            "engine": info["engine"], "task": info["task"], "model": info["model"], "preset": info["preset"],
+            "preset_keys": sorted(info["applied_preset_patch"]), "applied_preset_patch": info["applied_preset_patch"],
+            "sampler_in": info["sampler_in"], "sampler_effective": info["sampler_effective"],
+            "scheduler_in": info["scheduler_in"], "scheduler_effective": info["scheduler_effective"],
+            "timings": {k: v for k, v in metrics.items() if isinstance(v, float)},
+            "images": len(result.images), "videos": len(result.videos), "warnings": warnings})
         events.emit("done", images=len(out.images), videos=len(out.videos), interrupted=out.interrupted)
         return result
 

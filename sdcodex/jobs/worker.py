@@ -158,7 +158,7 @@ class Worker:
             request["model"] = job.model_path or job.model  # pinned at submit
         failed = False
         try:
-            result = self.orchestrator.run(request, events=EventSink([record], control))
+            result = self.orchestrator.run(request, events=EventSink([record], control), job_id=job.id)
         except CodexError as exc:
             if exc.code == "interrupted" and control.interrupted:  # an engine that stops by raising
                 self._stopped(job, control, result={"images": [], "videos": [], "info": {"interrupted": True}})

@@ -223,3 +223,18 @@ def test_img2img_needs_at_least_one_denoising_step(orchestrator, sample_image):
         orchestrator.run({"task": "img2img", "model": "sd15-demo", "init_image": png_b64(sample_image),
                           **{**BASE, "steps": 1}, "denoising_strength": 0.75})
     assert err.value.field == "denoising_strength" and "at least one" in str(err.value)
+
+
+def test_every_job_logs_one_record_with_what_it_did(orchestrator, caplog, monkeypatch):
+    import logging
+
+    monkeypatch.setattr(logging.getLogger("sdcodex"), "propagate", True)  # setup_logging turns it off
+    with caplog.at_level(logging.INFO, logger="sdcodex.orchestrator"):
+        orchestrator.run({"task": "txt2img", "model": "sd15-demo", "prompt": "x", "width": 64, "height": 64,
+                          "steps": 2, "sampler": "Euler"}, job_id="job-123")
+    records = [r for r in caplog.records if getattr(r, "job_id", None) == "job-123"]
+    assert len(records) == 1
+    rec = records[0]
+    assert rec.engine == "sd15" and rec.model == "sd15-demo" and rec.sampler_in == "Euler"
+    assert rec.sampler_effective == "Euler" and "cfg_scale" in rec.preset_keys
+    assert rec.applied_preset_patch["cfg_scale"] == 7.0 and rec.timings["denoise"] >= 0
