@@ -18,7 +18,7 @@ def mount_ui(app: Any, service: Any, path: str = "/") -> Any:
     blocks = build_blocks(service)
     blocks.queue(default_concurrency_limit=None)
     app = gr.mount_gradio_app(app, blocks, path=path, allowed_paths=[str(service.outdir)], css=CSS, js=JS,
-                              footer_links=["api"], ssr_mode=False, show_error=True)
+                              footer_links=[], ssr_mode=False, show_error=True)
     app.state.codex_ui = blocks
     return app
 

@@ -81,7 +81,7 @@ def build_blocks(service: Any) -> gr.Blocks:
             vae = gr.Dropdown(vae_names(models), value="Automatic", label="VAE", elem_id="codex-vae", scale=2)
         queue_line = gr.Markdown("", elem_id="codex-queue-line")
         with gr.Group(visible=not names, elem_id="codex-demo", elem_classes=["codex-demo"]) as demo_box:
-            demo_text = gr.Markdown(demo.notice(models))
+            gr.Markdown(demo.notice(models))
             with gr.Row():
                 demo_families = gr.CheckboxGroup(demo.families(), value=list(demo.DEFAULT_FAMILIES),
                                                  label="Demo families (random weights)", elem_id="codex-demo-families")
@@ -151,13 +151,13 @@ def build_blocks(service: Any) -> gr.Blocks:
         load_outputs = [engine, vae, demo_box, *engine_outputs, *upscaler_fields, checkpoint]
         blocks.load(on_load, inputs=[mode], outputs=load_outputs, show_progress="hidden")
 
-        def on_refresh(engine_key: str, mode_value: str) -> list[Any]:
+        def on_refresh(engine_key: str) -> list[Any]:
             models.refresh()
             names = checkpoint_names(models, engine_key)
             return [gr.update(choices=names, value=names[0] if names else None), gr.update(choices=vae_names(models)),
                     gr.update(visible=not models.checkpoints())]
 
-        refresh.click(on_refresh, inputs=[engine, mode], outputs=[checkpoint, vae, demo_box], show_progress="hidden")
+        refresh.click(on_refresh, inputs=[engine], outputs=[checkpoint, vae, demo_box], show_progress="hidden")
 
         def on_demo(chosen: list[str], mode_value: str | None) -> list[Any]:
             try:
@@ -168,7 +168,6 @@ def build_blocks(service: Any) -> gr.Blocks:
             return [status] + on_load(mode_value)
 
         demo_button.click(on_demo, inputs=[demo_families, mode], outputs=[demo_status, *load_outputs])
-        _ = demo_text
     return blocks
 
 

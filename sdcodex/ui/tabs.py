@@ -81,7 +81,7 @@ def wire_tab(tab: GenTab, quick: Quick, jobs: UIJobs, tabs: Any, all_tabs: dict[
     def preview(data: dict[Any, Any]) -> tuple[Any, Any]:
         try:
             req = tab_request(tab, quick, data, encode=False)
-        except Exception as exc:  # noqa: BLE001 - the preview must never break the page
+        except Exception:  # noqa: BLE001 - the preview must never break the page
             return gr.skip(), gr.skip()
         text = preview_json(req)
         shown = json.loads(text)

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
+from .conftest import ARTIFACTS
+
 # -- helpers -------------------------------------------------------------------------------------------
 def set_value(page, elem_id: str, value) -> None:
     """Type into a Number/Textbox/Slider's number box and leave it (fires change)."""
@@ -150,6 +152,8 @@ def test_inpaint_with_a_painted_mask(page, ui_server, tmp_path):
     mask_b64 = ui_server.service.store.get(job.id).request["mask"]
     mask = Image.open(io.BytesIO(base64.b64decode(mask_b64))).convert("L")
     assert mask.size == (64, 64)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    mask.save(ARTIFACTS / "inpaint-mask.png")
     assert mask.getpixel((32, 32)) == 255, "the painted stroke through the centre is in the mask"
     assert mask.getpixel((2, 2)) == 0 and mask.getpixel((61, 61)) == 0, "unpainted corners are not"
 
@@ -242,7 +246,7 @@ def test_interrupt_stops_a_long_run_and_queue_survives_reopen(page, ui_server, b
 
 
 def test_no_models_offers_the_demo_models(browser, tmp_path):
-    from .conftest import ARTIFACTS, UIServer
+    from .conftest import UIServer
 
     empty = tmp_path / "models"
     empty.mkdir()

@@ -1,0 +1,96 @@
+"""The UI's request building without a browser: fields -> the strict request (ints stay ints, keys the
+engine does not take are left out, upscale sends no checkpoint), image placeholders in the preview and
+back, the painted-layer mask, and what each engine's capabilities make visible."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import pytest
+from PIL import Image
+
+from sdcodex.core.errors import ValidationError
+from sdcodex.core.request import validate_request
+from sdcodex.ui import caps
+from sdcodex.ui.request import (build_request, editor_images, mask_from_layers, parse_edited, preview_json,
+                                request_to_fields)
+
+QUICK = {"engine": "sd15", "model": "sd15-demo", "mode": "normal", "vae": "Automatic"}
+
+
+def test_fields_become_a_strict_request():
+    values = {"prompt": "a fox", "negative_prompt": "", "width": 64.0, "height": 64.0, "steps": 2, "seed": 0.0,
+              "cfg_scale": 7, "sampler": "Euler", "hires.enabled": False, "hires.scale": 2}
+    req = build_request("txt2img", QUICK, values, caps.visible_keys("sd15", "txt2img"))
+    assert req == {"task": "txt2img", "model": "sd15-demo", "engine": "sd15", "mode": "normal", "prompt": "a fox",
+                   "negative_prompt": "", "width": 64, "height": 64, "steps": 2, "seed": 0, "cfg_scale": 7.0,
+                   "sampler": "Euler"}
+    assert isinstance(req["width"], int) and isinstance(req["cfg_scale"], float)
+    validate_request(req)  # the same strict check the API runs
+
+
+def test_hires_and_hidden_keys():
+    values = {"prompt": "x", "hires.enabled": True, "hires.scale": 1.5, "hires.steps": 0.0,
+              "hires.denoising_strength": 0.6, "hires.upscaler": "Latent", "distilled_cfg_scale": 3.5,
+              "num_frames": 9}
+    req = build_request("txt2img", QUICK, values, caps.visible_keys("sd15", "txt2img"))
+    assert req["hires"] == {"scale": 1.5, "steps": 0, "denoising_strength": 0.6, "upscaler": "Latent"}
+    assert "distilled_cfg_scale" not in req and "num_frames" not in req  # not SD 1.5 / not txt2img keys
+    validate_request(req)
+
+
+def test_upscale_sends_no_checkpoint_and_a_png():
+    image = Image.new("RGB", (8, 8), (10, 20, 30))
+    req = build_request("upscale", QUICK, {"upscaler": "Lanczos", "scale": 2, "prompt": "ignored"},
+                        caps.visible_keys("sd15", "upscale"), {"init_image": image})
+    assert set(req) == {"task", "upscaler", "scale", "init_image"}
+    decoded = Image.open(io.BytesIO(base64.b64decode(req["init_image"])))
+    assert decoded.size == (8, 8) and decoded.getpixel((0, 0)) == (10, 20, 30)
+
+
+def test_preview_shows_placeholders_and_edits_put_the_images_back():
+    image = Image.new("RGB", (16, 8), (200, 0, 0))
+    req = build_request("img2img", QUICK, {"prompt": "p"}, None, {"init_image": image}, encode=False)
+    text = preview_json(req)
+    assert json.loads(text)["init_image"] == "<init_image: 16x8 PNG from the image field>"
+    edited = parse_edited(text.replace('"p"', '"q"'), {"init_image": image})
+    assert edited["prompt"] == "q"
+    assert Image.open(io.BytesIO(base64.b64decode(edited["init_image"]))).size == (16, 8)
+    with pytest.raises(ValidationError, match="line 1, column"):
+        parse_edited("{oops", {})
+    with pytest.raises(ValidationError) as err:
+        parse_edited(text, {})
+    assert err.value.field == "init_image"
+
+
+def test_mask_is_every_painted_pixel():
+    layer = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    for x in range(10, 20):
+        layer.putpixel((x, 5), (255, 255, 255, 255))
+    mask = mask_from_layers([layer], (32, 32))
+    assert mask.mode == "L" and mask.getpixel((15, 5)) == 255 and mask.getpixel((15, 6)) == 0
+    assert mask_from_layers([Image.new("RGBA", (32, 32))], (32, 32)) is None  # nothing painted
+    images = editor_images({"background": Image.new("RGBA", (32, 32), (1, 2, 3, 255)), "layers": [layer]})
+    assert images["init_image"].mode == "RGB" and images["mask"].getpixel((12, 5)) == 255
+
+
+def test_request_to_fields_keeps_what_the_target_takes():
+    fields = request_to_fields({"task": "txt2img", "model": "m", "prompt": "p", "seed": 5, "hires": {"scale": 2.0},
+                                "width": 64}, "img2img")
+    assert fields == {"prompt": "p", "seed": 5, "width": 64}
+    assert request_to_fields({"hires": {"scale": 2.0}}, "txt2img") == {"hires.enabled": True, "hires.scale": 2.0}
+
+
+def test_capabilities_drive_tabs_and_fields():
+    assert {"txt2img", "img2img", "inpaint", "upscale"} <= caps.tasks_for("sd15")
+    assert "txt2vid" not in caps.tasks_for("sd15")
+    assert "txt2img" not in caps.tasks_for("wan22_ti2v_5b") and "txt2vid" in caps.tasks_for("wan22_ti2v_5b")
+    assert "clip_skip" in caps.visible_keys("sd15", "txt2img")
+    assert "distilled_cfg_scale" not in caps.visible_keys("sd15", "txt2img")
+    assert "distilled_cfg_scale" in caps.visible_keys("flux", "txt2img")
+    assert "guidance_scale_2" in caps.visible_keys("wan22_t2v_a14b", "txt2vid")
+    start = caps.start_values("wan22_ti2v_5b", "normal", "txt2vid")
+    assert start["num_frames"] == 121 and start["fps"] == 24.0  # the engine's declared defaults / preset
+    assert "upscale" not in caps.engine_keys()  # a checkpoint-free tool engine is not in the Engine dropdown
+    assert caps.samplers_for("flux")[0] == "Automatic" and "Euler a" not in caps.samplers_for("flux")
