@@ -100,6 +100,20 @@ class _Tensors(Mapping[str, torch.Tensor]):
         return len(self.keys)
 
 
+def _materialize(source: Any, keys: Mapping[str, str], dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    """Read (and cast) a component's tensors with one worker per torch thread: the cast of a large
+    checkpoint is bound by page faults of the new memory, which threads overlap."""
+    lazy = _Tensors(source, keys, dtype)
+    names = list(keys)
+    workers = max(1, min(4, torch.get_num_threads()))
+    if workers == 1 or len(names) < 8:
+        return {name: lazy[name] for name in names}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="sdcodex-load") as pool:
+        return dict(zip(names, pool.map(lazy.__getitem__, names)))
+
+
 def _open_safetensors(path: Path):
     """safetensors' own memory map: tensors are lazy views of the page cache until cast or touched."""
     from safetensors import safe_open
@@ -339,7 +353,7 @@ def _load_single_file(path: Path, wanted: EngineKey | None, dtype: torch.dtype |
     if v_pred:
         sched_cfg["prediction_type"] = "v_prediction"
 
-    view = lambda name: _Tensors(source, parts[name], dtype)  # noqa: E731
+    view = lambda name: _materialize(source, parts[name], dtype)  # noqa: E731
     unet = _assign(_build_unet(unet_cfg), cv.convert_unet(view("unet"), unet_cfg), path, "unet")
     vae_cfg = config("vae")
     vae = _assign(_build_vae(vae_cfg), cv.convert_vae(view("vae"), vae_cfg), path, "vae")
