@@ -4,11 +4,13 @@ a model file), then an img2img pass at the larger size with the hires steps, den
 
 Defaults follow A1111 1.10: upscaler "Latent", denoising 0.7, hires steps 0 (= the first pass's steps),
 sampler/scheduler/prompt/CFG = the first pass's. The second pass re-seeds each image with its own seed.
-FLUX latents are packed 2x2, so on FLUX a latent mode upscales in pixel space (Lanczos) with a warning.
+FLUX latents are packed 2x2, so on FLUX a latent mode upscales in pixel space (Lanczos) with a warning; FLUX's
+img2img pipeline is given the hires size explicitly (it would otherwise resize its input to 1024 px).
 """
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, Callable
 
 import torch
@@ -139,6 +141,9 @@ def run_two_passes(engine: Any, pipe: Any, params: Params, kwargs: dict[str, Any
     batch = len(seeds)
     kw2.update(image=image if not isinstance(image, list) or batch > 1 else image[0],
                strength=hp.denoising_strength, num_inference_steps=p2.steps)
+    if _takes_size(pipe2):
+        # FLUX img2img resizes its input to `height`/`width` (default: the model's 1024 px), not to the image's size
+        kw2.update(width=hp.width, height=hp.height)
     if "guidance_scale" in kw2 and getattr(engine, "key", None) is not None and not flow:
         kw2["guidance_scale"] = hp.cfg_scale
     if "prompt" in kw2:
@@ -149,6 +154,15 @@ def run_two_passes(engine: Any, pipe: Any, params: Params, kwargs: dict[str, Any
     if hasattr(pipe2.scheduler, "noise_sampler_seed"):
         pipe2.scheduler.noise_sampler_seed = seeds[0] if batch == 1 else list(seeds)
     return pipe2(**kw2, generator=generators(seeds), callback_on_step_end=on_step)
+
+
+def _takes_size(pipe: Any) -> bool:
+    """Whether a pipeline's __call__ has `height` and `width` (FLUX img2img does; SD/SDXL img2img take the image's)."""
+    try:
+        params = inspect.signature(type(pipe).__call__).parameters
+    except (TypeError, ValueError):
+        return False
+    return "height" in params and "width" in params
 
 
 def infotext_fields(hp: HiresPlan, upscaler: str) -> dict[str, Any]:

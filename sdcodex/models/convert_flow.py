@@ -1,7 +1,8 @@
 """Our own table-driven converters from the original single-file layouts to the Diffusers layouts of the flow models:
 FLUX.1 in the BFL layout (``double_blocks.N.img_attn.qkv`` ...) -> FluxTransformer2DModel, and WAN in the original
-layout (``blocks.N.self_attn.q`` ...) -> WanTransformer3DModel; plus the config each file implies (depth from the
-highest block index, widths from tensor shapes) and the key clean-up of separate CLIP / T5 / UMT5 / VAE files.
+layout (``blocks.N.self_attn.q`` ...) -> WanTransformer3DModel, and the WAN 2.1 / 2.2 VAEs in the Wan-Video layout
+(``encoder.downsamples.N`` ...) -> AutoencoderKLWan; plus the config each file implies (depth from the highest block
+index, widths from tensor shapes) and the key clean-up of separate CLIP / T5 / UMT5 / VAE files.
 
 Each table row is ``source name -> target name(s)`` with an operation: ``copy``, ``split`` (one fused tensor into
 several along dim 0) or ``swap`` (the two halves of a shift/scale projection exchanged). ``{i}`` stands for a block
@@ -247,6 +248,172 @@ def convert_wan(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return convert(sd, WAN_ROWS, lambda key, rows: [rows], "part of a WAN transformer")
 
 
+# ---- WAN VAE (Wan-Video original layout: ComfyUI's wan_2.1_vae / wan2.2_vae) ---------------------------------
+# Block lists are Sequentials in the original: Wan 2.1 keeps one flat list per side (encoder: residual blocks and
+# resamples in order; decoder: num_res_blocks+1 residual blocks then an upsample, per stage), Wan 2.2 nests one
+# list per stage (`downsamples.I.downsamples.J`). Each entry is numbered (n = flat index, stage, k = index among
+# the stage's residual blocks) and placed by WAN_VAE_BLOCKS; the parts inside an entry by WAN_VAE_PARTS.
+#: whole modules outside the block lists; {s} = encoder | decoder
+WAN_VAE_FIXED: dict[str, str] = {
+    "conv1": "quant_conv", "conv2": "post_quant_conv",
+    "{s}.conv1": "{s}.conv_in", "{s}.head.0": "{s}.norm_out", "{s}.head.2": "{s}.conv_out",
+    "{s}.middle.0": "{s}.mid_block.resnets.0", "{s}.middle.1": "{s}.mid_block.attentions.0",
+    "{s}.middle.2": "{s}.mid_block.resnets.1",
+}
+#: inside an entry: a residual block's Sequential (RMS norm, SiLU, conv, RMS norm, SiLU, dropout, conv) and shortcut;
+#: resample and attention parts keep their names
+WAN_VAE_PARTS: dict[str, str] = {
+    "residual.0": "norm1", "residual.2": "conv1", "residual.3": "norm2", "residual.6": "conv2",
+    "shortcut": "conv_shortcut", "resample.1": "resample.1", "time_conv": "time_conv",
+    "norm": "norm", "to_qkv": "to_qkv", "proj": "proj",
+}
+#: (version, side, entry kind) -> target module
+WAN_VAE_BLOCKS: dict[tuple[str, str, str], str] = {
+    ("2.1", "encoder", "residual"): "encoder.down_blocks.{n}",
+    ("2.1", "encoder", "resample"): "encoder.down_blocks.{n}",
+    ("2.1", "encoder", "attention"): "encoder.down_blocks.{n}",
+    ("2.1", "decoder", "residual"): "decoder.up_blocks.{stage}.resnets.{k}",
+    ("2.1", "decoder", "resample"): "decoder.up_blocks.{stage}.upsamplers.0",
+    ("2.2", "encoder", "residual"): "encoder.down_blocks.{stage}.resnets.{k}",
+    ("2.2", "encoder", "resample"): "encoder.down_blocks.{stage}.downsampler",
+    ("2.2", "decoder", "residual"): "decoder.up_blocks.{stage}.resnets.{k}",
+    ("2.2", "decoder", "resample"): "decoder.up_blocks.{stage}.upsampler",
+}
+_VAE_ENTRY = re.compile(r"^(encoder|decoder)\.(?:downsamples|upsamples)\.(\d+)\.(?:(?:downsamples|upsamples)\.(\d+)\.)?"
+                        r"(.+)$")
+_VAE_PARAMS = ("weight", "bias", "gamma")
+
+
+@dataclass(frozen=True)
+class VaeEntry:
+    """One residual block / resample of a WAN VAE block list, with its place in the Diffusers model."""
+
+    side: str
+    source: str     # key prefix in the file, e.g. 'decoder.upsamples.4.'
+    kind: str       # 'residual' | 'resample' | 'attention'
+    n: int
+    stage: int
+    k: int
+
+
+def wan_vae_version(keys: Sequence[str]) -> str:
+    """'2.2' when the block lists are nested per stage (Wan 2.2 residual VAE), else '2.1'."""
+    return "2.2" if any(_nested(k) for k in keys) else "2.1"
+
+
+def _nested(key: str) -> bool:
+    m = _VAE_ENTRY.match(key)
+    return bool(m and m.group(3) is not None)
+
+
+def vae_entries(keys: Sequence[str]) -> list[VaeEntry]:
+    """The block-list entries of an original-layout WAN VAE, numbered in order per side."""
+    parts: dict[tuple[str, int, int | None], set[str]] = {}
+    for key in keys:
+        m = _VAE_ENTRY.match(key)
+        if m:
+            j = int(m.group(3)) if m.group(3) is not None else None
+            parts.setdefault((m.group(1), int(m.group(2)), j), set()).add(m.group(4).split(".")[0])
+    out: list[VaeEntry] = []
+    for side in ("encoder", "decoder"):
+        stage = k = 0
+        for (s, i, j), names in sorted((e for e in parts.items() if e[0][0] == side),
+                                       key=lambda e: (e[0][1], -1 if e[0][2] is None else e[0][2])):
+            kind = ("resample" if names & {"resample", "time_conv"} else "attention" if "to_qkv" in names
+                    else "residual")
+            list_name = "downsamples" if side == "encoder" else "upsamples"
+            source = f"{side}.{list_name}.{i}." + (f"{list_name}.{j}." if j is not None else "")
+            if j is not None:  # 2.2: one list per stage
+                out.append(VaeEntry(side, source, kind, i, i, j))
+                continue
+            out.append(VaeEntry(side, source, kind, i, stage, k))
+            if kind == "resample":
+                stage, k = stage + 1, 0
+            elif kind == "residual":
+                k += 1
+    return out
+
+
+def _vae_part(rest: str) -> str | None:
+    """'residual.2.weight' -> 'conv1.weight'; None for a part no row names."""
+    part, _, param = rest.rpartition(".")
+    if param not in _VAE_PARAMS:
+        return None
+    if not part:
+        return rest
+    return f"{WAN_VAE_PARTS[part]}.{param}" if part in WAN_VAE_PARTS else None
+
+
+def wan_vae_keymap(keys: Sequence[str]) -> dict[str, str]:
+    """Diffusers AutoencoderKLWan name -> file name for an original-layout WAN VAE (prefix stripped).
+    A key no row claims is a ModelLoadError naming a few of them."""
+    version = wan_vae_version(keys)
+    out: dict[str, str] = {}
+    claimed: set[str] = set()
+    fixed = {src.replace("{s}", s): dst.replace("{s}", s) for src, dst in WAN_VAE_FIXED.items()
+             for s in ("encoder", "decoder")}
+    places = {e.source: e for e in vae_entries(keys)}
+    for key in keys:
+        m = _VAE_ENTRY.match(key)
+        if m:
+            entry = places[key[: len(key) - len(m.group(4))]]
+            target = WAN_VAE_BLOCKS.get((version, entry.side, entry.kind))
+            part = _vae_part(m.group(4))
+            if target is None or part is None:
+                continue
+            base = target.format(n=entry.n, stage=entry.stage, k=entry.k)
+        else:
+            module, _, param = key.rpartition(".")
+            stem = next((s for s in fixed if module == s or module.startswith(s + ".")), None)
+            if stem is None or param not in _VAE_PARAMS:
+                continue
+            part = _vae_part(key[len(stem) + 1:])
+            if part is None:
+                continue
+            base = fixed[stem]
+        out[f"{base}.{part}"] = key
+        claimed.add(key)
+    unknown = [k for k in keys if k not in claimed]
+    if unknown:
+        raise ModelLoadError(f"{len(unknown)} keys that are not part of a Wan {version} VAE (e.g. "
+                             f"{', '.join(unknown[:3])})", field="vae")
+    return out
+
+
+def wan_vae_config(shapes: Mapping[str, Sequence[int]], base: Mapping[str, Any]) -> dict[str, Any]:
+    """AutoencoderKLWan config for an original-layout file (prefix stripped): widths, depth, latent channels,
+    temporal downsampling, patching and the Wan 2.2 residual form from the shapes; `base` supplies the rest
+    (latents_mean/std, attn_scales)."""
+    keys = list(shapes)
+    entries = vae_entries(keys)
+    conv_in = _need(shapes, "encoder.conv1.weight", "WAN VAE")
+    z_dim = _need(shapes, "conv2.weight", "WAN VAE")[0]
+    head = _need(shapes, "decoder.head.2.weight", "WAN VAE")
+    enc = [e for e in entries if e.side == "encoder"]
+    stages = 1 + max((e.stage for e in enc), default=0)
+    widths = []
+    for s in range(stages):
+        res = [e for e in enc if e.stage == s and e.kind == "residual"]
+        if not res:
+            raise ModelLoadError(f"not a complete WAN VAE file: encoder stage {s} has no residual blocks", field="vae")
+        widths.append(_need(shapes, f"{res[-1].source}residual.2.weight", "WAN VAE")[0])
+    base_dim = conv_in[0]
+    temporal = [any(e.kind == "resample" and e.stage == s and f"{e.source}time_conv.weight" in shapes for e in enc)
+                for s in range(stages - 1)]
+    in_ch = conv_in[1]
+    patch = round(math.sqrt(in_ch / 3)) if in_ch > 3 else None
+    cfg = dict(base)
+    cfg.update(base_dim=base_dim, z_dim=z_dim, in_channels=in_ch, out_channels=head[0],
+               dim_mult=[w // base_dim for w in widths],
+               num_res_blocks=sum(1 for e in enc if e.stage == 0 and e.kind == "residual"),
+               temperal_downsample=temporal, is_residual=wan_vae_version(keys) == "2.2", patch_size=patch,
+               decoder_base_dim=_need(shapes, "decoder.head.0.gamma", "WAN VAE")[0] // max(1, widths[0] // base_dim),
+               scale_factor_spatial=2 ** (stages - 1) * (patch or 1), scale_factor_temporal=2 ** sum(temporal))
+    if cfg["decoder_base_dim"] == base_dim:
+        cfg["decoder_base_dim"] = None
+    return cfg
+
+
 # ---- separate component files --------------------------------------------------------------------------------
 IGNORED_TEXT_KEYS = ("position_ids", "logit_scale", "text_projection.weight", "text_projection")
 
@@ -271,5 +438,7 @@ def text_encoder_keys(keys: Sequence[str], prefix: str, kind: str, expected: set
     return {k: v for k, v in local.items() if k in expected or k not in tied}
 
 
-__all__ = ["FLUX_ROWS", "WAN_ROWS", "Row", "convert", "convert_flux", "convert_wan", "find_prefix", "flux_config",
-           "flux_split_sizes", "plan", "strip_prefix", "text_encoder_keys", "wan_config", "TRANSFORMER_PREFIXES"]
+__all__ = ["FLUX_ROWS", "WAN_ROWS", "WAN_VAE_BLOCKS", "WAN_VAE_FIXED", "WAN_VAE_PARTS", "Row", "VaeEntry", "convert",
+           "convert_flux", "convert_wan", "find_prefix", "flux_config", "flux_split_sizes", "plan", "strip_prefix",
+           "text_encoder_keys", "vae_entries", "wan_config", "wan_vae_config", "wan_vae_keymap", "wan_vae_version",
+           "TRANSFORMER_PREFIXES"]

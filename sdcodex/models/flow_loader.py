@@ -305,21 +305,50 @@ def load_text_encoder_file(path: Path, slot_class: str, prefix: str, config: dic
     return module.to(device=device, dtype=dtype).eval() if dtype is not None else module.to(device).eval()
 
 
-def load_wan_vae_file(path: Path, config: dict[str, Any], dtype: torch.dtype | None, device: str) -> torch.nn.Module:
-    """An AutoencoderKLWan from a separate file in the Diffusers layout (optional 'vae.' prefix)."""
+def load_wan_vae_file(path: Path, config: dict[str, Any], dtype: torch.dtype | None, device: str,
+                      family: str | None = None) -> torch.nn.Module:
+    """An AutoencoderKLWan from a separate file: the Diffusers layout, or the original Wan-Video layout of
+    ComfyUI's wan_2.1_vae / wan2.2_vae.safetensors (converted by `convert_flow.wan_vae_keymap`, its config read
+    from the shapes). Optional 'vae.' / 'first_stage_model.' prefix. A VAE whose latent channels are not the
+    model's (`config` z_dim) is refused naming both."""
     from diffusers import AutoencoderKLWan
 
+    from sdcodex.models import convert_flow as cv
+
     handle, keys = _open_safetensors(path)
-    if any(k.endswith("decoder.middle.0.residual.0.gamma") for k in keys):
-        raise ModelLoadError(f"{path}: a WAN VAE in the original (Wan-Video) layout is not supported yet; use the "
-                             "Diffusers VAE (vae/diffusion_pytorch_model.safetensors of the Diffusers repo)",
-                             field="vae")
-    prefix = next((p for p in ("vae.", "first_stage_model.", "") if f"{p}decoder.conv_in.weight" in keys), None)
-    if prefix is None:
-        raise ModelLoadError(f"{path}: no WAN VAE weights (decoder.conv_in.weight) in this file", field="vae")
+    original = next((p for p in ("", "vae.", "first_stage_model.") if f"{p}decoder.middle.0.residual.0.gamma" in keys),
+                    None)
+    if original is not None:
+        local = {k[len(original):]: k for k in keys if k.startswith(original)}
+        shapes = {k: handle.get_slice(v).get_shape() for k, v in local.items()}
+        _fits(path, shapes["conv2.weight"][0] if "conv2.weight" in shapes else None, config, family)
+        try:
+            config = cv.wan_vae_config(shapes, config)
+            keymap = {ours: local[theirs] for ours, theirs in cv.wan_vae_keymap(list(local)).items()}
+        except ModelLoadError as exc:
+            raise ModelLoadError(f"{path}: {exc.message}", field="vae") from exc
+    else:
+        prefix = next((p for p in ("vae.", "first_stage_model.", "") if f"{p}decoder.conv_in.weight" in keys), None)
+        if prefix is None:
+            raise ModelLoadError(f"{path}: no WAN VAE weights (decoder.conv_in.weight or decoder.conv1.weight) in "
+                                 "this file", field="vae")
+        keymap = {k[len(prefix):]: k for k in keys if k.startswith(prefix)}
+        _fits(path, handle.get_slice(f"{prefix}post_quant_conv.weight").get_shape()[0]
+              if f"{prefix}post_quant_conv.weight" in keys else None, config, family)
     module = _empty(lambda: AutoencoderKLWan.from_config(config))
-    keymap = {k[len(prefix):]: k for k in keys if k.startswith(prefix)}
     return _assign(module, _state(handle, keymap, dtype), path, "vae").to(device)
+
+
+def _fits(path: Path, latent_channels: int | None, config: Mapping[str, Any], family: str | None) -> None:
+    """A WAN VAE whose latent channels are not the model's is a ModelLoadError naming both."""
+    wanted = config.get("z_dim")
+    if latent_channels is None or wanted is None or int(latent_channels) == int(wanted):
+        return
+    kind = {16: "Wan 2.1 (16-channel)", 48: "Wan 2.2 (48-channel)"}.get(int(latent_channels),
+                                                                       f"{latent_channels}-channel")
+    raise ModelLoadError(f"{path}: is a {kind} VAE; {family or 'this model'} takes a {wanted}-channel VAE "
+                         f"({'wan2.2_vae' if int(wanted) == 48 else 'wan_2.1_vae'})", field="vae",
+                         allowed=[f"{wanted} latent channels"])
 
 
 def separate_components(family: EngineKey, text_encoders: list[str], vae: str | Path | None,
@@ -347,7 +376,7 @@ def separate_components(family: EngineKey, text_encoders: list[str], vae: str | 
         if family is EngineKey.FLUX:
             out["vae"] = load_vae_file(path, config("vae"), dtype, device)
         elif family in _WAN:
-            out["vae"] = load_wan_vae_file(path, config("vae"), dtype, device)
+            out["vae"] = load_wan_vae_file(path, config("vae"), dtype, device, family.value)
         else:
             raise ModelLoadError(f"{family.value} takes no separate VAE file yet", field="vae")
     return out

@@ -166,6 +166,10 @@ def build_gen_tab(task: Task, label: str, *, visible: bool = True) -> GenTab:
                     fields["negative_prompt"] = gr.Textbox(label="Negative prompt", lines=2,
                                                            elem_id=f"{p}-negative-prompt")
                     prompt_keys = ("prompt", "negative_prompt")
+                elif task is Task.UPSCALE:
+                    gr.Markdown("Upscale an image (as A1111's Extras tab): drop it below or use **Send to upscale** "
+                                "on a result, pick an upscaler and a scale. No checkpoint is used.",
+                                elem_id=f"{p}-intro")
             with gr.Column(scale=1, min_width=180):
                 generate = gr.Button("Generate", variant="primary", elem_id=f"{p}-generate")
                 with gr.Row():
@@ -208,7 +212,8 @@ def build_gen_tab(task: Task, label: str, *, visible: bool = True) -> GenTab:
                     gallery = None
                 else:
                     gallery = gr.Gallery(label="Output", elem_id=f"{p}-gallery", columns=2, height=360,
-                                         interactive=False, format="png")
+                                         interactive=False, format="png", object_fit="contain",
+                                         fit_columns=False)
                 infotext = gr.Textbox(label="Generation info (infotext)", lines=4, interactive=False,
                                       elem_id=f"{p}-infotext", buttons=["copy"])
                 with gr.Row():

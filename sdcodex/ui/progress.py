@@ -31,6 +31,7 @@ class Status:
     image_index: int = 0
     images: int = 1
     position: int | None = None
+    skipped: int = 0
     error: dict[str, Any] | None = None
     started: float = field(default_factory=time.time)
 
@@ -44,6 +45,8 @@ class Status:
             self.it_per_s = data.get("it_per_s") if isinstance(data.get("it_per_s"), (int, float)) else None
         elif kind in ("started", "start"):
             self.state = "running"
+        elif kind == "skipped":
+            self.skipped += len(data.get("seeds") or [None])
         elif kind == "requeued":
             self.state = "queued"
         elif kind == "result":
@@ -182,6 +185,8 @@ def progress_html(status: Status | None) -> str:
         parts.append(f"Step {status.done}/{status.total}")
         if status.images > 1:
             parts.append(f"image {status.image_index + 1}/{status.images}")
+    if status.skipped:
+        parts.append(f"{status.skipped} skipped")
     parts.append(f"{pct:.0f}%")
     if status.state == "running":
         if status.it_per_s:
@@ -191,7 +196,7 @@ def progress_html(status: Status | None) -> str:
         parts.append(f"{time.time() - status.started:.1f} s")
     text = " · ".join(parts)
     return (f'<div class="codex-progress" data-state="{status.state}" data-done="{status.done}" '
-            f'data-total="{status.total}" data-job="{status.job_id}">'
+            f'data-total="{status.total}" data-skipped="{status.skipped}" data-job="{status.job_id}">'
             f'<div class="codex-progress-bar"><div class="codex-progress-fill" style="width:{pct:.1f}%"></div></div>'
             f'<div class="codex-progress-text">{html.escape(text)} <span class="codex-job">job {status.job_id[:8]}'
             f'</span></div></div>')

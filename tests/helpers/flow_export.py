@@ -128,3 +128,64 @@ def export_t5(module: torch.nn.Module, path: Path) -> Path:
 def export_plain(module: torch.nn.Module, path: Path, prefix: str = "") -> Path:
     """Any module's own state dict (a Diffusers-layout VAE file)."""
     return _save(dict(module.state_dict()), path, prefix)
+
+
+_VAE_RESIDUAL = {"norm1": "residual.0", "conv1": "residual.2", "norm2": "residual.3", "conv2": "residual.6",
+                 "conv_shortcut": "shortcut"}
+
+
+def wan_vae_to_original(vae: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """AutoencoderKLWan -> Wan-Video original layout (what ComfyUI keeps as wan_2.1_vae / wan2.2_vae.safetensors),
+    walking the built module: Wan 2.1 (flat block lists) or Wan 2.2 (`is_residual`, one list per stage)."""
+    from diffusers.models.autoencoders.autoencoder_kl_wan import WanResidualBlock
+
+    sd = vae.state_dict()
+    out: dict[str, torch.Tensor] = {}
+
+    def put(dst: str, src: str, residual: bool = False) -> None:
+        for key, tensor in sd.items():
+            if key.startswith(src + "."):
+                rest = key[len(src) + 1:]
+                if residual:
+                    head, _, param = rest.rpartition(".")
+                    rest = f"{_VAE_RESIDUAL.get(head, head)}.{param}" if head else rest
+                out[f"{dst}.{rest}"] = tensor
+
+    put("conv1", "quant_conv")
+    put("conv2", "post_quant_conv")
+    for side in ("encoder", "decoder"):
+        put(f"{side}.conv1", f"{side}.conv_in")
+        put(f"{side}.head.0", f"{side}.norm_out")
+        put(f"{side}.head.2", f"{side}.conv_out")
+        put(f"{side}.middle.0", f"{side}.mid_block.resnets.0", True)
+        put(f"{side}.middle.1", f"{side}.mid_block.attentions.0")
+        put(f"{side}.middle.2", f"{side}.mid_block.resnets.1", True)
+    if vae.config.is_residual:
+        for i, block in enumerate(vae.encoder.down_blocks):
+            for j in range(len(block.resnets)):
+                put(f"encoder.downsamples.{i}.downsamples.{j}", f"encoder.down_blocks.{i}.resnets.{j}", True)
+            if block.downsampler is not None:
+                put(f"encoder.downsamples.{i}.downsamples.{len(block.resnets)}", f"encoder.down_blocks.{i}.downsampler")
+        for i, block in enumerate(vae.decoder.up_blocks):
+            for j in range(len(block.resnets)):
+                put(f"decoder.upsamples.{i}.upsamples.{j}", f"decoder.up_blocks.{i}.resnets.{j}", True)
+            if block.upsampler is not None:
+                put(f"decoder.upsamples.{i}.upsamples.{len(block.resnets)}", f"decoder.up_blocks.{i}.upsampler")
+    else:
+        for n, block in enumerate(vae.encoder.down_blocks):
+            put(f"encoder.downsamples.{n}", f"encoder.down_blocks.{n}", isinstance(block, WanResidualBlock))
+        n = 0
+        for i, block in enumerate(vae.decoder.up_blocks):
+            for j in range(len(block.resnets)):
+                put(f"decoder.upsamples.{n}", f"decoder.up_blocks.{i}.resnets.{j}", True)
+                n += 1
+            if block.upsamplers is not None:
+                put(f"decoder.upsamples.{n}", f"decoder.up_blocks.{i}.upsamplers.0")
+                n += 1
+    assert len(out) == len(sd), f"{len(sd) - len(out)} VAE tensors not exported"
+    return out
+
+
+def export_wan_vae(vae: torch.nn.Module, path: Path, prefix: str = "") -> Path:
+    """A WAN VAE as ComfyUI's wan_2.1_vae.safetensors / wan2.2_vae.safetensors keep it (original layout)."""
+    return _save(wan_vae_to_original(vae), path, prefix)

@@ -94,3 +94,14 @@ def test_capabilities_drive_tabs_and_fields():
     assert start["num_frames"] == 121 and start["fps"] == 24.0  # the engine's declared defaults / preset
     assert "upscale" not in caps.engine_keys()  # a checkpoint-free tool engine is not in the Engine dropdown
     assert caps.samplers_for("flux")[0] == "Automatic" and "Euler a" not in caps.samplers_for("flux")
+
+
+def test_progress_counts_skipped_images():
+    from sdcodex.ui.progress import Status, progress_html
+
+    status = Status("job1")
+    status.apply("progress", {"step": 3, "steps": 12, "done": 3, "total": 36, "image_index": 0, "images": 3})
+    status.apply("skipped", {"seeds": [7]})
+    status.apply("result", {})
+    html = progress_html(status)
+    assert 'data-skipped="1"' in html and "1 skipped" in html and 'data-state="done"' in html
