@@ -1,8 +1,8 @@
 """Single-file loading: our loader vs Diffusers' `from_single_file(config=...)` on a real-size SD1.5-layout
 checkpoint with random fp16 weights that this script generates (never committed). Each load runs in a
 fresh subprocess from a warm page cache, interleaved, and is timed until the pipeline is ready with every
-weight resident (both sides touch every page of every parameter afterwards). Both sides load into fp32,
-the dtype a CPU runs in. Prints time and peak-RSS
+weight resident (both sides touch every page of every parameter afterwards). Two cases: keeping the file's
+fp16 (Diffusers `torch_dtype=float16`, ours `precision="file"`), and casting to fp32 as a CPU load does. Prints time and peak-RSS
 ratios, and the import time of the CLI path.
 
     .venv/bin/python benchmarks/bench_loading.py [--rounds 3] [--workdir /tmp/sdcodex-bench-load]
@@ -40,7 +40,7 @@ def touch_all(modules) -> int:
     return total
 
 
-def side(name: str, file: Path, config: Path) -> dict:
+def side(name: str, file: Path, config: Path, dtype: str) -> dict:
     t0 = time.perf_counter()
     # Import everything both sides need before timing the load, so the load time is the load alone.
     import diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion  # noqa: F401
@@ -51,7 +51,7 @@ def side(name: str, file: Path, config: Path) -> dict:
 
         t_import = time.perf_counter() - t0
         t1 = time.perf_counter()
-        model = load_model(str(file), family="sd15", precision="fp32")
+        model = load_model(str(file), family="sd15", precision="file" if dtype == "fp16" else "fp32")
         comps = [model.components[k] for k in ("unet", "vae", "text_encoder")]
     else:
         import torch
@@ -60,7 +60,7 @@ def side(name: str, file: Path, config: Path) -> dict:
         t_import = time.perf_counter() - t0
         t1 = time.perf_counter()
         pipe = StableDiffusionPipeline.from_single_file(str(file), config=str(config), local_files_only=True,
-                                                        torch_dtype=torch.float32, safety_checker=None,
+                                                        torch_dtype=getattr(torch, {"fp16": "float16", "fp32": "float32"}[dtype]), safety_checker=None,
                                                         feature_extractor=None)
         comps = [pipe.unet, pipe.vae, pipe.text_encoder]
     loaded = time.perf_counter() - t1
@@ -117,12 +117,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workdir", default="/tmp/sdcodex-bench-load")
+    ap.add_argument("--dtype", choices=["fp16", "fp32"], action="append",
+                    help="fp16: keep the file's dtype (as a GPU load does); fp32: cast, as a CPU load does "
+                         "(default: both)")
     ap.add_argument("--side", choices=["codex", "diffusers"], help=argparse.SUPPRESS)
     ap.add_argument("--file", help=argparse.SUPPRESS)
     ap.add_argument("--config", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.side:
-        print(json.dumps(side(args.side, Path(args.file), Path(args.config))))
+        print(json.dumps(side(args.side, Path(args.file), Path(args.config), args.dtype[0])))
         return 0
 
     work = Path(args.workdir)
@@ -132,21 +135,24 @@ def main() -> int:
     with open(file, "rb") as f:  # warm the page cache
         while f.read(1 << 24):
             pass
-    runs: dict[str, list[dict]] = {"codex": [], "diffusers": []}
-    for _ in range(args.rounds):
-        for name in ("codex", "diffusers"):
-            out = subprocess.run([sys.executable, __file__, "--side", name, "--file", str(file), "--config", str(config)],
-                                 capture_output=True, text=True, check=True, cwd=ROOT)
-            runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    med = {name: {k: statistics.median(r[k] for r in rs) for k in ("import_s", "load_s", "ready_s", "peak_rss_mb")}
-           for name, rs in runs.items()}
     print(f"SD1.5 LDM checkpoint, {size_gb:.2f} GB fp16, warm page cache, {args.rounds} interleaved rounds (medians)")
-    for name in ("diffusers", "codex"):
-        m = med[name]
-        print(f"  {name:9s} ready {m['ready_s']:6.2f} s (load {m['load_s']:.2f} s + touch)  peak RSS {m['peak_rss_mb']:7.0f} MB"
-              f"  import {m['import_s']:.2f} s")
-    print(f"  time ratio codex/diffusers      {med['codex']['ready_s'] / med['diffusers']['ready_s']:.2f}  (target <= 0.5)")
-    print(f"  peak RSS ratio codex/diffusers  {med['codex']['peak_rss_mb'] / med['diffusers']['peak_rss_mb']:.2f}  (target <= 1.0)")
+    for dtype in args.dtype or ["fp16", "fp32"]:
+        runs: dict[str, list[dict]] = {"codex": [], "diffusers": []}
+        for _ in range(args.rounds):
+            for name in ("codex", "diffusers"):
+                out = subprocess.run([sys.executable, __file__, "--side", name, "--file", str(file), "--config",
+                                      str(config), "--dtype", dtype], capture_output=True, text=True, check=True,
+                                     cwd=ROOT)
+                runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+        med = {name: {k: statistics.median(r[k] for r in rs) for k in ("import_s", "load_s", "ready_s", "peak_rss_mb")}
+               for name, rs in runs.items()}
+        print(f"[{dtype}] {'file dtype kept (zero-copy views)' if dtype == 'fp16' else 'cast to fp32 (CPU inference)'}")
+        for name in ("diffusers", "codex"):
+            m = med[name]
+            print(f"  {name:9s} ready {m['ready_s']:6.2f} s (load {m['load_s']:.2f} s + touch)  "
+                  f"peak RSS {m['peak_rss_mb']:7.0f} MB  import {m['import_s']:.2f} s")
+        print(f"  time ratio codex/diffusers      {med['codex']['ready_s'] / med['diffusers']['ready_s']:.2f}  (target <= 0.5)")
+        print(f"  peak RSS ratio codex/diffusers  {med['codex']['peak_rss_mb'] / med['diffusers']['peak_rss_mb']:.2f}  (target <= 1.0)")
     return 0
 
 

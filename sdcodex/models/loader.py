@@ -8,6 +8,7 @@ weights are assigned straight from the file: no random init, no second copy. Dif
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -42,7 +43,12 @@ class LoadedModel:
 
 # ----------------------------------------------------------------------------------------------- small helpers
 def resolve_dtype(precision: str | Precision, device: str | torch.device) -> torch.dtype | None:
-    """The dtype to load in; None keeps the file's dtype. fp16 needs CUDA (ValidationError field 'precision')."""
+    """The dtype to load in; None keeps the file's dtype. fp16 needs CUDA (ValidationError field 'precision').
+
+    "file" (a loader-level choice, not a request value) keeps each tensor's dtype from the file: the tensors
+    stay zero-copy views of safetensors' memory map, which is what a GPU upload or a dtype-matched load wants."""
+    if str(precision) == "file":
+        return None
     try:
         precision = Precision(str(precision))
     except ValueError:
@@ -105,7 +111,7 @@ def _materialize(source: Any, keys: Mapping[str, str], dtype: torch.dtype | None
     checkpoint is bound by page faults of the new memory, which threads overlap."""
     lazy = _Tensors(source, keys, dtype)
     names = list(keys)
-    workers = max(1, min(4, torch.get_num_threads()))
+    workers = int(os.environ.get("SDCODEX_LOAD_WORKERS", "0")) or max(1, min(4, torch.get_num_threads()))
     if workers == 1 or len(names) < 8:
         return {name: lazy[name] for name in names}
     from concurrent.futures import ThreadPoolExecutor
