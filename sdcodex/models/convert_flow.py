@@ -419,11 +419,20 @@ IGNORED_TEXT_KEYS = ("position_ids", "logit_scale", "text_projection.weight", "t
 
 
 def text_encoder_keys(keys: Sequence[str], prefix: str, kind: str, expected: set[str]) -> dict[str, str]:
-    """Module name -> file name for a CLIP or T5/UMT5 text-encoder file (tool prefix stripped, tied and unused
+    """Module name -> file name for a CLIP, T5/UMT5 or Llama text-encoder file (tool prefix stripped, tied and unused
     tensors handled): CLIP files may or may not carry 'text_model.'; T5 files may hold only one of 'shared' and
-    'encoder.embed_tokens' (they are the same tensor)."""
+    'encoder.embed_tokens' (they are the same tensor); Llama files (llava_llama3: 'model.layers.N...', bare, or
+    under 'language_model.model.') lose their LM head and any saved rotary table."""
     local = {k[len(prefix):]: k for k in keys if k.startswith(prefix)}
     local = {k: v for k, v in local.items() if not k.endswith(IGNORED_TEXT_KEYS)}
+    if kind == "llama":
+        fixed = {}
+        for k, v in local.items():
+            if k.startswith(("lm_head.", "language_model.lm_head.")) or k.endswith("rotary_emb.inv_freq"):
+                continue
+            bare = next((k[len(p):] for p in ("language_model.model.", "model.") if k.startswith(p)), k)
+            fixed[k if k in expected else bare] = v
+        return fixed
     if kind == "clip":
         with_prefix = any(k.startswith("text_model.") for k in expected)
         fixed = {}

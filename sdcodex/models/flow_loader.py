@@ -3,7 +3,8 @@
 Diffusers folders load with ``from_pretrained(local_files_only=True)``; a tokenizer subfolder the folder lacks is
 taken from ``<models_dir>/tokenizers/<name>/`` or named in a TokenizerMissingError with the command that fetches
 it. Single files (a FLUX or WAN transformer in the original layout, plus separate VAE and text-encoder files
-from the models folder) are handled by `flow_single` and end in the same LoadedModel.
+from the models folder) are handled by `flow_single` and end in the same LoadedModel. Separate text-encoder files
+(`TEXT_ENCODER_SLOTS`): FLUX clip_l + t5xxl, WAN umt5, HunyuanVideo 1.0 llama (llava_llama3) + clip_l.
 """
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ TEXT_ENCODER_SLOTS: dict[EngineKey, dict[str, tuple[tuple[str, ...], str, str]]]
     EngineKey.FLUX: {"text_encoder": (("clip_l",), "clip", "CLIPTextModel"),
                      "text_encoder_2": (("t5xxl",), "t5", "T5EncoderModel")},
     **{fam: {"text_encoder": (("umt5",), "", "UMT5EncoderModel")} for fam in _WAN},
+    EngineKey.HUNYUAN_VIDEO: {"text_encoder": (("llama",), "llama-type", "LlamaModel"),
+                              "text_encoder_2": (("clip_l",), "clip", "CLIPTextModel")},
 }
 #: plain pipeline settings (not modules) that a pipeline needs again when rebuilt for another task
 PIPELINE_SETTINGS = ("boundary_ratio", "expand_timesteps")
@@ -286,7 +289,8 @@ def _state(handle: Any, keymap: dict[str, str], dtype: torch.dtype | None) -> di
 
 def load_text_encoder_file(path: Path, slot_class: str, prefix: str, config: dict[str, Any],
                            dtype: torch.dtype | None, device: str) -> torch.nn.Module:
-    """A CLIP-L, T5-XXL or UMT5 text encoder from its own safetensors file, built empty from `config`."""
+    """A CLIP-L, T5-XXL, UMT5 or Llama (HunyuanVideo's llava_llama3) text encoder from its own safetensors file,
+    built empty from `config` (the base folder's text-encoder config)."""
     import transformers
 
     from sdcodex.models.convert_flow import text_encoder_keys
@@ -295,6 +299,8 @@ def load_text_encoder_file(path: Path, slot_class: str, prefix: str, config: dic
     plain = {k: v for k, v in config.items() if k not in ("architectures", "model_type", "_name_or_path")}
     if slot_class == "CLIPTextModel":
         module, kind = _build_text(config, projection=False), "clip"
+    elif slot_class == "LlamaModel":
+        module, kind = _empty(lambda: transformers.LlamaModel(transformers.LlamaConfig(**plain))), "llama"
     else:
         cfg_cls = transformers.UMT5Config if slot_class.startswith("UMT5") else transformers.T5Config
         cls = getattr(transformers, slot_class)
@@ -369,8 +375,12 @@ def separate_components(family: EngineKey, text_encoders: list[str], vae: str | 
         slot, prefix = text_encoder_slot(family, path, field)
         if slot in out:
             raise ModelLoadError(f"{path}: a second file for the {slot} slot", field=field)
-        cls = TEXT_ENCODER_SLOTS[family][slot][2]
-        out[slot] = load_text_encoder_file(path, cls, prefix, config(slot), dtype, device)
+        cls, cfg = TEXT_ENCODER_SLOTS[family][slot][2], config(slot)
+        if cls == "LlamaModel" and cfg.get("model_type", "llama") != "llama":  # HunyuanVideo-I2V's LLaVA encoder
+            raise ModelLoadError(f"{path}: this model's text encoder is a {cfg.get('model_type')} model (text + "
+                                 "vision tower), not a plain Llama; a Llama text-encoder file cannot replace it",
+                                 field=field, allowed=["llama"])
+        out[slot] = load_text_encoder_file(path, cls, prefix, cfg, dtype, device)
     if vae is not None:
         path = component_path(vae, "vae", models_dir)
         if family is EngineKey.FLUX:
