@@ -185,7 +185,3 @@ def validate_request(data: Any, *, prefix: str = "") -> GenerationRequest:
     check_task_keys(data, req.task)
     return req
 
-
-def given(req: GenerationRequest) -> dict[str, Any]:
-    """The keys a request actually gave, as JSON-able values (enums as strings)."""
-    return req.model_dump(mode="json", exclude_unset=True)
