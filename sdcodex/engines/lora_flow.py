@@ -1,0 +1,119 @@
+"""FLUX and WAN LoRAs in their original layouts (kohya/musubi flat names, ComfyUI/BFL dotted names) mapped to
+Diffusers `transformer.*.lora_A/B` keys with the single-file converter tables (convert_flow). It also holds the
+adapter-suffix table that lora.py shares, so the two modules import one way only.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+
+_SUFFIXES = {  # adapter tensor name ending -> role
+    ".lora_down.weight": "down", ".lora_up.weight": "up", ".lora_A.weight": "down", ".lora_B.weight": "up",
+    ".lora.down.weight": "down", ".lora.up.weight": "up", "_lora.down.weight": "down", "_lora.up.weight": "up",
+    ".alpha": "alpha",
+}
+
+
+#: prefixes of FLUX/WAN LoRAs in the original layouts: kohya/musubi flat names, ComfyUI/BFL dotted names
+_ORIGINAL_PREFIXES = ("lora_unet_", "lora_transformer_", "model.diffusion_model.", "diffusion_model.", "transformer.",
+                      "")
+
+
+def _flat_rows(rows: dict[str, Any]) -> list[tuple[re.Pattern[str], str]]:
+    """'double_blocks.{i}.img_attn.qkv' -> (^double_blocks_(\\d+)_img_attn_qkv$, row) for kohya's flat names."""
+    out = []
+    for stem in rows:
+        pattern = re.escape(stem.replace(".", "_")).replace(re.escape("{i}"), r"(\d+)")
+        out.append((re.compile(f"^{pattern}$"), stem))
+    return out
+
+
+def _original_name(stem: str, rows: dict[str, Any], flat: list[tuple[re.Pattern[str], str]]) -> str | None:
+    """A LoRA module name in the original FLUX/WAN layout ('double_blocks.0.img_attn.qkv', or kohya's flat
+    'double_blocks_0_img_attn_qkv'), prefix stripped, when a converter row claims it."""
+    for prefix in _ORIGINAL_PREFIXES:
+        if not stem.startswith(prefix):
+            continue
+        rest = stem[len(prefix):]
+        if _table_targets(rest, rows):
+            return rest
+        if prefix.endswith("_"):
+            for pattern, row in flat:
+                m = pattern.match(rest)
+                if m:
+                    return row.replace("{i}", m.group(1)) if m.groups() else row
+    return None
+
+
+def _table_targets(name: str, rows: dict[str, Any]) -> tuple[tuple[str, ...], str] | None:
+    """(Diffusers targets, op) of one original-layout module name by the converter tables, None if unclaimed."""
+    from sdcodex.models import convert_flow as cv
+
+    steps, _ = cv.plan([name + ".weight"], rows)
+    if not steps:
+        return None
+    _, targets, op = steps[0]
+    return tuple(t[: -len(".weight")] for t in targets), op
+
+
+def _from_original_layout(state: dict[str, torch.Tensor], family: str, model: Any) -> dict[str, torch.Tensor] | None:
+    """FLUX LoRAs with BFL module names (kohya `lora_unet_double_blocks_0_img_attn_qkv`, ComfyUI
+    `diffusion_model.double_blocks.0.img_attn.qkv`) and WAN LoRAs with Wan-Video names (`diffusion_model.blocks.0.
+    self_attn.q`, musubi `lora_unet_blocks_0_self_attn_q`) -> `transformer.<Diffusers module>.lora_A/B`, with the
+    same tables as the single-file converter (convert_flow): a fused qkv / linear1 keeps its down matrix for every
+    part and its up matrix is split by the model's own widths; FLUX's final adaLN swaps the halves of up.
+    Keys no row claims (text encoders, Diffusers names) are kept; None when no key is in an original layout."""
+    from sdcodex.models import convert_flow as cv
+
+    rows = cv.FLUX_ROWS if family == "flux" else cv.WAN_ROWS if family.startswith("wan") else None
+    if rows is None:
+        return None
+    flat = _flat_rows(rows)
+    groups: dict[str, dict[str, torch.Tensor]] = {}
+    out: dict[str, torch.Tensor] = {}
+    for key, tensor in state.items():
+        suffix = next((sfx for sfx in _SUFFIXES if key.endswith(sfx)), None)
+        name = _original_name(key[: -len(suffix)], rows, flat) if suffix else None
+        if name is None:
+            out[key] = tensor
+            continue
+        groups.setdefault(name, {})[_SUFFIXES[suffix]] = tensor
+    if not groups:
+        return None
+    transformer = model.components.get("transformer")
+    sizes = cv.flux_split_sizes(dict(transformer.config)) if family == "flux" and transformer is not None else None
+    for name, parts in groups.items():
+        targets, op = _table_targets(name, rows) or ((), "copy")
+        down, up = parts.get("down"), parts.get("up")
+        if down is None or up is None:
+            continue
+        if op == "split" and sizes is not None:
+            ups = torch.split(up, sizes(name + ".weight", up.shape[0]), dim=0)
+        elif op == "swap":
+            first, second = up.chunk(2, dim=0)
+            ups = (torch.cat([second, first], dim=0),)
+        else:
+            ups = (up,)
+        for target, part in zip(targets, ups):
+            out[f"transformer.{target}.lora_A.weight"] = down
+            out[f"transformer.{target}.lora_B.weight"] = part.contiguous()
+            if "alpha" in parts:
+                out[f"transformer.{target}.alpha"] = parts["alpha"]
+    return out
+
+
+def _other_original_layout(state: dict[str, torch.Tensor], family: str) -> str | None:
+    """'FLUX' / 'WAN' when a LoRA has the other flow family's original module names, else None."""
+    from sdcodex.models import convert_flow as cv
+
+    for name, rows, own in (("FLUX", cv.FLUX_ROWS, family == "flux"), ("WAN", cv.WAN_ROWS, family.startswith("wan"))):
+        if own:
+            continue
+        flat = _flat_rows(rows)
+        for key in state:
+            suffix = next((sfx for sfx in _SUFFIXES if key.endswith(sfx)), None)
+            if suffix and _original_name(key[: -len(suffix)], rows, flat) is not None:
+                return name
+    return None

@@ -1,0 +1,525 @@
+"""Detection rules: the key view (`Keys`) and claim (`Found`) rules are written in, and one rule function plus
+one exclusive family table per architecture (UNet, FLUX, HunyuanVideo, Wan, VAEs, text encoders, LoRA, ...).
+
+`detect.py` runs every rule in `RULES` and combines their claims into a `Detection`.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+from sdcodex.core.enums import EngineKey
+
+# ---- the key view and what a rule returns ------------------------------------------------------
+
+DENOISER_PREFIXES = ("", "model.diffusion_model.", "diffusion_model.", "model.")
+VAE_PREFIXES = ("", "first_stage_model.", "vae.")
+_LORA_MARKERS = (".lora_down.", ".lora_up.", ".lora_A.", ".lora_B.", ".lora.down.", ".lora.up.",
+                 "_lora.down.", "_lora.up.", ".hada_w1_a", ".lokr_w1", ".lora_mid.")
+
+
+class Keys:
+    """Tensor names -> shapes, with the lookups rules need."""
+
+    def __init__(self, shapes: Mapping[str, Iterable[int]], metadata: Mapping[str, str] | None = None) -> None:
+        self.shapes = {k: list(v) for k, v in shapes.items()}
+        self.sorted = sorted(self.shapes)
+        self.metadata = dict(metadata or {})
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.shapes
+
+    def shape(self, key: str) -> list[int] | None:
+        return self.shapes.get(key)
+
+    def dim(self, key: str, i: int, ndim: int | None = None) -> int | None:
+        """shape[i] of `key`, or None when absent (or not `ndim`-dimensional, e.g. packed NF4)."""
+        s = self.shapes.get(key)
+        if s is None or (ndim is not None and len(s) != ndim) or len(s) <= abs(i) - (i < 0):
+            return None
+        return s[i]
+
+    def any_with(self, prefix: str, *parts: str) -> bool:
+        return any(k.startswith(prefix) and all(x in k for x in parts) for k in self.sorted)
+
+    def count_blocks(self, prefix: str) -> int:
+        """Number of distinct N in keys "<prefix>N....": depth of a block list."""
+        pat = re.compile(re.escape(prefix) + r"(\d+)\.")
+        return len({m.group(1) for k in self.sorted if (m := pat.match(k))})
+
+    def prefixes_of(self, suffix: str) -> list[str]:
+        """Every prefix p with p + suffix a key (p ends with "." or is empty)."""
+        out = []
+        for k in self.sorted:
+            if k.endswith(suffix):
+                p = k[: len(k) - len(suffix)]
+                if p == "" or p.endswith("."):
+                    out.append(p)
+        return out
+
+
+@dataclass(frozen=True)
+class Found:
+    """One rule's claim on (part of) a file."""
+
+    rule: str
+    role: str  # "denoiser" | "vae" | "text_encoder" | "whole"
+    prefix: str
+    family: EngineKey | None
+    variant: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    compatible: tuple[EngineKey, ...] = ()
+    kind: str | None = None  # for role "whole"
+
+
+Row = tuple[str, "EngineKey | None", tuple[EngineKey, ...], Callable[[dict[str, Any]], bool]]
+
+
+def pick(table: tuple[Row, ...], facts: dict[str, Any]) -> list[Row]:
+    """All rows of a family table whose predicate holds for `facts` (exactly one, when the table is right)."""
+    return [row for row in table if row[3](facts)]
+
+
+def _from_table(rule: str, role: str, prefix: str, table: tuple[Row, ...], facts: dict[str, Any],
+                kind: str | None = None) -> Found:
+    rows = pick(table, facts)
+    variant = {k: v for k, v in facts.items() if v is not None and not k.startswith("_")}
+    if len(rows) == 1:
+        name, family, compat, _ = rows[0]
+        variant.setdefault("model", name)
+        return Found(rule, role, prefix, family, variant, compat, kind)
+    if rows:
+        variant["ambiguous"] = [r[0] for r in rows]
+    return Found(rule, role, prefix, None, variant, (), kind)
+
+
+def _prediction(k: Keys) -> str | None:
+    if "v_pred" in k or "edm_vpred.sigma_max" in k:
+        return "v_prediction"
+    if k.metadata.get("modelspec.prediction_type", "").lower() in ("v", "v_prediction"):
+        return "v_prediction"
+    return None
+
+
+# ---- denoisers -----------------------------------------------------------------------------------
+
+E = EngineKey
+SD_ANY = (E.SD15, E.SDXL)
+WAN_A14B = (E.WAN22_T2V_A14B, E.WAN22_I2V_A14B)
+
+# UNet (LDM or diffusers layout): facts are in_channels, context (cross-attention width),
+# adm (label/add embedding input width, None when absent), temporal (video UNet).
+UNET_TABLE: tuple[Row, ...] = (
+    ("sd15", E.SD15, (), lambda f: not f["temporal"] and f["adm"] is None and f["context"] == 768),
+    ("sd2", None, (), lambda f: not f["temporal"] and f["adm"] is None and f["context"] == 1024),
+    ("sdxl", E.SDXL, (), lambda f: not f["temporal"] and f["adm"] in (2816, 2560)),
+    ("svd", E.SVD, (), lambda f: f["temporal"]),
+)
+
+
+def rule_unet(k: Keys) -> list[Found]:
+    out = []
+    for p in DENOISER_PREFIXES:
+        if f"{p}input_blocks.0.0.weight" in k and f"{p}time_embed.0.weight" in k:
+            layout, conv_in, adm_key, temporal = "ldm", f"{p}input_blocks.0.0.weight", f"{p}label_emb.0.0.weight", (
+                k.any_with(p + "input_blocks.", ".time_stack.") or k.any_with(p + "input_blocks.", ".time_mixer."))
+        elif f"{p}conv_in.weight" in k and f"{p}time_embedding.linear_1.weight" in k and k.any_with(p + "down_blocks."):
+            layout, conv_in, adm_key = "diffusers", f"{p}conv_in.weight", f"{p}add_embedding.linear_1.weight"
+            temporal = k.any_with(p + "down_blocks.", "temporal_transformer_blocks")
+        else:
+            continue
+        context = next((k.dim(key, 1) for key in k.sorted if key.startswith(p) and key.endswith("attn2.to_k.weight")
+                        and "transformer_blocks" in key and "time_stack" not in key and "temporal" not in key), None)
+        in_ch = k.dim(conv_in, 1)
+        facts = {"layout": layout, "in_channels": in_ch, "context": context, "adm": k.dim(adm_key, 1),
+                 "temporal": temporal, "inpaint": True if in_ch == 9 else None, "prediction": _prediction(k),
+                 "refiner": True if k.dim(adm_key, 1) == 2560 else None,
+                 "ztsnr": True if "ztsnr" in k else None}
+        out.append(_from_table("unet", "denoiser", p, UNET_TABLE, facts))
+    return out
+
+
+FLUX_TABLE: tuple[Row, ...] = (
+    ("flux1", E.FLUX, (), lambda f: f["hidden"] in (3072, None)),
+)
+
+
+def rule_flux(k: Keys) -> list[Found]:
+    """FLUX.1 in BFL layout (double_blocks/single_blocks) or diffusers layout (transformer_blocks)."""
+    out = []
+    for p in DENOISER_PREFIXES:
+        bfl = (k.prefixes_of("double_blocks.0.img_attn.norm.key_norm.scale") +
+               k.prefixes_of("double_blocks.0.img_attn.norm.key_norm.weight"))
+        if p in bfl and f"{p}img_in.weight" in k and f"{p}double_stream_modulation_img.lin.weight" not in k:
+            img_in, hidden = f"{p}img_in.weight", k.dim(f"{p}img_in.bias", 0)
+            guidance = k.any_with(p + "guidance_in.")
+            depth = (k.count_blocks(p + "double_blocks."), k.count_blocks(p + "single_blocks."))
+            layout = "bfl"
+        elif (f"{p}x_embedder.weight" in k and f"{p}transformer_blocks.0.attn.norm_added_k.weight" in k
+              and k.any_with(p + "single_transformer_blocks.0.")):
+            img_in, hidden = f"{p}x_embedder.weight", k.dim(f"{p}x_embedder.bias", 0)
+            guidance = k.any_with(p + "time_text_embed.guidance_embedder.")
+            depth = (k.count_blocks(p + "transformer_blocks."), k.count_blocks(p + "single_transformer_blocks."))
+            layout = "diffusers"
+        else:
+            continue
+        in_ch = k.dim(img_in, 1, ndim=2) if k.dim(img_in, 0) == hidden else None
+        facts = {"layout": layout, "hidden": hidden, "in_channels": in_ch, "guidance_embed": guidance,
+                 "inpaint": True if in_ch == 384 else None, "control": "depth_or_canny" if in_ch == 128 else None,
+                 "double_blocks": depth[0], "single_blocks": depth[1],
+                 "quantization": "nf4" if any("bitsandbytes__nf4" in x for x in k.sorted) else None}
+        out.append(_from_table("flux", "denoiser", p, FLUX_TABLE, facts))
+    return out
+
+
+HUNYUAN_TABLE: tuple[Row, ...] = (
+    ("hunyuan_video", E.HUNYUAN_VIDEO, (), lambda f: not f["v15"]),
+    ("hunyuan_video15", E.HUNYUAN_VIDEO15, (), lambda f: f["v15"]),
+)
+
+
+def rule_hunyuan(k: Keys) -> list[Found]:
+    """HunyuanVideo 1.0 / 1.5: a token refiner on the text input; 1.5 adds a condition-type embedding."""
+    out = []
+    for p in DENOISER_PREFIXES:
+        if f"{p}txt_in.individual_token_refiner.blocks.0.norm1.weight" in k and f"{p}img_in.proj.weight" in k:
+            layout, img_in = "original", f"{p}img_in.proj.weight"
+            v15 = f"{p}cond_type_embedding.weight" in k
+            guidance = k.any_with(p + "guidance_in.")
+        elif f"{p}context_embedder.token_refiner.refiner_blocks.0.norm1.weight" in k and f"{p}x_embedder.proj.weight" in k:
+            layout, img_in = "diffusers", f"{p}x_embedder.proj.weight"
+            v15 = f"{p}cond_type_embed.weight" in k
+            guidance = k.any_with(p + "time_text_embed.guidance_embedder.")
+        else:
+            continue
+        in_ch = k.dim(img_in, 1)
+        facts = {"layout": layout, "v15": v15, "in_channels": in_ch, "hidden": k.dim(img_in, 0),
+                 "guidance_embed": guidance, "i2v": True if (not v15 and in_ch in (32, 33)) else None}
+        found = _from_table("hunyuan", "denoiser", p, HUNYUAN_TABLE, facts)
+        out.append(Found(found.rule, found.role, found.prefix, found.family,
+                         {k2: v for k2, v in found.variant.items() if k2 != "v15"}, found.compatible))
+    return out
+
+
+# Wan: dim = patch_embedding out, in_dim = its input channels (16 t2v, 36 i2v, 48 ti2v-5B),
+# clip = has a CLIP image branch (Wan 2.1 i2v), vace = VACE control blocks.
+WAN_TABLE: tuple[Row, ...] = (
+    ("wan22_ti2v_5b", E.WAN22_TI2V_5B, (), lambda f: f["dim"] == 3072 and f["in_dim"] == 48),
+    ("wan22_t2v_a14b", E.WAN22_T2V_A14B, (),
+     lambda f: f["dim"] == 5120 and f["in_dim"] == 16 and not f["_clip"] and not f["_vace"]),
+    ("wan22_i2v_a14b", E.WAN22_I2V_A14B, (), lambda f: f["dim"] == 5120 and f["in_dim"] == 36 and not f["_clip"]),
+)
+_WAN_SIZES = {1536: "1.3B", 3072: "5B", 5120: "14B"}
+
+
+def rule_wan(k: Keys) -> list[Found]:
+    out = []
+    for p in DENOISER_PREFIXES:
+        if f"{p}head.modulation" in k and f"{p}patch_embedding.weight" in k and f"{p}blocks.0.self_attn.q.weight" in k:
+            layout, head = "original", f"{p}head.head.weight"
+            clip = f"{p}img_emb.proj.0.weight" in k or f"{p}blocks.0.cross_attn.k_img.weight" in k
+        elif (f"{p}scale_shift_table" in k and f"{p}patch_embedding.weight" in k
+              and f"{p}condition_embedder.time_embedder.linear_1.weight" in k and f"{p}blocks.0.attn1.to_q.weight" in k):
+            layout, head = "diffusers", f"{p}proj_out.weight"
+            clip = k.any_with(p + "condition_embedder.image_embedder.")
+        else:
+            continue
+        pe = f"{p}patch_embedding.weight"
+        dim, in_dim = k.dim(pe, 0), k.dim(pe, 1)
+        out_dim = (k.dim(head, 0) or 0) // 4 or None
+        vace = k.any_with(p + "vace_blocks.")
+        task = {16: "t2v", 36: "i2v", 48: "ti2v"}.get(in_dim or 0)
+        facts = {"layout": layout, "dim": dim, "in_dim": in_dim, "out_dim": out_dim, "_clip": clip, "_vace": vace,
+                 "model_size": _WAN_SIZES.get(dim or 0), "task": task,
+                 "wan_version": "2.1" if (clip or dim == 1536) else None, "vace": True if vace else None}
+        out.append(_from_table("wan", "denoiser", p, WAN_TABLE, facts))
+    return out
+
+
+# ---- VAEs ----------------------------------------------------------------------------------------
+
+# Image VAEs of the LDM/diffusers AutoencoderKL shape: family from latent channels.
+KL_VAE_TABLE: tuple[Row, ...] = (
+    ("kl4", None, SD_ANY, lambda f: f["latent_channels"] == 4),   # SD1.5 and SDXL VAEs share a shape
+    ("kl16", E.FLUX, (), lambda f: f["latent_channels"] == 16),
+)
+WAN_VAE_TABLE: tuple[Row, ...] = (
+    ("wan21_vae", None, WAN_A14B, lambda f: f["latent_channels"] == 16),
+    ("wan22_vae", E.WAN22_TI2V_5B, (), lambda f: f["latent_channels"] == 48),
+)
+CAUSAL3D_VAE_TABLE: tuple[Row, ...] = (
+    ("hunyuan_video_vae", E.HUNYUAN_VIDEO, (), lambda f: f["latent_channels"] == 16),
+    ("hunyuan_video15_vae", E.HUNYUAN_VIDEO15, (), lambda f: f["latent_channels"] == 32),
+)
+
+
+def rule_vae_kl(k: Keys) -> list[Found]:
+    """2-D AutoencoderKL in LDM layout (encoder.down.N.block) or diffusers layout (down_blocks)."""
+    out = []
+    for p in VAE_PREFIXES:
+        ldm = k.dim(f"{p}encoder.down.0.block.0.conv1.weight", 0, ndim=4) is not None
+        diffusers = k.dim(f"{p}encoder.down_blocks.0.resnets.0.conv1.weight", 0, ndim=4) is not None
+        if not (ldm or diffusers) or f"{p}decoder.mid.block_1.mix_factor" in k:
+            continue
+        facts = {"layout": "ldm" if ldm else "diffusers", "latent_channels": k.dim(f"{p}decoder.conv_in.weight", 1)}
+        out.append(_from_table("vae_kl", "vae", p, KL_VAE_TABLE, facts))
+    return out
+
+
+def rule_vae_svd(k: Keys) -> list[Found]:
+    """SVD's VAE: LDM layout with a temporal decoder (mix_factor blends)."""
+    return [Found("vae_svd", "vae", p, E.SVD, {"layout": "ldm", "latent_channels": k.dim(f"{p}decoder.conv_in.weight", 1),
+                                               "temporal_decoder": True})
+            for p in VAE_PREFIXES if f"{p}decoder.mid.block_1.mix_factor" in k]
+
+
+def rule_vae_wan(k: Keys) -> list[Found]:
+    out = []
+    for p in VAE_PREFIXES:
+        if f"{p}decoder.middle.0.residual.0.gamma" in k:
+            facts = {"layout": "original", "latent_channels": k.dim(f"{p}conv2.weight", 0) or k.dim(f"{p}decoder.conv1.weight", 1)}
+        elif f"{p}decoder.mid_block.resnets.0.norm1.gamma" in k and k.dim(f"{p}decoder.conv_in.weight", 1, ndim=5):
+            facts = {"layout": "diffusers", "latent_channels": k.dim(f"{p}decoder.conv_in.weight", 1)}
+        else:
+            continue
+        out.append(_from_table("vae_wan", "vae", p, WAN_VAE_TABLE, facts))
+    return out
+
+
+def rule_vae_causal3d(k: Keys) -> list[Found]:
+    """HunyuanVideo (16 latent channels) and HunyuanVideo 1.5 (32) causal 3-D VAEs."""
+    out = []
+    for p in VAE_PREFIXES:
+        conv = k.dim(f"{p}decoder.conv_in.conv.weight", 1, ndim=5)
+        plain = k.dim(f"{p}decoder.conv_in.weight", 1, ndim=5)
+        if conv is None and not (plain == 32 and f"{p}decoder.mid_block.resnets.0.norm1.gamma" not in k):
+            continue
+        if f"{p}decoder.mid_block.resnets.0.norm1.norm_layer.weight" in k:  # CogVideoX: not ours
+            continue
+        out.append(_from_table("vae_causal3d", "vae", p, CAUSAL3D_VAE_TABLE, {"latent_channels": conv or plain}))
+    return out
+
+
+# ---- text encoders (any prefix: checkpoints nest them) --------------------------------------------
+
+CLIP_TABLE: tuple[Row, ...] = (
+    ("clip_l", None, (E.SD15, E.SDXL, E.FLUX, E.HUNYUAN_VIDEO), lambda f: f["hidden"] == 768),
+    ("clip_h", None, (), lambda f: f["hidden"] == 1024),
+    ("clip_g", None, (E.SDXL,), lambda f: f["hidden"] == 1280),
+)
+T5_TABLE: tuple[Row, ...] = (
+    ("umt5", None, (E.WAN22_TI2V_5B,) + WAN_A14B, lambda f: f["_umt5"]),
+    ("byt5", None, (E.HUNYUAN_VIDEO15,), lambda f: not f["_umt5"] and f["d_model"] == 1472),
+    ("t5xxl", None, (E.FLUX,), lambda f: not f["_umt5"] and f["d_model"] == 4096),
+)
+DECODER_LM_TABLE: tuple[Row, ...] = (
+    ("llama", None, (E.HUNYUAN_VIDEO,), lambda f: not f["_qkv_bias"]),
+    ("qwen2_5_vl", None, (E.HUNYUAN_VIDEO15,), lambda f: f["_qkv_bias"]),
+)
+
+
+def _te(found: Found) -> Found:
+    """Name the text encoder in variant["text_encoder"] (the table row), or "unknown"."""
+    variant = dict(found.variant)
+    variant["text_encoder"] = variant.pop("model", "unknown")
+    return Found(found.rule, found.role, found.prefix, None, variant, found.compatible)
+
+
+def rule_clip(k: Keys) -> list[Found]:
+    """CLIP text models: transformers layout (text_model.encoder.layers) or OpenCLIP (transformer.resblocks)."""
+    out = []
+    for p in k.prefixes_of("text_model.encoder.layers.0.self_attn.q_proj.weight"):
+        facts = {"layout": "transformers", "hidden": k.dim(f"{p}text_model.encoder.layers.0.self_attn.q_proj.weight", 0),
+                 "layers": k.count_blocks(p + "text_model.encoder.layers.")}
+        out.append(_te(_from_table("clip", "text_encoder", p, CLIP_TABLE, facts)))
+    for p in k.prefixes_of("transformer.resblocks.0.attn.in_proj_weight"):
+        if f"{p}token_embedding.weight" not in k:  # OpenCLIP *vision* towers have no token embedding
+            continue
+        facts = {"layout": "open_clip", "hidden": k.dim(f"{p}token_embedding.weight", 1),
+                 "layers": k.count_blocks(p + "transformer.resblocks.")}
+        out.append(_te(_from_table("clip", "text_encoder", p, CLIP_TABLE, facts)))
+    return out
+
+
+def rule_t5(k: Keys) -> list[Found]:
+    """T5 family encoders; UMT5 has a relative-attention bias in every block and a 256k vocabulary."""
+    out = []
+    for p in k.prefixes_of("encoder.block.0.layer.0.SelfAttention.q.weight"):
+        vocab = k.dim(f"{p}shared.weight", 0) or k.dim(f"{p}encoder.embed_tokens.weight", 0)
+        umt5 = vocab == 256384 or f"{p}encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight" in k
+        facts = {"d_model": k.dim(f"{p}encoder.block.0.layer.0.SelfAttention.q.weight", 1), "vocab": vocab,
+                 "_umt5": umt5, "layers": k.count_blocks(p + "encoder.block.")}
+        out.append(_te(_from_table("t5", "text_encoder", p, T5_TABLE, facts)))
+    return out
+
+
+def rule_decoder_lm(k: Keys) -> list[Found]:
+    """Llama-style decoder LMs used as text encoders (LLaVA-Llama-3 for HunyuanVideo, Qwen2.5-VL for 1.5)."""
+    out = []
+    for p in k.prefixes_of("layers.0.mlp.gate_proj.weight"):
+        if f"{p}embed_tokens.weight" not in k or f"{p}layers.0.self_attn.q_proj.weight" not in k:
+            continue
+        facts = {"hidden": k.dim(f"{p}embed_tokens.weight", 1), "vocab": k.dim(f"{p}embed_tokens.weight", 0),
+                 "_qkv_bias": f"{p}layers.0.self_attn.q_proj.bias" in k, "layers": k.count_blocks(p + "layers.")}
+        out.append(_te(_from_table("decoder_lm", "text_encoder", p, DECODER_LM_TABLE, facts)))
+    return out
+
+
+# ---- whole-file kinds: LoRA, embedding, upscaler -------------------------------------------------
+
+# LoRA facts (keys flattened to "_" form so kohya and peft names read alike):
+#   unet: targets a UNet (down/up/input/output blocks) or a CLIP text encoder; context: in-width of
+#   an attn2.to_k adapter; te_width: in-width of a CLIP text-encoder adapter; te2: has a second (SDXL) text encoder; mmdit: double/single-stream
+#   transformer blocks; hunyuan: names only HunyuanVideo has (or more blocks than FLUX's 19/38);
+#   hidden: in-width of an mmdit attention adapter; wan: Wan-style "blocks.N.self_attn" targets.
+LORA_TABLE: tuple[Row, ...] = (
+    ("sd15", E.SD15, (), lambda f: f["unet"] and not f["te2"] and (f["context"] or f["te_width"]) == 768),
+    ("sd2", None, (), lambda f: f["unet"] and not f["te2"] and (f["context"] or f["te_width"]) == 1024),
+    ("sdxl", E.SDXL, (), lambda f: f["unet"] and (f["te2"] or f["context"] == 2048)),
+    ("flux", E.FLUX, (), lambda f: f["mmdit"] and not f["hunyuan"] and f["hidden"] in (3072, None)),
+    ("hunyuan_video", E.HUNYUAN_VIDEO, (), lambda f: f["hunyuan"] and f["hidden"] != 2048),
+    ("hunyuan_video15", E.HUNYUAN_VIDEO15, (), lambda f: (f["mmdit"] or f["hunyuan"]) and f["hidden"] == 2048),
+    ("wan22_ti2v_5b", E.WAN22_TI2V_5B, (), lambda f: f["wan"] and f["wan_dim"] == 3072),
+    ("wan_14b", None, WAN_A14B, lambda f: f["wan"] and f["wan_dim"] == 5120),
+    ("wan_1_3b", None, (), lambda f: f["wan"] and f["wan_dim"] == 1536),
+)
+_UNET_PARTS = ("down_blocks_", "up_blocks_", "mid_block_", "input_blocks_", "output_blocks_", "middle_block_",
+               "lora_te_", "lora_te1_", "lora_te2_", "text_model_encoder_layers_")
+_HUNYUAN_PARTS = ("img_mlp_fc1", "txt_mlp_fc1", "img_mod_linear", "txt_mod_linear", "individual_token_refiner",
+                  "token_refiner_refiner_blocks")
+_DOUBLE_RE = re.compile(r"(?:^|_)(?:double_blocks|(?<!single_)transformer_blocks)_(\d+)_")
+_SINGLE_RE = re.compile(r"(?:^|_)(?:single_blocks|single_transformer_blocks)_(\d+)_")
+_WAN_RE = re.compile(r"(?:^|_)(?<!transformer_)(?<!single_)(?<!double_)blocks_\d+_(self_attn|cross_attn|attn1|attn2|ffn)_")
+_ADAPTER_DOWN = re.compile(r"(\.lora_down\.weight|\.lora_A\.weight|\.lora\.down\.weight|_lora\.down\.weight)$")
+_LORA_PREFIXES = ("lora_unet_", "lora_te1_", "lora_te2_", "lora_te_", "lora_transformer_", "diffusion_model.",
+                  "transformer.", "unet.", "text_encoder.", "base_model.model.")
+_BASE_MODEL_METADATA = (("sdxl", E.SDXL), ("sd_v1", E.SD15), ("flux", E.FLUX))
+
+
+def _lora_in_width(k: Keys, *needles: str) -> int | None:
+    for key in k.sorted:
+        flat = key.replace(".", "_")
+        if _ADAPTER_DOWN.search(key) and all(n in flat for n in needles):
+            return k.dim(key, 1)
+    return None
+
+
+def rule_lora(k: Keys) -> list[Found]:
+    if not any(m in key for key in k.sorted for m in _LORA_MARKERS):
+        return []
+    flats = [key.replace(".", "_") for key in k.sorted]
+    has = lambda *parts: any(p in f for f in flats for p in parts)  # noqa: E731
+    mmdit = has("double_blocks_", "single_blocks_", "single_transformer_blocks_", "_attn_add_q_proj", "_ff_context_")
+    wan = any(_WAN_RE.search(f) for f in flats)
+    hidden = (_lora_in_width(k, "double_blocks_", "img_attn") or _lora_in_width(k, "transformer_blocks_", "attn_to_q")
+              or _lora_in_width(k, "single_blocks_", "linear1") or _lora_in_width(k, "single_transformer_blocks_"))
+    wan_dim = None
+    if wan:
+        wan_dim = next((k.dim(key, 1) for key, f in zip(k.sorted, flats)
+                        if _ADAPTER_DOWN.search(key) and _WAN_RE.search(f)
+                        and re.search(r"(self_attn_q|attn1_to_q|cross_attn_q|attn2_to_q)_", f)), None)
+    # FLUX has 19 double + 38 single blocks; HunyuanVideo 20 + 40: a higher index means HunyuanVideo.
+    depth = [max((int(m.group(1)) for f in flats if (m := rx.search(f))), default=-1) for rx in (_DOUBLE_RE, _SINGLE_RE)]
+    hunyuan = has(*_HUNYUAN_PARTS) or (mmdit and (depth[0] >= 19 or depth[1] >= 38))
+    facts: dict[str, Any] = {
+        "unet": has(*_UNET_PARTS) and not mmdit and not wan,
+        "context": _lora_in_width(k, "transformer_blocks_", "attn2_to_k"),
+        "te2": has("lora_te2_", "text_encoder_2_"),
+        "te_width": _lora_in_width(k, "text_model_encoder_layers_", "self_attn")
+        or _lora_in_width(k, "text_model_encoder_layers_", "mlp_fc1"),
+        "mmdit": mmdit, "hunyuan": hunyuan, "hidden": hidden if mmdit else None,
+        "wan": wan and not mmdit, "wan_dim": wan_dim,
+    }
+    rank = min((k.dim(key, 0) or 0 for key in k.sorted if _ADAPTER_DOWN.search(key)), default=None)
+    prefixes = Counter(next((p for p in _LORA_PREFIXES if key.startswith(p)), "") for key in k.sorted)
+    model_prefixes = Counter({p: n for p, n in prefixes.items() if not p.startswith(("lora_te", "text_encoder"))})
+    prefix = (model_prefixes or prefixes).most_common(1)[0][0]
+    found = _from_table("lora", "whole", prefix, LORA_TABLE, facts, kind="lora")
+    variant = {"format": "kohya" if any(f.startswith("lora_") for f in flats) else "peft",
+               "rank": rank or None, "text_encoder": has(*_UNET_PARTS[6:], "text_encoder") or None}
+    if found.variant.get("model"):
+        variant["model"] = found.variant["model"]
+    family = found.family
+    if family is None and not found.compatible and "ambiguous" not in found.variant:
+        base = k.metadata.get("ss_base_model_version", "") or k.metadata.get("modelspec.architecture", "")
+        family = next((fam for marker, fam in _BASE_MODEL_METADATA if base.lower().startswith(marker)), None)
+        if family:
+            variant["family_from"] = "metadata"
+    if "ambiguous" in found.variant:
+        variant["ambiguous"] = found.variant["ambiguous"]
+    return [Found("lora", "whole", prefix, family, {k2: v for k2, v in variant.items() if v is not None},
+                  found.compatible, "lora")]
+
+
+_EMBEDDING_KEYS = {"emb_params", "clip_l", "clip_g", "string_to_token", "string_to_param.*", "string_to_param"}
+
+
+def rule_embedding(k: Keys) -> list[Found]:
+    """Textual inversion: A1111 `emb_params` / `string_to_param.*`, SDXL `clip_l` + `clip_g`."""
+    if not k.shapes or not set(k.shapes) <= _EMBEDDING_KEYS:
+        return []
+    if "clip_l" in k and "clip_g" in k:
+        return [Found("embedding", "whole", "", E.SDXL, {"vectors": k.dim("clip_l", 0)}, (), "embedding")]
+    key = "emb_params" if "emb_params" in k else next((x for x in k.sorted if x.startswith("string_to_param")), None)
+    if key is None or len(k.shapes[key]) != 2:
+        return []
+    width = k.dim(key, 1)
+    family = {768: E.SD15}.get(width or 0)
+    return [Found("embedding", "whole", "", family, {"vectors": k.dim(key, 0), "width": width}, (), "embedding")]
+
+
+def _upscaler(rule: str, arch: str, scale: int | None, k: Keys, **extra: Any) -> list[Found]:
+    variant = {"arch": arch, "scale": scale, **extra}
+    return [Found(rule, "whole", "", None, {a: b for a, b in variant.items() if b is not None}, (), "upscaler")]
+
+
+def rule_upscaler_esrgan(k: Keys) -> list[Found]:
+    """ESRGAN, original layout: model.0 conv, model.1.sub.N.RDB blocks, one upconv per x2 step."""
+    if "model.0.weight" not in k or not k.any_with("model.1.sub.0.", "RDB1"):
+        return []
+    last = max(int(m.group(1)) for key in k.sorted if (m := re.match(r"model\.(\d+)\.weight$", key)))
+    return _upscaler("upscaler_esrgan", "esrgan", 2 ** max(0, (last - 4) // 3), k,
+                     blocks=k.count_blocks("model.1.sub.") - 1)
+
+
+def rule_upscaler_rrdbnet(k: Keys) -> list[Found]:
+    """Real-ESRGAN / BasicSR RRDBNet: conv_first, body.N.rdbM, conv_up1/2; x2/x1 models pixel-unshuffle."""
+    if "conv_first.weight" not in k or not k.any_with("body.0.rdb1."):
+        return []
+    ups = sum(f"conv_up{i}.weight" in k for i in (1, 2, 3))
+    unshuffle = int(math.isqrt((k.dim("conv_first.weight", 1) or 3) // 3))
+    return _upscaler("upscaler_rrdbnet", "realesrgan", max(1, 2 ** ups // max(1, unshuffle)), k,
+                     blocks=k.count_blocks("body."))
+
+
+def rule_upscaler_swinir(k: Keys) -> list[Found]:
+    if "conv_first.weight" not in k or not k.any_with("layers.0.residual_group."):
+        return []
+    nf = k.dim("conv_before_upsample.0.weight", 0) or k.dim("conv_first.weight", 0) or 0
+    shuffles = [k.dim(key, 0) for key in k.sorted if re.match(r"upsample\.\d+\.weight$", key)]
+    scale = 3 if shuffles == [9 * nf] else 2 ** sum(s == 4 * nf for s in shuffles) if shuffles else None
+    if scale is None and "conv_up1.weight" in k:
+        scale = 2 ** sum(f"conv_up{i}.weight" in k for i in (1, 2))
+    return _upscaler("upscaler_swinir", "swinir", scale, k)
+
+
+def rule_upscaler_compact(k: Keys) -> list[Found]:
+    """SRVGGNetCompact (realesr-general / animevideo): only body.N convs and PReLUs."""
+    if not k.shapes or not all(re.match(r"body\.\d+\.(weight|bias)$", x) for x in k.shapes):
+        return []
+    if k.dim("body.0.weight", 0, ndim=4) is None or len(k.shape("body.1.weight") or []) != 1:
+        return []
+    last = max(int(x.split(".")[1]) for x in k.shapes)
+    out = k.dim(f"body.{last}.weight", 0) or 3
+    return _upscaler("upscaler_compact", "compact", int(math.isqrt(out // 3)), k)
+
+
+RULES: tuple[Callable[[Keys], list[Found]], ...] = (
+    rule_unet, rule_flux, rule_hunyuan, rule_wan,
+    rule_vae_kl, rule_vae_svd, rule_vae_wan, rule_vae_causal3d,
+    rule_clip, rule_t5, rule_decoder_lm,
+    rule_lora, rule_embedding, rule_upscaler_esrgan, rule_upscaler_rrdbnet, rule_upscaler_swinir,
+    rule_upscaler_compact,
+)
