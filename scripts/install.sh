@@ -14,13 +14,17 @@ if [ -f "$stamp" ]; then
   exit 0
 fi
 PIP=(.venv/bin/python -m pip install --disable-pip-version-check -q -c constraints.txt)
+pip_install() {
+  # Some machines' pip configs name extra local indexes that do not exist; drop those warnings only.
+  "${PIP[@]}" "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
 if [ -n "${TORCH_INDEX_URL:-}" ]; then
   # e.g. TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 for a CUDA build of the pinned version
-  "${PIP[@]}" --index-url "$TORCH_INDEX_URL" "torch==$(grep -E '^torch==' constraints.txt | cut -d= -f3 | cut -d+ -f1)"
+  pip_install --index-url "$TORCH_INDEX_URL" "torch==$(grep -E '^torch==' constraints.txt | cut -d= -f3 | cut -d+ -f1)"
 fi
-"${PIP[@]}" -e ".${EXTRAS}"
+pip_install -e ".${EXTRAS}"
 # No CPU torchvision exists for this torch: these two are installed without their dependencies.
-"${PIP[@]}" --no-deps spandrel open-clip-torch
+pip_install --no-deps spandrel open-clip-torch
 if .venv/bin/python -c "import torchvision" 2>/dev/null; then
   echo "install.sh: torchvision got installed; it breaks the CPU torch here. Removing it." >&2
   .venv/bin/python -m pip uninstall -y -q torchvision
