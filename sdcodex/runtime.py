@@ -132,21 +132,33 @@ class MediaSaver:
     def save_image(self, image: Any, *, task: str, seed: int, fmt: str, fields: dict[str, Any],
                    request: dict[str, Any]) -> str:
         from sdcodex.media.images import save_image
-        from sdcodex.media.infotext import build_infotext
         from sdcodex.media.naming import next_output_path
 
         ext = {"jpeg": "jpg"}.get(fmt, fmt)
         path = next_output_path(self.outdir, task, seed, ext)
-        return str(save_image(image, path, fmt=fmt, infotext=build_infotext(fields), request=request))
+        return str(save_image(image, path, fmt=fmt, infotext=self.infotext(fields), request=request))
+
+    @staticmethod
+    def infotext(fields: dict[str, Any]) -> str:
+        """A1111 infotext; an upscaled image keeps its source's parameters and adds the Postprocess fields,
+        as A1111's Extras tab does."""
+        from sdcodex.media.infotext import build_infotext
+
+        fields = dict(fields)
+        source = fields.pop("source_parameters", None)
+        if not source:
+            return build_infotext(fields)
+        extra = ", ".join(f"{k}: {v}" for k, v in (fields.get("extra") or {}).items()
+                          if k.startswith("Postprocess"))
+        return f"{source.rstrip()}, {extra}" if extra else source
 
     def save_video(self, frames: list[Any], *, task: str, seed: int, fmt: str, fps: float,
                    fields: dict[str, Any], request: dict[str, Any]) -> str:
-        from sdcodex.media.infotext import build_infotext
         from sdcodex.media.naming import next_output_path
         from sdcodex.media.video import save_video
 
         path = next_output_path(self.outdir, task, seed, fmt)
-        return str(save_video(frames, path, fps=fps, fmt=fmt, infotext=build_infotext(fields), request=request))
+        return str(save_video(frames, path, fps=fps, fmt=fmt, infotext=self.infotext(fields), request=request))
 
 
 def load_request_image(value: str, field: str, *, allow_path: bool) -> Any:

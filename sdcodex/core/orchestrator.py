@@ -215,7 +215,9 @@ class Orchestrator:
         """The values A1111's infotext shows, in our native names (media builds the text)."""
         if params.task is Task.UPSCALE:
             size = info.get("output_size") or [None, None]
-            return {"width": size[0], "height": size[1], "extra": dict(info.get("infotext_extra") or {})}
+            source = (getattr(params.init_image, "info", None) or {}).get("parameters")
+            return {"width": size[0], "height": size[1], "extra": dict(info.get("infotext_extra") or {}),
+                    "source_parameters": source if isinstance(source, str) else None}
         fields: dict[str, Any] = {
             "prompt": params.prompt,
             "negative_prompt": params.negative_prompt,

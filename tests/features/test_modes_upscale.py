@@ -70,6 +70,23 @@ def test_upscale_task_through_the_orchestrator(forch, sample_image):
         assert saved.size == (160, 160) and "Postprocess upscaler: Lanczos" in saved.info["parameters"]
 
 
+def test_upscaled_image_keeps_its_source_parameters(forch):
+    """As A1111's Extras: the upscaled file keeps the generation parameters and adds the Postprocess fields."""
+    first = forch.run({"task": "txt2img", "model": "sd15-demo", "prompt": "a lighthouse", "width": 64, "height": 64,
+                       "steps": 2, "seed": 9})
+    with open(first.images[0], "rb") as f:
+        import base64
+
+        source = base64.b64encode(f.read()).decode()
+    with Image.open(first.images[0]) as original:
+        params = original.info["parameters"]
+    result = forch.run({"task": "upscale", "init_image": source, "upscaler": "Lanczos", "scale": 2})
+    with Image.open(result.images[0]) as saved:
+        text = saved.info["parameters"]
+    assert text.startswith(params) and text.endswith("Postprocess upscaler: Lanczos, Postprocess upscale by: 2.0")
+    assert "Seed: 9" in text and saved.size == (128, 128)
+
+
 def test_upscale_with_a_model_reports_progress_per_tile(forch, sample_image):
     events = []
     result = forch.run({"task": "upscale", "init_image": png_b64(sample_image), "upscaler": "R-ESRGAN AnimeVideo",
