@@ -23,7 +23,7 @@ def free_port() -> int:
 class LiveServer:
     """uvicorn serving create_app(settings) in a thread; `stop()` shuts it down like Ctrl-C."""
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Any, *, with_ui: bool = False) -> None:
         import uvicorn
 
         from sdcodex.server import create_app
@@ -31,7 +31,7 @@ class LiveServer:
         settings.host = "127.0.0.1"
         settings.port = settings.port if settings.port not in (None, 7860) else free_port()
         self.settings = settings
-        self.app = create_app(settings)
+        self.app = create_app(settings, with_ui=with_ui)
         self.service = self.app.state.codex
         self.url = f"http://127.0.0.1:{settings.port}"
         config = uvicorn.Config(self.app, host="127.0.0.1", port=settings.port, log_level="warning",
@@ -41,7 +41,7 @@ class LiveServer:
 
     def start(self) -> "LiveServer":
         self.thread.start()
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while not self.server.started:
             if time.monotonic() > deadline or not self.thread.is_alive():
                 raise RuntimeError("server did not start")

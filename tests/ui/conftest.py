@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+
+from tests.server.live import LiveServer
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -30,46 +29,24 @@ def chromium_path() -> str | None:
     return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class UIServer:
-    """create_app(settings, with_ui=True) under uvicorn in a thread."""
+class UIServer(LiveServer):
+    """The server tests' live server with the web UI mounted (create_app(settings, with_ui=True))."""
 
     def __init__(self, models_dir: Path, root: Path) -> None:
-        import uvicorn
-
         from sdcodex.server import ServerSettings
-        from sdcodex.server.app import create_app
 
-        port = free_port()
-        settings = ServerSettings(models_dir=str(models_dir), outdir=str(root / "outputs"),
-                                  db_path=str(root / "jobs.sqlite"), device="cpu", port=port)
-        self.app = create_app(settings, with_ui=True)
-        self.service = self.app.state.codex
-        self.url = f"http://127.0.0.1:{port}/"
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                                timeout_graceful_shutdown=5)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        super().__init__(ServerSettings(models_dir=str(models_dir), outdir=str(root / "outputs"),
+                                        db_path=str(root / "jobs.sqlite"), device="cpu"), with_ui=True)
+        self.url += "/"
 
     def __enter__(self) -> "UIServer":
-        self.thread.start()
-        deadline = time.monotonic() + 90
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("UI server did not start")
-            time.sleep(0.05)
+        self.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.server.should_exit = True
         # a generation still followed by a page must not hold the shutdown: interrupt what runs
         self.service.worker.interrupt()
-        self.thread.join(30)
+        self.stop()
 
 
 @pytest.fixture(scope="session")
