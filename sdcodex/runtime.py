@@ -14,10 +14,6 @@ from sdcodex.core.params import Params
 
 log = logging.getLogger("sdcodex.runtime")
 
-#: kinds of inventory entry that a generation request may name as `model`
-GENERATION_KINDS = ("checkpoint", "diffusion_model")
-
-
 def default_outdir() -> Path:
     return Path(os.environ.get("SDCODEX_OUTPUTS_DIR", "outputs"))
 
@@ -52,10 +48,9 @@ class LocalModels:
         return self.inventory.entries(kind=kind, family=family)
 
     def checkpoints(self, family: str | None = None) -> list[Any]:
-        out = []
-        for kind in GENERATION_KINDS:
-            out += self.entries(kind=kind, family=family)
-        return out
+        """What a request may name as `model`: full checkpoints and bare diffusion models (the inventory's
+        "checkpoint" kind covers both)."""
+        return self.entries(kind="checkpoint", family=family)
 
     def resolve(self, ref: str | None, *, engine: str | None = None) -> Any:
         if not self._scanned:
@@ -68,19 +63,16 @@ class LocalModels:
                                          f"`sdcodex demo` to build the random-weight demo models", field="model",
                                          allowed=[e.name for e in self.checkpoints()])
             return candidates[0]
-        last_error: Exception | None = None
-        for kind in GENERATION_KINDS:
-            try:
-                return self.inventory.resolve(ref, kind=kind, family=None)
-            except ModelNotFoundError as exc:
-                last_error = exc
+        try:
+            return self.inventory.resolve(ref, kind="checkpoint")
+        except ModelNotFoundError as exc:
+            last_error: Exception = exc
         if not Path(ref).exists():
             self.refresh()  # a file may have been added since the last scan
-            for kind in GENERATION_KINDS:
-                try:
-                    return self.inventory.resolve(ref, kind=kind, family=None)
-                except ModelNotFoundError as exc:
-                    last_error = exc
+            try:
+                return self.inventory.resolve(ref, kind="checkpoint")
+            except ModelNotFoundError as exc:
+                last_error = exc
         raise ModelNotFoundError(f"unknown model {ref!r}", field="model",
                                  allowed=[e.name for e in self.checkpoints()]) from last_error
 
