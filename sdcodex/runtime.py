@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from sdcodex.core.errors import ModelNotFoundError
+from sdcodex.core.errors import AmbiguousModelError, ModelNotFoundError
 from sdcodex.core.orchestrator import Orchestrator
 from sdcodex.core.params import Params
 
@@ -66,15 +66,16 @@ class LocalModels:
         try:
             return self.inventory.resolve(ref, kind="checkpoint")
         except ModelNotFoundError as exc:
-            last_error: Exception = exc
-        if not Path(ref).exists():
-            self.refresh()  # a file may have been added since the last scan
-            try:
-                return self.inventory.resolve(ref, kind="checkpoint")
-            except ModelNotFoundError as exc:
-                last_error = exc
-        raise ModelNotFoundError(f"unknown model {ref!r}", field="model",
-                                 allowed=[e.name for e in self.checkpoints()]) from last_error
+            if isinstance(exc, AmbiguousModelError) or Path(ref).exists():
+                raise  # it names the matching paths, or what the file at that path is
+        self.refresh()  # a file may have been added since the last scan
+        try:
+            return self.inventory.resolve(ref, kind="checkpoint")
+        except AmbiguousModelError:
+            raise
+        except ModelNotFoundError as exc:
+            raise ModelNotFoundError(f"unknown model {ref!r}", field="model",
+                                     allowed=[e.name for e in self.checkpoints()]) from exc
 
     def resolve_vae(self, ref: str | None) -> str | None:
         if not ref or ref.lower() in ("automatic", "none", "auto"):

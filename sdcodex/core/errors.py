@@ -71,6 +71,13 @@ class ModelNotFoundError(CodexError):
     code = "model_not_found"
 
 
+class AmbiguousModelError(ModelNotFoundError):
+    """A name matches several files; `allowed` lists their paths (any of them, or its A1111 title, is unique)."""
+
+    http_status = 422
+    code = "model_ambiguous"
+
+
 class ModelLoadError(CodexError):
     """A model file exists but cannot be loaded (corrupt, truncated, unknown layout, wrong family)."""
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from sdcodex.core.enums import EngineKey
-from sdcodex.core.errors import CodexError, ModelNotFoundError
+from sdcodex.core.errors import AmbiguousModelError, CodexError, ModelNotFoundError
 from sdcodex.models import detect as _detect
 from sdcodex.models.hashing import CACHE_FILENAME, HashCache, short_hash as _short
 
@@ -248,7 +248,7 @@ class Inventory:
         if len(hits) == 1:
             return hits[0]
         if len(hits) > 1:
-            raise ModelNotFoundError(f"model {ref!r} is ambiguous: {len(hits)} files match; pass one by path",
+            raise AmbiguousModelError(f"model {ref!r} is ambiguous: {len(hits)} files match; pass one by path",
                                      field="model", allowed=sorted(str(e.path) for e in hits))
         allowed = sorted({e.name for e in pool or []}, key=str.lower)
         raise ModelNotFoundError(f"model {ref!r} not found in {self.models_dir}", field="model", allowed=allowed)

@@ -239,3 +239,22 @@ def test_every_job_logs_one_record_with_what_it_did(orchestrator, caplog, monkey
     assert rec.engine == "sd15" and rec.model == "sd15-demo" and rec.sampler_in == "Euler"
     assert rec.sampler_effective == "Euler" and "cfg_scale" in rec.preset_keys
     assert rec.applied_preset_patch["cfg_scale"] == 7.0 and rec.timings["denoise"] >= 0
+
+
+def test_ambiguous_model_name_lists_the_matching_paths(demo_models_dir, tmp_path):
+    """Two folders hold a model of the same name: the name alone is refused naming both paths; a path works."""
+    import shutil
+
+    from sdcodex.core.errors import AmbiguousModelError
+    from sdcodex.runtime import LocalModels, build_orchestrator
+
+    for sub in ("a", "b"):
+        shutil.copytree(demo_models_dir / "demo" / "sd15-demo", tmp_path / "models" / sub / "sd15-demo")
+    orch = build_orchestrator(models=LocalModels(tmp_path / "models"), outdir=tmp_path / "out", device="cpu")
+    with pytest.raises(AmbiguousModelError) as err:
+        orch.run({"task": "txt2img", "model": "sd15-demo", **BASE, "steps": 1})
+    assert "ambiguous" in str(err.value) and err.value.field == "model"
+    assert sorted(err.value.allowed) == sorted(str(tmp_path / "models" / s / "sd15-demo") for s in ("a", "b"))
+    assert err.value.to_dict()["error"] == "model_ambiguous"
+    result = orch.run({"task": "txt2img", "model": str(tmp_path / "models" / "b" / "sd15-demo"), **BASE, "steps": 1})
+    assert result.info["model"] == "sd15-demo" and len(result.pil_images) == 1
