@@ -151,7 +151,8 @@ def main() -> int:
             m = med[name]
             print(f"  {name:9s} ready {m['ready_s']:6.2f} s (load {m['load_s']:.2f} s + touch)  "
                   f"peak RSS {m['peak_rss_mb']:7.0f} MB  import {m['import_s']:.2f} s")
-        print(f"  time ratio codex/diffusers      {med['codex']['ready_s'] / med['diffusers']['ready_s']:.2f}  (target <= 0.5)")
+        target = "(target <= 0.5)" if dtype == "fp16" else "(reported; the target is set on the fp16 load)"
+        print(f"  time ratio codex/diffusers      {med['codex']['ready_s'] / med['diffusers']['ready_s']:.2f}  {target}")
         print(f"  peak RSS ratio codex/diffusers  {med['codex']['peak_rss_mb'] / med['diffusers']['peak_rss_mb']:.2f}  (target <= 1.0)")
     return 0
 

@@ -326,7 +326,7 @@ def load_wan_vae_file(path: Path, config: dict[str, Any], dtype: torch.dtype | N
                     None)
     if original is not None:
         local = {k[len(original):]: k for k in keys if k.startswith(original)}
-        shapes = {k: handle.get_slice(v).get_shape() for k, v in local.items()}
+        shapes = {k: handle.shape(v) for k, v in local.items()}
         _fits(path, shapes["conv2.weight"][0] if "conv2.weight" in shapes else None, config, family)
         try:
             config = cv.wan_vae_config(shapes, config)
@@ -339,7 +339,7 @@ def load_wan_vae_file(path: Path, config: dict[str, Any], dtype: torch.dtype | N
             raise ModelLoadError(f"{path}: no WAN VAE weights (decoder.conv_in.weight or decoder.conv1.weight) in "
                                  "this file", field="vae")
         keymap = {k[len(prefix):]: k for k in keys if k.startswith(prefix)}
-        _fits(path, handle.get_slice(f"{prefix}post_quant_conv.weight").get_shape()[0]
+        _fits(path, handle.shape(f"{prefix}post_quant_conv.weight")[0]
               if f"{prefix}post_quant_conv.weight" in keys else None, config, family)
     module = _empty(lambda: AutoencoderKLWan.from_config(config))
     return _assign(module, _state(handle, keymap, dtype), path, "vae").to(device)

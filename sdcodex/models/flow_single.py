@@ -134,7 +134,7 @@ def build_transformer(path: Path, layout: str, base_config: Mapping[str, Any], d
     from diffusers import FluxTransformer2DModel, WanTransformer3DModel
 
     handle, keys = _open_safetensors(path)
-    shapes = {k: handle.get_slice(k).get_shape() for k in keys}
+    shapes = {k: handle.shape(k) for k in keys}
     found, prefix = transformer_layout(path, shapes)
     if found != layout:
         raise ModelLoadError(f"{path}: a {found.upper()} transformer, not a {layout.upper()} one", field="model")

@@ -1,8 +1,9 @@
 """Offline loading of SD1.5 / SDXL models into Diffusers pipeline components.
 
 Single files (.safetensors; pickle only on explicit opt-in) are converted from the LDM layout with our own
-tables (convert_ldm.py); every module is built with empty (meta) parameters from a bundled config and its
-weights are assigned straight from the file: no random init, no second copy. Diffusers folders load with
+tables (convert_ldm.py); the file is privately memory-mapped and its pages made resident on a background thread
+while every module is built with empty (meta) parameters from a bundled config; the weights are then assigned
+straight from the map: no random init, no second copy. Diffusers folders load with
 ``from_pretrained(local_files_only=True)``. Nothing is ever fetched from a hub.
 """
 from __future__ import annotations
@@ -112,7 +113,7 @@ def _materialize(source: Any, keys: Mapping[str, str], dtype: torch.dtype | None
     lazy = _Tensors(source, keys, dtype)
     names = list(keys)
     workers = int(os.environ.get("SDCODEX_LOAD_WORKERS", "0")) or max(1, min(4, torch.get_num_threads()))
-    if workers == 1 or len(names) < 8:
+    if dtype is None or workers == 1 or len(names) < 8:  # no cast: views of the map, nothing to overlap
         return {name: lazy[name] for name in names}
     from concurrent.futures import ThreadPoolExecutor
 
@@ -120,17 +121,21 @@ def _materialize(source: Any, keys: Mapping[str, str], dtype: torch.dtype | None
         return dict(zip(names, pool.map(lazy.__getitem__, names)))
 
 
-def _open_safetensors(path: Path):
-    """safetensors' own memory map: tensors are lazy views of the page cache until cast or touched."""
-    from safetensors import safe_open
+def _open_safetensors(path: Path, prefetch: bool = True):
+    """A private memory map of the file: tensors are zero-copy views of the page cache until cast. With
+    `prefetch`, its pages are made resident on a background thread while the modules are built."""
+    from sdcodex.models.safetensors_io import MappedSafetensors
 
     try:
-        handle = safe_open(str(path), framework="pt", device="cpu")
-        keys = list(handle.keys())
-    except Exception as exc:  # safetensors raises its own error types for bad headers / truncation
+        handle = MappedSafetensors(path)
+    except ModelLoadError:
+        raise
+    except (OSError, RuntimeError) as exc:
         raise ModelLoadError(f"{path}: not a readable safetensors file ({exc}); the file may be truncated or "
                              "corrupt, download it again") from exc
-    return handle, keys
+    if prefetch:
+        handle.prefetch()
+    return handle, handle.keys()
 
 
 def _open_pickle(path: Path, allow_pickle: bool):
@@ -204,17 +209,46 @@ def _resolve_ref(ref: str | Path, models_dir: str | Path | None) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ building modules
-def _empty(build) -> torch.nn.Module:
-    """Build a module with meta parameters (buffers stay real): no random init, no memory."""
+def _empty(build, fill_buffers=None) -> torch.nn.Module:
+    """Build a module with meta parameters and real buffers: no random init, no memory.
+
+    Fast path: build on the meta device, then `fill_buffers(module)` recreates the buffers we know (CLIP's
+    position ids). If any buffer or tensor attribute is still on the meta device, the module is built again
+    with accelerate's init_empty_weights, which keeps every buffer real (slower: it allocates, then drops)."""
+    with torch.device("meta"):
+        module = build()
+    if fill_buffers is not None:
+        fill_buffers(module)
+    if not _meta_leftovers(module):
+        return module
     from accelerate import init_empty_weights
 
     with init_empty_weights(include_buffers=False):
         return build()
 
 
+def _meta_leftovers(module: torch.nn.Module) -> bool:
+    """Whether a buffer or a plain tensor attribute of `module` is on the meta device (values unknown)."""
+    for sub in module.modules():
+        if any(b is not None and b.is_meta for b in sub._buffers.values()):
+            return True
+        if any(isinstance(v, torch.Tensor) and v.is_meta for v in vars(sub).values()):
+            return True
+    return False
+
+
+def _clip_position_ids(module: torch.nn.Module) -> None:
+    """CLIP text embeddings hold `position_ids` = 0..n-1 as a buffer; recreate it after a meta build."""
+    for sub in module.modules():
+        ids = sub._buffers.get("position_ids")
+        if ids is not None and ids.is_meta:
+            sub.register_buffer("position_ids", torch.arange(ids.shape[-1], dtype=ids.dtype).expand(1, -1),
+                                persistent="position_ids" not in sub._non_persistent_buffers_set)
+
+
 def _assign(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, component: str) -> torch.nn.Module:
     """Strictly assign `state` into `module`; any mismatch is a ModelLoadError naming the file and keys."""
-    expected = set(module.state_dict().keys())
+    expected = set(module.state_dict(keep_vars=True))
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
         detail = []
@@ -247,11 +281,11 @@ def _build_text(config: dict, projection: bool):
 
     cfg = CLIPTextConfig(**{k: v for k, v in config.items() if k not in ("architectures", "model_type")})
     cls = CLIPTextModelWithProjection if projection else CLIPTextModel
-    return _empty(lambda: cls(cfg))
+    return _empty(lambda: cls(cfg), _clip_position_ids)
 
 
 def _has_text_model_prefix(module: torch.nn.Module) -> bool:
-    return any(k.startswith("text_model.") for k in module.state_dict())
+    return any(k.startswith("text_model.") for k, _ in module.named_parameters())
 
 
 def _scheduler(config: dict):
@@ -348,8 +382,8 @@ def _load_single_file(path: Path, wanted: EngineKey | None, dtype: torch.dtype |
     def config(name: str) -> dict:
         return dict(overrides.get(name) or bundled_config(fam, name))
 
-    conv_in = source.get_slice(parts["unet"]["input_blocks.0.0.weight"]).get_shape() \
-        if hasattr(source, "get_slice") else list(source[parts["unet"]["input_blocks.0.0.weight"]].shape)
+    conv_in = source.shape(parts["unet"]["input_blocks.0.0.weight"]) \
+        if hasattr(source, "shape") else list(source[parts["unet"]["input_blocks.0.0.weight"]].shape)
     in_channels = int(conv_in[1])
     unet_cfg = config("unet") if in_channels != 9 or "unet" in overrides else config("unet_inpaint")
     if int(unet_cfg.get("in_channels", 4)) != in_channels:

@@ -106,3 +106,112 @@ def _check_entry(p: Path, name: str, info: Any, data_len: int) -> TensorInfo:
 def _bad(p: Path, what: str) -> ModelLoadError:
     return ModelLoadError(f"{p}: not a valid .safetensors file: {what}")
 
+
+
+# ------------------------------------------------------------------------------------------ mapped tensors
+def _torch_dtypes() -> dict[str, Any]:
+    import torch
+
+    names = {"BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16", "F16": "float16",
+             "BF16": "bfloat16", "I32": "int32", "U32": "uint32", "F32": "float32", "I64": "int64",
+             "U64": "uint64", "F64": "float64", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
+             "F8_E8M0": "float8_e8m0fnu"}
+    return {k: getattr(torch, v) for k, v in names.items() if hasattr(torch, v)}
+
+
+class MappedSafetensors:
+    """Tensors of one .safetensors file as zero-copy views of a private memory map of it.
+
+    The header is checked by `read_header` (a bad file is a ModelLoadError naming it). `prefetch()` maps the
+    file's pages into memory on a background thread (``madvise(MADV_POPULATE_READ)``, which runs without the
+    GIL), so the weights become resident while the caller builds modules instead of faulting in one page at
+    a time on first use."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        import torch
+
+        self.path = Path(path)
+        self.tensors, self.metadata = read_header(self.path)
+        size = self.path.stat().st_size
+        with self.path.open("rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+        self._data_start = 8 + n
+        self._storage = torch.UntypedStorage.from_file(str(self.path), shared=False, nbytes=size)
+        self._bytes = torch.empty(0, dtype=torch.uint8).set_(self._storage)
+        self._dtypes = _torch_dtypes()
+        self._prefetcher: Any = None
+
+    def keys(self) -> list[str]:
+        return list(self.tensors)
+
+    def shape(self, name: str) -> list[int]:
+        return list(self.tensors[name]["shape"])
+
+    def get_tensor(self, name: str):
+        info = self.tensors[name]
+        dtype = self._dtypes.get(info["dtype"])
+        if dtype is None:
+            raise ModelLoadError(f"{self.path}: tensor {name!r} has dtype {info['dtype']}, which this torch "
+                                 "cannot hold", field="model")
+        begin, end = (self._data_start + o for o in info["data_offsets"])
+        raw = self._bytes[begin:end]
+        if begin % dtype.itemsize:  # an unaligned tensor (allowed by the format) cannot be a view
+            raw = raw.clone()
+        return raw.view(dtype).reshape(info["shape"])
+
+    def prefetch(self) -> bool:
+        """Start making every page of the file resident on a background thread (once; best effort). A file
+        larger than half the memory available is left to page in on use: reading it all would only evict
+        itself. Returns whether a prefetch runs (or ran)."""
+        if self._prefetcher is not None:
+            return True
+        size = self._storage.nbytes()
+        if not size or size > _available_memory() // 2:
+            return False
+        import threading
+
+        self._prefetcher = threading.Thread(target=_populate, args=(self._storage,), daemon=True,
+                                            name="sdcodex-prefetch")
+        self._prefetcher.start()
+        return True
+
+
+def _available_memory() -> int:
+    """Bytes of memory the kernel says are available (MemAvailable); 0 where that is unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+_MADV_WILLNEED, _MADV_POPULATE_READ = 3, 22
+_PREFETCH_CHUNK = 64 << 20
+
+
+def _populate(storage: Any) -> None:
+    """Fault in `storage`'s pages chunk by chunk (Linux >= 5.14; older kernels get a read-ahead hint)."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        madvise = libc.madvise
+        madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    except (OSError, AttributeError):
+        return
+    start, size = storage.data_ptr(), storage.nbytes()
+    page = os.sysconf("SC_PAGE_SIZE")
+    aligned = start - start % page
+    end = start + size
+    advice = _MADV_POPULATE_READ
+    for chunk in range(aligned, end, _PREFETCH_CHUNK):
+        length = min(_PREFETCH_CHUNK, end - chunk)
+        if madvise(chunk, length, advice) != 0 and advice == _MADV_POPULATE_READ:
+            advice = _MADV_WILLNEED  # EINVAL: the kernel has no MADV_POPULATE_READ
+            madvise(chunk, length, advice)

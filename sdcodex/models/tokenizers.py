@@ -7,7 +7,7 @@ the same 256 with an end-of-word marker, 48 894 merges, then ``<|startoftext|>``
 from __future__ import annotations
 
 import functools
-import gzip
+import zlib
 import importlib.util
 from pathlib import Path
 
@@ -48,19 +48,36 @@ def byte_characters() -> list[str]:
     return chars
 
 
+def _head_lines(path: Path, count: int) -> list[str]:
+    """The first `count` lines of a gzip text file, inflating no further than needed (the merges CLIP uses
+    are the first fifth of the file)."""
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    out, newlines = [], 0
+    with path.open("rb") as f:
+        while newlines < count and (block := f.read(1 << 16)):
+            chunk = inflate.decompress(block)
+            out.append(chunk)
+            newlines += chunk.count(b"\n")
+    if newlines < count and not inflate.eof:
+        raise EOFError("compressed stream ends early")
+    head = b"".join(out).split(b"\n", count)[:count]
+    return b"\n".join(head).decode("utf-8").split("\n")
+
+
 @functools.lru_cache(maxsize=1)
 def clip_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
     """(vocab token -> id, merges in rank order), exactly as CLIP's vocab.json / merges.txt hold them."""
     path = bpe_path()
     try:
-        lines = gzip.open(path).read().decode("utf-8").split("\n")
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        lines = _head_lines(path, _N_MERGES + 1)[1:]  # a header line, then one "a b" pair a line
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
         raise TokenizerMissingError(f"{path}: cannot read CLIP vocabulary ({exc})") from exc
-    merges = [tuple(line.split()) for line in lines[1:1 + _N_MERGES]]
-    if len(merges) != _N_MERGES or any(len(m) != 2 for m in merges):
+    words = " ".join(lines).split(" ")
+    if len(lines) != _N_MERGES or len(words) != 2 * _N_MERGES or any(line.count(" ") != 1 for line in lines):
         raise TokenizerMissingError(f"{path}: unexpected BPE merge list (expected {_N_MERGES} pairs)")
+    merges = list(zip(words[0::2], words[1::2]))
     chars = byte_characters()
-    tokens = chars + [c + "</w>" for c in chars] + ["".join(m) for m in merges] + [BOS, EOS]
+    tokens = chars + [c + "</w>" for c in chars] + [a + b for a, b in merges] + [BOS, EOS]
     vocab = {tok: i for i, tok in enumerate(tokens)}
     if len(vocab) != VOCAB_SIZE:
         raise TokenizerMissingError(f"{path}: built {len(vocab)} tokens, expected {VOCAB_SIZE}")
