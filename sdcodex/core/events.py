@@ -54,9 +54,12 @@ Listener = Callable[[Event], None]
 class EventSink:
     """Collects listeners and tracks step progress with it/s and ETA."""
 
-    def __init__(self, listeners: list[Listener] | None = None, control: Control | None = None) -> None:
+    def __init__(self, listeners: list[Listener] | None = None, control: Control | None = None, *,
+                 preview_every: int = 0) -> None:
         self.listeners: list[Listener] = list(listeners or [])
         self.control = control or Control()
+        #: make a live preview every N steps (0: none); a listener that shows previews asks for them
+        self.preview_every = max(int(preview_every or 0), 0)
         self._step_times: list[float] = []
         self.total_steps = 0
         self.done_steps = 0
@@ -72,8 +75,11 @@ class EventSink:
         self.done_steps = 0
         self._step_times = [time.perf_counter()]
 
-    def step(self, step: int, steps: int, *, image_index: int = 0, images: int = 1, **extra: Any) -> None:
-        """Called after every sampling step; emits a progress event, then honours interrupt/skip."""
+    def step(self, step: int, steps: int, *, image_index: int = 0, images: int = 1,
+             preview: Callable[[], Any] | None = None, **extra: Any) -> None:
+        """Called after every sampling step; emits a progress event (and every `preview_every` steps a
+        "preview" event with the PIL image that `preview()` makes, when it makes one), then honours
+        interrupt/skip."""
         self.done_steps += 1
         now = time.perf_counter()
         self._step_times.append(now)
@@ -84,4 +90,9 @@ class EventSink:
         self.emit("progress", step=step, steps=steps, image_index=image_index, images=images,
                   done=self.done_steps, total=self.total_steps,
                   progress=min(self.done_steps / self.total_steps, 1.0), it_per_s=rate, eta=eta, **extra)
+        if preview is not None and self.preview_every and self.done_steps % self.preview_every == 0:
+            image = preview()
+            if image is not None:
+                self.emit("preview", image=image, step=step, steps=steps, done=self.done_steps,
+                          image_index=image_index)
         self.control.check()

@@ -15,11 +15,12 @@ from PIL import Image, ImageFilter, ImageOps
 from sdcodex.core.engine import EngineInterface, EngineOutput
 from sdcodex.core.enums import ResizeMode, Task
 from sdcodex.core.errors import ValidationError
-from sdcodex.core.errors import ValidationError
 from sdcodex.core.events import EventSink, Interrupted, Skipped
 from sdcodex.core.params import Params
 from sdcodex.core.registry import PIPELINES
 from sdcodex.core.samplers import create_sampler
+
+from .preview import Previewer
 
 
 def _clip_text_model_alias(encoder: Any) -> None:
@@ -276,6 +277,8 @@ class DiffusersEngine(EngineInterface):
         encoders = [getattr(pipe, n) for n in self.text_encoder_names if getattr(pipe, n, None) is not None]
         clock = _StageClock(encoders)
         events.plan(self.planned_total(params))
+        previewer = Previewer(self.key.value, height=params.height, width=params.width,
+                              vae_scale_factor=getattr(pipe, "vae_scale_factor", 8))
         seeds = params.seeds()
         denoise = decode = 0.0
         steps_done = 0
@@ -288,7 +291,8 @@ class DiffusersEngine(EngineInterface):
                     marks["last"] = time.perf_counter()
                     marks["steps"] = marks.get("steps", 0) + 1
                     total = getattr(p, "num_timesteps", None) or getattr(p, "_num_timesteps", 0) or params.steps
-                    events.step(i + 1, total, image_index=_b * params.batch_size, images=params.images_total)
+                    events.step(i + 1, total, image_index=_b * params.batch_size, images=params.images_total,
+                                preview=lambda: previewer(kwargs.get("latents")))
                     return kwargs
 
                 if hasattr(pipe.scheduler, "noise_sampler_seed"):

@@ -8,6 +8,7 @@ import gc
 import logging
 import math
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -45,11 +46,28 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+@dataclass(frozen=True)
+class Preview:
+    """A live preview: the job, the job's step count when it was made, and the PIL image."""
+
+    job_id: str
+    done: int
+    image: Any
+
+    def png(self) -> bytes:
+        import io
+
+        buf = io.BytesIO()
+        self.image.save(buf, format="PNG")
+        return buf.getvalue()
+
+
 class Worker:
     """Runs queued jobs one at a time on one device. `loaded()` gives the model paths the cache holds."""
 
     def __init__(self, queue: JobQueue, orchestrator: Any, *, outdir: str | Path,
-                 loaded: Callable[[], set[str]] | None = None, name: str = "worker-0") -> None:
+                 loaded: Callable[[], set[str]] | None = None, name: str = "worker-0",
+                 preview_every: Callable[[], int] | None = None) -> None:
         self.queue = queue
         self.store = queue.store
         self.orchestrator = orchestrator
@@ -61,6 +79,9 @@ class Worker:
         self._paused = threading.Event()
         self._lock = threading.Lock()
         self._current: tuple[str, Control] | None = None
+        #: steps between live previews, asked at the start of each job (0: none)
+        self.preview_every = preview_every or (lambda: 0)
+        self._preview: Preview | None = None
         self.jobs_run = 0
         queue.on_cancel(self._cancel_running)
 
@@ -97,6 +118,14 @@ class Worker:
     def current_job(self) -> str | None:
         with self._lock:
             return self._current[0] if self._current else None
+
+    def preview(self, job_id: str | None = None) -> Preview | None:
+        """The latest live preview of the running job (of `job_id` when given); None when there is none."""
+        with self._lock:
+            current, preview = self._current, self._preview
+        if current is None or preview is None or preview.job_id != current[0]:
+            return None
+        return preview if job_id in (None, preview.job_id) else None
 
     # -- controls from the faces ---------------------------------------------------------------
     def _cancel_running(self, job_id: str) -> None:
@@ -149,6 +178,10 @@ class Worker:
             control.interrupt()
 
         def record(event: Event) -> None:
+            if event.kind == "preview":  # kept in memory only: the latest one is all a face shows
+                with self._lock:
+                    self._preview = Preview(job.id, int(event.data.get("done", 0)), event.data["image"])
+                return
             if event.kind in RECORDED:
                 self.store.progress(job.id, event.kind, _jsonable(event.data))
                 self.queue.notifier.notify(job.id)
@@ -158,7 +191,12 @@ class Worker:
             request["model"] = job.model_path or job.model  # pinned at submit
         failed = False
         try:
-            result = self.orchestrator.run(request, events=EventSink([record], control), job_id=job.id)
+            try:
+                every = int(self.preview_every() or 0)
+            except Exception:  # noqa: BLE001 - a broken setting must not stop the job
+                every = 0
+            sink = EventSink([record], control, preview_every=every)
+            result = self.orchestrator.run(request, events=sink, job_id=job.id)
         except CodexError as exc:
             if exc.code == "interrupted" and control.interrupted:  # an engine that stops by raising
                 self._stopped(job, control, result={"images": [], "videos": [], "info": {"interrupted": True}})
@@ -184,6 +222,7 @@ class Worker:
         finally:
             with self._lock:
                 self._current = None
+                self._preview = None
             self.jobs_run += 1
             if failed:
                 free_memory()

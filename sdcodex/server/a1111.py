@@ -2,6 +2,7 @@
 Generation routes are synchronous for the client but run through the same job queue as every job."""
 from __future__ import annotations
 
+import base64
 import time
 from typing import Any, Optional
 
@@ -147,8 +148,10 @@ async def progress(request: Request, skip_current_image: bool = Query(False)) ->
              else "0", "job_no": int(p.get("image_index", 0) or 0),
              "sampling_step": int(p.get("step", 0) or 0), "sampling_steps": int(p.get("steps", 0) or 0)}
     eta = p.get("eta")
+    preview = None if skip_current_image or job is None else service.worker.preview(job.id)
     return {"progress": float(p.get("progress", 0.0) or 0.0), "eta_relative": float(eta) if eta else 0.0,
-            "state": state, "current_image": None, "textinfo": None}
+            "state": state, "current_image": base64.b64encode(preview.png()).decode() if preview else None,
+            "textinfo": f"Step {preview.done}" if preview else None}
 
 
 @router.post("/interrupt")

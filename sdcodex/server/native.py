@@ -9,7 +9,7 @@ import mimetypes
 from typing import Any, Optional
 
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -143,6 +143,23 @@ async def cancel_job(request: Request, job_id: str) -> dict[str, Any]:
 
 def _sse(n: int, kind: str, data: dict[str, Any]) -> str:
     return f"id: {n}\nevent: {kind}\ndata: {json.dumps(data, default=str, separators=(',', ':'))}\n\n"
+
+
+@router.get("/jobs/{job_id}/preview", summary="The running job's latest live preview (PNG)",
+            response_class=Response,
+            responses={200: {"content": {"image/png": {}}, "description": "latent preview, 1/8 of the size"},
+                       404: {"description": "no such job, or no preview (not running, family without one, "
+                                            "or previews off)"}})
+async def job_preview(request: Request, job_id: str) -> Response:
+    """A cheap approximation of the current latents (no VAE call), made every `show_progress_every_n_steps`
+    steps while the job runs; the `X-Step` header says after which step of the job it was made."""
+    service = _service(request)
+    _job_or_404(service, job_id)
+    preview = service.worker.preview(job_id)
+    if preview is None:
+        raise HTTPException(404, f"job {job_id!r} has no live preview now")
+    return Response(await run_in_threadpool(preview.png), media_type="image/png",
+                    headers={"X-Step": str(preview.done), "Cache-Control": "no-store"})
 
 
 @router.get("/jobs/{job_id}/events", summary="Server-sent events of a job",

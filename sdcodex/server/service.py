@@ -56,7 +56,7 @@ def default_options() -> dict[str, Any]:
     """The A1111 options this server knows (others posted by clients are kept and echoed)."""
     return {"sd_model_checkpoint": None, "sd_checkpoint_hash": None, "sd_vae": "Automatic",
             "CLIP_stop_at_last_layers": 1, "samples_format": "png", "sd_checkpoints_limit": 2,
-            "eta_noise_seed_delta": 0, "live_previews_enable": False, "show_progress_every_n_steps": 10,
+            "eta_noise_seed_delta": 0, "live_previews_enable": True, "show_progress_every_n_steps": 10,
             "sd_vae_checkpoint_cache": 0, "samples_save": True, "grid_save": False, "jpeg_quality": 80,
             "outdir_samples": "", "enable_pnginfo": True}
 
@@ -78,7 +78,8 @@ class CodexService:
         self.device = self.orchestrator.device
         self.store = JobStore(settings.resolved_db())
         self.queue = JobQueue(self.store, max_bypass=settings.max_bypass)
-        self.worker = Worker(self.queue, self.orchestrator, outdir=self.outdir, loaded=self.loaded_model_paths)
+        self.worker = Worker(self.queue, self.orchestrator, outdir=self.outdir, loaded=self.loaded_model_paths,
+                             preview_every=self.preview_every)
         self.recovered: tuple[list[str], list[str]] = ([], [])
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -125,6 +126,17 @@ class CodexService:
             return str(self.find_model(ref).path)
         except ModelNotFoundError:
             return None
+
+    def preview_every(self) -> int:
+        """Steps between live previews from the A1111 options (`live_previews_enable`,
+        `show_progress_every_n_steps`; -1 there means "at the end only", which is no live preview)."""
+        options = self.options()
+        if not options.get("live_previews_enable", True):
+            return 0
+        try:
+            return max(int(options.get("show_progress_every_n_steps") or 0), 0)
+        except (TypeError, ValueError):
+            return 0
 
     # -- options -------------------------------------------------------------------------------
     def options(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ CSS = """
 .codex-progress[data-state="interrupted"] .codex-progress-fill,
 .codex-progress[data-state="cancelled"] .codex-progress-fill { background: #dc2626; }
 .codex-progress-text { margin-top: 4px; }
+.codex-preview { display: block; margin-top: 6px; width: min(100%, 256px); height: auto; border-radius: 4px; }
 .codex-job { opacity: 0.6; font-family: monospace; }
 .codex-error { border: 1px solid #dc2626; background: #fef2f2; color: #991b1b; border-radius: 6px;
                padding: 8px 10px; margin: 4px 0; }

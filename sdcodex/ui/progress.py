@@ -3,6 +3,7 @@ worker as the APIs), follow a job through its stored events, interrupt/skip it, 
 render progress, errors and outputs as HTML/file lists for the page."""
 from __future__ import annotations
 
+import base64
 import html
 import time
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ class Status:
     skipped: int = 0
     error: dict[str, Any] | None = None
     started: float = field(default_factory=time.time)
+    preview: str | None = None  # data: URI of the latest live preview while running
+    preview_done: int = 0
 
     def apply(self, kind: str, data: dict[str, Any]) -> None:
         if kind == "progress":
@@ -97,6 +100,7 @@ class UIJobs:
                 return
             status.state = job.state
             status.position = self.store.position(job)
+            self._refresh_preview(status)
             now = time.monotonic()
             if now - last_yield >= every:
                 last_yield = now
@@ -104,6 +108,15 @@ class UIJobs:
             if deadline is not None and now > deadline:
                 return
             seen = self.service.queue.notifier.wait(seen, every)
+
+    def _refresh_preview(self, status: Status) -> None:
+        """Take the worker's latest live preview of this job (encoded only when it is a new one)."""
+        preview = self.service.worker.preview(status.job_id) if status.state == "running" else None
+        if preview is None:
+            status.preview = None
+        elif preview.done != status.preview_done or status.preview is None:
+            status.preview = "data:image/png;base64," + base64.b64encode(preview.png()).decode()
+            status.preview_done = preview.done
 
     def job(self, job_id: str) -> Any:
         return self.store.get(job_id)
@@ -195,11 +208,15 @@ def progress_html(status: Status | None) -> str:
     elif status.state in TERMINAL:
         parts.append(f"{time.time() - status.started:.1f} s")
     text = " · ".join(parts)
+    preview = ""
+    if status.preview and status.state == "running":
+        preview = (f'<img class="codex-preview" alt="live preview after step {status.preview_done}" '
+                   f'data-step="{status.preview_done}" src="{status.preview}">')
     return (f'<div class="codex-progress" data-state="{status.state}" data-done="{status.done}" '
             f'data-total="{status.total}" data-skipped="{status.skipped}" data-job="{status.job_id}">'
             f'<div class="codex-progress-bar"><div class="codex-progress-fill" style="width:{pct:.1f}%"></div></div>'
             f'<div class="codex-progress-text">{html.escape(text)} <span class="codex-job">job {status.job_id[:8]}'
-            f'</span></div></div>')
+            f'</span></div>{preview}</div>')
 
 
 def error_html(error: Any) -> str:

@@ -113,3 +113,15 @@ def test_schnell_refuses_sampler_that_cannot_take_sigmas(orch):
     with pytest.raises(UnsupportedSamplerError) as err:
         orch.run(req("txt2img", model="flux-schnell-demo", sampler="Heun"))
     assert "custom sigmas" in str(err.value) and "Heun" not in err.value.allowed
+
+
+def test_flux_live_previews_unpack_the_packed_latents(orch, flux_root):
+    from sdcodex.core.events import EventSink
+
+    events = []
+    orch.run(req("txt2img", width=96, height=64, steps=2), events=EventSink([events.append], preview_every=1))
+    previews = [e.data for e in events if e.kind == "preview"]
+    vae_scale = 2 ** (len(__import__("json").loads((flux_root / "flux-dev-demo" / "vae" / "config.json")
+                                                   .read_text())["block_out_channels"]) - 1)
+    assert [p["done"] for p in previews] == [1, 2]
+    assert all(p["image"].size == (96 // vae_scale, 64 // vae_scale) for p in previews)

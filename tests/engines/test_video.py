@@ -213,3 +213,21 @@ def test_missing_tokenizer_folder_names_folder_and_command(video_root, tmp_path)
     shutil.copytree(video_root / folder("wan22_ti2v_5b") / "tokenizer", tmp_path / "tokenizers" / "tokenizer-umt5-xxl")
     loaded = load_flow_model(copy, family="wan22_ti2v_5b", models_dir=tmp_path)
     assert loaded.components["tokenizer"] is not None
+
+
+@pytest.mark.parametrize("family,task,expected", [("wan22_t2v_a14b", "txt2vid", True), ("wan22_i2v_a14b", "img2vid", True),
+                                                  ("wan22_ti2v_5b", "txt2vid", False)])
+def test_video_live_previews_show_the_first_frame(orch, still, family, task, expected):
+    """Families with a latent-to-RGB map preview the first latent frame; WAN's 48-channel VAE has none. (The
+    HunyuanVideo demo's VAE has 4 latent channels, not the real 16, so its map is tested on its own.)"""
+    from sdcodex.core.events import EventSink
+
+    events = []
+    orch.run(request(family, task, still), events=EventSink([events.append], preview_every=1))
+    previews = [e.data for e in events if e.kind == "preview"]
+    progress = [e for e in events if e.kind == "progress"]
+    if not expected:
+        assert previews == [] and progress
+        return
+    assert [p["done"] for p in previews] == [e.data["done"] for e in progress]
+    assert all(p["image"].mode == "RGB" and p["image"].size[0] == p["image"].size[1] < 32 for p in previews)

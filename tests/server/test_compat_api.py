@@ -99,12 +99,15 @@ def test_progress_interrupt_and_skip(client, server, sd15_name):
     deadline = time.monotonic() + 60
     while True:
         p = client.get("/sdapi/v1/progress").json()
-        if p["state"]["sampling_step"] > 0:
+        if p["state"]["sampling_step"] > 0 and p["current_image"]:  # live previews every 10 steps (A1111 default)
             break
         assert time.monotonic() < deadline
         time.sleep(0.02)
     assert p["state"]["job_count"] >= 1 and 0 < p["progress"] <= 1 and p["state"]["sampling_steps"] == 400
-    assert "eta_relative" in p and p["current_image"] is None
+    assert "eta_relative" in p and p["textinfo"].startswith("Step ")
+    preview = Image.open(io.BytesIO(base64.b64decode(p["current_image"])))
+    assert preview.format == "PNG" and preview.mode == "RGB" and preview.size[0] == preview.size[1] < 64
+    assert client.get("/sdapi/v1/progress", params={"skip_current_image": "true"}).json()["current_image"] is None
     assert client.post("/sdapi/v1/skip").json()["skipped"]  # drops the first batch
     time.sleep(0.2)
     assert client.post("/sdapi/v1/interrupt").json()["interrupted"]
@@ -175,3 +178,18 @@ def test_openai_video_object_for_a_queued_job(client, server):
     assert r.json()["status"] == "failed" and r.json()["seconds"] == "2"
     assert client.get(f"/v1/videos/video_{job.id}/content").status_code == 409
 
+
+
+def test_live_preview_options(client, server):
+    """A1111's options drive live previews: off, every N steps, and -1 ("at the end only") means none."""
+    service = server.service
+    assert service.preview_every() == 10  # A1111's defaults: on, every 10 steps
+    try:
+        client.post("/sdapi/v1/options", json={"show_progress_every_n_steps": 3})
+        assert service.preview_every() == 3
+        client.post("/sdapi/v1/options", json={"show_progress_every_n_steps": -1})
+        assert service.preview_every() == 0
+        client.post("/sdapi/v1/options", json={"show_progress_every_n_steps": 3, "live_previews_enable": False})
+        assert service.preview_every() == 0
+    finally:
+        client.post("/sdapi/v1/options", json={"show_progress_every_n_steps": 10, "live_previews_enable": True})

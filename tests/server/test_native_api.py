@@ -1,6 +1,7 @@
 """The native API against a real uvicorn server with the tiny demo models."""
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -127,15 +128,21 @@ def test_cancel_queued_and_running(client, server, sd15_name):
     r = client.post(f"/api/v1/jobs/{queued['id']}/cancel")
     assert r.status_code == 200 and r.json()["state"] == "cancelled"
     deadline = time.monotonic() + 60
-    while not (client.get(f"/api/v1/jobs/{long['id']}").json()["progress"] or {}).get("done"):
+    while (client.get(f"/api/v1/jobs/{long['id']}").json()["progress"] or {}).get("done", 0) < 10:
         assert time.monotonic() < deadline
         time.sleep(0.02)
+    preview = client.get(f"/api/v1/jobs/{long['id']}/preview")  # made every 10 steps by default
+    assert preview.status_code == 200 and preview.headers["content-type"] == "image/png"
+    assert int(preview.headers["x-step"]) % 10 == 0 and Image.open(io.BytesIO(preview.content)).mode == "RGB"
+    assert client.get(f"/api/v1/jobs/{queued['id']}/preview").status_code == 404  # not running
     r = client.post(f"/api/v1/jobs/{long['id']}/cancel")
     assert r.status_code == 200 and r.json()["cancel_requested"]
     done = wait_job(client, long["id"])
     assert done["state"] == "cancelled" and done["progress"]["done"] < 400
     assert client.post(f"/api/v1/jobs/{long['id']}/cancel").status_code == 409
     assert client.post("/api/v1/jobs/nope/cancel").status_code == 404
+    assert client.get(f"/api/v1/jobs/{long['id']}/preview").status_code == 404  # ended: no preview
+    assert client.get("/api/v1/jobs/nope/preview").status_code == 404
     assert wait_job(client, queued["id"])["state"] == "cancelled"  # it never ran
     assert server.service.store.get(queued["id"]).started is None
 

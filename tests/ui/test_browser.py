@@ -209,6 +209,10 @@ def test_interrupt_stops_a_long_run_and_queue_survives_reopen(page, ui_server, b
     page.wait_for_function("(() => { const el = document.querySelector('#codex-txt2img-progress .codex-progress');"
                            " return el && el.dataset.state === 'running' && +el.dataset.done > 2; })()",
                            timeout=60_000)
+    # the live preview (every 10 steps by default) shows under the bar while it runs, as a decoded image
+    page.wait_for_function("(() => { const img = document.querySelector('#codex-txt2img-progress img.codex-preview');"
+                           " return img && img.complete && img.naturalWidth > 0 && +img.dataset.step >= 10; })()",
+                           timeout=60_000)
     page.keyboard.press("Escape")
     assert wait_state(page, "txt2img", ("interrupted", "done", "failed"), timeout=60_000) == "interrupted"
     progress = page.locator("#codex-txt2img-progress .codex-progress")
