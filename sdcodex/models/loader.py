@@ -121,9 +121,9 @@ def _materialize(source: Any, keys: Mapping[str, str], dtype: torch.dtype | None
         return dict(zip(names, pool.map(lazy.__getitem__, names)))
 
 
-def _open_safetensors(path: Path, prefetch: bool = True):
-    """A private memory map of the file: tensors are zero-copy views of the page cache until cast. With
-    `prefetch`, its pages are made resident on a background thread while the modules are built."""
+def _open_safetensors(path: Path):
+    """A private memory map of the file: tensors are zero-copy views of the page cache until cast; its pages
+    are made resident on a background thread while the modules are built."""
     from sdcodex.models.safetensors_io import MappedSafetensors
 
     try:
@@ -133,8 +133,7 @@ def _open_safetensors(path: Path, prefetch: bool = True):
     except (OSError, RuntimeError) as exc:
         raise ModelLoadError(f"{path}: not a readable safetensors file ({exc}); the file may be truncated or "
                              "corrupt, download it again") from exc
-    if prefetch:
-        handle.prefetch()
+    handle.prefetch()
     return handle, handle.keys()
 
 

@@ -35,7 +35,12 @@ def read_header(path: str | os.PathLike[str]) -> tuple[dict[str, TensorInfo], di
     `__metadata__` map (empty when absent). Raises ModelLoadError naming the file for a missing,
     truncated or corrupt header.
     """
-    p = Path(path)
+    tensors, metadata, _ = _read_header(Path(path))
+    return tensors, metadata
+
+
+def _read_header(p: Path) -> tuple[dict[str, TensorInfo], dict[str, str], int]:
+    """read_header's work, plus the byte offset where the data section starts."""
     try:
         size = p.stat().st_size
         with p.open("rb") as f:
@@ -71,7 +76,7 @@ def read_header(path: str | os.PathLike[str]) -> tuple[dict[str, TensorInfo], di
     tensors: dict[str, TensorInfo] = {}
     for name, info in header.items():
         tensors[name] = _check_entry(p, name, info, data_len)
-    return tensors, metadata
+    return tensors, metadata, 8 + n
 
 
 def read_shapes(path: str | os.PathLike[str]) -> tuple[dict[str, list[int]], dict[str, str], dict[str, str]]:
@@ -131,12 +136,9 @@ class MappedSafetensors:
         import torch
 
         self.path = Path(path)
-        self.tensors, self.metadata = read_header(self.path)
-        size = self.path.stat().st_size
-        with self.path.open("rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
-        self._data_start = 8 + n
-        self._storage = torch.UntypedStorage.from_file(str(self.path), shared=False, nbytes=size)
+        self.tensors, self.metadata, self._data_start = _read_header(self.path)
+        self._storage = torch.UntypedStorage.from_file(str(self.path), shared=False,
+                                                       nbytes=self.path.stat().st_size)
         self._bytes = torch.empty(0, dtype=torch.uint8).set_(self._storage)
         self._dtypes = _torch_dtypes()
         self._prefetcher: Any = None
