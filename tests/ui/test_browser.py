@@ -60,6 +60,15 @@ def latest_job(server, task: str):
     return next(j for j in server.service.store.list(kind="ui", limit=50) if j.request.get("task") == task)
 
 
+def video_duration(page, elem_id: str) -> float:
+    return page.evaluate(f"""() => new Promise((resolve) => {{
+        const v = document.querySelector('#{elem_id} video');
+        const done = () => resolve(v.duration);
+        if (v.readyState >= 1 && isFinite(v.duration)) done(); else v.addEventListener('loadedmetadata', done);
+        setTimeout(() => resolve(v.duration), 15000);
+    }})""")
+
+
 def tiny(page, task: str, *, steps: int = 2, size: int = 64) -> None:
     set_value(page, f"codex-{task}-width", size)
     set_value(page, f"codex-{task}-height", size)
@@ -169,12 +178,7 @@ def test_txt2vid_video_has_the_right_duration(page, ui_server):
     page.click("#codex-txt2vid-generate")
     assert wait_state(page, "txt2vid", ("done", "failed")) == "done", page.inner_text("#codex-txt2vid-error")
     page.wait_for_selector("#codex-txt2vid-video video", timeout=30_000)
-    duration = page.evaluate("""() => new Promise((resolve) => {
-        const v = document.querySelector('#codex-txt2vid-video video');
-        const done = () => resolve(v.duration);
-        if (v.readyState >= 1 && isFinite(v.duration)) done(); else v.addEventListener('loadedmetadata', done);
-        setTimeout(() => resolve(v.duration), 15000);
-    })""")
+    duration = video_duration(page, "codex-txt2vid-video")
     assert duration == pytest.approx(9 / 8, abs=0.13)
     assert "Steps: 2" in page.input_value("#codex-txt2vid-infotext textarea")
 

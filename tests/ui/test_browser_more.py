@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from .conftest import ARTIFACTS
-from .test_browser import choose, latest_job, open_tab, set_value, tiny, wait_state
+from .test_browser import choose, latest_job, open_tab, set_value, tiny, video_duration, wait_state
 
 
 def picture(path: Path, size: tuple[int, int]) -> Path:
@@ -32,15 +32,6 @@ def natural_sizes(page, elem_id: str) -> list[tuple[int, int]]:
 
 def output_files(server, job) -> list[Path]:
     return [Path(server.service.outdir) / rel for rel in job.result["images"]]
-
-
-def video_duration(page, elem_id: str) -> float:
-    return page.evaluate(f"""() => new Promise((resolve) => {{
-        const v = document.querySelector('#{elem_id} video');
-        const done = () => resolve(v.duration);
-        if (v.readyState >= 1 && isFinite(v.duration)) done(); else v.addEventListener('loadedmetadata', done);
-        setTimeout(() => resolve(v.duration), 15000);
-    }})""")
 
 
 def test_upscale_an_uploaded_image_with_lanczos(page, ui_server, tmp_path):
