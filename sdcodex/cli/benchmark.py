@@ -198,13 +198,9 @@ def find_models(models: Any, engines: list[str] | None, notes: list[str]) -> lis
 
 def build_demos(models: Any, engine: str) -> list[Path]:
     from sdcodex.cli.main import demo_engine
-    from sdcodex.models.demo import DEMO_BUILDERS, build_demo_models
+    from sdcodex.models.demo import build_demo_models, load_demo_builders
 
-    try:
-        import sdcodex.models.demo_video  # noqa: F401  (registers the video-family demo builders)
-    except ImportError:
-        pass
-    families = [f for f in DEMO_BUILDERS if demo_engine(f) == engine]
+    families = [f for f in load_demo_builders() if demo_engine(f) == engine]
     if not families:
         return []
     built = build_demo_models(models.models_dir / "demo", families)

@@ -142,13 +142,10 @@ def demo_requests(name: str) -> list[dict[str, Any]]:
 def cmd_demo(args: argparse.Namespace) -> int:
     from sdcodex.core.events import EventSink
     import sdcodex.engines  # noqa: F401  (registers the engines)
-    from sdcodex.models.demo import DEMO_BUILDERS, build_demo_models
+    from sdcodex.models.demo import build_demo_models, load_demo_builders
     from sdcodex.runtime import LocalModels, build_orchestrator
 
-    try:
-        import sdcodex.models.demo_video  # noqa: F401  (registers the video-family demo builders)
-    except ImportError:
-        pass
+    DEMO_BUILDERS = load_demo_builders()
     models = LocalModels(args.models_dir)
     dest = models.models_dir / "demo"
     families = [f for f in DEMO_BUILDERS if demo_engine(f) and (not args.only or f in args.only)]

@@ -98,6 +98,30 @@ SAMPLERS: tuple[SamplerSpec, ...] = (
     SamplerSpec("TCD", ("tcd",), classic=Variant("TCDScheduler")),
 )
 
+@dataclass(frozen=True)
+class FamilyRow:
+    """The sampler policy row of one model family: flow-matching or classic noise prediction, and the sampler
+    "Automatic" means on it (None: the model's own scheduler class, else Euler for flow models)."""
+
+    family: str
+    flow: bool
+    default_sampler: str | None = None
+
+
+#: one row per engine family; a new family adds its row here and nothing else in the policy changes
+FAMILIES: tuple[FamilyRow, ...] = (
+    FamilyRow("sd15", False, "DPM++ 2M"),
+    FamilyRow("sdxl", False, "DPM++ 2M"),
+    FamilyRow("svd", False, "Euler"),
+    FamilyRow("flux", True),
+    FamilyRow("hunyuan_video", True),
+    FamilyRow("hunyuan_video15", True),
+    FamilyRow("wan22_ti2v_5b", True),
+    FamilyRow("wan22_t2v_a14b", True),
+    FamilyRow("wan22_i2v_a14b", True),
+)
+FAMILY_ROWS: Mapping[str, FamilyRow] = MappingProxyType({row.family: row for row in FAMILIES})
+
 # Names users know that have no clean Diffusers counterpart: refused with a specific message.
 NO_DIFFUSERS_EQUIVALENT: tuple[str, ...] = (
     "DPM fast", "DPM adaptive", "DPM++ 2S a", "Restart", "DDIM CFG++", "Euler CFG++", "LMS Karras CFG++",

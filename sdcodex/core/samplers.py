@@ -14,14 +14,13 @@ from typing import Any, Mapping
 from .enums import EngineKey, Mode, Prediction
 from .errors import UnsupportedSamplerError, ValidationError
 from .sampler_table import (
-    IGNORED_FLAGS, SAMPLERS, SCHEDULE_BY_LABEL, SCHEDULES, SIGMA_FLAGS, SamplerSpec, Variant,
+    FAMILY_ROWS, IGNORED_FLAGS, SAMPLERS, SCHEDULE_BY_LABEL, SCHEDULES, SIGMA_FLAGS, SamplerSpec, Variant,
     has_no_equivalent, is_automatic, is_flow_only_name, lookup_sampler, lookup_schedule, split_legacy_name,
 )
 
 __all__ = ["SamplerChoice", "create_sampler", "list_samplers", "list_schedulers", "split_legacy_name",
            "prediction_for"]
 
-_CLASSIC_DEFAULT = {EngineKey.SD15: "DPM++ 2M", EngineKey.SDXL: "DPM++ 2M", EngineKey.SVD: "Euler"}
 _MODE_DEFAULT = {Mode.LCM: ("LCM", None), Mode.TURBO: ("Euler a", "SGM Uniform"),
                  Mode.LIGHTNING: ("Euler", "SGM Uniform")}
 # Flow keys a pipeline reads from scheduler.config to compute `mu`; carried even where the class has no such arg.
@@ -178,7 +177,8 @@ def _family(family: EngineKey | str) -> EngineKey:
 
 
 def _is_flow_family(fam: EngineKey) -> bool:
-    return fam == EngineKey.FLUX or fam.value.startswith(("wan", "hunyuan"))
+    row = FAMILY_ROWS.get(fam.value)
+    return bool(row and row.flow)
 
 
 def _prediction_value(prediction: Prediction | str) -> Prediction:
@@ -271,11 +271,13 @@ def _default_sampler(fam: EngineKey, pred: Prediction, base: Mapping[str, Any], 
         name, schedule = _MODE_DEFAULT[mode]
         return by_name[name], schedule, f"mode {mode.value} default"
     own = next((s for s in valid if s.variant(pred).class_name == base_class), None)
+    row = FAMILY_ROWS.get(fam.value)
+    declared = by_name.get(row.default_sampler) if row and row.default_sampler else None
     if pred == Prediction.FLOW:
-        spec = own or by_name.get("Euler") or valid[0]
-        why = "the model's own scheduler" if spec is own else "family default"
+        spec = declared or own or by_name.get("Euler") or valid[0]
+        why = "the model's own scheduler" if spec is own and declared is None else "family default"
     else:
-        spec = by_name.get(_CLASSIC_DEFAULT.get(fam, "DPM++ 2M")) or own or valid[0]
+        spec = declared or by_name.get("DPM++ 2M") or own or valid[0]
         why = "family default"
     if mode != Mode.NORMAL:
         why += f" (mode {mode.value} sets no sampler for this model)"

@@ -23,6 +23,9 @@ Its images are noise-like by design; it is not a trained model. Rebuild with bui
 """
 Builder = Callable[[], Any]  # returns a Diffusers pipeline with save_pretrained()
 DEMO_BUILDERS: dict[str, tuple[str, Builder]] = {}  # family key -> (folder name, builder)
+#: modules whose import registers more demo builders (one per group of families); a new family's demo module is
+#: listed here, and every caller gets it through `load_demo_builders()`
+DEMO_MODULES: tuple[str, ...] = ("sdcodex.models.demo_video",)
 
 
 def register_demo(family: str, folder: str) -> Callable[[Builder], Builder]:
@@ -31,6 +34,20 @@ def register_demo(family: str, folder: str) -> Callable[[Builder], Builder]:
         DEMO_BUILDERS[family] = (folder, fn)
         return fn
     return wrap
+
+
+def load_demo_builders() -> dict[str, tuple[str, Builder]]:
+    """Every registered demo builder, after importing the demo modules (a module whose Diffusers pipelines this
+    Diffusers lacks is skipped with a log line)."""
+    import importlib
+    import logging
+
+    for name in DEMO_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:  # an older Diffusers without these pipelines
+            logging.getLogger("sdcodex.models.demo").warning("demo module %s not loaded: %s", name, exc)
+    return DEMO_BUILDERS
 
 
 def _bundled_scheduler(family: str):
@@ -122,6 +139,8 @@ def is_valid_demo(folder: Path) -> bool:
 
 def build_demo_model(family: str, dest: Path, *, force: bool = False) -> Path:
     """Build one demo family into dest/<folder>; skipped when already present and valid (unless `force`)."""
+    if family not in DEMO_BUILDERS:
+        load_demo_builders()
     if family not in DEMO_BUILDERS:
         from sdcodex.core.errors import ValidationError
 

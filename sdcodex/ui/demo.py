@@ -13,13 +13,9 @@ DEFAULT_FAMILIES = ("sd15", "sd15_inpaint")
 
 def families() -> list[str]:
     """Demo families that can be built here (image and, when registered, video ones)."""
-    from sdcodex.models.demo import DEMO_BUILDERS
+    from sdcodex.models.demo import load_demo_builders
 
-    try:
-        import sdcodex.models.demo_video  # noqa: F401 - registers the video demo builders
-    except ImportError:  # pragma: no cover - an older Diffusers without the video pipelines
-        pass
-    return list(DEMO_BUILDERS)
+    return list(load_demo_builders())
 
 
 def notice(models: Any) -> str:
