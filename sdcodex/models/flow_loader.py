@@ -16,8 +16,10 @@ import torch
 
 from sdcodex.core.enums import EngineKey, Prediction, Precision
 from sdcodex.core.errors import ModelLoadError, TokenizerMissingError, ValidationError
-from sdcodex.models.loader import (CONFIG_ROOT, LoadedModel, _assign, _build_text, _configs_from, _empty,
-                                   _open_safetensors, _resolve_ref, _short_hash, _Tensors, load_vae_file, resolve_dtype)
+from sdcodex.models.build import build_module
+from sdcodex.models.loader import LoadedModel, cached_short_hash, load_vae_file, resolve_dtype, resolve_ref
+from sdcodex.models.model_configs import bundled, configs_from
+from sdcodex.models.safetensors_io import TensorView, open_mapped
 
 FLOW_FAMILIES = (EngineKey.FLUX, EngineKey.SVD, EngineKey.HUNYUAN_VIDEO, EngineKey.HUNYUAN_VIDEO15,
                  EngineKey.WAN22_TI2V_5B, EngineKey.WAN22_T2V_A14B, EngineKey.WAN22_I2V_A14B)
@@ -164,7 +166,7 @@ def load_flow_folder(path: Path, *, family: EngineKey | None, dtype: torch.dtype
     denoiser = components.get("transformer") or components.get("unet")
     return LoadedModel(name=path.name, path=path, family=fam, components=components,
                        prediction=_prediction(fam, sched_cfg), variant=describe(fam, components, variant),
-                       dtype=getattr(denoiser, "dtype", torch.float32), short_hash=_short_hash(path),
+                       dtype=getattr(denoiser, "dtype", torch.float32), short_hash=cached_short_hash(path),
                        scheduler_config=sched_cfg)
 
 
@@ -186,13 +188,13 @@ def load_flow_model(path: str | Path, *, family: EngineKey | str | None = None, 
             wanted = EngineKey(str(family))
         except ValueError:
             raise ValidationError(f"unknown family {family!r}", field="family", allowed=EngineKey.values()) from None
-    resolved = _resolve_ref(path, models_dir)
+    resolved = resolve_ref(path, models_dir)
     text_encoders = [str(t) for t in text_encoders]
     check_component_files(text_encoders, vae, models_dir)
     if resolved.is_dir():
         loaded = load_flow_folder(resolved, family=wanted, dtype=dtype, device=device, models_dir=models_dir)
         if vae is not None or text_encoders:
-            folder_configs = {**_configs_from(resolved), **_configs_from(configs)}
+            folder_configs = {**configs_from(resolved), **configs_from(configs)}
             parts = separate_components(loaded.family, text_encoders, vae, folder_configs, dtype, device, models_dir)
             loaded.components.update(parts)
             loaded.__dict__.pop("_pipelines", None)
@@ -201,7 +203,7 @@ def load_flow_model(path: str | Path, *, family: EngineKey | str | None = None, 
     from sdcodex.models.flow_single import load_single_file
 
     return load_single_file(resolved, wanted=wanted, text_encoders=text_encoders, vae=vae, dtype=dtype, device=device,
-                            models_dir=models_dir, configs=_configs_from(configs), transformer_2=transformer_2)
+                            models_dir=models_dir, configs=configs_from(configs), transformer_2=transformer_2)
 
 
 def component_path(ref: str | Path, kind: str, models_dir: str | Path | None) -> Path:
@@ -235,15 +237,6 @@ def check_component_files(text_encoders: Iterable[str], vae: str | Path | None,
                                  allowed=[kind])
 
 
-def bundled(family: EngineKey, component: str) -> dict[str, Any] | None:
-    """A bundled config of a real model (configs/<family>/<component>/), None when there is none."""
-    folder = CONFIG_ROOT / family.value / component
-    for name in ("config.json", "scheduler_config.json"):
-        if (folder / name).is_file():
-            return json.loads((folder / name).read_text())
-    return None
-
-
 def _architecture(keys: list[str]) -> str:
     if any(k.endswith("self_attn.q_proj.weight") for k in keys) and any("position_embedding" in k for k in keys):
         return "clip"
@@ -263,7 +256,8 @@ def text_encoder_slot(family: EngineKey, path: Path, field: str) -> tuple[str, s
         raise ModelLoadError(f"{family.value} takes no separate text-encoder files", field=field)
     det = detect_file(path)
     name = str(det.variant.get("text_encoder") or "unknown")
-    handle, keys = _open_safetensors(path)
+    handle = open_mapped(path)
+    keys = handle.keys()
     arch = _architecture(keys)
     if "text_encoders" in det.variant:
         raise ModelLoadError(f"{path}: holds several text encoders ({', '.join(det.variant['text_encoders'])}); "
@@ -279,7 +273,7 @@ def text_encoder_slot(family: EngineKey, path: Path, field: str) -> tuple[str, s
 
 def _state(handle: Any, keymap: dict[str, str], dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
     """Tensors for a key map; two names of one file tensor (tied weights) share one tensor."""
-    view, by_file, out = _Tensors(handle, keymap, dtype), {}, {}
+    view, by_file, out = TensorView(handle, keymap, dtype), {}, {}
     for local, file_key in keymap.items():
         if file_key not in by_file:
             by_file[file_key] = view[local]
@@ -291,23 +285,16 @@ def load_text_encoder_file(path: Path, slot_class: str, prefix: str, config: dic
                            dtype: torch.dtype | None, device: str) -> torch.nn.Module:
     """A CLIP-L, T5-XXL, UMT5 or Llama (HunyuanVideo's llava_llama3) text encoder from its own safetensors file,
     built empty from `config` (the base folder's text-encoder config)."""
-    import transformers
-
     from sdcodex.models.convert_flow import text_encoder_keys
 
-    handle, keys = _open_safetensors(path)
-    plain = {k: v for k, v in config.items() if k not in ("architectures", "model_type", "_name_or_path")}
-    if slot_class == "CLIPTextModel":
-        module, kind = _build_text(config, projection=False), "clip"
-    elif slot_class == "LlamaModel":
-        module, kind = _empty(lambda: transformers.LlamaModel(transformers.LlamaConfig(**plain))), "llama"
-    else:
-        cfg_cls = transformers.UMT5Config if slot_class.startswith("UMT5") else transformers.T5Config
-        cls = getattr(transformers, slot_class)
-        module, kind = _empty(lambda: cls(cfg_cls(**plain))), "t5"
-    expected = set(module.state_dict())
-    keymap = {k: v for k, v in text_encoder_keys(keys, prefix, kind, expected).items()}
-    module = _assign(module, _state(handle, keymap, dtype), path, slot_class)
+    handle = open_mapped(path)
+    keys = handle.keys()
+    kind = {"CLIPTextModel": "clip", "LlamaModel": "llama"}.get(slot_class, "t5")
+
+    def state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+        return _state(handle, text_encoder_keys(keys, prefix, kind, set(module.state_dict())), dtype)
+
+    module = build_module(slot_class, config, state, source=path, component=slot_class)
     return module.to(device=device, dtype=dtype).eval() if dtype is not None else module.to(device).eval()
 
 
@@ -317,11 +304,10 @@ def load_wan_vae_file(path: Path, config: dict[str, Any], dtype: torch.dtype | N
     ComfyUI's wan_2.1_vae / wan2.2_vae.safetensors (converted by `convert_flow.wan_vae_keymap`, its config read
     from the shapes). Optional 'vae.' / 'first_stage_model.' prefix. A VAE whose latent channels are not the
     model's (`config` z_dim) is refused naming both."""
-    from diffusers import AutoencoderKLWan
-
     from sdcodex.models import convert_flow as cv
 
-    handle, keys = _open_safetensors(path)
+    handle = open_mapped(path)
+    keys = handle.keys()
     original = next((p for p in ("", "vae.", "first_stage_model.") if f"{p}decoder.middle.0.residual.0.gamma" in keys),
                     None)
     if original is not None:
@@ -341,8 +327,8 @@ def load_wan_vae_file(path: Path, config: dict[str, Any], dtype: torch.dtype | N
         keymap = {k[len(prefix):]: k for k in keys if k.startswith(prefix)}
         _fits(path, handle.shape(f"{prefix}post_quant_conv.weight")[0]
               if f"{prefix}post_quant_conv.weight" in keys else None, config, family)
-    module = _empty(lambda: AutoencoderKLWan.from_config(config))
-    return _assign(module, _state(handle, keymap, dtype), path, "vae").to(device)
+    return build_module("AutoencoderKLWan", config, _state(handle, keymap, dtype), source=path, component="vae",
+                        device=device)
 
 
 def _fits(path: Path, latent_channels: int | None, config: Mapping[str, Any], family: str | None) -> None:

@@ -22,11 +22,12 @@ import torch
 from sdcodex.core.enums import EngineKey, Prediction
 from sdcodex.core.errors import CodexError, ModelLoadError
 from sdcodex.models import convert_flow as cv
-from sdcodex.models.flow_loader import (TEXT_ENCODER_SLOTS, bundled, component_path, describe, load_flow_folder,
+from sdcodex.models.flow_loader import (TEXT_ENCODER_SLOTS, component_path, describe, load_flow_folder,
                                         load_tokenizer, separate_components, text_encoder_slot, tokenizer_folder)
-from sdcodex.models.loader import (CONFIG_ROOT, LoadedModel, _assign, _configs_from, _empty, _open_safetensors,
-                                   _resolve_ref, _scheduler, _short_hash, _Tensors)
-from sdcodex.models.safetensors_io import read_shapes
+from sdcodex.models.build import build_module
+from sdcodex.models.loader import LoadedModel, cached_short_hash, resolve_ref, scheduler_from_config
+from sdcodex.models.model_configs import CONFIG_ROOT, bundled, configs_from
+from sdcodex.models.safetensors_io import TensorView, open_mapped, read_shapes
 
 E = EngineKey
 #: input channels of each WAN 2.2 model's patch embedding (latents, + mask and image latents for i2v)
@@ -131,26 +132,25 @@ def find_base(family: E, models_dir: str | Path | None, guidance: bool | None = 
 def build_transformer(path: Path, layout: str, base_config: Mapping[str, Any], dtype: torch.dtype | None,
                       device: str) -> torch.nn.Module:
     """A FluxTransformer2DModel / WanTransformer3DModel built empty from the config the file implies."""
-    from diffusers import FluxTransformer2DModel, WanTransformer3DModel
-
-    handle, keys = _open_safetensors(path)
+    handle = open_mapped(path)
+    keys = handle.keys()
     shapes = {k: handle.shape(k) for k in keys}
     found, prefix = transformer_layout(path, shapes)
     if found != layout:
         raise ModelLoadError(f"{path}: a {found.upper()} transformer, not a {layout.upper()} one", field="model")
     keymap = cv.strip_prefix(keys, prefix)
     local_shapes = {k: shapes[v] for k, v in keymap.items()}
-    view = _Tensors(handle, keymap, dtype)
+    view = TensorView(handle, keymap, dtype)
     try:
         if layout == "flux":
             config = cv.flux_config(local_shapes, base_config)
-            module, state = _empty(lambda: FluxTransformer2DModel.from_config(config)), cv.convert_flux(view, config)
+            cls, state = "FluxTransformer2DModel", cv.convert_flux(view, config)
         else:
             config = cv.wan_config(local_shapes, base_config)
-            module, state = _empty(lambda: WanTransformer3DModel.from_config(config)), cv.convert_wan(view)
+            cls, state = "WanTransformer3DModel", cv.convert_wan(view)
     except ModelLoadError as exc:
         raise ModelLoadError(f"{path}: {exc.message}", field=exc.field) from exc
-    return _assign(module, state, path, "transformer").to(device)
+    return build_module(cls, config, state, source=path, component="transformer", device=device)
 
 
 def _tokenizers(family: E, models_dir: str | Path | None) -> dict[str, Any]:
@@ -177,10 +177,10 @@ def load_single_file(path: Path, *, wanted: E | None, text_encoders: list[str], 
     family = file_family(path, layout, shapes, prefix, wanted)
     experts = [path]
     if family in TWO_EXPERTS:
-        explicit = _resolve_ref(transformer_2, models_dir) if transformer_2 is not None else None
+        explicit = resolve_ref(transformer_2, models_dir) if transformer_2 is not None else None
         experts = list(expert_pair(path, explicit))
     base = find_base(family, models_dir, guidance)
-    cfgs = {**(_configs_from(base) if base else {}), **dict(configs)}
+    cfgs = {**(configs_from(base) if base else {}), **dict(configs)}
     schnell = layout == "flux" and not guidance
     given = {"vae"} if vae is not None else set()
     tokenizers: dict[str, Any] = {}
@@ -213,11 +213,11 @@ def load_single_file(path: Path, *, wanted: E | None, text_encoders: list[str], 
         loaded = load_flow_folder(base, family=family, dtype=dtype, device=device, models_dir=models_dir,
                                   overrides=components)
         loaded.variant.update(variant, base=str(base))
-        loaded.name, loaded.path, loaded.short_hash = path.stem, path, _short_hash(path, models_dir)
+        loaded.name, loaded.path, loaded.short_hash = path.stem, path, cached_short_hash(path, models_dir)
         loaded.variant = describe(family, loaded.components, loaded.variant)
         return loaded
     sched_cfg = dict(cfgs.get("scheduler") or bundled(family, "scheduler_schnell" if schnell else "scheduler"))
-    components["scheduler"] = _scheduler(sched_cfg)
+    components["scheduler"] = scheduler_from_config(sched_cfg)
     components.update(tokenizers)
     index = bundled_index(family)
     for name in ("boundary_ratio", "expand_timesteps"):
@@ -228,7 +228,7 @@ def load_single_file(path: Path, *, wanted: E | None, text_encoders: list[str], 
     variant["pipeline"] = index.get("_class_name")
     return LoadedModel(name=path.stem, path=path, family=family, components=components,
                        prediction=Prediction.FLOW, variant=describe(family, components, variant),
-                       dtype=components["transformer"].dtype, short_hash=_short_hash(path, models_dir),
+                       dtype=components["transformer"].dtype, short_hash=cached_short_hash(path, models_dir),
                        scheduler_config={**sched_cfg, "_class_name": type(components["scheduler"]).__name__})
 
 

@@ -12,16 +12,17 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Mapping
 
 import torch
 
 from sdcodex.core.enums import EngineKey, Prediction, Precision
 from sdcodex.core.errors import ModelLoadError, ModelNotFoundError, PickleRefusedError, ValidationError
 from sdcodex.models import convert_ldm as cv
+from sdcodex.models.build import build_module
+from sdcodex.models.model_configs import CONFIG_ROOT, bundled_config, configs_from  # noqa: F401  (re-exported)
+from sdcodex.models.safetensors_io import TensorView, open_mapped
 from sdcodex.models.tokenizers import clip_tokenizer
-
-CONFIG_ROOT = Path(__file__).parent / "configs"
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 SUPPORTED = (EngineKey.SD15, EngineKey.SDXL)
 V_PRED_MARKERS = ("v_pred",)
@@ -63,54 +64,10 @@ def resolve_dtype(precision: str | Precision, device: str | torch.device) -> tor
     return {Precision.FP32: torch.float32, Precision.FP16: torch.float16, Precision.BF16: torch.bfloat16}[precision]
 
 
-def bundled_config(family: EngineKey | str, component: str) -> dict[str, Any]:
-    """A bundled Diffusers/transformers config, e.g. ('sdxl', 'text_encoder_2') or ('sd15', 'unet_inpaint')."""
-    folder = CONFIG_ROOT / str(family) / component
-    for name in ("config.json", "scheduler_config.json", "tokenizer_config.json"):
-        if (folder / name).is_file():
-            return json.loads((folder / name).read_text())
-    raise ModelLoadError(f"no bundled config for {family}/{component}", field="family",
-                         allowed=list(map(str, SUPPORTED)))
-
-
-def _configs_from(source: str | Path | Mapping[str, dict] | None) -> dict[str, dict]:
-    """Per-component config overrides: a mapping, or a Diffusers folder whose component configs are used."""
-    if source is None:
-        return {}
-    if isinstance(source, Mapping):
-        return dict(source)
-    out = {}
-    for sub in Path(source).iterdir():
-        for name in ("config.json", "scheduler_config.json"):
-            if (sub / name).is_file():
-                out[sub.name] = json.loads((sub / name).read_text())
-    return out
-
-
-class _Tensors(Mapping[str, torch.Tensor]):
-    """A lazy view of file tensors under a key map (local key -> file key), cast to `dtype` on access."""
-
-    def __init__(self, source: Any, keys: Mapping[str, str], dtype: torch.dtype | None) -> None:
-        self.source, self.keys, self.dtype = source, dict(keys), dtype
-
-    def __getitem__(self, key: str) -> torch.Tensor:
-        full = self.keys[key]
-        tensor = self.source.get_tensor(full) if hasattr(self.source, "get_tensor") else self.source[full]
-        if self.dtype is not None and tensor.is_floating_point() and tensor.dtype != self.dtype:
-            tensor = tensor.to(self.dtype)
-        return tensor
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.keys)
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-
 def _materialize(source: Any, keys: Mapping[str, str], dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
     """Read (and cast) a component's tensors with one worker per torch thread: the cast of a large
     checkpoint is bound by page faults of the new memory, which threads overlap."""
-    lazy = _Tensors(source, keys, dtype)
+    lazy = TensorView(source, keys, dtype)
     names = list(keys)
     workers = int(os.environ.get("SDCODEX_LOAD_WORKERS", "0")) or max(1, min(4, torch.get_num_threads()))
     if dtype is None or workers == 1 or len(names) < 8:  # no cast: views of the map, nothing to overlap
@@ -122,18 +79,7 @@ def _materialize(source: Any, keys: Mapping[str, str], dtype: torch.dtype | None
 
 
 def _open_safetensors(path: Path):
-    """A private memory map of the file: tensors are zero-copy views of the page cache until cast; its pages
-    are made resident on a background thread while the modules are built."""
-    from sdcodex.models.safetensors_io import MappedSafetensors
-
-    try:
-        handle = MappedSafetensors(path)
-    except ModelLoadError:
-        raise
-    except (OSError, RuntimeError) as exc:
-        raise ModelLoadError(f"{path}: not a readable safetensors file ({exc}); the file may be truncated or "
-                             "corrupt, download it again") from exc
-    handle.prefetch()
+    handle = open_mapped(path)
     return handle, handle.keys()
 
 
@@ -179,7 +125,7 @@ def _detect_family(path: Path, keys: list[str], root: str) -> EngineKey:
                          allowed=list(map(str, SUPPORTED)))
 
 
-def _short_hash(path: Path, models_dir: str | Path | None = None) -> str | None:
+def cached_short_hash(path: Path, models_dir: str | Path | None = None) -> str | None:
     """The A1111 short hash if the models folder's hash cache already knows it. Loading never hashes a
     file (that costs seconds per GB); the inventory computes and caches hashes when they are asked for."""
     if models_dir is None:
@@ -193,7 +139,7 @@ def _short_hash(path: Path, models_dir: str | Path | None = None) -> str | None:
         return None
 
 
-def _resolve_ref(ref: str | Path, models_dir: str | Path | None) -> Path:
+def resolve_ref(ref: str | Path, models_dir: str | Path | None) -> Path:
     path = Path(ref).expanduser()
     if path.exists():
         return path
@@ -208,86 +154,12 @@ def _resolve_ref(ref: str | Path, models_dir: str | Path | None) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ building modules
-def _empty(build, fill_buffers=None) -> torch.nn.Module:
-    """Build a module with meta parameters and real buffers: no random init, no memory.
-
-    Fast path: build on the meta device, then `fill_buffers(module)` recreates the buffers we know (CLIP's
-    position ids). If any buffer or tensor attribute is still on the meta device, the module is built again
-    with accelerate's init_empty_weights, which keeps every buffer real (slower: it allocates, then drops)."""
-    with torch.device("meta"):
-        module = build()
-    if fill_buffers is not None:
-        fill_buffers(module)
-    if not _meta_leftovers(module):
-        return module
-    from accelerate import init_empty_weights
-
-    with init_empty_weights(include_buffers=False):
-        return build()
-
-
-def _meta_leftovers(module: torch.nn.Module) -> bool:
-    """Whether a buffer or a plain tensor attribute of `module` is on the meta device (values unknown)."""
-    for sub in module.modules():
-        if any(b is not None and b.is_meta for b in sub._buffers.values()):
-            return True
-        if any(isinstance(v, torch.Tensor) and v.is_meta for v in vars(sub).values()):
-            return True
-    return False
-
-
-def _clip_position_ids(module: torch.nn.Module) -> None:
-    """CLIP text embeddings hold `position_ids` = 0..n-1 as a buffer; recreate it after a meta build."""
-    for sub in module.modules():
-        ids = sub._buffers.get("position_ids")
-        if ids is not None and ids.is_meta:
-            sub.register_buffer("position_ids", torch.arange(ids.shape[-1], dtype=ids.dtype).expand(1, -1),
-                                persistent="position_ids" not in sub._non_persistent_buffers_set)
-
-
-def _assign(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, component: str) -> torch.nn.Module:
-    """Strictly assign `state` into `module`; any mismatch is a ModelLoadError naming the file and keys."""
-    expected = set(module.state_dict(keep_vars=True))
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        detail = []
-        if missing:
-            detail.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            detail.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
-        raise ModelLoadError(f"{path}: {component} weights do not match the expected layout: " + "; ".join(detail))
-    try:
-        module.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as exc:
-        raise ModelLoadError(f"{path}: {component} weights do not fit its config: {str(exc)[:400]}") from exc
-    return module.eval()
-
-
-def _build_unet(config: dict):
-    from diffusers import UNet2DConditionModel
-
-    return _empty(lambda: UNet2DConditionModel.from_config(config))
-
-
-def _build_vae(config: dict):
-    from diffusers import AutoencoderKL
-
-    return _empty(lambda: AutoencoderKL.from_config(config))
-
-
-def _build_text(config: dict, projection: bool):
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-    cfg = CLIPTextConfig(**{k: v for k, v in config.items() if k not in ("architectures", "model_type")})
-    cls = CLIPTextModelWithProjection if projection else CLIPTextModel
-    return _empty(lambda: cls(cfg), _clip_position_ids)
-
-
-def _has_text_model_prefix(module: torch.nn.Module) -> bool:
+def has_text_model_prefix(module: torch.nn.Module) -> bool:
     return any(k.startswith("text_model.") for k, _ in module.named_parameters())
 
 
-def _scheduler(config: dict):
+def scheduler_from_config(config: dict):
+    """A Diffusers scheduler from a config dict that names its class (`_class_name`, PNDM when absent)."""
     import diffusers
 
     cls = getattr(diffusers, config.get("_class_name", "PNDMScheduler"))
@@ -313,8 +185,8 @@ def load_vae_file(path: str | Path, config: dict, dtype: torch.dtype | None, dev
                 local[key] = key
     if not local:
         raise ModelLoadError(f"{path}: no VAE weights found (expected encoder.*/decoder.* keys)", field="vae")
-    state = cv.convert_vae(_Tensors(source, local, dtype), config)
-    return _assign(_build_vae(config), state, path, "vae").to(device)
+    state = cv.convert_vae(TensorView(source, local, dtype), config)
+    return build_module("AutoencoderKL", config, state, source=path, component="vae", device=device)
 
 
 # ------------------------------------------------------------------------------------------------ public API
@@ -326,11 +198,11 @@ def load_model(ref: str | Path, *, family: EngineKey | str | None = None, vae: s
     FLUX/SVD/HunyuanVideo/WAN load through flow_loader.load_flow_model (`text_encoders`: separate files)."""
     from sdcodex.models import flow_loader  # FLUX / SVD / HunyuanVideo / WAN 2.2 load there
     if flow_loader.is_flow_family(family) or (family is None and flow_loader.is_flow_family(
-            flow_loader.sniff_family(_resolve_ref(ref, models_dir)))):
+            flow_loader.sniff_family(resolve_ref(ref, models_dir)))):
         return flow_loader.load_flow_model(ref, family=family, vae=vae, precision=precision, device=device,
                                            models_dir=models_dir, configs=configs, text_encoders=text_encoders)
     dtype = resolve_dtype(precision, device)
-    path = _resolve_ref(ref, models_dir)
+    path = resolve_ref(ref, models_dir)
     wanted = None
     if family is not None:
         try:
@@ -343,7 +215,7 @@ def load_model(ref: str | Path, *, family: EngineKey | str | None = None, vae: s
     if path.is_dir():
         loaded = _load_folder(path, wanted, dtype, device, models_dir)
     else:
-        loaded = _load_single_file(path, wanted, dtype, device, allow_pickle, _configs_from(configs), models_dir)
+        loaded = _load_single_file(path, wanted, dtype, device, allow_pickle, configs_from(configs), models_dir)
     if vae is not None:
         vae_config = dict(loaded.components["vae"].config)
         loaded.components["vae"] = load_vae_file(Path(vae), vae_config, loaded.dtype, device)
@@ -393,22 +265,23 @@ def _load_single_file(path: Path, wanted: EngineKey | None, dtype: torch.dtype |
         sched_cfg["prediction_type"] = "v_prediction"
 
     view = lambda name: _materialize(source, parts[name], dtype)  # noqa: E731
-    unet = _assign(_build_unet(unet_cfg), cv.convert_unet(view("unet"), unet_cfg), path, "unet")
+    unet = build_module("UNet2DConditionModel", unet_cfg, cv.convert_unet(view("unet"), unet_cfg), source=path,
+                        component="unet")
     vae_cfg = config("vae")
-    vae = _assign(_build_vae(vae_cfg), cv.convert_vae(view("vae"), vae_cfg), path, "vae")
-    te = _build_text(config("text_encoder"), projection=False)
-    te = _assign(te, cv.convert_clip_l(view("text_encoder"), text_model_prefix=_has_text_model_prefix(te)),
-                 path, "text_encoder")
+    vae = build_module("AutoencoderKL", vae_cfg, cv.convert_vae(view("vae"), vae_cfg), source=path, component="vae")
+    te = build_module("CLIPTextModel", config("text_encoder"), lambda m: cv.convert_clip_l(
+        view("text_encoder"), text_model_prefix=has_text_model_prefix(m)), source=path, component="text_encoder")
     components: dict[str, Any] = {"unet": unet, "vae": vae, "text_encoder": te,
                                   "tokenizer": _tokenizer(fam, "tokenizer")}
     if fam is EngineKey.SDXL:
-        te2 = _build_text(config("text_encoder_2"), projection=True)
-        state = cv.convert_open_clip(view("text_encoder_2"), text_model_prefix=_has_text_model_prefix(te2))
-        components["text_encoder_2"] = _assign(te2, state, path, "text_encoder_2")
+        components["text_encoder_2"] = build_module(
+            "CLIPTextModelWithProjection", config("text_encoder_2"), lambda m: cv.convert_open_clip(
+                view("text_encoder_2"), text_model_prefix=has_text_model_prefix(m)), source=path,
+            component="text_encoder_2")
         components["tokenizer_2"] = _tokenizer(fam, "tokenizer_2")
     else:
         components.update(safety_checker=None, feature_extractor=None)
-    components["scheduler"] = _scheduler(sched_cfg)
+    components["scheduler"] = scheduler_from_config(sched_cfg)
     components["image_encoder"] = None
     for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
         if name in components:
@@ -417,7 +290,7 @@ def _load_single_file(path: Path, wanted: EngineKey | None, dtype: torch.dtype |
                        prediction=Prediction.V_PREDICTION if v_pred else Prediction.EPSILON,
                        variant={"inpaint": in_channels == 9, "in_channels": in_channels, "format": "single_file",
                                 "prefix": root},
-                       dtype=unet.dtype, short_hash=_short_hash(path, models_dir), scheduler_config=dict(sched_cfg))
+                       dtype=unet.dtype, short_hash=cached_short_hash(path, models_dir), scheduler_config=dict(sched_cfg))
 
 
 def _tokenizer(family: EngineKey, slot: str):
@@ -474,4 +347,4 @@ def _load_folder(path: Path, wanted: EngineKey | None, dtype: torch.dtype | None
         prediction=Prediction(sched_cfg.get("prediction_type") or "epsilon")
         if sched_cfg.get("prediction_type") in ("epsilon", "v_prediction") else Prediction.EPSILON,
         variant={"inpaint": in_channels == 9, "in_channels": in_channels, "format": "diffusers"},
-        dtype=components["unet"].dtype, short_hash=_short_hash(path, models_dir), scheduler_config=sched_cfg)
+        dtype=components["unet"].dtype, short_hash=cached_short_hash(path, models_dir), scheduler_config=sched_cfg)

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import struct
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -217,3 +218,43 @@ def _populate(storage: Any) -> None:
         if madvise(chunk, length, advice) != 0 and advice == _MADV_POPULATE_READ:
             advice = _MADV_WILLNEED  # EINVAL: the kernel has no MADV_POPULATE_READ
             madvise(chunk, length, advice)
+
+
+# ------------------------------------------------------------------------------------------ opening for a load
+def open_mapped(path: str | os.PathLike[str]) -> MappedSafetensors:
+    """A private memory map of a .safetensors file for loading, its pages made resident on a background thread
+    while the modules are built. An unreadable file is a ModelLoadError naming it."""
+    try:
+        handle = MappedSafetensors(path)
+    except ModelLoadError:
+        raise
+    except (OSError, RuntimeError) as exc:
+        raise ModelLoadError(f"{path}: not a readable safetensors file ({exc}); the file may be truncated or "
+                             "corrupt, download it again") from exc
+    handle.prefetch()
+    return handle
+
+
+class TensorView(Mapping):
+    """A lazy Mapping of a file's tensors under a key map (local key -> file key), cast to `dtype` on access.
+
+    `source` is anything with `get_tensor(name)` (a MappedSafetensors) or a plain mapping of tensors."""
+
+    def __init__(self, source: Any, keys: Mapping[str, str], dtype: Any = None) -> None:
+        self.source, self.names, self.dtype = source, dict(keys), dtype
+
+    def __getitem__(self, key: str):
+        full = self.names[key]
+        tensor = self.source.get_tensor(full) if hasattr(self.source, "get_tensor") else self.source[full]
+        if self.dtype is not None and tensor.is_floating_point() and tensor.dtype != self.dtype:
+            tensor = tensor.to(self.dtype)
+        return tensor
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.names

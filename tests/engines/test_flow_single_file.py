@@ -250,7 +250,7 @@ def test_bundled_configs_build_the_published_sizes(family, component, billions):
     from accelerate import init_empty_weights
 
     from sdcodex.core.enums import EngineKey
-    from sdcodex.models.flow_loader import bundled
+    from sdcodex.models.model_configs import bundled
 
     cfg = bundled(EngineKey(family), component)
     with init_empty_weights():

@@ -14,7 +14,8 @@ from sdcodex.core.errors import ModelLoadError, PickleRefusedError, ValidationEr
 from sdcodex.models import convert_ldm as cv
 from sdcodex.models.cache import ModelCache, cache_key
 from sdcodex.models.demo import build_demo_models
-from sdcodex.models.loader import _build_text, _build_unet, _build_vae, bundled_config, load_model
+from sdcodex.models.build import empty_model
+from sdcodex.models.loader import bundled_config, load_model
 from sdcodex.models.tokenizers import clip_tokenizer, tokenizer_for
 from tests.helpers import ldm_export
 
@@ -62,11 +63,11 @@ def test_clip_tokenizer_known_ids():
 # ------------------------------------------------------------------------------------------- bundled configs
 def test_bundled_configs_build_the_published_architectures():
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731 - meta tensors: no memory
-    assert count(_build_unet(bundled_config("sd15", "unet"))) == 859_520_964
-    assert count(_build_unet(bundled_config("sdxl", "unet"))) == 2_567_463_684
-    assert count(_build_vae(bundled_config("sd15", "vae"))) == 83_653_863
-    assert count(_build_text(bundled_config("sd15", "text_encoder"), False)) == 123_060_480
-    assert count(_build_text(bundled_config("sdxl", "text_encoder_2"), True)) == 694_659_840
+    assert count(empty_model("UNet2DConditionModel", bundled_config("sd15", "unet"))) == 859_520_964
+    assert count(empty_model("UNet2DConditionModel", bundled_config("sdxl", "unet"))) == 2_567_463_684
+    assert count(empty_model("AutoencoderKL", bundled_config("sd15", "vae"))) == 83_653_863
+    assert count(empty_model("CLIPTextModel", bundled_config("sd15", "text_encoder"))) == 123_060_480
+    assert count(empty_model("CLIPTextModelWithProjection", bundled_config("sdxl", "text_encoder_2"))) == 694_659_840
     assert bundled_config("sd15", "unet_inpaint")["in_channels"] == 9
     assert bundled_config("sd15", "scheduler_v_prediction")["prediction_type"] == "v_prediction"
     assert bundled_config("sdxl", "vae")["scaling_factor"] == 0.13025
@@ -79,17 +80,17 @@ def test_real_size_key_mapping_matches_diffusers(family):
     from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
 
     for name, build, to_ldm, convert, oracle, prefix in (
-            ("unet", _build_unet, ldm_export.unet_to_ldm, cv.convert_unet, convert_ldm_unet_checkpoint,
+            ("unet", "UNet2DConditionModel", ldm_export.unet_to_ldm, cv.convert_unet, convert_ldm_unet_checkpoint,
              "model.diffusion_model."),
-            ("vae", _build_vae, ldm_export.vae_to_ldm, cv.convert_vae, convert_ldm_vae_checkpoint,
+            ("vae", "AutoencoderKL", ldm_export.vae_to_ldm, cv.convert_vae, convert_ldm_vae_checkpoint,
              "first_stage_model.")):
         config = bundled_config(family, name)
-        expected = build(config).state_dict()
+        expected = empty_model(build, config).state_dict()
         ldm = to_ldm(dict(expected), config)
         assert convert(ldm, config).keys() == expected.keys()
         assert oracle({prefix + k: v for k, v in ldm.items()}, dict(config)).keys() == expected.keys()
     if family == "sdxl":
-        model = _build_text(bundled_config("sdxl", "text_encoder_2"), True)
+        model = empty_model("CLIPTextModelWithProjection", bundled_config("sdxl", "text_encoder_2"))
         ldm = ldm_export.open_clip_to_ldm(dict(model.state_dict()))
         assert cv.convert_open_clip(ldm).keys() == model.state_dict().keys()
 

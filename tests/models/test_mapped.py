@@ -13,7 +13,8 @@ from safetensors.torch import load_file, save_file
 
 from sdcodex.core.errors import ModelLoadError, TokenizerMissingError
 from sdcodex.models import tokenizers
-from sdcodex.models.loader import _build_text, _empty, bundled_config
+from sdcodex.models.build import empty_model, empty_module
+from sdcodex.models.model_configs import bundled_config
 from sdcodex.models.safetensors_io import MappedSafetensors
 
 
@@ -137,7 +138,7 @@ def test_clip_text_model_built_on_meta_has_real_position_ids():
     from transformers import CLIPTextConfig, CLIPTextModel
 
     config = bundled_config("sd15", "text_encoder")
-    module = _build_text(config, projection=False)
+    module = empty_model("CLIPTextModel", config)
     assert all(p.is_meta for p in module.parameters())
     built = dict(module.named_buffers())
     reference = dict(CLIPTextModel(CLIPTextConfig(**{k: v for k, v in config.items()
@@ -158,7 +159,7 @@ class _WithBuffer(torch.nn.Module):
 
 
 def test_modules_with_unknown_buffers_fall_back_to_real_buffers():
-    module = _empty(_WithBuffer)
+    module = empty_module(_WithBuffer)
     assert module.lin.weight.is_meta
     assert torch.equal(module.table, torch.linspace(0, 1, 5)) and torch.equal(module.freqs, torch.arange(3.0))
 
