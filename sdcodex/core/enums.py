@@ -47,6 +47,14 @@ class Mode(StrEnum):
     LIGHTNING = "lightning"
 
 
+class Emphasis(StrEnum):
+    """A1111's emphasis modes: how ``(text:1.2)`` weights reach the CLIP hidden states (docs/prompts.md)."""
+
+    ORIGINAL = "Original"  # multiply by the weights, then restore the unweighted mean
+    NO_NORM = "No norm"  # multiply only
+    NONE = "None"  # no attention syntax: the brackets are plain text
+
+
 class Precision(StrEnum):
     AUTO = "auto"
     FP32 = "fp32"

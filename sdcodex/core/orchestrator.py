@@ -230,6 +230,7 @@ class Orchestrator:
             "model_hash": info.get("model_hash"),
             "model": entry.name if entry else None,
             "clip_skip": params.clip_skip,
+            "emphasis": params.emphasis.value,
             "extra": dict(info.get("infotext_extra") or {}),
         }
         if params.task in (Task.IMG2IMG, Task.INPAINT):

@@ -6,7 +6,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
-from .enums import EngineKey, Mode, OutputFormat, Precision, ResizeMode, Task
+from .enums import Emphasis, EngineKey, Mode, OutputFormat, Precision, ResizeMode, Task
 from .errors import UnsupportedTaskError, ValidationError
 from .registry import get_engine
 from .request import GenerationRequest, validate_request
@@ -33,6 +33,7 @@ class Params:
     batch_size: int = 1
     batch_count: int = 1
     clip_skip: int = 1
+    emphasis: Emphasis = Emphasis.ORIGINAL
     vae: Optional[str] = None
     precision: Precision = Precision.AUTO
     output_format: OutputFormat = OutputFormat.PNG

@@ -7,7 +7,7 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 from pydantic import ValidationError as PydanticValidationError
 
-from .enums import EngineKey, Mode, OutputFormat, Precision, ResizeMode, Task
+from .enums import Emphasis, EngineKey, Mode, OutputFormat, Precision, ResizeMode, Task
 from .errors import ValidationError
 
 _STRICT = ConfigDict(extra="forbid", validate_assignment=True, use_enum_values=False)
@@ -64,6 +64,7 @@ class GenerationRequest(BaseModel):
     batch_size: Int = Field(None, ge=1, le=64)
     batch_count: Int = Field(None, ge=1, le=1000)
     clip_skip: Int = Field(None, ge=1, le=12)
+    emphasis: Optional[Emphasis] = None
     vae: Str = None
     precision: Optional[Precision] = None
     output_format: Optional[OutputFormat] = None
@@ -102,7 +103,7 @@ class GenerationRequest(BaseModel):
 _COMMON = {"task", "model", "engine", "mode", "preset", "precision", "output_format", "vae", "seed",
            "batch_size", "batch_count"}
 _DIFFUSION = {"prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "sampler", "scheduler",
-              "clip_skip", "loras", "distilled_cfg_scale", "flow_shift", "text_encoders", "offload", "vae_tiling"}
+              "clip_skip", "emphasis", "loras", "distilled_cfg_scale", "flow_shift", "text_encoders", "offload", "vae_tiling"}
 _IMG_IN = {"init_image", "denoising_strength", "resize_mode"}
 _INPAINT = {"mask", "mask_blur", "mask_invert", "inpaint_full_res", "inpaint_full_res_padding"}
 _VIDEO = {"num_frames", "fps", "decode_chunk_size", "guidance_scale_2"}

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from sdcodex import __version__
+from sdcodex.core.enums import Emphasis
 
 DEFAULT_VERSION = f"sdcodex-v{__version__}"
 
@@ -22,7 +23,8 @@ _RE_SIZE = re.compile(r"^(\d+)x(\d+)$")
 _IMG2IMG_TASKS = {"img2img", "inpaint"}
 
 # (A1111 label, native key, kind) in A1111's create_infotext order. Kinds: int, float, str,
-# size (width/height pair), hashes (dict name -> hash, written as one quoted "name: hash, ..." value).
+# size (width/height pair), hashes (dict name -> hash, written as one quoted "name: hash, ..." value),
+# emphasis (one of A1111's emphasis modes; written only when not "Original").
 _FIELDS: list[tuple[str, str, str]] = [
     ("Steps", "steps", "int"),
     ("Sampler", "sampler", "str"),
@@ -42,6 +44,7 @@ _FIELDS: list[tuple[str, str, str]] = [
     ("Hires upscaler", "hires_upscaler", "str"),
     ("Lora hashes", "lora_hashes", "hashes"),
     ("TI hashes", "ti_hashes", "hashes"),
+    ("Emphasis", "emphasis", "emphasis"),
 ]
 _LABEL_TO_FIELD = {label: (key, kind) for label, key, kind in _FIELDS}
 
@@ -98,10 +101,11 @@ def build_infotext(p: dict[str, Any]) -> str:
 
     Keys: prompt, negative_prompt, steps, sampler, scheduler, cfg_scale, seed, width, height, model_hash,
     model, vae_hash, vae, denoising_strength, clip_skip, mask_blur, hires_scale, hires_steps,
-    hires_upscaler, lora_hashes, ti_hashes (dict name -> hash), version, task, extra (dict label -> value).
-    None or missing values are left out. Denoising strength is written for img2img/inpaint or with hires
-    fix; Mask blur only for inpaint; Clip skip only when > 1 (when ``task`` is absent, a given value is
-    written). ``extra`` labels follow the built-in ones (an extra label equal to a built-in one replaces
+    hires_upscaler, lora_hashes, ti_hashes (dict name -> hash), emphasis, version, task,
+    extra (dict label -> value). None or missing values are left out. Denoising strength is written for
+    img2img/inpaint or with hires fix; Mask blur only for inpaint; Clip skip only when > 1 (when ``task``
+    is absent, a given value is written); Emphasis only when not "Original". The prompts are written as
+    they are. ``extra`` labels follow the built-in ones (an extra label equal to a built-in one replaces
     its value in place, as A1111's dict does), and "Version" comes last, as in A1111.
     """
     task = str(p["task"]) if p.get("task") is not None else None
@@ -122,6 +126,8 @@ def build_infotext(p: dict[str, Any]) -> str:
         if key == "mask_blur" and task is not None and task != "inpaint":
             continue
         if key == "clip_skip" and int(value) <= 1:
+            continue
+        if key == "emphasis" and str(value) == Emphasis.ORIGINAL.value:
             continue
         params[label] = value
     for label, value in (p.get("extra") or {}).items():
@@ -181,6 +187,8 @@ def _convert(value: str, kind: str) -> Any:
         return float(value)
     if kind == "hashes":
         return _parse_hashes(value)
+    if kind == "emphasis":
+        return Emphasis(value).value  # an unknown mode raises ValueError and stays in ``extra``
     return value
 
 

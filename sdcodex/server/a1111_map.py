@@ -118,12 +118,13 @@ _MAPPED = {"prompt", "negative_prompt", "seed", "sampler_name", "scheduler", "ba
            "hr_prompt", "hr_negative_prompt", "send_images", "init_images", "resize_mode", "mask", "mask_blur",
            "mask_blur_x", "mask_blur_y", "inpaint_full_res", "inpaint_full_res_padding", "inpainting_mask_invert",
            "include_init_images", "sampler_index", "force_task_id"}
-_OVERRIDES = {"sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers", "samples_format"}
+_OVERRIDES = {"sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers", "samples_format", "emphasis"}
 
 #: our field -> the A1111 field a client sent, so an error names what the client knows
 NATIVE_TO_A1111 = {"batch_count": "n_iter", "sampler": "sampler_name", "init_image": "init_images[0]",
                    "mask_invert": "inpainting_mask_invert", "model": "override_settings.sd_model_checkpoint",
                    "vae": "override_settings.sd_vae", "clip_skip": "override_settings.CLIP_stop_at_last_layers",
+                   "emphasis": "override_settings.emphasis",
                    "output_format": "samples_format", "hires.scale": "hr_scale", "hires.steps": "hr_second_pass_steps",
                    "hires.upscaler": "hr_upscaler", "hires.resize_x": "hr_resize_x", "hires.resize_y": "hr_resize_y",
                    "hires.sampler": "hr_sampler_name", "hires.scheduler": "hr_scheduler", "hires.prompt": "hr_prompt",
@@ -192,6 +193,9 @@ def to_request(body: Txt2ImgRequest, *, task: str, options: dict[str, Any]) -> t
     clip = overrides.get("CLIP_stop_at_last_layers", options.get("CLIP_stop_at_last_layers"))
     if clip is not None and int(clip) > 1:
         req["clip_skip"] = int(clip)
+    emphasis = overrides.get("emphasis", options.get("emphasis"))
+    if emphasis is not None and emphasis != "Original":
+        req["emphasis"] = emphasis  # the strict request checks the value and names the field
     fmt = _FORMATS.get(str(overrides.get("samples_format", options.get("samples_format")) or "png").lower())
     if fmt and fmt != "png":
         req["output_format"] = fmt
@@ -281,6 +285,8 @@ def info_string(job_id: str, info: dict[str, Any], infotexts: list[str], ignored
     extra = {k: v for k, v in (fields.get("extra") or {}).items()}
     if info.get("scheduler_effective"):
         extra.setdefault("Schedule type", info["scheduler_effective"])
+    if req.get("emphasis") not in (None, "Original"):
+        extra.setdefault("Emphasis", req["emphasis"])
     data = {
         "prompt": prompt, "all_prompts": [prompt] * n, "negative_prompt": negative,
         "all_negative_prompts": [negative] * n, "seed": seeds[0] if seeds else req.get("seed"),

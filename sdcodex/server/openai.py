@@ -42,6 +42,8 @@ class ImageGenerationRequest(BaseModel):
     negative_prompt: Optional[str] = Field(None, description="extension: our negative prompt")
     seed: Optional[int] = Field(None, ge=-1, le=2**32 - 1, description="extension")
     steps: Optional[int] = Field(None, ge=1, le=500, description="extension")
+    emphasis: Optional[Literal["Original", "No norm", "None"]] = Field(
+        None, description="extension: A1111 emphasis mode for (weighted:1.2) prompt syntax")
 
 
 class ImageData(BaseModel):
@@ -67,6 +69,8 @@ class VideoRequest(BaseModel):
     steps: Optional[int] = Field(None, ge=1, le=500)
     fps: Optional[float] = Field(None, gt=0, le=240)
     num_frames: Optional[int] = Field(None, ge=1, le=1024)
+    emphasis: Optional[Literal["Original", "No norm", "None"]] = Field(
+        None, description="extension: A1111 emphasis mode for (weighted:1.2) prompt syntax")
 
 
 class VideoObject(BaseModel):
@@ -114,7 +118,7 @@ async def image_generations(request: Request, body: ImageGenerationRequest = Bod
         native["model"] = body.model
     if body.output_format:
         native["output_format"] = body.output_format
-    for key in ("negative_prompt", "seed", "steps"):
+    for key in ("negative_prompt", "seed", "steps", "emphasis"):
         if getattr(body, key) is not None:
             native[key] = getattr(body, key)
     job = await submit_and_wait(service, native, kind="openai_image")
@@ -173,7 +177,7 @@ async def create_video(request: Request, body: VideoRequest = Body(...)) -> dict
         native["width"], native["height"] = size
     if _model(body.model):
         native["model"] = body.model
-    for key in ("negative_prompt", "seed", "steps", "fps", "num_frames"):
+    for key in ("negative_prompt", "seed", "steps", "fps", "num_frames", "emphasis"):
         if getattr(body, key) is not None:
             native[key] = getattr(body, key)
     _frames_for(service, native, body.seconds, body.fps or 16.0)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sdcodex.core.enums import Emphasis
 from sdcodex.core.errors import ModelNotFoundError, ValidationError
 from sdcodex.jobs import Job, JobQueue, JobStore, Worker
 
@@ -55,7 +56,7 @@ class ServerSettings:
 def default_options() -> dict[str, Any]:
     """The A1111 options this server knows (others posted by clients are kept and echoed)."""
     return {"sd_model_checkpoint": None, "sd_checkpoint_hash": None, "sd_vae": "Automatic",
-            "CLIP_stop_at_last_layers": 1, "samples_format": "png", "sd_checkpoints_limit": 2,
+            "CLIP_stop_at_last_layers": 1, "emphasis": "Original", "samples_format": "png", "sd_checkpoints_limit": 2,
             "eta_noise_seed_delta": 0, "live_previews_enable": True, "show_progress_every_n_steps": 10,
             "sd_vae_checkpoint_cache": 0, "samples_save": True, "grid_save": False, "jpeg_quality": 80,
             "outdir_samples": "", "enable_pnginfo": True}
@@ -145,8 +146,12 @@ class CodexService:
         return out
 
     def set_options(self, values: dict[str, Any]) -> dict[str, Any]:
-        """Store posted options; sd_model_checkpoint must name an existing model (404 listing them)."""
+        """Store posted options; sd_model_checkpoint must name an existing model (404 listing them),
+        emphasis one of A1111's modes (422)."""
         values = dict(values)
+        if "emphasis" in values and values["emphasis"] not in Emphasis.values():
+            raise ValidationError(f"unknown emphasis mode {values['emphasis']!r}", field="emphasis",
+                                  allowed=Emphasis.values())
         ckpt = values.get("sd_model_checkpoint")
         if ckpt:
             entry = self.find_model(str(ckpt))

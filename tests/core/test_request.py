@@ -75,3 +75,21 @@ def test_every_task_has_a_key_table():
 def test_not_an_object():
     with pytest.raises(ValidationError):
         validate_request(["txt2img"])
+
+
+def test_emphasis_is_strict_and_reaches_params():
+    from sdcodex.core.enums import Emphasis
+    from sdcodex.core.params import parse_params
+    import sdcodex.engines  # noqa: F401 - registers the engines
+
+    req = validate_request({"task": "txt2img", "prompt": "(a:1.2)", "emphasis": "No norm"})
+    assert req.emphasis is Emphasis.NO_NORM
+    assert parse_params("sd15", "txt2img", req).emphasis is Emphasis.NO_NORM
+    assert parse_params("sd15", "txt2img", {"task": "txt2img"}).emphasis is Emphasis.ORIGINAL
+    for bad in ("no norm", "Loud", 1):
+        with pytest.raises(ValidationError) as err:
+            validate_request({"task": "txt2img", "emphasis": bad})
+        assert err.value.field == "emphasis" and all(v in str(err.value.allowed) for v in Emphasis.values())
+    with pytest.raises(ValidationError) as err:
+        validate_request({"task": "upscale", "emphasis": "None"})
+    assert err.value.field == "emphasis"

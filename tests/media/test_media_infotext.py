@@ -114,3 +114,25 @@ def test_empty_negative_prompt_is_omitted_and_quote_rules():
     assert text == "cat\nSteps: 1, Sampler: Euler, CFG scale: 1, Seed: 1, Size: 8x8"
     assert quote("a, b") == '"a, b"' and quote("a:b") == '"a:b"' and quote("plain") == "plain"
     assert quote(0.1) == "0.1" and quote(7.0) == "7"
+
+
+SYNTAX_PROMPT = ('masterpiece, (red fox:1.3), ((nested)), [less], \\(escaped\\) \\\\ (unclosed\n'
+                 'BREAK [fantasy:cyberpunk:0.5] [cow|horse] a AND b :0.5 — 狐 ü 🙂, "quoted": x')
+
+
+def test_emphasis_written_only_when_not_original_and_read_back():
+    base = {"prompt": SYNTAX_PROMPT, "negative_prompt": "(worst:1.4), [x:y:3]", "steps": 20, "seed": 1,
+            "width": 512, "height": 512}
+    assert "Emphasis" not in build_infotext({**base, "emphasis": "Original"})
+    for mode in ("No norm", "None"):
+        text = build_infotext({**base, "emphasis": mode})
+        assert f"Emphasis: {mode}" in text.rsplit("\n", 1)[-1]
+        req = infotext_to_request(parse_infotext(text))
+        assert req["emphasis"] == mode
+        assert req["prompt"] == SYNTAX_PROMPT and req["negative_prompt"] == "(worst:1.4), [x:y:3]"
+        assert text.startswith(SYNTAX_PROMPT + "\nNegative prompt: (worst:1.4), [x:y:3]\n")
+
+
+def test_unknown_emphasis_stays_extra():
+    req = infotext_to_request(parse_infotext("x\nSteps: 2, Seed: 1, Size: 8x8, Emphasis: Loud"))
+    assert "emphasis" not in req and req["extra"]["Emphasis"] == "Loud"

@@ -193,3 +193,37 @@ def test_live_preview_options(client, server):
         assert service.preview_every() == 0
     finally:
         client.post("/sdapi/v1/options", json={"show_progress_every_n_steps": 10, "live_previews_enable": True})
+
+
+SYNTAX_PROMPT = 'a (red:1.3) fox, [blurry], \\(literal\\) ((deep)) BREAK [cat:dog:0.5] [a|b] 狐 ü "q", x: y'
+
+
+def test_a1111_emphasis_override_and_prompt_text_byte_for_byte(client):
+    r = client.post("/sdapi/v1/txt2img", json={"prompt": SYNTAX_PROMPT, "negative_prompt": "(bad:1.2) AND [x]",
+                                               "override_settings": {"emphasis": "No norm"}, **A1111_TINY})
+    assert r.status_code == 200, r.text
+    info = json.loads(r.json()["info"])
+    assert "override_settings.emphasis" not in info["ignored_fields"]
+    assert info["extra_generation_params"]["Emphasis"] == "No norm"
+    infotext = info["infotexts"][0]
+    assert infotext.startswith(SYNTAX_PROMPT + "\nNegative prompt: (bad:1.2) AND [x]\n")
+    assert "Emphasis: No norm" in infotext.rsplit("\n", 1)[-1]
+    png = client.post("/sdapi/v1/png-info", json={"image": r.json()["images"][0]}).json()
+    assert png["parameters"]["Prompt"] == SYNTAX_PROMPT and png["parameters"]["Emphasis"] == "No norm"
+    r = client.post("/sdapi/v1/txt2img", json={"prompt": "x", "override_settings": {"emphasis": "Loud"},
+                                               **A1111_TINY})
+    assert r.status_code == 422 and r.json()["field"] == "override_settings.emphasis"
+    assert "No norm" in str(r.json()["allowed"])
+    r = client.post("/sdapi/v1/options", json={"emphasis": "Loud"})
+    assert r.status_code == 422 and r.json()["field"] == "emphasis"
+    assert client.get("/sdapi/v1/options").json()["emphasis"] == "Original"
+
+
+def test_openai_emphasis_extension(client, server, sd15_name):
+    r = client.post("/v1/images/generations", json={"prompt": SYNTAX_PROMPT, "size": "64x64", "model": sd15_name,
+                                                    "steps": 1, "emphasis": "None"})
+    assert r.status_code == 200, r.text
+    job = server.service.store.list(states=["done"], kind="openai_image", limit=1)[0]
+    assert job.request["prompt"] == SYNTAX_PROMPT and job.request["emphasis"] == "None"
+    r = client.post("/v1/images/generations", json={"prompt": "x", "size": "64x64", "emphasis": "loud"})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "emphasis"
