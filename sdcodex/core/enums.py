@@ -25,6 +25,7 @@ class EngineKey(StrEnum):
     WAN22_TI2V_5B = "wan22_ti2v_5b"
     WAN22_T2V_A14B = "wan22_t2v_a14b"
     WAN22_I2V_A14B = "wan22_i2v_a14b"
+    Z_IMAGE = "z_image"
 
 
 class Task(StrEnum):

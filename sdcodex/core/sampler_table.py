@@ -119,6 +119,8 @@ FAMILIES: tuple[FamilyRow, ...] = (
     FamilyRow("wan22_ti2v_5b", True),
     FamilyRow("wan22_t2v_a14b", True),
     FamilyRow("wan22_i2v_a14b", True),
+    # Z-Image (Turbo and base): the model's FlowMatchEulerDiscreteScheduler, shift 3.0 (Tongyi-MAI/Z-Image-Turbo)
+    FamilyRow("z_image", True),
 )
 FAMILY_ROWS: Mapping[str, FamilyRow] = MappingProxyType({row.family: row for row in FAMILIES})
 

@@ -238,12 +238,47 @@ def rule_wan(k: Keys) -> list[Found]:
     return out
 
 
+# Z-Image (S3-DiT, Tongyi-MAI): a noise refiner and a context refiner in front of the main `layers`, captions
+# embedded by `cap_embedder` (RMSNorm, Linear cap_feat_dim -> dim). Facts from the published files:
+#   original layout (ComfyUI split_files/diffusion_models/z_image_turbo_bf16.safetensors, the layout of
+#   Tongyi-MAI's own code; ComfyUI's model_detection reads it as Lumina2/NextDiT with dim 3840):
+#     cap_embedder.1.weight [3840, 2560], x_embedder.weight [3840, 64], layers.N.attention.qkv.weight
+#     [11520, 3840] (N < 30), noise_refiner.0.attention.k_norm.weight [128], cap_pad_token [1, 3840]
+#   Diffusers layout (Tongyi-MAI/Z-Image-Turbo transformer/, ZImageTransformer2DModel; the renames are those of
+#   Diffusers' convert_z_image_transformer_checkpoint_to_diffusers): all_x_embedder.2-1.weight [3840, 64],
+#     layers.N.attention.to_q.weight [3840, 3840], noise_refiner.0.attention.norm_k.weight [128]
+# Lumina-Image 2.0 has the same markers with dim 2304 (not ours).
+Z_IMAGE_TABLE: tuple[Row, ...] = (
+    ("z_image", E.Z_IMAGE, (), lambda f: f["dim"] == 3840 and f["cap_feat_dim"] == 2560),
+)
+
+
+def rule_z_image(k: Keys) -> list[Found]:
+    out = []
+    for p in DENOISER_PREFIXES:
+        if f"{p}cap_embedder.1.weight" not in k:
+            continue
+        if f"{p}noise_refiner.0.attention.k_norm.weight" in k and f"{p}x_embedder.weight" in k:
+            layout, x_in, qk = "original", f"{p}x_embedder.weight", f"{p}layers.0.attention.q_norm.weight"
+        elif f"{p}noise_refiner.0.attention.norm_k.weight" in k and f"{p}all_x_embedder.2-1.weight" in k:
+            layout, x_in, qk = "diffusers", f"{p}all_x_embedder.2-1.weight", f"{p}layers.0.attention.norm_q.weight"
+        else:
+            continue
+        facts = {"layout": layout, "dim": k.dim(f"{p}cap_embedder.1.weight", 0),
+                 "cap_feat_dim": k.dim(f"{p}cap_embedder.1.weight", 1), "patch_in": k.dim(x_in, 1),
+                 "head_dim": k.dim(qk, 0), "layers": k.count_blocks(p + "layers."),
+                 "refiner_layers": k.count_blocks(p + "noise_refiner.")}
+        out.append(_from_table("z_image", "denoiser", p, Z_IMAGE_TABLE, facts))
+    return out
+
+
 # ---- VAEs ----------------------------------------------------------------------------------------
 
 # Image VAEs of the LDM/diffusers AutoencoderKL shape: family from latent channels.
 KL_VAE_TABLE: tuple[Row, ...] = (
     ("kl4", None, SD_ANY, lambda f: f["latent_channels"] == 4),   # SD1.5 and SDXL VAEs share a shape
-    ("kl16", E.FLUX, (), lambda f: f["latent_channels"] == 16),
+    # FLUX.1's ae.safetensors; Z-Image and Chroma ship the same autoencoder
+    ("kl16", E.FLUX, (E.Z_IMAGE,), lambda f: f["latent_channels"] == 16),
 )
 WAN_VAE_TABLE: tuple[Row, ...] = (
     ("wan21_vae", None, WAN_A14B, lambda f: f["latent_channels"] == 16),
@@ -315,8 +350,13 @@ T5_TABLE: tuple[Row, ...] = (
     ("t5xxl", None, (E.FLUX,), lambda f: not f["_umt5"] and f["d_model"] == 4096),
 )
 DECODER_LM_TABLE: tuple[Row, ...] = (
-    ("llama", None, (E.HUNYUAN_VIDEO,), lambda f: not f["_qkv_bias"]),
+    ("llama", None, (E.HUNYUAN_VIDEO,), lambda f: not f["_qkv_bias"] and not f["_qk_norm"]),
     ("qwen2_5_vl", None, (E.HUNYUAN_VIDEO15,), lambda f: f["_qkv_bias"]),
+    # Qwen3: per-head q/k RMS norms, no qkv bias. Qwen3-4B (hidden 2560, 36 layers, vocab 151936) is Z-Image's
+    # encoder: ComfyUI split_files/text_encoders/qwen_3_4b.safetensors (model.layers.N.self_attn.q_norm.weight
+    # [128]) and Tongyi-MAI/Z-Image-Turbo text_encoder/ (Qwen3Model)
+    ("qwen3_4b", None, (E.Z_IMAGE,), lambda f: f["_qk_norm"] and not f["_qkv_bias"] and f["hidden"] == 2560),
+    ("qwen3", None, (), lambda f: f["_qk_norm"] and not f["_qkv_bias"] and f["hidden"] != 2560),
 )
 
 
@@ -362,7 +402,8 @@ def rule_decoder_lm(k: Keys) -> list[Found]:
         if f"{p}embed_tokens.weight" not in k or f"{p}layers.0.self_attn.q_proj.weight" not in k:
             continue
         facts = {"hidden": k.dim(f"{p}embed_tokens.weight", 1), "vocab": k.dim(f"{p}embed_tokens.weight", 0),
-                 "_qkv_bias": f"{p}layers.0.self_attn.q_proj.bias" in k, "layers": k.count_blocks(p + "layers.")}
+                 "_qkv_bias": f"{p}layers.0.self_attn.q_proj.bias" in k, "layers": k.count_blocks(p + "layers."),
+                 "_qk_norm": f"{p}layers.0.self_attn.q_norm.weight" in k}
         out.append(_te(_from_table("decoder_lm", "text_encoder", p, DECODER_LM_TABLE, facts)))
     return out
 
@@ -517,7 +558,7 @@ def rule_upscaler_compact(k: Keys) -> list[Found]:
 
 
 RULES: tuple[Callable[[Keys], list[Found]], ...] = (
-    rule_unet, rule_flux, rule_hunyuan, rule_wan,
+    rule_unet, rule_flux, rule_hunyuan, rule_wan, rule_z_image,
     rule_vae_kl, rule_vae_svd, rule_vae_wan, rule_vae_causal3d,
     rule_clip, rule_t5, rule_decoder_lm,
     rule_lora, rule_embedding, rule_upscaler_esrgan, rule_upscaler_rrdbnet, rule_upscaler_swinir,

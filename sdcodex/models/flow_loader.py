@@ -4,7 +4,8 @@ Diffusers folders load with ``from_pretrained(local_files_only=True)``; a tokeni
 taken from ``<models_dir>/tokenizers/<name>/`` or named in a TokenizerMissingError with the command that fetches
 it. Single files (a FLUX or WAN transformer in the original layout, plus separate VAE and text-encoder files
 from the models folder) are handled by `flow_single` and end in the same LoadedModel. Separate text-encoder files
-(`TEXT_ENCODER_SLOTS`): FLUX clip_l + t5xxl, WAN umt5, HunyuanVideo 1.0 llama (llava_llama3) + clip_l.
+(`TEXT_ENCODER_SLOTS`): FLUX clip_l + t5xxl, WAN umt5, HunyuanVideo 1.0 llama (llava_llama3) + clip_l, Z-Image
+qwen3_4b.
 """
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ from sdcodex.models.model_configs import bundled, configs_from
 from sdcodex.models.safetensors_io import TensorView, open_mapped
 
 FLOW_FAMILIES = (EngineKey.FLUX, EngineKey.SVD, EngineKey.HUNYUAN_VIDEO, EngineKey.HUNYUAN_VIDEO15,
-                 EngineKey.WAN22_TI2V_5B, EngineKey.WAN22_T2V_A14B, EngineKey.WAN22_I2V_A14B)
+                 EngineKey.WAN22_TI2V_5B, EngineKey.WAN22_T2V_A14B, EngineKey.WAN22_I2V_A14B, EngineKey.Z_IMAGE)
+#: families whose VAE is the 2-D AutoencoderKL (a separate `vae` file loads with loader.load_vae_file)
+KL_VAE_FAMILIES = (EngineKey.FLUX, EngineKey.Z_IMAGE)
 #: tokenizer slot of a family -> the cache-models entry that fetches it (models/tokenizers/<name>/)
 TOKENIZER_SOURCES: dict[tuple[EngineKey, str], str] = {
     (EngineKey.FLUX, "tokenizer_2"): "tokenizer-t5-xxl",
@@ -30,6 +33,7 @@ TOKENIZER_SOURCES: dict[tuple[EngineKey, str], str] = {
     (EngineKey.WAN22_T2V_A14B, "tokenizer"): "tokenizer-umt5-xxl",
     (EngineKey.WAN22_I2V_A14B, "tokenizer"): "tokenizer-umt5-xxl",
     (EngineKey.HUNYUAN_VIDEO, "tokenizer"): "tokenizer-llama-hunyuan",
+    (EngineKey.Z_IMAGE, "tokenizer"): "tokenizer-qwen3",
 }
 _WAN = (EngineKey.WAN22_TI2V_5B, EngineKey.WAN22_T2V_A14B, EngineKey.WAN22_I2V_A14B)
 #: text-encoder slots of the families that take separate text-encoder files:
@@ -40,6 +44,7 @@ TEXT_ENCODER_SLOTS: dict[EngineKey, dict[str, tuple[tuple[str, ...], str, str]]]
     **{fam: {"text_encoder": (("umt5",), "", "UMT5EncoderModel")} for fam in _WAN},
     EngineKey.HUNYUAN_VIDEO: {"text_encoder": (("llama",), "llama-type", "LlamaModel"),
                               "text_encoder_2": (("clip_l",), "clip", "CLIPTextModel")},
+    EngineKey.Z_IMAGE: {"text_encoder": (("qwen3_4b",), "qwen3", "Qwen3Model")},
 }
 #: plain pipeline settings (not modules) that a pipeline needs again when rebuilt for another task
 PIPELINE_SETTINGS = ("boundary_ratio", "expand_timesteps")
@@ -96,7 +101,7 @@ def _check_family(path: Path, found: EngineKey | None, wanted: EngineKey | None)
         raise ModelLoadError(f"{path}: this is a {found.value} model, it cannot be loaded as {wanted.value}",
                              field="family", allowed=[found.value])
     if fam is None or fam not in FLOW_FAMILIES:
-        raise ModelLoadError(f"{path}: not a FLUX/SVD/HunyuanVideo/WAN 2.2 model", field="family",
+        raise ModelLoadError(f"{path}: not a FLUX/SVD/HunyuanVideo/WAN 2.2/Z-Image model", field="family",
                              allowed=[f.value for f in FLOW_FAMILIES])
     return fam
 
@@ -243,7 +248,7 @@ def _architecture(keys: list[str]) -> str:
     if any(k.endswith("SelfAttention.q.weight") for k in keys):
         return "t5"
     if any(k.endswith("mlp.gate_proj.weight") for k in keys):
-        return "llama-type"
+        return "qwen3" if any(k.endswith("self_attn.q_norm.weight") for k in keys) else "llama-type"
     return "unknown"
 
 
@@ -283,13 +288,13 @@ def _state(handle: Any, keymap: dict[str, str], dtype: torch.dtype | None) -> di
 
 def load_text_encoder_file(path: Path, slot_class: str, prefix: str, config: dict[str, Any],
                            dtype: torch.dtype | None, device: str) -> torch.nn.Module:
-    """A CLIP-L, T5-XXL, UMT5 or Llama (HunyuanVideo's llava_llama3) text encoder from its own safetensors file,
+    """A CLIP-L, T5-XXL, UMT5, Llama (HunyuanVideo's llava_llama3) or Qwen3 (Z-Image) text encoder from its own file,
     built empty from `config` (the base folder's text-encoder config)."""
     from sdcodex.models.convert_flow import text_encoder_keys
 
     handle = open_mapped(path)
     keys = handle.keys()
-    kind = {"CLIPTextModel": "clip", "LlamaModel": "llama"}.get(slot_class, "t5")
+    kind = {"CLIPTextModel": "clip", "LlamaModel": "llama", "Qwen3Model": "llama"}.get(slot_class, "t5")
 
     def state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
         return _state(handle, text_encoder_keys(keys, prefix, kind, set(module.state_dict())), dtype)
@@ -369,7 +374,7 @@ def separate_components(family: EngineKey, text_encoders: list[str], vae: str | 
         out[slot] = load_text_encoder_file(path, cls, prefix, cfg, dtype, device)
     if vae is not None:
         path = component_path(vae, "vae", models_dir)
-        if family is EngineKey.FLUX:
+        if family in KL_VAE_FAMILIES:
             out["vae"] = load_vae_file(path, config("vae"), dtype, device)
         elif family in _WAN:
             out["vae"] = load_wan_vae_file(path, config("vae"), dtype, device, family.value)

@@ -255,6 +255,16 @@ def qwen25_vl_7b_keys() -> KeySet:
     return llama_keys(hidden=3584, layers=28, vocab=152064, qkv_bias=True, kv=512, ff=18944)
 
 
+def qwen3_4b_keys() -> KeySet:
+    """Qwen3-4B as ComfyUI's split_files/text_encoders/qwen_3_4b.safetensors (Z-Image): 36 layers, hidden 2560,
+    8 KV heads of 128, per-head q/k RMS norms, no qkv bias, vocab 151936."""
+    k = llama_keys(hidden=2560, layers=36, vocab=151936, kv=1024, ff=9728)
+    k.update(_blocks("model.layers.{}.", range(36), {"self_attn.q_norm.weight": [128], "self_attn.k_norm.weight": [128],
+                                                      "self_attn.q_proj.weight": [4096, 2560],
+                                                      "self_attn.o_proj.weight": [2560, 4096]}))
+    return k
+
+
 # ---- full checkpoints ------------------------------------------------------------------------------
 
 def sd15_checkpoint_keys(in_channels: int = 4, v_pred: bool = False) -> KeySet:
@@ -418,6 +428,41 @@ def wan_diffusers_5b_keys() -> KeySet:
     k.update(_blocks("blocks.{}.", range(30), {"attn1.to_q.weight": [dim, dim], "attn2.to_k.weight": [dim, dim],
                                                 "ffn.net.0.proj.weight": [14336, dim], "scale_shift_table": [1, 6, dim]}))
     return k
+
+
+def _z_image_block(layout: str, modulation: bool) -> KeySet:
+    d = 3840
+    if layout == "original":
+        attn: KeySet = {"attention.qkv.weight": [3 * d, d], "attention.out.weight": [d, d],
+                        "attention.q_norm.weight": [128], "attention.k_norm.weight": [128]}
+    else:
+        attn = {"attention.to_q.weight": [d, d], "attention.to_k.weight": [d, d], "attention.to_v.weight": [d, d],
+                "attention.to_out.0.weight": [d, d], "attention.norm_q.weight": [128], "attention.norm_k.weight": [128]}
+    block = {**attn, "feed_forward.w1.weight": [10240, d], "feed_forward.w2.weight": [d, 10240],
+             "feed_forward.w3.weight": [10240, d], "attention_norm1.weight": [d], "attention_norm2.weight": [d],
+             "ffn_norm1.weight": [d], "ffn_norm2.weight": [d]}
+    if modulation:
+        block.update({"adaLN_modulation.0.weight": [4 * d, 256], "adaLN_modulation.0.bias": [4 * d]})
+    return block
+
+
+def z_image_keys(prefix: str = "", layout: str = "original") -> KeySet:
+    """Z-Image(-Turbo) transformer: original layout as ComfyUI's split_files/diffusion_models/
+    z_image_turbo_bf16.safetensors (dim 3840, 30 layers + 2 noise / 2 context refiner layers, Qwen3-4B captions
+    of 2560), or Diffusers' ZImageTransformer2DModel layout (Tongyi-MAI/Z-Image-Turbo transformer/)."""
+    d = 3840
+    x_in, final = ("x_embedder", "final_layer") if layout == "original" else ("all_x_embedder.2-1", "all_final_layer.2-1")
+    k: KeySet = {f"{x_in}.weight": [d, 64], f"{x_in}.bias": [d], f"{final}.linear.weight": [64, d],
+                 f"{final}.adaLN_modulation.1.weight": [d, 256], "t_embedder.mlp.0.weight": [1024, 256],
+                 "t_embedder.mlp.2.weight": [256, 1024], "cap_embedder.0.weight": [2560],
+                 "cap_embedder.1.weight": [d, 2560], "cap_embedder.1.bias": [d], "x_pad_token": [1, d],
+                 "cap_pad_token": [1, d]}
+    if layout == "original":
+        k["norm_final.weight"] = [d]
+    k.update(_blocks("layers.{}.", range(30), _z_image_block(layout, True)))
+    k.update(_blocks("noise_refiner.{}.", range(2), _z_image_block(layout, True)))
+    k.update(_blocks("context_refiner.{}.", range(2), _z_image_block(layout, False)))
+    return prefixed(prefix, k)
 
 
 # ---- LoRAs, embeddings, upscalers --------------------------------------------------------------------

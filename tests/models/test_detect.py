@@ -92,6 +92,14 @@ CASES = [
     ("up_swinir", fh.swinir_keys, "upscaler", None, "", {"arch": "swinir", "scale": 4}, ()),
     ("up_compact", fh.compact_keys, "upscaler", None, "", {"arch": "compact", "scale": 4}, ()),
     ("up_compact_x2", lambda: fh.compact_keys(2, 16), "upscaler", None, "", {"scale": 2}, ()),
+    # Z-Image
+    ("z_image", fh.z_image_keys, "diffusion_model", E.Z_IMAGE, "",
+     {"layout": "original", "dim": 3840, "cap_feat_dim": 2560, "layers": 30, "refiner_layers": 2}, ()),
+    ("z_image_comfy", lambda: fh.z_image_keys(CM), "diffusion_model", E.Z_IMAGE, CM, {"head_dim": 128}, ()),
+    ("z_image_diffusers", lambda: fh.z_image_keys(layout="diffusers"), "diffusion_model", E.Z_IMAGE, "",
+     {"layout": "diffusers", "patch_in": 64}, ()),
+    ("te_qwen3_4b", fh.qwen3_4b_keys, "text_encoder", None, "model.", {"text_encoder": "qwen3_4b"}, (E.Z_IMAGE,)),
+    ("vae_flux_for_z_image", lambda: fh.ldm_vae_keys(16, quant_conv=False), "vae", E.FLUX, "", {}, (E.Z_IMAGE,)),
 ]
 
 
@@ -211,6 +219,7 @@ FOLDERS = [
     ("WanPipeline", {"transformer_2": [None, None], "expand_timesteps": True}, {"vae": {"z_dim": 48}},
      E.WAN22_TI2V_5B, {"model_size": "5B"}),
     ("WanPipeline", {"transformer_2": [None, None]}, {"vae": {"z_dim": 16}}, None, {"wan_version": "2.1"}),
+    ("ZImagePipeline", {}, {"transformer": {"in_channels": 16, "dim": 3840}}, E.Z_IMAGE, {"in_channels": 16}),
 ]
 
 
