@@ -29,7 +29,7 @@ class Row:
     """One source tensor group -> one or more target tensor groups."""
 
     dst: tuple[str, ...]
-    op: str = "copy"  # "copy" | "split" | "swap"
+    op: str = "copy"  # "copy" | "split" | "swap" | "drop" (a tensor the Diffusers model has no place for)
 
 
 def _rows(table: Mapping[str, str | tuple[str, ...]], op: str = "copy") -> dict[str, Row]:
@@ -113,7 +113,33 @@ WAN_ROWS: dict[str, Row] = _rows({
     "blocks.{i}.cross_attn.norm_k_img": "blocks.{i}.attn2.norm_added_k",
 })
 
-_BLOCK = re.compile(r"^(double_blocks|single_blocks|blocks)\.(\d+)\.")
+# ---- Z-Image (Tongyi-MAI original layout: ComfyUI's z_image_turbo_bf16.safetensors) --------------------------
+# The renames are the ones Diffusers' convert_z_image_transformer_checkpoint_to_diffusers applies: the fused
+# attention.qkv is split into to_q/to_k/to_v, out -> to_out.0, q_norm/k_norm -> norm_q/norm_k, the one patch size
+# (2x2, 1 frame) gets its "2-1" key, and `norm_final` (unused by the model) is dropped.
+_Z_BLOCK = {"attention.out": "attention.to_out.0", "attention.q_norm": "attention.norm_q",
+            "attention.k_norm": "attention.norm_k", "feed_forward.w1": "feed_forward.w1",
+            "feed_forward.w2": "feed_forward.w2", "feed_forward.w3": "feed_forward.w3",
+            "attention_norm1": "attention_norm1", "attention_norm2": "attention_norm2", "ffn_norm1": "ffn_norm1",
+            "ffn_norm2": "ffn_norm2", "adaLN_modulation.0": "adaLN_modulation.0"}
+Z_IMAGE_ROWS: dict[str, Row] = {
+    **_rows({
+        "x_embedder": "all_x_embedder.2-1",
+        "final_layer.linear": "all_final_layer.2-1.linear",
+        "final_layer.adaLN_modulation.1": "all_final_layer.2-1.adaLN_modulation.1",
+        "t_embedder.mlp.0": "t_embedder.mlp.0", "t_embedder.mlp.2": "t_embedder.mlp.2",
+        "cap_embedder.0": "cap_embedder.0", "cap_embedder.1": "cap_embedder.1",
+        "x_pad_token": "x_pad_token", "cap_pad_token": "cap_pad_token",
+        **{f"{stack}.{{i}}.{a}": f"{stack}.{{i}}.{b}" for stack in ("layers", "noise_refiner", "context_refiner")
+           for a, b in _Z_BLOCK.items()},
+    }),
+    **_rows({f"{stack}.{{i}}.attention.qkv": (f"{stack}.{{i}}.attention.to_q", f"{stack}.{{i}}.attention.to_k",
+                                               f"{stack}.{{i}}.attention.to_v")
+             for stack in ("layers", "noise_refiner", "context_refiner")}, op="split"),
+    "norm_final": Row((), "drop"),
+}
+
+_BLOCK = re.compile(r"^(double_blocks|single_blocks|blocks|layers|noise_refiner|context_refiner)\.(\d+)\.")
 _SUFFIXES = {"weight": "weight", "bias": "bias", "scale": "weight"}
 
 
@@ -164,6 +190,8 @@ def convert(sd: Mapping[str, torch.Tensor], rows: Mapping[str, Row], split_sizes
         raise ModelLoadError(f"{len(unknown)} keys that are not {what} (e.g. {', '.join(unknown[:3])})", field="model")
     out: dict[str, torch.Tensor] = {}
     for src, dst, op in steps:
+        if op == "drop":
+            continue
         tensor = sd[src]
         if op == "copy":
             out[dst[0]] = tensor
@@ -236,6 +264,37 @@ def wan_config(shapes: Mapping[str, Sequence[int]], base: Mapping[str, Any]) -> 
                added_kv_proj_dim=dim if "blocks.0.cross_attn.k_img.weight" in shapes else None,
                pos_embed_seq_len=shapes["img_emb.emb_pos"][1] if "img_emb.emb_pos" in shapes else None)
     return cfg
+
+
+def z_image_config(shapes: Mapping[str, Sequence[int]], base: Mapping[str, Any]) -> dict[str, Any]:
+    """ZImageTransformer2DModel config for original-layout keys (prefix stripped): width and caption width from
+    cap_embedder.1, head size from the q-norm, KV heads from the fused qkv rows, depths from the block indices,
+    latent channels from x_embedder; `base` supplies the patch sizes, rope axes/theta, eps and t_scale."""
+    cap = _need(shapes, "cap_embedder.1.weight", "Z-Image transformer")
+    dim, cap_feat_dim = cap[0], cap[1]
+    head_dim = _need(shapes, "layers.0.attention.q_norm.weight", "Z-Image transformer")[0]
+    heads = dim // head_dim
+    kv = (_need(shapes, "layers.0.attention.qkv.weight", "Z-Image transformer")[0] // head_dim - heads) // 2
+    patch, frames = int(list(base.get("all_patch_size", [2]))[0]), int(list(base.get("all_f_patch_size", [1]))[0])
+    if (patch, frames) != (2, 1):
+        raise ModelLoadError(f"a Z-Image base config with patch size {patch}x{patch}x{frames} does not fit the "
+                             "original layout (one 2x2 patch embedder)", field="model")
+    axes = list(base.get("axes_dims", [32, 48, 48]))
+    if sum(axes) != head_dim:
+        raise ModelLoadError(f"the Z-Image base config's rope axes {axes} do not add up to the file's head size "
+                             f"{head_dim}; give the model's own configs", field="model")
+    cfg = dict(base)
+    cfg.update(dim=dim, cap_feat_dim=cap_feat_dim, n_heads=heads, n_kv_heads=kv,
+               n_layers=_depth(shapes, "layers."), n_refiner_layers=_depth(shapes, "noise_refiner."),
+               in_channels=_need(shapes, "x_embedder.weight", "Z-Image transformer")[1] // (patch * patch * frames))
+    return cfg
+
+
+def convert_z_image(sd: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Original-layout Z-Image transformer (prefix stripped) -> ZImageTransformer2DModel state dict."""
+    head = int(config["dim"]) // int(config["n_heads"])
+    sizes = [int(config["n_heads"]) * head, int(config["n_kv_heads"]) * head, int(config["n_kv_heads"]) * head]
+    return convert(sd, Z_IMAGE_ROWS, lambda key, rows: sizes, "part of a Z-Image transformer")
 
 
 def convert_flux(sd: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -447,7 +506,7 @@ def text_encoder_keys(keys: Sequence[str], prefix: str, kind: str, expected: set
     return {k: v for k, v in local.items() if k in expected or k not in tied}
 
 
-__all__ = ["FLUX_ROWS", "WAN_ROWS", "WAN_VAE_BLOCKS", "WAN_VAE_FIXED", "WAN_VAE_PARTS", "Row", "VaeEntry", "convert",
+__all__ = ["FLUX_ROWS", "WAN_ROWS", "Z_IMAGE_ROWS", "z_image_config", "convert_z_image", "WAN_VAE_BLOCKS", "WAN_VAE_FIXED", "WAN_VAE_PARTS", "Row", "VaeEntry", "convert",
            "convert_flux", "convert_wan", "find_prefix", "flux_config", "flux_split_sizes", "plan", "strip_prefix",
            "text_encoder_keys", "vae_entries", "wan_config", "wan_vae_config", "wan_vae_keymap", "wan_vae_version",
            "TRANSFORMER_PREFIXES"]

@@ -356,7 +356,6 @@ DECODER_LM_TABLE: tuple[Row, ...] = (
     # encoder: ComfyUI split_files/text_encoders/qwen_3_4b.safetensors (model.layers.N.self_attn.q_norm.weight
     # [128]) and Tongyi-MAI/Z-Image-Turbo text_encoder/ (Qwen3Model)
     ("qwen3_4b", None, (E.Z_IMAGE,), lambda f: f["_qk_norm"] and not f["_qkv_bias"] and f["hidden"] == 2560),
-    ("qwen3", None, (), lambda f: f["_qk_norm"] and not f["_qkv_bias"] and f["hidden"] != 2560),
 )
 
 

@@ -1,6 +1,7 @@
-"""Single-file FLUX and WAN transformers (original layouts, with or without ComfyUI/A1111 key prefixes) to a
-LoadedModel: the transformer is built empty from a config and its converted weights assigned; WAN A14B experts are
-paired; the rest of the pipeline comes from separate files and/or a base Diffusers folder.
+"""Single-file FLUX, WAN and Z-Image transformers (original layouts, one `LAYOUTS` row each, with or without
+ComfyUI/A1111 key prefixes) to a LoadedModel: the transformer is built empty from a config and its converted
+weights assigned; WAN A14B experts are paired; the rest of the pipeline comes from separate files and/or a base
+Diffusers folder.
 
 The rule for the rest of the pipeline (docs/models.md, "Single transformer files"):
   1. `vae` / `text_encoders` files given in the request are used for their slots (checked by content);
@@ -14,8 +15,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -39,22 +41,54 @@ SAFETENSORS = (".safetensors", ".sft")
 BASE_SEARCH_DEPTH = 3
 
 
+@dataclass(frozen=True)
+class Layout:
+    """An original single-file transformer layout: the keys that mark it (prefix stripped; `absent` keys must not
+    be there), the family it is for (None: decided from the shapes, WAN), and how it becomes a Diffusers module."""
+
+    name: str
+    markers: tuple[str, ...]
+    model_class: str
+    config: Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any]]
+    convert: Callable[[Mapping[str, torch.Tensor], Mapping[str, Any]], dict[str, torch.Tensor]]
+    family: E | None = None
+    absent: tuple[str, ...] = ()
+
+
+#: one row per single-file transformer layout; a new family adds its row here
+LAYOUTS: tuple[Layout, ...] = (
+    Layout("flux", ("double_blocks.0.img_attn.qkv.weight", "img_in.weight"), "FluxTransformer2DModel",
+           cv.flux_config, cv.convert_flux, E.FLUX),
+    Layout("wan", ("head.modulation", "patch_embedding.weight"), "WanTransformer3DModel", cv.wan_config,
+           lambda view, config: cv.convert_wan(view)),
+    # Tongyi-MAI's layout, ComfyUI's split_files/diffusion_models/z_image_turbo_bf16.safetensors
+    Layout("z_image", ("cap_embedder.1.weight", "noise_refiner.0.attention.qkv.weight", "x_embedder.weight"),
+           "ZImageTransformer2DModel", cv.z_image_config, cv.convert_z_image, E.Z_IMAGE),
+)
+LAYOUT_NAMES = tuple(layout.name for layout in LAYOUTS)
+
+
+def layout_named(name: str) -> Layout:
+    return next(layout for layout in LAYOUTS if layout.name == name)
+
+
 def transformer_layout(path: Path, shapes: Mapping[str, Any]) -> tuple[str, str]:
-    """("flux" | "wan", key prefix) of a transformer file in an original layout."""
+    """(layout name, key prefix) of a transformer file in an original layout (see LAYOUTS)."""
     for prefix in cv.TRANSFORMER_PREFIXES:
-        if f"{prefix}double_blocks.0.img_attn.qkv.weight" in shapes and f"{prefix}img_in.weight" in shapes:
-            return "flux", prefix
-        if f"{prefix}head.modulation" in shapes and f"{prefix}patch_embedding.weight" in shapes:
-            return "wan", prefix
-    raise ModelLoadError(f"{path}: not a single-file FLUX (double_blocks/single_blocks) or WAN (blocks.N.self_attn, "
-                         "head.modulation) transformer; other single-file flow models load as Diffusers folders",
-                         field="model")
+        for layout in LAYOUTS:
+            if (all(f"{prefix}{m}" in shapes for m in layout.markers)
+                    and not any(f"{prefix}{a}" in shapes for a in layout.absent)):
+                return layout.name, prefix
+    raise ModelLoadError(f"{path}: not a single-file transformer in a layout this app converts "
+                         f"({', '.join(LAYOUT_NAMES)}); other single-file flow models load as Diffusers folders",
+                         field="model", allowed=list(LAYOUT_NAMES))
 
 
 def file_family(path: Path, layout: str, shapes: Mapping[str, Any], prefix: str, wanted: E | None) -> E:
-    """The engine a transformer file is for: FLUX from its layout; WAN from its input channels (and detection)."""
-    if layout == "flux":
-        fam = E.FLUX
+    """The engine a transformer file is for: from its layout (FLUX, Z-Image); WAN from its input channels."""
+    fixed = layout_named(layout).family
+    if fixed is not None:
+        fam = fixed
     else:
         in_ch = shapes[f"{prefix}patch_embedding.weight"][1]
         fits = [f for f, c in WAN_IN_CHANNELS.items() if c == in_ch]
@@ -131,32 +165,29 @@ def find_base(family: E, models_dir: str | Path | None, guidance: bool | None = 
 
 def build_transformer(path: Path, layout: str, base_config: Mapping[str, Any], dtype: torch.dtype | None,
                       device: str) -> torch.nn.Module:
-    """A FluxTransformer2DModel / WanTransformer3DModel built empty from the config the file implies."""
+    """The layout's Diffusers transformer built empty from the config the file implies, its weights converted."""
     handle = open_mapped(path)
     keys = handle.keys()
     shapes = {k: handle.shape(k) for k in keys}
     found, prefix = transformer_layout(path, shapes)
     if found != layout:
-        raise ModelLoadError(f"{path}: a {found.upper()} transformer, not a {layout.upper()} one", field="model")
+        raise ModelLoadError(f"{path}: a {found} transformer, not a {layout} one", field="model")
+    row = layout_named(layout)
     keymap = cv.strip_prefix(keys, prefix)
     local_shapes = {k: shapes[v] for k, v in keymap.items()}
     view = TensorView(handle, keymap, dtype)
     try:
-        if layout == "flux":
-            config = cv.flux_config(local_shapes, base_config)
-            cls, state = "FluxTransformer2DModel", cv.convert_flux(view, config)
-        else:
-            config = cv.wan_config(local_shapes, base_config)
-            cls, state = "WanTransformer3DModel", cv.convert_wan(view)
+        config = row.config(local_shapes, base_config)
+        state = row.convert(view, config)
     except ModelLoadError as exc:
         raise ModelLoadError(f"{path}: {exc.message}", field=exc.field) from exc
-    return build_module(cls, config, state, source=path, component="transformer", device=device)
+    return build_module(row.model_class, config, state, source=path, component="transformer", device=device)
 
 
 def _tokenizers(family: E, models_dir: str | Path | None) -> dict[str, Any]:
     from sdcodex.models.tokenizers import clip_tokenizer
 
-    if family is E.FLUX:
+    if family is E.FLUX:  # CLIP's tokenizer is built in; every other tokenizer comes from models/tokenizers/
         return {"tokenizer": clip_tokenizer(),
                 "tokenizer_2": load_tokenizer(tokenizer_folder(family, "tokenizer_2", models_dir))}
     return {"tokenizer": load_tokenizer(tokenizer_folder(family, "tokenizer", models_dir))}
@@ -165,11 +196,11 @@ def _tokenizers(family: E, models_dir: str | Path | None) -> dict[str, Any]:
 def load_single_file(path: Path, *, wanted: E | None, text_encoders: list[str], vae: str | Path | None,
                      dtype: torch.dtype | None, device: str, models_dir: str | Path | None,
                      configs: Mapping[str, dict], transformer_2: str | Path | None = None) -> LoadedModel:
-    """A FLUX or WAN single transformer file (+ its A14B partner) and the rest of its pipeline."""
+    """A FLUX, WAN or Z-Image single transformer file (+ its A14B partner) and the rest of its pipeline."""
     if not path.is_file():
         raise ModelLoadError(f"{path}: model file not found", field="model")
     if path.suffix.lower() not in SAFETENSORS:
-        raise ModelLoadError(f"{path}: single-file FLUX/WAN transformers load from .safetensors files only",
+        raise ModelLoadError(f"{path}: single-file transformers load from .safetensors files only",
                              field="model", allowed=list(SAFETENSORS))
     shapes = read_shapes(path)[0]
     layout, prefix = transformer_layout(path, shapes)
@@ -238,4 +269,5 @@ def bundled_index(family: E) -> dict[str, Any]:
 
 
 __all__ = ["load_single_file", "expert_pair", "find_base", "transformer_layout", "file_family", "build_transformer",
+           "Layout", "LAYOUTS", "layout_named",
            "WAN_IN_CHANNELS", "NOISE_MARK"]

@@ -189,3 +189,34 @@ def wan_vae_to_original(vae: torch.nn.Module) -> dict[str, torch.Tensor]:
 def export_wan_vae(vae: torch.nn.Module, path: Path, prefix: str = "") -> Path:
     """A WAN VAE as ComfyUI's wan_2.1_vae.safetensors / wan2.2_vae.safetensors keep it (original layout)."""
     return _save(wan_vae_to_original(vae), path, prefix)
+
+
+def z_image_to_original(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """ZImageTransformer2DModel state dict -> Tongyi-MAI's original layout (ComfyUI's z_image_turbo_bf16): fused
+    attention.qkv, attention.out, q_norm/k_norm, x_embedder / final_layer without the "2-1" patch key, and the
+    unused norm_final the published files carry."""
+    out: dict[str, torch.Tensor] = {}
+    for key, tensor in sd.items():
+        if ".attention.to_k." in key or ".attention.to_v." in key:
+            continue
+        if ".attention.to_q." in key:
+            stem, param = key.split(".attention.to_q.")
+            out[f"{stem}.attention.qkv.{param}"] = torch.cat(
+                [sd[f"{stem}.attention.to_{x}.{param}"] for x in "qkv"])
+            continue
+        new = (key.replace("all_x_embedder.2-1.", "x_embedder.").replace("all_final_layer.2-1.", "final_layer.")
+               .replace(".attention.to_out.0.", ".attention.out.").replace(".attention.norm_q.", ".attention.q_norm.")
+               .replace(".attention.norm_k.", ".attention.k_norm."))
+        out[new] = tensor
+    dim = sd["cap_embedder.1.weight"].shape[0]
+    out["norm_final.weight"] = torch.ones(dim)
+    return out
+
+
+def export_z_image(module: torch.nn.Module, path: Path, prefix: str = "") -> Path:
+    return _save(z_image_to_original(module.state_dict()), path, prefix)
+
+
+def export_decoder_lm(module: torch.nn.Module, path: Path) -> Path:
+    """A decoder LM text encoder (Llama, Qwen3) as ComfyUI keeps it: 'model.*' keys."""
+    return _save({f"model.{k}": v for k, v in module.state_dict().items()}, path)
