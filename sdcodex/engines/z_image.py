@@ -43,6 +43,7 @@ class ZImageEngine(FlowEngineMixin, DiffusersEngine):
     # Tongyi-MAI/Z-Image model card: 50 steps, guidance_scale 4.0 (= cfg_scale 5.0 here)
     defaults = {"width": 1024, "height": 1024, "steps": 50, "cfg_scale": 5.0}
     pipelines = {Task.TXT2IMG: ZImagePipeline, Task.IMG2IMG: ZImageImg2ImgPipeline}
+    extra_keys = frozenset({"flow_shift"})  # the scheduler's shift (3.0) is the knob Z-Image users tune
     text_encoder_names = ("text_encoder",)
     pipeline_passes_sigmas = True  # the pipeline sets its own sigmas (linspace(1, 1/n, n)), shifted by the scheduler
 

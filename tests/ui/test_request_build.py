@@ -105,3 +105,13 @@ def test_progress_counts_skipped_images():
     status.apply("result", {})
     html = progress_html(status)
     assert 'data-skipped="1"' in html and "1 skipped" in html and 'data-state="done"' in html
+
+
+def test_z_image_tabs_modes_and_fields_come_from_the_registry():
+    assert "z_image" in caps.engine_keys() and ("Z-Image", "z_image") in caps.engine_choices()
+    assert caps.tasks_for("z_image") == {"txt2img", "img2img", "upscale"}
+    assert [m for _, m in caps.modes_for("z_image")] == ["normal", "turbo"]
+    keys = caps.visible_keys("z_image", "txt2img")
+    assert "flow_shift" in keys and "distilled_cfg_scale" not in keys and "clip_skip" not in keys
+    assert caps.start_values("z_image", "turbo", "txt2img")["steps"] == 9
+    assert "DDIM" not in caps.samplers_for("z_image") and "Euler" in caps.samplers_for("z_image")
