@@ -36,14 +36,12 @@ class DiffusersBaseline:
     scheduler the sampler policy maps the same request to and a CPU generator seeded like ours. Calling it
     runs one generation and returns its PIL images."""
 
-    def __init__(self, model: Any, engine_cls: type, task: Task, request: dict[str, Any], *, seed: int,
-                 ours_config: dict[str, Any] | None = None) -> None:
+    def __init__(self, model: Any, engine_cls: type, task: Task, request: dict[str, Any], *, seed: int) -> None:
         import inspect
 
         from sdcodex.media.imageio import load_image
 
         self.model, self.engine_cls, self.request, self.seed = model, engine_cls, request, seed
-        self.ours_config = ours_config
         pipe_cls = engine_cls.pipelines[task]
         wanted = [n for n in inspect.signature(pipe_cls.__init__).parameters if n != "self"]
         kwargs: dict[str, Any] = {n: model.components[n] for n in wanted if n in model.components}
@@ -92,9 +90,7 @@ class DiffusersBaseline:
 
     def describe(self) -> dict[str, Any]:
         return {"pipeline": type(self.pipe).__name__, "scheduler_class": self.choice.class_name,
-                "sampler": self.choice.sampler_effective, "schedule": self.choice.scheduler_effective,
-                "same_scheduler_config": (self.choice.config == self.ours_config
-                                          if self.ours_config is not None else None)}
+                "sampler": self.choice.sampler_effective, "schedule": self.choice.scheduler_effective}
 
     def __call__(self) -> list[Any]:
         import torch

@@ -275,7 +275,7 @@ def run_case(orch: Any, models: Any, case: Case, *, repeat: int, seed: int, comp
             else:
                 try:
                     baseline = DiffusersBaseline(models.last_loaded, case.engine_cls, case.task, info["request"],
-                                                 seed=seed, ours_config=info.get("config"))
+                                                 seed=seed)
                     frames = baseline()  # warm-up, and the same-work check against our warm-up output
                     row["compare_diffusers"] = {"status": "ok", **baseline.describe(),
                                                 "max_pixel_diff": pixel_diff(warm.pil_images, frames)}

@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 import torch
 from diffusers import (StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline, StableDiffusionPipeline,
-                       StableDiffusionXLPipeline)
+                       StableDiffusionXLImg2ImgPipeline, StableDiffusionXLInpaintPipeline, StableDiffusionXLPipeline)
 
 from sdcodex.core.enums import EngineKey
 from sdcodex.core.errors import ModelNotFoundError, UnsupportedSamplerError, ValidationError
 from sdcodex.core.events import EventSink
-from sdcodex.core.samplers import create_sampler, list_samplers
+from sdcodex.core.samplers import list_samplers
 
 from tests.conftest import png_b64
+from tests.helpers.sampler_reference import reference_scheduler
 
 BASE = {"prompt": "a red fox in snow", "negative_prompt": "blurry", "width": 64, "height": 64, "steps": 3,
         "cfg_scale": 6.5, "seed": 1234}
@@ -27,15 +28,25 @@ def _model(local_models, name):
 
 
 def _reference(pipeline_cls, model, sampler, schedule, family, seed, **kwargs):
-    """Diffusers' own pipeline on the same components with the mapped scheduler and a CPU generator."""
-    names = [n for n in inspect.signature(pipeline_cls.__init__).parameters if n != "self"]
-    kwargs_init = {n: model.components.get(n) for n in names if n != "requires_safety_checker"}
-    pipe = pipeline_cls(**kwargs_init, **({"requires_safety_checker": False} if "requires_safety_checker" in names else {}))
+    """Diffusers' own pipeline on the same components, the scheduler the independent table names (built here from
+    Diffusers' classes, not through create_sampler) and a CPU generator."""
+    return _reference_pipe(pipeline_cls, model, sampler, schedule, seed)(
+        generator=torch.Generator("cpu").manual_seed(seed), **kwargs).images[0]
+
+
+def _reference_pipe(pipeline_cls, model, sampler, schedule, seed):
+    params = inspect.signature(pipeline_cls.__init__).parameters
+    init = {n: model.components[n] for n in params if n in model.components}
+    init.update({n: None for n, p in params.items()
+                 if n not in init and n != "self" and p.default is inspect.Parameter.empty})
+    if "requires_safety_checker" in params:
+        init["requires_safety_checker"] = False
+    pipe = pipeline_cls(**init)
     pipe.set_progress_bar_config(disable=True)
-    pipe.scheduler = create_sampler(sampler, schedule, family, dict(model.scheduler_config), model.prediction).scheduler
+    pipe.scheduler = reference_scheduler(sampler, schedule, dict(model.scheduler_config), flow=False)
     if hasattr(pipe.scheduler, "noise_sampler_seed"):  # DPM++ SDE: its Brownian tree is seeded by the image seed
         pipe.scheduler.noise_sampler_seed = seed
-    return pipe(generator=torch.Generator("cpu").manual_seed(seed), **kwargs).images[0]
+    return pipe
 
 
 CLASSIC = [s["name"] for s in list_samplers("epsilon")]
@@ -82,6 +93,44 @@ def test_img2img_and_inpaint_equal_diffusers(orchestrator, local_models, sample_
                      prompt=BASE["prompt"], negative_prompt=BASE["negative_prompt"], image=sample_image,
                      mask_image=sample_mask.convert("L"), strength=0.6, num_inference_steps=3, guidance_scale=6.5,
                      width=64, height=64)
+    assert np.array_equal(np.asarray(result.pil_images[0]), np.asarray(ref))
+
+
+def test_sdxl_img2img_and_inpaint_equal_diffusers(orchestrator, local_models, sample_image, sample_mask):
+    _, model = _model(local_models, "sdxl-demo")
+    req = {"task": "img2img", "model": "sdxl-demo", "init_image": png_b64(sample_image), "denoising_strength": 0.6,
+           "sampler": "DPM++ 2M", "scheduler": "Karras", **BASE}
+    result = orchestrator.run(req)
+    common = dict(prompt=BASE["prompt"], negative_prompt=BASE["negative_prompt"], image=sample_image, strength=0.6,
+                  num_inference_steps=3, guidance_scale=6.5)
+    ref = _reference(StableDiffusionXLImg2ImgPipeline, model, "DPM++ 2M", "Karras", "sdxl", BASE["seed"], **common)
+    assert np.array_equal(np.asarray(result.pil_images[0]), np.asarray(ref))
+
+    result = orchestrator.run({**req, "task": "inpaint", "mask": png_b64(sample_mask), "mask_blur": 0})
+    ref = _reference(StableDiffusionXLInpaintPipeline, model, "DPM++ 2M", "Karras", "sdxl", BASE["seed"], **common,
+                     mask_image=sample_mask, width=64, height=64)
+    assert np.array_equal(np.asarray(result.pil_images[0]), np.asarray(ref))
+
+
+@pytest.mark.parametrize("name,txt2img,img2img", [
+    ("sd15-demo", StableDiffusionPipeline, StableDiffusionImg2ImgPipeline),
+    ("sdxl-demo", StableDiffusionXLPipeline, StableDiffusionXLImg2ImgPipeline)])
+def test_hires_fix_equals_two_diffusers_passes(orchestrator, local_models, name, txt2img, img2img):
+    """A1111's hires fix with the "Latent" upscaler: the first pass's latents, bilinear-resized (no antialias) to
+    the hires size / the VAE factor, then img2img on them with the hires denoise, re-seeded with the image's seed."""
+    result = orchestrator.run({"task": "txt2img", "model": name, "sampler": "Euler", "scheduler": "Automatic",
+                               **BASE, "hires": {"scale": 2.0, "upscaler": "Latent", "denoising_strength": 0.7}})
+    _, model = _model(local_models, name)
+    seed, prompts = BASE["seed"], dict(prompt=BASE["prompt"], negative_prompt=BASE["negative_prompt"])
+    pipe = _reference_pipe(txt2img, model, "Euler", "Automatic", seed)
+    first = pipe(**prompts, width=64, height=64, num_inference_steps=3, guidance_scale=6.5, output_type="latent",
+        generator=torch.Generator("cpu").manual_seed(seed)).images
+    size = (128 // pipe.vae_scale_factor, 128 // pipe.vae_scale_factor)
+    latents = torch.nn.functional.interpolate(first, size=size, mode="bilinear", antialias=False)
+    ref = _reference_pipe(img2img, model, "Euler", "Automatic", seed)(
+        **prompts, image=latents, strength=0.7, num_inference_steps=3, guidance_scale=6.5,
+        generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+    assert result.pil_images[0].size == (128, 128)
     assert np.array_equal(np.asarray(result.pil_images[0]), np.asarray(ref))
 
 
@@ -135,8 +184,9 @@ def test_info_is_complete(orchestrator):
     assert info["sampler_effective"] == "DPM++ 2M" and info["scheduler_effective"] == "Karras"
     assert info["applied_preset_patch"]["cfg_scale"] == 7.0 and "steps" not in info["applied_preset_patch"]
     assert info["model_hash"] and len(info["model_hash"]) == 10
-    for stage in ("load", "text_encode", "denoise", "decode", "save", "total"):
-        assert info["metrics"][stage] >= 0
+    m = info["metrics"]
+    assert m["denoise"] > 0 and m["decode"] > 0 and m["text_encode"] > 0
+    assert m["load"] + m["text_encode"] + m["denoise"] + m["decode"] + m["save"] <= m["total"] + 1e-3
     assert info["metrics"]["peak_rss_mb"] > 0
     assert len(result.images) == 1
 
@@ -238,7 +288,7 @@ def test_every_job_logs_one_record_with_what_it_did(orchestrator, caplog, monkey
     rec = records[0]
     assert rec.engine == "sd15" and rec.model == "sd15-demo" and rec.sampler_in == "Euler"
     assert rec.sampler_effective == "Euler" and "cfg_scale" in rec.preset_keys
-    assert rec.applied_preset_patch["cfg_scale"] == 7.0 and rec.timings["denoise"] >= 0
+    assert rec.applied_preset_patch["cfg_scale"] == 7.0 and rec.timings["denoise"] > 0
 
 
 def test_ambiguous_model_name_lists_the_matching_paths(demo_models_dir, tmp_path):

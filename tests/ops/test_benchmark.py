@@ -83,7 +83,7 @@ def test_compare_diffusers_same_pixels_and_ratio(capsys, demo_models_dir, tmp_pa
         cmp = row["compare_diffusers"]
         assert cmp["status"] == "ok", cmp
         # the same work: same scheduler built by the policy, same seed, same pixels
-        assert cmp["max_pixel_diff"] == 0 and cmp["same_scheduler_config"] is True
+        assert cmp["max_pixel_diff"] == 0 and cmp["scheduler_class"] == "DPMSolverMultistepScheduler"
         assert cmp["pipeline"] == {"txt2img": "StableDiffusionPipeline",
                                    "inpaint": "StableDiffusionInpaintPipeline"}[row["task"]]
         assert len(cmp["diffusers_runs_s"]) == 2 and cmp["diffusers_median_s"] > 0
