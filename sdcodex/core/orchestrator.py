@@ -149,6 +149,8 @@ class Orchestrator:
             "task": params.task.value,
             "model": entry.name if entry else None,
             "model_hash": model_hash,
+            **({"model_architecture": arch} if (arch := (getattr(model, "variant", None) or {}).get("architecture"))
+               else {}),
             "mode": params.mode.value,
             "seeds": out.seeds,
             "sampler_in": raw.get("sampler"),

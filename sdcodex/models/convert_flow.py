@@ -19,6 +19,8 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from sdcodex.core.errors import ModelLoadError
+from sdcodex.models.shapes import flux_config, wan_config, z_image_config  # noqa: F401  (re-exported)
+from sdcodex.models.shapes import need as _need
 
 #: key prefixes tools add in front of a bare transformer (ComfyUI, A1111/Forge, kohya)
 TRANSFORMER_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "model.", "")
@@ -205,37 +207,7 @@ def convert(sd: Mapping[str, torch.Tensor], rows: Mapping[str, Row], split_sizes
     return out
 
 
-# ---- configs implied by a file -------------------------------------------------------------------------------
-def _depth(shapes: Mapping[str, Sequence[int]], prefix: str) -> int:
-    pat = re.compile(re.escape(prefix) + r"(\d+)\.")
-    return 1 + max((int(m.group(1)) for k in shapes if (m := pat.match(k))), default=-1)
-
-
-def _need(shapes: Mapping[str, Sequence[int]], key: str, what: str) -> list[int]:
-    if key not in shapes:
-        raise ModelLoadError(f"not a complete {what} file: {key!r} is missing", field="model")
-    return list(shapes[key])
-
-
-def flux_config(shapes: Mapping[str, Sequence[int]], base: Mapping[str, Any]) -> dict[str, Any]:
-    """FluxTransformer2DModel config for BFL-layout keys (prefix stripped); `base` supplies what shapes cannot
-    say (axes_dims_rope, patch_size)."""
-    img_in = _need(shapes, "img_in.weight", "FLUX transformer")
-    hidden, in_channels = img_in[0], img_in[1]
-    head_dim = _need(shapes, "double_blocks.0.img_attn.norm.query_norm.scale", "FLUX transformer")[0]
-    out = _need(shapes, "final_layer.linear.weight", "FLUX transformer")[0]
-    patch = int(base.get("patch_size", 1))
-    cfg = dict(base)
-    cfg.update(in_channels=in_channels, num_layers=_depth(shapes, "double_blocks."),
-               num_single_layers=_depth(shapes, "single_blocks."), attention_head_dim=head_dim,
-               num_attention_heads=hidden // head_dim,
-               joint_attention_dim=_need(shapes, "txt_in.weight", "FLUX transformer")[1],
-               pooled_projection_dim=_need(shapes, "vector_in.in_layer.weight", "FLUX transformer")[1],
-               guidance_embeds="guidance_in.in_layer.weight" in shapes,
-               out_channels=None if out // (patch * patch) == in_channels else out // (patch * patch))
-    return cfg
-
-
+# ---- configs implied by a file: the rules live in shapes.py (flux_config, wan_config are re-exported here) ----
 def flux_split_sizes(config: Mapping[str, Any]) -> Callable[[str, int], list[int]]:
     hidden = int(config["num_attention_heads"]) * int(config["attention_head_dim"])
 
@@ -244,50 +216,6 @@ def flux_split_sizes(config: Mapping[str, Any]) -> Callable[[str, int], list[int
             return [hidden, hidden, hidden, rows - 3 * hidden]
         return [rows // 3] * 3
     return sizes
-
-
-def wan_config(shapes: Mapping[str, Sequence[int]], base: Mapping[str, Any]) -> dict[str, Any]:
-    """WanTransformer3DModel config for original-layout keys (prefix stripped); `base` supplies the head size
-    (attention_head_dim), qk_norm, eps and rope_max_seq_len."""
-    pe = _need(shapes, "patch_embedding.weight", "WAN transformer")
-    dim, in_channels, patch = pe[0], pe[1], list(pe[2:])
-    head_dim = int(base.get("attention_head_dim", 128))
-    head = _need(shapes, "head.head.weight", "WAN transformer")[0]
-    cfg = dict(base)
-    cfg.update(patch_size=patch, in_channels=in_channels, out_channels=head // math.prod(patch),
-               num_layers=_depth(shapes, "blocks."), num_attention_heads=dim // head_dim, attention_head_dim=head_dim,
-               ffn_dim=_need(shapes, "blocks.0.ffn.0.weight", "WAN transformer")[0],
-               text_dim=_need(shapes, "text_embedding.0.weight", "WAN transformer")[1],
-               freq_dim=_need(shapes, "time_embedding.0.weight", "WAN transformer")[1],
-               cross_attn_norm="blocks.0.norm3.weight" in shapes,
-               image_dim=shapes["img_emb.proj.0.weight"][0] if "img_emb.proj.0.weight" in shapes else None,
-               added_kv_proj_dim=dim if "blocks.0.cross_attn.k_img.weight" in shapes else None,
-               pos_embed_seq_len=shapes["img_emb.emb_pos"][1] if "img_emb.emb_pos" in shapes else None)
-    return cfg
-
-
-def z_image_config(shapes: Mapping[str, Sequence[int]], base: Mapping[str, Any]) -> dict[str, Any]:
-    """ZImageTransformer2DModel config for original-layout keys (prefix stripped): width and caption width from
-    cap_embedder.1, head size from the q-norm, KV heads from the fused qkv rows, depths from the block indices,
-    latent channels from x_embedder; `base` supplies the patch sizes, rope axes/theta, eps and t_scale."""
-    cap = _need(shapes, "cap_embedder.1.weight", "Z-Image transformer")
-    dim, cap_feat_dim = cap[0], cap[1]
-    head_dim = _need(shapes, "layers.0.attention.q_norm.weight", "Z-Image transformer")[0]
-    heads = dim // head_dim
-    kv = (_need(shapes, "layers.0.attention.qkv.weight", "Z-Image transformer")[0] // head_dim - heads) // 2
-    patch, frames = int(list(base.get("all_patch_size", [2]))[0]), int(list(base.get("all_f_patch_size", [1]))[0])
-    if (patch, frames) != (2, 1):
-        raise ModelLoadError(f"a Z-Image base config with patch size {patch}x{patch}x{frames} does not fit the "
-                             "original layout (one 2x2 patch embedder)", field="model")
-    axes = list(base.get("axes_dims", [32, 48, 48]))
-    if sum(axes) != head_dim:
-        raise ModelLoadError(f"the Z-Image base config's rope axes {axes} do not add up to the file's head size "
-                             f"{head_dim}; give the model's own configs", field="model")
-    cfg = dict(base)
-    cfg.update(dim=dim, cap_feat_dim=cap_feat_dim, n_heads=heads, n_kv_heads=kv,
-               n_layers=_depth(shapes, "layers."), n_refiner_layers=_depth(shapes, "noise_refiner."),
-               in_channels=_need(shapes, "x_embedder.weight", "Z-Image transformer")[1] // (patch * patch * frames))
-    return cfg
 
 
 def convert_z_image(sd: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> dict[str, torch.Tensor]:

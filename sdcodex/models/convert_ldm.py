@@ -96,7 +96,8 @@ def _apply_table(sd: Mapping[str, torch.Tensor], table: BlockTable,
 def unet_table(config: Mapping[str, Any]) -> BlockTable:
     """LDM UNet block prefixes -> Diffusers prefixes for a UNet2DConditionModel config."""
     down, up = list(config["down_block_types"]), list(config["up_block_types"])
-    per = int(config["layers_per_block"])
+    layers = config["layers_per_block"]
+    per = [int(layers)] * len(down) if isinstance(layers, int) else [int(n) for n in layers]
     res, none = UNET_RESNET_RENAMES, {}
     table: BlockTable = {
         "time_embed.0": ("time_embedding.linear_1", none), "time_embed.2": ("time_embedding.linear_2", none),
@@ -110,7 +111,7 @@ def unet_table(config: Mapping[str, Any]) -> BlockTable:
         table["label_emb.0.2"] = ("class_embedding.linear_2", none)
     index = 1
     for b, kind in enumerate(down):
-        for layer in range(per):
+        for layer in range(per[b]):
             table[f"input_blocks.{index}.0"] = (f"down_blocks.{b}.resnets.{layer}", res)
             if "CrossAttn" in kind:
                 table[f"input_blocks.{index}.1"] = (f"down_blocks.{b}.attentions.{layer}", none)
@@ -120,12 +121,12 @@ def unet_table(config: Mapping[str, Any]) -> BlockTable:
             index += 1
     index = 0
     for b, kind in enumerate(up):
-        attn = "CrossAttn" in kind
-        for layer in range(per + 1):
+        attn, level = "CrossAttn" in kind, per[len(up) - 1 - b]
+        for layer in range(level + 1):
             table[f"output_blocks.{index}.0"] = (f"up_blocks.{b}.resnets.{layer}", res)
             if attn:
                 table[f"output_blocks.{index}.1"] = (f"up_blocks.{b}.attentions.{layer}", none)
-            if layer == per and b < len(up) - 1:
+            if layer == level and b < len(up) - 1:
                 table[f"output_blocks.{index}.{2 if attn else 1}.conv"] = (f"up_blocks.{b}.upsamplers.0.conv", none)
             index += 1
     return table

@@ -26,6 +26,7 @@ from sdcodex.models.detect_rules import (  # noqa: F401  (re-exported: rules and
     rule_embedding, rule_upscaler_esrgan, rule_upscaler_rrdbnet, rule_upscaler_swinir, rule_upscaler_compact,
 )
 from sdcodex.models.safetensors_io import read_header
+from sdcodex.models.shapes import architecture_of
 
 KINDS = ("checkpoint", "diffusion_model", "vae", "lora", "text_encoder", "upscaler", "embedding", "unknown")
 PICKLE_SUFFIXES = {".ckpt": "checkpoint", ".pt": "embedding", ".pth": "upscaler", ".bin": "unknown"}
@@ -136,11 +137,13 @@ def detect_file(path: str | Path) -> Detection:
     shapes = {k: v["shape"] for k, v in tensors.items()}
     det = detect_keys(shapes, metadata)
     dtypes = Counter(v["dtype"] for v in tensors.values())
+    variant = dict(det.variant)
     if dtypes:
-        variant = dict(det.variant)
         variant["dtype"] = dtypes.most_common(1)[0][0]
-        det = Detection(det.kind, det.family, det.prefix, variant, det.compatible)
-    return det
+    architecture = architecture_of(shapes, det.kind, det.family, det.prefix, det.variant)
+    if architecture:
+        variant["architecture"] = architecture
+    return Detection(det.kind, det.family, det.prefix, variant, det.compatible)
 
 
 # ---- diffusers folders -------------------------------------------------------------------------

@@ -112,9 +112,11 @@ WAN_A14B = (E.WAN22_T2V_A14B, E.WAN22_I2V_A14B)
 # UNet (LDM or diffusers layout): facts are in_channels, context (cross-attention width),
 # adm (label/add embedding input width, None when absent), temporal (video UNet).
 UNET_TABLE: tuple[Row, ...] = (
-    ("sd15", E.SD15, (), lambda f: not f["temporal"] and f["adm"] is None and f["context"] == 768),
+    # SD1.5 and its distilled / narrow variants: no ADM input, any context but SD2's 1024 (OpenCLIP-H)
+    ("sd15", E.SD15, (), lambda f: not f["temporal"] and f["adm"] is None and f["context"] != 1024),
     ("sd2", None, (), lambda f: not f["temporal"] and f["adm"] is None and f["context"] == 1024),
-    ("sdxl", E.SDXL, (), lambda f: not f["temporal"] and f["adm"] in (2816, 2560)),
+    # SDXL (2816), its refiner (2560) and variants (SSD-1B, Vega, narrow test models): an ADM input
+    ("sdxl", E.SDXL, (), lambda f: not f["temporal"] and f["adm"] is not None and f["context"] != 1024),
     ("svd", E.SVD, (), lambda f: f["temporal"]),
 )
 
@@ -142,7 +144,7 @@ def rule_unet(k: Keys) -> list[Found]:
 
 
 FLUX_TABLE: tuple[Row, ...] = (
-    ("flux1", E.FLUX, (), lambda f: f["hidden"] in (3072, None)),
+    ("flux1", E.FLUX, (), lambda f: True),  # FLUX.1 and its variants (FLUX.1-lite, Flex: fewer blocks; narrower)
 )
 
 

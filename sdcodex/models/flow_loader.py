@@ -17,6 +17,7 @@ import torch
 
 from sdcodex.core.enums import EngineKey, Prediction, Precision
 from sdcodex.core.errors import ModelLoadError, TokenizerMissingError, ValidationError
+from sdcodex.models.shapes import clip_text_config, t5_config
 from sdcodex.models.build import build_module
 from sdcodex.models.loader import LoadedModel, cached_short_hash, load_vae_file, resolve_dtype, resolve_ref
 from sdcodex.models.model_configs import bundled, configs_from
@@ -295,6 +296,13 @@ def load_text_encoder_file(path: Path, slot_class: str, prefix: str, config: dic
     handle = open_mapped(path)
     keys = handle.keys()
     kind = {"CLIPTextModel": "clip", "LlamaModel": "llama", "Qwen3Model": "llama"}.get(slot_class, "t5")
+    rule = {"clip": clip_text_config, "t5": t5_config}.get(kind)
+    if rule is not None:  # widths, layers and heads from the file; the rest from `config`
+        local = {k[len(prefix):]: handle.shape(k) for k in keys if k.startswith(prefix)}
+        try:
+            config = rule(local, config)
+        except ModelLoadError as exc:
+            raise ModelLoadError(f"{path}: {exc.message}", field=exc.field) from None
 
     def state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
         return _state(handle, text_encoder_keys(keys, prefix, kind, set(module.state_dict())), dtype)

@@ -28,7 +28,8 @@ from sdcodex.models.flow_loader import (TEXT_ENCODER_SLOTS, component_path, desc
                                         load_tokenizer, separate_components, text_encoder_slot, tokenizer_folder)
 from sdcodex.models.build import build_module
 from sdcodex.models.loader import LoadedModel, cached_short_hash, resolve_ref, scheduler_from_config
-from sdcodex.models.model_configs import CONFIG_ROOT, bundled, configs_from
+from sdcodex.models.shapes import summary as architecture_summary
+from sdcodex.models.model_configs import CONFIG_ROOT, bundled, config_beside, configs_from
 from sdcodex.models.safetensors_io import TensorView, open_mapped, read_shapes
 
 E = EngineKey
@@ -211,7 +212,8 @@ def load_single_file(path: Path, *, wanted: E | None, text_encoders: list[str], 
         explicit = resolve_ref(transformer_2, models_dir) if transformer_2 is not None else None
         experts = list(expert_pair(path, explicit))
     base = find_base(family, models_dir, guidance)
-    cfgs = {**(configs_from(base) if base else {}), **dict(configs)}
+    beside, beside_source = config_beside(path, family.value)
+    cfgs = {**(configs_from(base) if base else {}), **beside, **dict(configs)}
     schnell = layout == "flux" and not guidance
     given = {"vae"} if vae is not None else set()
     tokenizers: dict[str, Any] = {}
@@ -237,7 +239,12 @@ def load_single_file(path: Path, *, wanted: E | None, text_encoders: list[str], 
             raise ModelLoadError(f"{experts[1]}: not the partner expert of {experts[0]} (its shapes differ)",
                                  field="model")
     components.update(separate_components(family, text_encoders, vae, cfgs, dtype, device, models_dir))
-    variant: dict[str, Any] = {"format": "single_file", "layout": layout, "prefix": prefix,
+    official = bundled(family, "transformer_schnell" if schnell else "transformer") or {}
+    read = {"transformer": architecture_summary(layout, family.value if layout == "wan" else "flux",
+                                                     dict(components["transformer"].config), official)}
+    variant: dict[str, Any] = {"format": "single_file", "layout": layout, "prefix": prefix, "architecture": read,
+                               "config_source": "configs" if configs else beside_source or (
+                                   f"shapes over {base}" if base and "transformer" in cfgs else "shapes"),
                                "files": [str(p) for p in experts], "separate_files": sorted(
                                    k for k in components if not k.startswith("transformer"))}
     if base is not None:

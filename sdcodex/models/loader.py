@@ -19,8 +19,10 @@ import torch
 from sdcodex.core.enums import EngineKey, Prediction, Precision
 from sdcodex.core.errors import ModelLoadError, ModelNotFoundError, PickleRefusedError, ValidationError
 from sdcodex.models import convert_ldm as cv
+from sdcodex.models import shapes
 from sdcodex.models.build import build_module
-from sdcodex.models.model_configs import CONFIG_ROOT, bundled_config, configs_from  # noqa: F401  (re-exported)
+from sdcodex.models.model_configs import (CONFIG_ROOT, bundled_config, config_beside,  # noqa: F401  (re-exported)
+                                          configs_from)
 from sdcodex.models.safetensors_io import TensorView, open_mapped
 from sdcodex.models.tokenizers import clip_tokenizer
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
@@ -185,6 +187,11 @@ def load_vae_file(path: str | Path, config: dict, dtype: torch.dtype | None, dev
                 local[key] = key
     if not local:
         raise ModelLoadError(f"{path}: no VAE weights found (expected encoder.*/decoder.* keys)", field="vae")
+    try:  # widths and depth from the file; scaling factor and the rest from `config`
+        config = shapes.kl_vae_config({k: list(source.shape(v) if hasattr(source, "shape") else source[v].shape)
+                                       for k, v in local.items()}, config)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"{path}: {exc.message}", field="vae") from None
     state = cv.convert_vae(TensorView(source, local, dtype), config)
     return build_module("AutoencoderKL", config, state, source=path, component="vae", device=device)
 
@@ -253,29 +260,36 @@ def _load_single_file(path: Path, wanted: EngineKey | None, dtype: torch.dtype |
     def config(name: str) -> dict:
         return dict(overrides.get(name) or bundled_config(fam, name))
 
-    conv_in = source.shape(parts["unet"]["input_blocks.0.0.weight"]) \
-        if hasattr(source, "shape") else list(source[parts["unet"]["input_blocks.0.0.weight"]].shape)
-    in_channels = int(conv_in[1])
-    unet_cfg = config("unet") if in_channels != 9 or "unet" in overrides else config("unet_inpaint")
-    if int(unet_cfg.get("in_channels", 4)) != in_channels:
-        unet_cfg["in_channels"] = in_channels
-    v_pred = any(k[len(root):] in V_PRED_MARKERS for k in keys)
-    sched_cfg = config("scheduler_v_prediction" if v_pred else "scheduler")
+    def shape(key: str) -> list[int]:
+        return source.shape(key) if hasattr(source, "shape") else list(source[key].shape)
+
+    local_shapes = {comp: {local: shape(full) for local, full in names.items()} for comp, names in parts.items()
+                    if comp in shapes.SD_COMPONENTS}
+    beside, beside_source = config_beside(path, fam.value)
+    given = {**beside, **overrides}
+    try:
+        built, read = shapes.sd_configs(local_shapes, fam.value, given)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"{path}: {exc.message}", field=exc.field) from None
+    unet_cfg, vae_cfg = built["unet"], built["vae"]
+    in_channels = int(unet_cfg["in_channels"])
+    v_pred = any(k[len(root):] in V_PRED_MARKERS for k in keys) or given.get("scheduler", {}).get(
+        "prediction_type") == "v_prediction"
+    sched_cfg = dict(given.get("scheduler") or config("scheduler_v_prediction" if v_pred else "scheduler"))
     if v_pred:
         sched_cfg["prediction_type"] = "v_prediction"
 
     view = lambda name: _materialize(source, parts[name], dtype)  # noqa: E731
     unet = build_module("UNet2DConditionModel", unet_cfg, cv.convert_unet(view("unet"), unet_cfg), source=path,
                         component="unet")
-    vae_cfg = config("vae")
     vae = build_module("AutoencoderKL", vae_cfg, cv.convert_vae(view("vae"), vae_cfg), source=path, component="vae")
-    te = build_module("CLIPTextModel", config("text_encoder"), lambda m: cv.convert_clip_l(
+    te = build_module("CLIPTextModel", built["text_encoder"], lambda m: cv.convert_clip_l(
         view("text_encoder"), text_model_prefix=has_text_model_prefix(m)), source=path, component="text_encoder")
     components: dict[str, Any] = {"unet": unet, "vae": vae, "text_encoder": te,
                                   "tokenizer": _tokenizer(fam, "tokenizer")}
     if fam is EngineKey.SDXL:
         components["text_encoder_2"] = build_module(
-            "CLIPTextModelWithProjection", config("text_encoder_2"), lambda m: cv.convert_open_clip(
+            "CLIPTextModelWithProjection", built["text_encoder_2"], lambda m: cv.convert_open_clip(
                 view("text_encoder_2"), text_model_prefix=has_text_model_prefix(m)), source=path,
             component="text_encoder_2")
         components["tokenizer_2"] = _tokenizer(fam, "tokenizer_2")
@@ -289,7 +303,8 @@ def _load_single_file(path: Path, wanted: EngineKey | None, dtype: torch.dtype |
     return LoadedModel(name=path.stem, path=path, family=fam, components=components,
                        prediction=Prediction.V_PREDICTION if v_pred else Prediction.EPSILON,
                        variant={"inpaint": in_channels == 9, "in_channels": in_channels, "format": "single_file",
-                                "prefix": root},
+                                "prefix": root, "architecture": read,
+                                "config_source": "configs" if overrides else beside_source or "shapes"},
                        dtype=unet.dtype, short_hash=cached_short_hash(path, models_dir), scheduler_config=dict(sched_cfg))
 
 

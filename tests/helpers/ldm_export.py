@@ -26,26 +26,33 @@ def _sub_resnet(rest: str, table=RESNET_BACK) -> str:
 
 
 def unet_to_ldm(sd: dict[str, torch.Tensor], config: dict) -> dict[str, torch.Tensor]:
-    per = config["layers_per_block"]
+    n = len(config["down_block_types"])
+    layers = config["layers_per_block"]
+    per = [layers] * n if isinstance(layers, int) else list(layers)  # blocks per level (BK-SDM: fewer)
     up_attn = ["CrossAttn" in t for t in config["up_block_types"]]
+    start, out_start = [1], [0]  # LDM index of each level's first input / output block
+    for b in range(n - 1):
+        start.append(start[-1] + per[b] + 1)
+        out_start.append(out_start[-1] + per[n - 1 - b] + 1)
     fixed = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
              "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2",
              "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2",
              "mid_block.attentions.0": "middle_block.1"}
     rules: list[Rule] = [
         (r"down_blocks\.(\d+)\.resnets\.(\d+)\.(.*)",
-         lambda m: f"input_blocks.{1 + int(m[1]) * (per + 1) + int(m[2])}.0.{_sub_resnet(m[3])}"),
+         lambda m: f"input_blocks.{start[int(m[1])] + int(m[2])}.0.{_sub_resnet(m[3])}"),
         (r"down_blocks\.(\d+)\.attentions\.(\d+)\.(.*)",
-         lambda m: f"input_blocks.{1 + int(m[1]) * (per + 1) + int(m[2])}.1.{m[3]}"),
+         lambda m: f"input_blocks.{start[int(m[1])] + int(m[2])}.1.{m[3]}"),
         (r"down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.*)",
-         lambda m: f"input_blocks.{(int(m[1]) + 1) * (per + 1)}.0.op.{m[2]}"),
+         lambda m: f"input_blocks.{start[int(m[1])] + per[int(m[1])]}.0.op.{m[2]}"),
         (r"mid_block\.resnets\.(\d+)\.(.*)", lambda m: f"middle_block.{2 * int(m[1])}.{_sub_resnet(m[2])}"),
         (r"up_blocks\.(\d+)\.resnets\.(\d+)\.(.*)",
-         lambda m: f"output_blocks.{int(m[1]) * (per + 1) + int(m[2])}.0.{_sub_resnet(m[3])}"),
+         lambda m: f"output_blocks.{out_start[int(m[1])] + int(m[2])}.0.{_sub_resnet(m[3])}"),
         (r"up_blocks\.(\d+)\.attentions\.(\d+)\.(.*)",
-         lambda m: f"output_blocks.{int(m[1]) * (per + 1) + int(m[2])}.1.{m[3]}"),
+         lambda m: f"output_blocks.{out_start[int(m[1])] + int(m[2])}.1.{m[3]}"),
         (r"up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.*)",
-         lambda m: f"output_blocks.{int(m[1]) * (per + 1) + per}.{2 if up_attn[int(m[1])] else 1}.conv.{m[2]}"),
+         lambda m: f"output_blocks.{out_start[int(m[1])] + per[n - 1 - int(m[1])]}."
+                   f"{2 if up_attn[int(m[1])] else 1}.conv.{m[2]}"),
     ]
     return {_map(k, fixed, rules): v for k, v in sd.items()}
 
