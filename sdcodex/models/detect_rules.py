@@ -208,7 +208,8 @@ def rule_hunyuan(k: Keys) -> list[Found]:
 # Wan: dim = patch_embedding out, in_dim = its input channels (16 t2v, 36 i2v, 48 ti2v-5B),
 # clip = has a CLIP image branch (Wan 2.1 i2v), vace = VACE control blocks.
 WAN_TABLE: tuple[Row, ...] = (
-    ("wan22_ti2v_5b", E.WAN22_TI2V_5B, (), lambda f: f["dim"] == 3072 and f["in_dim"] == 48),
+    # 48 input channels (the Wan 2.2 VAE's latents) mark TI2V-5B and its variants of any width
+    ("wan22_ti2v_5b", E.WAN22_TI2V_5B, (), lambda f: f["in_dim"] == 48),
     ("wan22_t2v_a14b", E.WAN22_T2V_A14B, (),
      lambda f: f["dim"] == 5120 and f["in_dim"] == 16 and not f["_clip"] and not f["_vace"]),
     ("wan22_i2v_a14b", E.WAN22_I2V_A14B, (), lambda f: f["dim"] == 5120 and f["in_dim"] == 36 and not f["_clip"]),

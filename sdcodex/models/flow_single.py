@@ -240,7 +240,7 @@ def load_single_file(path: Path, *, wanted: E | None, text_encoders: list[str], 
                                  field="model")
     components.update(separate_components(family, text_encoders, vae, cfgs, dtype, device, models_dir))
     official = bundled(family, "transformer_schnell" if schnell else "transformer") or {}
-    read = {"transformer": architecture_summary(layout, family.value if layout == "wan" else "flux",
+    read = {"transformer": architecture_summary(layout, "flux" if layout == "flux" else family.value,
                                                      dict(components["transformer"].config), official)}
     variant: dict[str, Any] = {"format": "single_file", "layout": layout, "prefix": prefix, "architecture": read,
                                "config_source": "configs" if configs else beside_source or (

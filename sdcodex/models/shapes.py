@@ -371,6 +371,7 @@ SUMMARY_KEYS: dict[str, tuple[str, ...]] = {
              "joint_attention_dim", "guidance_embeds"),
     "wan": ("num_layers", "num_attention_heads", "attention_head_dim", "in_channels", "ffn_dim", "text_dim",
             "image_dim"),
+    "z_image": ("n_layers", "n_refiner_layers", "dim", "n_heads", "n_kv_heads", "in_channels", "cap_feat_dim"),
     "hunyuan_video": ("num_layers", "num_single_layers", "num_attention_heads", "attention_head_dim", "in_channels",
                       "text_embed_dim", "guidance_embeds"),
 }
@@ -424,6 +425,8 @@ def summary(kind: str, name: str, config: Mapping[str, Any], base: Mapping[str, 
     elif kind == "wan":
         parts = [_plural(c["num_layers"], "layer"), f"width {c['num_attention_heads'] * c['attention_head_dim']}",
                  f"{c['in_channels']} in channels"] + (["image embedding"] if c.get("image_dim") else [])
+    elif kind == "z_image":
+        parts = [_plural(c["n_layers"], "layer"), f"width {c['dim']}", _plural(c["n_heads"], "head")]
     else:
         parts = []
     return f"{label}: " + ", ".join(parts) if parts else label
