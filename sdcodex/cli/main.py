@@ -182,7 +182,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         entries = models.refresh()
         if args.kind:
             entries = [e for e in entries if e.kind == args.kind]
-        rows = [dict(e.to_dict(), hash=models.short_hash(e)) for e in entries]
+        rows = [dict(e.to_dict(), hash=None if e.variant.get("error") else models.short_hash(e)) for e in entries]
     except CodexError as exc:
         return _fail(str(exc))
     if args.json:
@@ -195,6 +195,8 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     for row in rows:
         print(f"{row['name']:32s} {str(row.get('family') or '-'):16s} {row['kind']:16s} {row.get('hash') or '':10s} "
               f"{row['path']}")
+        if row.get("error"):
+            print(f"    unusable: {row['error']}")
     return 0
 
 

@@ -7,6 +7,7 @@ model_index.json is one diffusers entry and is not descended into. Hidden files 
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -14,9 +15,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from sdcodex.core.enums import EngineKey
-from sdcodex.core.errors import AmbiguousModelError, CodexError, ModelNotFoundError
+from sdcodex.core.errors import AmbiguousModelError, CodexError, ModelLoadError, ModelNotFoundError
 from sdcodex.models import detect as _detect
 from sdcodex.models.hashing import CACHE_FILENAME, HashCache, short_hash as _short
+
+log = logging.getLogger("sdcodex.models")
 
 MODEL_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin")
 FORMATS = {".safetensors": "safetensors", ".sft": "safetensors"}
@@ -80,30 +83,50 @@ class ModelEntry:
         return {"name": self.name, "filename": self.filename, "path": str(self.path), "kind": self.kind,
                 "family": self.family.value if self.family else None,
                 "compatible": [f.value for f in self.compatible], "format": self.format, "size": self.size,
-                "prefix": self.prefix, "variant": dict(self.variant), "hash": hash,
+                "prefix": self.prefix, "variant": dict(self.variant), "hash": hash, "error": self.variant.get("error"),
                 "title": f"{self.filename} [{hash}]" if hash else self.filename}
 
 
 def entry_for(path: str | Path, hasher: Callable[[ModelEntry], str] | None = None) -> ModelEntry:
-    """Detect one file or diffusers folder and describe it. A corrupt file becomes kind "unknown"
-    with variant["error"] set, so one bad file never hides the others."""
+    """Detect one file or diffusers folder and describe it. A file that cannot be read or detected (corrupt
+    header, broken link, no permission) becomes kind "unknown" with variant["error"] saying why, so one bad
+    file never hides the others."""
     p = Path(path).absolute()
     if p.is_dir():
         try:
             det = _detect.detect_folder(p)
-        except CodexError as exc:
-            det = _detect.Detection("unknown", variant={"error": str(exc)})
-        size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+        except Exception as exc:  # noqa: BLE001 - any failure is this entry's, not the scan's
+            det = _detect.Detection("unknown", variant={"error": _reason(exc)})
+        size = _size(p)
         return ModelEntry(_folder_name(p), p, det.kind, det.family, "diffusers", size, dict(det.variant),
                           det.prefix, det.compatible, hasher)
     suffix = p.suffix.lower()
     fmt = FORMATS.get(suffix, "pickle")
     try:
         det = _detect.detect_file(p)
-    except CodexError as exc:
-        det = _detect.Detection("unknown", variant={"error": str(exc)})
+    except Exception as exc:  # noqa: BLE001 - see above
+        det = _detect.Detection("unknown", variant={"error": _reason(exc)})
     return ModelEntry(p.name[: -len(p.suffix)] if p.suffix else p.name, p, det.kind, det.family, fmt,
-                      p.stat().st_size, dict(det.variant), det.prefix, det.compatible, hasher)
+                      _size(p), dict(det.variant), det.prefix, det.compatible, hasher)
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a file is unusable, in one line (our errors already name the file)."""
+    if isinstance(exc, CodexError):
+        return str(exc)
+    if isinstance(exc, RecursionError):
+        return "the file's JSON is nested too deeply"
+    return f"cannot read: {type(exc).__name__}: {exc}"
+
+
+def _size(p: Path) -> int:
+    """Bytes on disk (a folder: its files); 0 when it cannot be read (a broken link)."""
+    try:
+        if p.is_dir():
+            return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+        return p.stat().st_size
+    except (OSError, RuntimeError):
+        return 0
 
 
 def _folder_name(p: Path) -> str:
@@ -112,6 +135,10 @@ def _folder_name(p: Path) -> str:
     if p.parent.name == "snapshots" and p.parent.parent.name.startswith("models--"):
         return p.parent.parent.name[len("models--"):]
     return p.name
+
+
+def _skip_unreadable(exc: OSError) -> None:
+    log.warning("models folder: skipped %s: %s", exc.filename, exc.strerror or exc)
 
 
 class Inventory:
@@ -126,9 +153,19 @@ class Inventory:
     def scan(self) -> list[ModelEntry]:
         """Walk the models folder (any layout) and detect every model; returns the entries."""
         found: list[ModelEntry] = []
+        seen: set[tuple[int, int]] = set()  # (device, inode) of folders walked: linked loops end here
         if self.models_dir.is_dir():
-            for root, dirs, files in os.walk(self.models_dir, followlinks=True):
+            for root, dirs, files in os.walk(self.models_dir, followlinks=True, onerror=_skip_unreadable):
                 here = Path(root)
+                try:
+                    st = here.stat()
+                except OSError:
+                    dirs[:] = []
+                    continue
+                if (st.st_dev, st.st_ino) in seen:
+                    dirs[:] = []
+                    continue
+                seen.add((st.st_dev, st.st_ino))
                 if "model_index.json" in files and here != self.models_dir:
                     found.append(entry_for(here, self._hash_entry))
                     dirs[:] = []
@@ -251,4 +288,8 @@ class Inventory:
             raise AmbiguousModelError(f"model {ref!r} is ambiguous: {len(hits)} files match; pass one by path",
                                      field="model", allowed=sorted(str(e.path) for e in hits))
         allowed = sorted({e.name for e in pool or []}, key=str.lower)
+        broken = self._by_name(ref, [e for e in self._entries or [] if e.kind == "unknown" and e.variant.get("error")])
+        if broken:  # the file is there but unusable: say why rather than "not found"
+            raise ModelLoadError(f"model {ref!r} cannot be used: {broken[0].variant['error']}", field="model",
+                                 allowed=allowed)
         raise ModelNotFoundError(f"model {ref!r} not found in {self.models_dir}", field="model", allowed=allowed)

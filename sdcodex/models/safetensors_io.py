@@ -65,6 +65,8 @@ def _read_header(p: Path) -> tuple[dict[str, TensorInfo], dict[str, str], int]:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _bad(p, f"header is not valid JSON ({exc})") from exc
+    except RecursionError:  # `[[[[...` : the JSON parser gives up at Python's recursion limit
+        raise _bad(p, "header JSON is nested too deeply") from None
     if not isinstance(header, dict):
         raise _bad(p, "header JSON is not an object")
 
