@@ -2,7 +2,7 @@
 
 Inside: environment.json (Python, platform, torch/CUDA, package versions), settings.json (folders and
 SDCODEX_*/HF_*/CUDA_* environment, secrets REDACTED), logs.txt (last N log lines), models.json (inventory:
-names, kinds, families, sizes, hashes; never weights), jobs.json (recent job records from jobs.db) and README.txt.
+names, kinds, families, sizes, hashes; never weights), jobs.json (recent job records from the job DB) and README.txt.
 """
 from __future__ import annotations
 
@@ -180,7 +180,8 @@ def build_debug_zip(out: Path, *, models_dir: Path, data_dir: Path, log_dir: Pat
         "settings.json": _dump(settings_info(models_dir, data_dir, log_dir)),
         "logs.txt": "\n".join(recent_log_lines(log_lines, log_dir)) + "\n",
         "models.json": _dump(models_info(models_dir)),
-        "jobs.json": _dump(read_jobs(data_dir / "jobs.db")),
+        "jobs.json": _dump(read_jobs(next((data_dir / n for n in ("jobs.sqlite", "jobs.db")
+                                           if (data_dir / n).is_file()), data_dir / "jobs.sqlite"))),
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,22 +13,52 @@ if TYPE_CHECKING:
     from sdcodex.server.service import ServerSettings
 
 
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from sdcodex.server.limits import (DEFAULT_MAX_FRAMES, DEFAULT_MAX_IMAGES, DEFAULT_MAX_OUTPUT_PIXELS,
+                                       DEFAULT_MAX_PROMPT_BYTES, DEFAULT_MAX_STEPS)
+
     p = subparsers.add_parser("serve", help="run the HTTP API server (A1111, OpenAI-style and native APIs)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--outdir", default=None, help="output folder (default ./outputs)")
-    p.add_argument("--db", default=None, help="job database (default <outdir>/jobs.sqlite)")
+    p.add_argument("--data-dir", default=None,
+                   help="folder of the job database (default: `data` beside the output folder; env SDCODEX_DATA_DIR)")
+    p.add_argument("--db", default=None, help="job database file (default <data-dir>/jobs.sqlite; env SDCODEX_DB)")
     p.add_argument("--api-auth", default=os.environ.get("SDCODEX_API_AUTH"),
-                   help="HTTP Basic credentials user:pass[,user:pass] (env SDCODEX_API_AUTH)")
+                   help="HTTP Basic credentials user:pass[,user:pass], passwords of 8+ characters "
+                        "(env SDCODEX_API_AUTH; prefer --api-auth-file, flags show in `ps`)")
+    p.add_argument("--api-auth-file", default=os.environ.get("SDCODEX_API_AUTH_FILE"),
+                   help="file with user:pass lines (env SDCODEX_API_AUTH_FILE)")
     p.add_argument("--api-token", action="append", default=None,
-                   help="bearer token (repeatable; env SDCODEX_API_TOKEN)")
+                   help="bearer token, 8+ characters (repeatable; env SDCODEX_API_TOKEN)")
+    p.add_argument("--api-token-file", default=os.environ.get("SDCODEX_API_TOKEN_FILE"),
+                   help="file with one bearer token per line (env SDCODEX_API_TOKEN_FILE)")
     p.add_argument("--insecure-no-auth", action="store_true",
                    help="allow a non-loopback --host without any authentication")
+    p.add_argument("--allowed-host", action="append", default=None,
+                   help="a Host name this server answers besides loopback names and --host (repeatable; "
+                        "also trusted as a browser Origin; env SDCODEX_ALLOWED_HOSTS, comma-separated)")
     p.add_argument("--max-body-mb", type=float, default=64.0, help="largest request body (MiB)")
     p.add_argument("--max-image-pixels", type=int, default=8192 * 8192, help="largest input image (pixels)")
-    p.add_argument("--max-output-pixels", type=int, default=None,
-                   help="largest job: width x height x frames x images (default: no limit)")
+    p.add_argument("--max-output-pixels", type=int,
+                   default=_env_int("SDCODEX_MAX_OUTPUT_PIXELS", DEFAULT_MAX_OUTPUT_PIXELS),
+                   help="largest job: width x height x frames x images (default %(default)s; 0: no limit)")
+    p.add_argument("--max-steps", type=int, default=_env_int("SDCODEX_MAX_STEPS", DEFAULT_MAX_STEPS),
+                   help="most sampling steps per pass (default %(default)s; 0: no limit)")
+    p.add_argument("--max-frames", type=int, default=_env_int("SDCODEX_MAX_FRAMES", DEFAULT_MAX_FRAMES),
+                   help="most video frames per job (default %(default)s; 0: no limit)")
+    p.add_argument("--max-images", type=int, default=_env_int("SDCODEX_MAX_IMAGES", DEFAULT_MAX_IMAGES),
+                   help="most images per job, batch_size x batch_count (default %(default)s; 0: no limit)")
+    p.add_argument("--max-prompt-bytes", type=int,
+                   default=_env_int("SDCODEX_MAX_PROMPT_BYTES", DEFAULT_MAX_PROMPT_BYTES),
+                   help="longest prompt in UTF-8 bytes (default %(default)s; 0: no limit)")
     p.add_argument("--device", default=None, help="cuda, cuda:1, cpu ... (default: cuda when available)")
     p.add_argument("--no-ui", action="store_true", help="do not mount the web UI at /")
     p.add_argument("--models-dir", dest="models_dir_sub", default=None)
@@ -37,22 +67,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> "ServerSettings":
     from sdcodex.core.logs import register_secret
-    from sdcodex.server.auth import parse_credentials
+    from sdcodex.server.auth import parse_credentials, parse_tokens, read_secret_file
     from sdcodex.server.service import ServerSettings  # noqa: F811
 
-    users = parse_credentials(args.api_auth)
+    auth_text = args.api_auth or ""
+    if getattr(args, "api_auth_file", None):
+        auth_text = ",".join(t for t in (auth_text, read_secret_file(args.api_auth_file, "api_auth_file")) if t)
+    users = parse_credentials(auth_text)
     tokens = list(args.api_token or [])
     if not tokens and os.environ.get("SDCODEX_API_TOKEN"):
         tokens = [os.environ["SDCODEX_API_TOKEN"]]
+    if getattr(args, "api_token_file", None):
+        tokens += read_secret_file(args.api_token_file, "api_token_file").splitlines()
+    tokens = parse_tokens(tokens)
     for _user, password in users:
         register_secret(password)
     for token in tokens:
         register_secret(token)
+    hosts = list(getattr(args, "allowed_host", None) or [])
+    hosts += [h.strip() for h in os.environ.get("SDCODEX_ALLOWED_HOSTS", "").split(",") if h.strip()]
     return ServerSettings(models_dir=getattr(args, "models_dir_sub", None) or args.models_dir, outdir=args.outdir,
-                          db_path=args.db, host=args.host, port=args.port, api_auth=users, api_tokens=tokens,
-                          insecure_no_auth=args.insecure_no_auth, max_body_bytes=int(args.max_body_mb * 2**20),
-                          max_image_pixels=args.max_image_pixels, max_output_pixels=args.max_output_pixels,
-                          device=args.device)
+                          data_dir=getattr(args, "data_dir", None), db_path=args.db, host=args.host, port=args.port,
+                          api_auth=users, api_tokens=tokens, insecure_no_auth=args.insecure_no_auth,
+                          max_body_bytes=int(args.max_body_mb * 2**20), max_image_pixels=args.max_image_pixels,
+                          max_output_pixels=args.max_output_pixels, max_steps=args.max_steps,
+                          max_frames=args.max_frames, max_images=args.max_images,
+                          max_prompt_bytes=args.max_prompt_bytes, allowed_hosts=hosts, device=args.device)
 
 
 def run(args: argparse.Namespace) -> int:

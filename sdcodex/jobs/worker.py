@@ -231,7 +231,18 @@ class Worker:
     def _stopped(self, job: Job, control: Control, *, result: dict[str, Any]) -> None:
         """A job that stopped early: back to the queue on shutdown, else cancelled or interrupted."""
         if self._stop.is_set():
-            self.store.requeue(job.id, "server shutting down")  # runs again after the restart
+            # runs again after the restart: the files this attempt wrote would be listed by no job
+            self._remove_outputs(result)
+            self.store.requeue(job.id, "server shutting down")
             return
         cancelled = (self.store.get(job.id) or job).cancel_requested
         self.store.finish(job.id, "cancelled" if cancelled else "interrupted", result=result)
+
+    def _remove_outputs(self, result: dict[str, Any]) -> None:
+        for rel in list(result.get("images") or []) + list(result.get("videos") or []):
+            path = Path(rel) if Path(rel).is_absolute() else self.outdir / rel
+            try:
+                path.resolve().relative_to(self.outdir.resolve())
+                path.unlink(missing_ok=True)
+            except (ValueError, OSError) as exc:
+                log.warning("could not remove %s of a re-queued job: %s", path, exc)

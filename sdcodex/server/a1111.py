@@ -15,6 +15,7 @@ from sdcodex.core.errors import CodexError, ValidationError
 
 from .a1111_map import (Img2ImgRequest, Txt2ImgRequest, info_string, model_name_of, parameters, to_a1111_field,
                         to_request)
+from .checks import LATENT_UPSCALE_MODES, check_unicode
 from .sync import b64_file, output_files, submit_and_wait
 
 router = APIRouter(prefix="/sdapi/v1", tags=["a1111"])
@@ -255,9 +256,7 @@ async def upscalers(request: Request) -> list[dict[str, Any]]:
 
 @router.get("/latent-upscale-modes")
 async def latent_upscale_modes() -> list[dict[str, Any]]:
-    names = ("Latent", "Latent (antialiased)", "Latent (bicubic)", "Latent (bicubic antialiased)",
-             "Latent (nearest)", "Latent (nearest-exact)")
-    return [{"name": n} for n in names]
+    return [{"name": n} for n in LATENT_UPSCALE_MODES]
 
 
 @router.get("/sd-vae")
@@ -290,13 +289,17 @@ async def embeddings(request: Request) -> dict[str, Any]:
 
 
 @router.post("/png-info", response_model=PngInfoResponse)
-async def png_info(body: PngInfoRequest = Body(...)) -> dict[str, Any]:
-    """Generation parameters stored in an image (A1111 infotext) and our request, when present."""
+async def png_info(request: Request, body: PngInfoRequest = Body(...)) -> dict[str, Any]:
+    """Generation parameters stored in an image (A1111 infotext) and our request, when present. The image
+    is base64 or a data URL only: a file path is never read on the server."""
+    from sdcodex.media.imageio import decode_b64_bytes
     from sdcodex.media.reader import read_info
 
     if not body.image:
         raise ValidationError("is required: a base64 image", field="image")
-    info = await run_in_threadpool(read_info, body.image)
+    check_unicode(body.image, ("image",))
+    data = decode_b64_bytes(body.image, field="image", max_bytes=_service(request).settings.max_body_bytes)
+    info = await run_in_threadpool(read_info, data)
     items = {k: v for k, v in info.items() if k not in ("parameters", "parsed") and v is not None}
     return {"info": info.get("parameters") or "", "items": items, "parameters": info.get("parsed") or {}}
 

@@ -3,7 +3,9 @@ OpenAI-style API (/v1) over one job queue and one orchestrator, with auth, body 
 shape per face. The web UI mounts on the same app (see `mount_ui`)."""
 from __future__ import annotations
 
+import json
 import logging
+import uuid
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
@@ -16,7 +18,7 @@ from sdcodex import __version__
 from sdcodex.core.errors import CodexError, ValidationError
 from sdcodex.core.request import json_path
 
-from .auth import Authenticator, AuthMiddleware, check_bind
+from .auth import Authenticator, AuthMiddleware, HostOriginMiddleware, check_bind
 from .limits import BodyLimitMiddleware
 from .service import CodexService, ServerSettings
 
@@ -75,12 +77,49 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(request.url.path, err, exc.status_code), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def _crash(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        err = CodexError(f"internal error: {type(exc).__name__}: {exc}")
-        err.code = "internal_error"
-        return JSONResponse(error_body(request.url.path, err, 500), status_code=500)
+
+
+class CrashMiddleware:
+    """ASGI middleware inside Starlette's own error layer: an exception no handler took becomes a 500 in the
+    face's error shape with an error id (the traceback goes to the log under that id), and the connection
+    stays open for the next request. The message never carries the exception text (it may hold paths)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: dict) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence
+            if started:
+                raise  # a streamed answer already began: nothing sensible can be sent any more
+            path = scope.get("path", "")
+            if isinstance(exc, UnicodeError):  # text that cannot be encoded got past the field checks
+                err: CodexError = ValidationError("the request holds text that is not valid Unicode (a lone "
+                                                  "surrogate)", field="(request)")
+                status = 422
+            else:
+                error_id = uuid.uuid4().hex[:12]
+                log.error("unhandled error %s on %s %s", error_id, scope.get("method"), path, exc_info=exc)
+                err = CodexError(f"internal error {error_id}: the server log has the details")
+                err.code = "internal_error"
+                status = 500
+            body = json.dumps(error_body(path, err, status)).encode()
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
 
 
 def mount_ui(app: FastAPI, service: CodexService) -> bool:
@@ -125,8 +164,11 @@ def create_app(settings: ServerSettings | None = None, *, with_ui: bool = False)
     app.include_router(openai.router)
     if with_ui:
         mount_ui(app, service)
+    app.add_middleware(CrashMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(AuthMiddleware, authenticator=auth)  # outermost: nothing runs before auth
+    app.add_middleware(AuthMiddleware, authenticator=auth)
+    # outermost: a request for another host name (DNS rebinding) or a cross-site POST (CSRF) goes no further
+    app.add_middleware(HostOriginMiddleware, bind_host=settings.host, allowed_hosts=settings.allowed_hosts)
     return app
 
 

@@ -9,6 +9,13 @@ from sdcodex.core.errors import CodexError, ValidationError
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
+# Job-size defaults (each has a `serve` flag and an env var; 0 turns a limit off). Generous for real use:
+# 1024x1024 x 128 images or a 1280x720 x 129-frame video fit; a 50 MB prompt or 10^5 steps do not.
+DEFAULT_MAX_PROMPT_BYTES = 32 * 1024
+DEFAULT_MAX_OUTPUT_PIXELS = 128 * 1024 * 1024
+DEFAULT_MAX_STEPS = 150
+DEFAULT_MAX_FRAMES = 257
+DEFAULT_MAX_IMAGES = 256
 
 
 class PayloadTooLargeError(CodexError):
@@ -99,23 +106,47 @@ def image_loader(max_pixels: int) -> Any:
     return load
 
 
-def check_job_size(params: Any, *, max_output_pixels: int | None, max_steps: int | None) -> None:
-    """Refuse jobs whose total output pixels (all images, frames and the hires pass) or steps exceed
-    the server's limits (both off by default)."""
+def check_prompt_size(texts: Any, max_bytes: int | None) -> None:
+    """Refuse a prompt longer than `max_bytes` UTF-8 bytes (a huge prompt holds the worker for its whole
+    tokenisation) before anything else is parsed."""
+    if not max_bytes:
+        return
+    for field, text in texts:
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size > max_bytes:
+            raise PayloadTooLargeError(f"the prompt is {size} bytes, more than this server allows", field=field,
+                                       allowed=f"at most {max_bytes} bytes")
+
+
+def check_job_size(params: Any, *, max_output_pixels: int | None, max_steps: int | None,
+                   max_frames: int | None = None, max_images: int | None = None) -> None:
+    """Refuse jobs whose steps, frames, images (batch_size x batch_count) or total output pixels (all images,
+    frames and the hires pass) exceed the server's limits (0 or None: no limit)."""
     if max_steps and getattr(params, "steps", 0) and params.steps > max_steps:
         raise PayloadTooLargeError(f"{params.steps} steps is more than this server allows", field="steps",
                                    allowed=f"at most {max_steps}")
+    hires = params.hires or {}
+    hires_steps = int(hires.get("steps") or 0) if isinstance(hires, dict) else 0
+    if max_steps and hires_steps > max_steps:
+        raise PayloadTooLargeError(f"{hires_steps} hires steps is more than this server allows", field="hires.steps",
+                                   allowed=f"at most {max_steps}")
+    frames = int(params.num_frames or 1)
+    if max_frames and frames > max_frames:
+        raise PayloadTooLargeError(f"{frames} frames is more than this server allows", field="num_frames",
+                                   allowed=f"at most {max_frames}")
+    images = int(params.images_total)
+    if max_images and images > max_images:
+        raise PayloadTooLargeError(f"{images} images (batch_size x batch_count) is more than this server allows",
+                                   field="batch_count", allowed=f"at most {max_images} per job")
     if not max_output_pixels:
         return
     w, h = int(params.width or 0), int(params.height or 0)
-    hires = params.hires or {}
     if hires:
         if hires.get("resize_x") and hires.get("resize_y"):
             w, h = int(hires["resize_x"]), int(hires["resize_y"])
         elif hires.get("scale"):
             w, h = int(w * hires["scale"]), int(h * hires["scale"])
-    frames = int(params.num_frames or 1)
-    total = w * h * frames * int(params.images_total)
+    total = w * h * frames * images
     if total > max_output_pixels:
         raise PayloadTooLargeError(f"the job would make {total} output pixels (width x height x frames x images)",
                                    field="width", allowed=f"at most {max_output_pixels} pixels per job")

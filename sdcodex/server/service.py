@@ -13,11 +13,17 @@ from sdcodex.core.enums import Emphasis
 from sdcodex.core.errors import ModelNotFoundError, ValidationError
 from sdcodex.jobs import Job, JobQueue, JobStore, Worker
 
-from .limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IMAGE_PIXELS, check_job_size, image_loader
+from .checks import NameChecker, check_unicode, prompt_texts
+from .limits import (DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_FRAMES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_IMAGES,
+                     DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PROMPT_BYTES, DEFAULT_MAX_STEPS, check_job_size,
+                     check_prompt_size, image_loader)
 
 log = logging.getLogger("sdcodex.server")
 
 OPTIONS_KEY = "a1111_options"
+DB_NAME = "jobs.sqlite"
+#: what the outputs route serves: the media files jobs write (never the database, logs or anything else)
+MEDIA_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".mp4", ".webm")
 
 
 @dataclass
@@ -26,6 +32,7 @@ class ServerSettings:
 
     models_dir: str | None = None
     outdir: str | None = None
+    data_dir: str | None = None            # job database; default: a `data` folder beside the outputs folder
     db_path: str | None = None
     host: str = "127.0.0.1"
     port: int = 7860
@@ -34,8 +41,12 @@ class ServerSettings:
     insecure_no_auth: bool = False
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
-    max_output_pixels: int | None = None   # width x height x frames x images per job; None = no limit
-    max_steps: int | None = None
+    max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS  # width x height x frames x images; 0/None: none
+    max_steps: int | None = DEFAULT_MAX_STEPS
+    max_frames: int | None = DEFAULT_MAX_FRAMES
+    max_images: int | None = DEFAULT_MAX_IMAGES    # batch_size x batch_count
+    max_prompt_bytes: int | None = DEFAULT_MAX_PROMPT_BYTES
+    allowed_hosts: list[str] = field(default_factory=list)   # Host names accepted besides the bound address
     sync_timeout: float | None = None      # A1111/OpenAI sync routes: give up waiting after this (504)
     device: str | None = None
     start_worker: bool = True
@@ -46,20 +57,60 @@ class ServerSettings:
     def resolved_outdir(self) -> Path:
         return Path(self.outdir or os.environ.get("SDCODEX_OUTPUTS_DIR", "outputs")).absolute()
 
+    def resolved_data_dir(self) -> Path:
+        given = self.data_dir or os.environ.get("SDCODEX_DATA_DIR")
+        return Path(given).expanduser().absolute() if given else self.resolved_outdir().parent / "data"
+
     def resolved_db(self) -> Path:
+        """--db / $SDCODEX_DB, else <data dir>/jobs.sqlite. A database left by an older version inside the
+        outputs folder (where the outputs route could serve it) is moved there once."""
         if self.db_path:
-            return Path(self.db_path)
+            return Path(self.db_path).absolute()
         env = os.environ.get("SDCODEX_DB")
-        return Path(env) if env else self.resolved_outdir() / "jobs.sqlite"
+        if env:
+            return Path(env).absolute()
+        db = self.resolved_data_dir() / DB_NAME
+        migrate_db(self.resolved_outdir() / DB_NAME, db)
+        return db
+
+
+def migrate_db(old: Path, new: Path) -> None:
+    """Move an SQLite database (with its -wal/-shm files) from `old` to `new` when only the old one exists."""
+    if new.exists() or not old.is_file():
+        return
+    new.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        src = old.with_name(old.name + suffix)
+        if src.exists():
+            os.replace(src, new.with_name(new.name + suffix))
+    log.warning("moved the job database out of the outputs folder: %s -> %s", old, new)
 
 
 def default_options() -> dict[str, Any]:
-    """The A1111 options this server knows (others posted by clients are kept and echoed)."""
+    """The A1111 options this server knows (others posted by clients are ignored)."""
     return {"sd_model_checkpoint": None, "sd_checkpoint_hash": None, "sd_vae": "Automatic",
             "CLIP_stop_at_last_layers": 1, "emphasis": "Original", "samples_format": "png", "sd_checkpoints_limit": 2,
             "eta_noise_seed_delta": 0, "live_previews_enable": True, "show_progress_every_n_steps": 10,
             "sd_vae_checkpoint_cache": 0, "samples_save": True, "grid_save": False, "jpeg_quality": 80,
             "outdir_samples": "", "enable_pnginfo": True}
+
+
+def check_option_type(key: str, value: Any, default: Any) -> None:
+    """An option's value has its default's type (bool, int, float or string; None where it may be unset)."""
+    if value is None or default is None:
+        if value is None or isinstance(value, str):
+            return
+        raise ValidationError("must be a string or null", field=key)
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise ValidationError(f"must be {type(default).__name__}, not {type(value).__name__}", field=key)
 
 
 class CodexService:
@@ -142,13 +193,18 @@ class CodexService:
     # -- options -------------------------------------------------------------------------------
     def options(self) -> dict[str, Any]:
         out = default_options()
-        out.update(self.store.get_value(OPTIONS_KEY, {}) or {})
+        out.update({k: v for k, v in (self.store.get_value(OPTIONS_KEY, {}) or {}).items() if k in out})
         return out
 
     def set_options(self, values: dict[str, Any]) -> dict[str, Any]:
         """Store posted options; sd_model_checkpoint must name an existing model (404 listing them),
-        emphasis one of A1111's modes (422)."""
-        values = dict(values)
+        emphasis one of A1111's modes (422). Only the options this server knows are kept (others are
+        ignored, so posting back a whole dict works); each must have its default's type (422 naming the key)."""
+        check_unicode(values)
+        known = default_options()
+        values = {k: v for k, v in values.items() if k in known}
+        for key, value in values.items():
+            check_option_type(key, value, known[key])
         if "emphasis" in values and values["emphasis"] not in Emphasis.values():
             raise ValidationError(f"unknown emphasis mode {values['emphasis']!r}", field="emphasis",
                                   allowed=Emphasis.values())
@@ -173,25 +229,43 @@ class CodexService:
     def prepare(self, request: dict[str, Any]) -> tuple[Any, Any]:
         """Full validation without generating: strict request, model, preset, family rules, images,
         limits. Returns (model entry or None, params). Raises CodexError (422/404/413)."""
-        entry, _engine, _filled, _meta, params, _warnings = self.orchestrator.prepare(request)
-        check_job_size(params, max_output_pixels=self.settings.max_output_pixels, max_steps=self.settings.max_steps)
+        entry, params, _request = self._prepare(request)
         return entry, params
+
+    def _prepare(self, request: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+        """prepare(), plus the request to store (its paths checked against the models folder)."""
+        s = self.settings
+        if not isinstance(request, dict):
+            raise ValidationError("the request must be a JSON object", field="(request)")
+        check_unicode(request)
+        check_prompt_size(prompt_texts(request), s.max_prompt_bytes)
+        names = NameChecker(self.models)
+        request = names.confine_paths(request)
+        entry, engine, _filled, _meta, params, _warnings = self.orchestrator.prepare(request)
+        check_job_size(params, max_output_pixels=s.max_output_pixels, max_steps=s.max_steps,
+                       max_frames=s.max_frames, max_images=s.max_images)
+        names.check(request, engine)
+        return entry, params, request
 
     def submit(self, request: dict[str, Any], *, kind: str = "native", priority: int = 0,
                meta: dict[str, Any] | None = None) -> Job:
         """Validate then persist (committed before returning). The model is pinned now, so a later
         change of the default model does not change what a queued job makes."""
-        entry, _params = self.prepare(request)
+        entry, _params, request = self._prepare(request)
+        if meta is not None:
+            check_unicode(meta)
         return self.queue.submit(request, kind=kind, priority=priority, model=entry.name if entry else None,
                                  model_path=str(entry.path) if entry else None, meta=meta)
 
     def output_path(self, rel: str) -> Path | None:
         """An output file under outdir, or None (outside it, missing, or a malformed name)."""
         try:
-            if "\x00" in rel:
+            if "\x00" in rel or not rel.lower().endswith(MEDIA_SUFFIXES):
                 return None
             path = (self.outdir / rel).resolve()
             path.relative_to(self.outdir.resolve())
+            if path == self.store.path.resolve():
+                return None
         except (ValueError, OSError, RuntimeError):
             return None
         return path if path.is_file() else None

@@ -17,7 +17,9 @@ def mount_ui(app: Any, service: Any, path: str = "/") -> Any:
 
     blocks = build_blocks(service)
     blocks.queue(default_concurrency_limit=None)
-    app = gr.mount_gradio_app(app, blocks, path=path, allowed_paths=[str(service.outdir)], css=CSS, js=JS,
+    db = str(service.store.path.absolute())  # never served, even when --db puts it in the outputs folder
+    app = gr.mount_gradio_app(app, blocks, path=path, allowed_paths=[str(service.outdir)],
+                              blocked_paths=[db, db + "-wal", db + "-shm", db + "-journal"], css=CSS, js=JS,
                               footer_links=[], ssr_mode=False, show_error=True)
     app.state.codex_ui = blocks
     return app

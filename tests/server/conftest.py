@@ -13,8 +13,9 @@ from .live import LiveServer, live_server
 def server(local_models, tmp_path_factory) -> Iterator[LiveServer]:
     """One server per test module (the tiny models stay loaded in the shared model cache)."""
     root = tmp_path_factory.mktemp("server")
+    # max_steps above the default 150: some tests need a job long enough to catch it running
     with live_server(models=local_models, outdir=str(root / "outputs"), db_path=str(root / "jobs.sqlite"),
-                     device="cpu") as srv:
+                     device="cpu", max_steps=500) as srv:
         yield srv
 
 

@@ -24,17 +24,17 @@ def _basic(user: str, password: str) -> dict[str, str]:
 
 def test_basic_and_bearer_auth(local_models, tmp_path):
     with live_server(models=local_models, outdir=str(tmp_path / "o"), start_worker=False,
-                     api_auth=parse_credentials("alice:s3cret,bob:pw:with:colons"), api_tokens=["tok-123"]) as srv:
+                     api_auth=parse_credentials("alice:s3cret-pass,bob:pw:with:colons"), api_tokens=["tok-123"]) as srv:
         with srv.client() as c:
             r = c.get("/api/v1/health")
             assert r.status_code == 401 and "Basic" in r.headers["www-authenticate"]
             assert "Bearer" in r.headers["www-authenticate"]
             assert c.get("/sdapi/v1/options").status_code == 401
             assert c.get("/openapi.json").status_code == 401
-            assert c.get("/api/v1/health", headers=_basic("alice", "s3cret")).status_code == 200
+            assert c.get("/api/v1/health", headers=_basic("alice", "s3cret-pass")).status_code == 200
             assert c.get("/api/v1/health", headers=_basic("bob", "pw:with:colons")).status_code == 200
             assert c.get("/api/v1/health", headers=_basic("alice", "wrong")).status_code == 401
-            assert c.get("/api/v1/health", headers=_basic("mallory", "s3cret")).status_code == 401
+            assert c.get("/api/v1/health", headers=_basic("mallory", "s3cret-pass")).status_code == 401
             assert c.get("/api/v1/health", headers={"Authorization": "Bearer tok-123"}).status_code == 200
             assert c.get("/api/v1/health", headers={"Authorization": "Bearer tok-12"}).status_code == 401
             assert c.get("/api/v1/health", headers={"Authorization": "Basic %%%"}).status_code == 401
