@@ -26,6 +26,7 @@ class EngineKey(StrEnum):
     WAN22_T2V_A14B = "wan22_t2v_a14b"
     WAN22_I2V_A14B = "wan22_i2v_a14b"
     Z_IMAGE = "z_image"
+    CHROMA = "chroma"
 
 
 class Task(StrEnum):

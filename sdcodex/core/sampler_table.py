@@ -121,6 +121,8 @@ FAMILIES: tuple[FamilyRow, ...] = (
     FamilyRow("wan22_i2v_a14b", True),
     # Z-Image (Turbo and base): the model's FlowMatchEulerDiscreteScheduler, shift 3.0 (Tongyi-MAI/Z-Image-Turbo)
     FamilyRow("z_image", True),
+    # Chroma: FlowMatch Euler with FLUX.1's resolution-dependent shift (base 0.5, max 1.15)
+    FamilyRow("chroma", True),
 )
 FAMILY_ROWS: Mapping[str, FamilyRow] = MappingProxyType({row.family: row for row in FAMILIES})
 

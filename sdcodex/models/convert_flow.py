@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from sdcodex.core.errors import ModelLoadError
-from sdcodex.models.shapes import flux_config, wan_config, z_image_config  # noqa: F401  (re-exported)
+from sdcodex.models.shapes import chroma_config, flux_config, wan_config, z_image_config  # noqa: F401  (re-exported)
 from sdcodex.models.shapes import need as _need
 
 #: key prefixes tools add in front of a bare transformer (ComfyUI, A1111/Forge, kohya)
@@ -141,7 +141,22 @@ Z_IMAGE_ROWS: dict[str, Row] = {
     "norm_final": Row((), "drop"),
 }
 
-_BLOCK = re.compile(r"^(double_blocks|single_blocks|blocks|layers|noise_refiner|context_refiner)\.(\d+)\.")
+# ---- Chroma (lodestones, BFL layout) -------------------------------------------------------------------------
+# FLUX.1's rows (Chroma's blocks are FLUX's without the modulation projections, whose rows simply go unused) plus the
+# distilled guidance approximator, renamed as Diffusers' convert_chroma_transformer_checkpoint_to_diffusers does.
+CHROMA_ROWS: dict[str, Row] = {
+    **FLUX_ROWS,
+    **_rows({
+        "distilled_guidance_layer.in_proj": "distilled_guidance_layer.in_proj",
+        "distilled_guidance_layer.out_proj": "distilled_guidance_layer.out_proj",
+        "distilled_guidance_layer.layers.{i}.in_layer": "distilled_guidance_layer.layers.{i}.linear_1",
+        "distilled_guidance_layer.layers.{i}.out_layer": "distilled_guidance_layer.layers.{i}.linear_2",
+        "distilled_guidance_layer.norms.{i}": "distilled_guidance_layer.norms.{i}",
+    }),
+}
+
+_BLOCK = re.compile(r"^(double_blocks|single_blocks|blocks|layers|noise_refiner|context_refiner"
+                    r"|distilled_guidance_layer\.layers|distilled_guidance_layer\.norms)\.(\d+)\.")
 _SUFFIXES = {"weight": "weight", "bias": "bias", "scale": "weight"}
 
 
@@ -216,6 +231,11 @@ def flux_split_sizes(config: Mapping[str, Any]) -> Callable[[str, int], list[int
             return [hidden, hidden, hidden, rows - 3 * hidden]
         return [rows // 3] * 3
     return sizes
+
+
+def convert_chroma(sd: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """BFL-layout Chroma transformer (prefix stripped) -> ChromaTransformer2DModel state dict."""
+    return convert(sd, CHROMA_ROWS, flux_split_sizes(config), "part of a Chroma transformer")
 
 
 def convert_z_image(sd: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -434,7 +454,8 @@ def text_encoder_keys(keys: Sequence[str], prefix: str, kind: str, expected: set
     return {k: v for k, v in local.items() if k in expected or k not in tied}
 
 
-__all__ = ["FLUX_ROWS", "WAN_ROWS", "Z_IMAGE_ROWS", "z_image_config", "convert_z_image", "WAN_VAE_BLOCKS", "WAN_VAE_FIXED", "WAN_VAE_PARTS", "Row", "VaeEntry", "convert",
+__all__ = ["FLUX_ROWS", "WAN_ROWS", "Z_IMAGE_ROWS", "z_image_config", "convert_z_image", "CHROMA_ROWS",
+           "chroma_config", "convert_chroma", "WAN_VAE_BLOCKS", "WAN_VAE_FIXED", "WAN_VAE_PARTS", "Row", "VaeEntry", "convert",
            "convert_flux", "convert_wan", "find_prefix", "flux_config", "flux_split_sizes", "plan", "strip_prefix",
            "text_encoder_keys", "vae_entries", "wan_config", "wan_vae_config", "wan_vae_keymap", "wan_vae_version",
            "TRANSFORMER_PREFIXES"]

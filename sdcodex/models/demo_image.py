@@ -50,3 +50,28 @@ def build_z_image():
 def build_z_image_turbo():
     """The same tiny model under a Turbo name: what the `turbo` mode's evidence (the model name) looks for."""
     return build_z_image()
+
+
+#: the FlowMatch Euler config the Chroma1-HD Diffusers folder ships (FLUX.1's: resolution-dependent shift)
+CHROMA_SCHEDULER = {"base_image_seq_len": 256, "base_shift": 0.5, "max_image_seq_len": 4096, "max_shift": 1.15,
+                    "num_train_timesteps": 1000, "shift": 3.0, "use_dynamic_shifting": True}
+
+
+def tiny_chroma_transformer():
+    from diffusers import ChromaTransformer2DModel
+
+    # real: 19 double + 38 single blocks of 24 heads x 128, approximator 64 -> 5120 x 5 layers
+    return ChromaTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1,
+                                    attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
+                                    axes_dims_rope=(4, 4, 8), approximator_num_channels=8, approximator_hidden_dim=32,
+                                    approximator_layers=1)
+
+
+@register_demo("chroma", "chroma-demo")
+def build_chroma():
+    from diffusers import ChromaPipeline, FlowMatchEulerDiscreteScheduler
+
+    from sdcodex.models.demo_video import t5_tokenizer, tiny_t5
+
+    return ChromaPipeline(scheduler=FlowMatchEulerDiscreteScheduler.from_config(CHROMA_SCHEDULER), vae=_flux_vae(),
+                          text_encoder=tiny_t5(), tokenizer=t5_tokenizer(), transformer=tiny_chroma_transformer())

@@ -69,7 +69,7 @@ def qwen_tokenizer(max_length: int = 2048):
 
 
 # ------------------------------------------------------------------------------------------------ encoders
-def _tiny_t5(umt5: bool = False, vocab_size: int = 160):
+def tiny_t5(umt5: bool = False, vocab_size: int = 160):
     from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
 
     kw = dict(vocab_size=vocab_size, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
@@ -90,7 +90,7 @@ def _flux(guidance: bool):
                         scaling_factor=0.3611, shift_factor=0.1159)
     sched = FlowMatchEulerDiscreteScheduler.from_config(FLUX_DEV_SCHEDULER if guidance else FLUX_SCHNELL_SCHEDULER)
     return FluxPipeline(scheduler=sched, vae=vae, text_encoder=_tiny_clip(), tokenizer=clip_tokenizer(),
-                        text_encoder_2=_tiny_t5(), tokenizer_2=t5_tokenizer(), transformer=transformer)
+                        text_encoder_2=tiny_t5(), tokenizer_2=t5_tokenizer(), transformer=transformer)
 
 
 @register_demo("flux", "flux-dev-demo")
@@ -205,7 +205,7 @@ def _hunyuan15(task: str):
         hidden_size=16, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
         vocab_size=300, rope_scaling={"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
         rope_theta=1000000.0, bos_token_id=None, eos_token_id=257, pad_token_id=256)).eval()
-    byt5 = _tiny_t5(vocab_size=384)  # ByT5: 256 bytes + 3 specials + 125 extra ids
+    byt5 = tiny_t5(vocab_size=384)  # ByT5: 256 bytes + 3 specials + 125 extra ids
     common = dict(text_encoder=qwen, tokenizer=qwen_tokenizer(), transformer=transformer, vae=vae,
                   scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0), text_encoder_2=byt5,
                   tokenizer_2=ByT5Tokenizer(), guider=ClassifierFreeGuidance(guidance_scale=6.0))
@@ -255,7 +255,7 @@ def build_wan22_ti2v_5b():
                            latents_mean=[0.0] * 48, latents_std=[1.0] * 48, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
                            scale_factor_spatial=16, scale_factor_temporal=4, temperal_downsample=[False, True, True])
     # Wan-AI/Wan2.2-TI2V-5B-Diffusers: flow_shift 5.0, expand_timesteps
-    return WanPipeline(tokenizer=t5_tokenizer(), text_encoder=_tiny_t5(umt5=True), vae=vae,
+    return WanPipeline(tokenizer=t5_tokenizer(), text_encoder=tiny_t5(umt5=True), vae=vae,
                        scheduler=_wan_scheduler(5.0), transformer=_wan_transformer(48, 48), transformer_2=None,
                        boundary_ratio=None, expand_timesteps=True)
 
@@ -272,7 +272,7 @@ def build_wan22_t2v_a14b():
     from diffusers import WanPipeline
 
     # Wan-AI/Wan2.2-T2V-A14B-Diffusers: boundary_ratio 0.875, flow_shift 12.0 (scheduler config)
-    return WanPipeline(tokenizer=t5_tokenizer(), text_encoder=_tiny_t5(umt5=True), vae=_wan21_vae(),
+    return WanPipeline(tokenizer=t5_tokenizer(), text_encoder=tiny_t5(umt5=True), vae=_wan21_vae(),
                        scheduler=_wan_scheduler(12.0), transformer=_wan_transformer(16, 16),
                        transformer_2=_wan_transformer(16, 16), boundary_ratio=0.875)
 
@@ -282,7 +282,7 @@ def build_wan22_i2v_a14b():
     from diffusers import WanImageToVideoPipeline
 
     # Wan-AI/Wan2.2-I2V-A14B-Diffusers: boundary_ratio 0.9, flow_shift 5.0, 36 input channels, no image encoder
-    return WanImageToVideoPipeline(tokenizer=t5_tokenizer(), text_encoder=_tiny_t5(umt5=True), vae=_wan21_vae(),
+    return WanImageToVideoPipeline(tokenizer=t5_tokenizer(), text_encoder=tiny_t5(umt5=True), vae=_wan21_vae(),
                                    scheduler=_wan_scheduler(5.0), image_processor=None, image_encoder=None,
                                    transformer=_wan_transformer(36, 16), transformer_2=_wan_transformer(36, 16),
                                    boundary_ratio=0.9)

@@ -21,7 +21,7 @@ from sdcodex.core.errors import ModelLoadError
 from sdcodex.models.detect_rules import (  # noqa: F401  (re-exported: rules and tables live there)
     Keys, Found, Row, pick, DENOISER_PREFIXES, VAE_PREFIXES, E, SD_ANY, WAN_A14B, UNET_TABLE, FLUX_TABLE,
     HUNYUAN_TABLE, WAN_TABLE, KL_VAE_TABLE, WAN_VAE_TABLE, CAUSAL3D_VAE_TABLE, CLIP_TABLE, T5_TABLE,
-    DECODER_LM_TABLE, LORA_TABLE, RULES, rule_unet, rule_flux, rule_hunyuan, rule_wan, rule_z_image, Z_IMAGE_TABLE, rule_vae_kl,
+    DECODER_LM_TABLE, LORA_TABLE, RULES, rule_unet, rule_flux, rule_hunyuan, rule_wan, rule_z_image, Z_IMAGE_TABLE, rule_chroma, CHROMA_TABLE, rule_vae_kl,
     rule_vae_svd, rule_vae_wan, rule_vae_causal3d, rule_clip, rule_t5, rule_decoder_lm, rule_lora,
     rule_embedding, rule_upscaler_esrgan, rule_upscaler_rrdbnet, rule_upscaler_swinir, rule_upscaler_compact,
 )
@@ -165,6 +165,8 @@ PIPELINE_FAMILIES: dict[str, EngineKey] = {
     "HunyuanVideoImageToVideoPipeline": EngineKey.HUNYUAN_VIDEO,
     "ZImagePipeline": EngineKey.Z_IMAGE,
     "ZImageImg2ImgPipeline": EngineKey.Z_IMAGE,
+    "ChromaPipeline": EngineKey.CHROMA,
+    "ChromaImg2ImgPipeline": EngineKey.CHROMA,
 }
 WAN_PIPELINES = ("WanPipeline", "WanImageToVideoPipeline")
 

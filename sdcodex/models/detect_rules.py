@@ -154,6 +154,8 @@ def rule_flux(k: Keys) -> list[Found]:
     for p in DENOISER_PREFIXES:
         bfl = (k.prefixes_of("double_blocks.0.img_attn.norm.key_norm.scale") +
                k.prefixes_of("double_blocks.0.img_attn.norm.key_norm.weight"))
+        if f"{p}distilled_guidance_layer.in_proj.weight" in k:  # Chroma: rule_chroma
+            continue
         if p in bfl and f"{p}img_in.weight" in k and f"{p}double_stream_modulation_img.lin.weight" not in k:
             img_in, hidden = f"{p}img_in.weight", k.dim(f"{p}img_in.bias", 0)
             guidance = k.any_with(p + "guidance_in.")
@@ -275,13 +277,48 @@ def rule_z_image(k: Keys) -> list[Found]:
     return out
 
 
+# Chroma (lodestones): FLUX.1-schnell's double/single-stream blocks without their modulation projections
+# (img_mod/txt_mod/modulation), fed by a `distilled_guidance_layer` approximator instead. Facts from the published
+# files: BFL layout (lodestones/Chroma1-HD Chroma1-HD.safetensors, ComfyUI diffusion_models/): img_in.weight
+# [3072, 64], double_blocks.N.img_attn.qkv.weight [9216, 3072] (N < 19), single_blocks.N.linear1.weight
+# [21504, 3072] (N < 38), distilled_guidance_layer.in_proj.weight [5120, 64], .layers.N.in_layer (N < 5),
+# .norms.N.scale [5120]; Diffusers layout (ChromaTransformer2DModel, lodestones/Chroma1-HD transformer/):
+# x_embedder.weight, transformer_blocks.N.attn.norm_added_k.weight, distilled_guidance_layer.layers.N.linear_1.
+# These are the markers of Diffusers' CHECKPOINT_KEY_NAMES["chroma"] and ComfyUI's model_detection (the
+# distilled_guidance_layer norms). Chroma Radiance (pixel space, no img_in, `nerf_blocks`) is not claimed.
+CHROMA_TABLE: tuple[Row, ...] = (
+    ("chroma", E.CHROMA, (), lambda f: f["hidden"] == 3072 and f["in_channels"] == 64),
+)
+
+
+def rule_chroma(k: Keys) -> list[Found]:
+    out = []
+    for p in DENOISER_PREFIXES:
+        if f"{p}distilled_guidance_layer.in_proj.weight" not in k or k.any_with(p + "nerf_blocks."):
+            continue
+        if f"{p}img_in.weight" in k and f"{p}double_blocks.0.img_attn.qkv.weight" in k:
+            layout, img_in = "bfl", f"{p}img_in.weight"
+            depth = (k.count_blocks(p + "double_blocks."), k.count_blocks(p + "single_blocks."))
+        elif f"{p}x_embedder.weight" in k and k.any_with(p + "single_transformer_blocks.0."):
+            layout, img_in = "diffusers", f"{p}x_embedder.weight"
+            depth = (k.count_blocks(p + "transformer_blocks."), k.count_blocks(p + "single_transformer_blocks."))
+        else:
+            continue
+        facts = {"layout": layout, "hidden": k.dim(img_in, 0), "in_channels": k.dim(img_in, 1, ndim=2),
+                 "double_blocks": depth[0], "single_blocks": depth[1],
+                 "approximator_hidden": k.dim(f"{p}distilled_guidance_layer.in_proj.weight", 0),
+                 "approximator_layers": k.count_blocks(p + "distilled_guidance_layer.layers.")}
+        out.append(_from_table("chroma", "denoiser", p, CHROMA_TABLE, facts))
+    return out
+
+
 # ---- VAEs ----------------------------------------------------------------------------------------
 
 # Image VAEs of the LDM/diffusers AutoencoderKL shape: family from latent channels.
 KL_VAE_TABLE: tuple[Row, ...] = (
     ("kl4", None, SD_ANY, lambda f: f["latent_channels"] == 4),   # SD1.5 and SDXL VAEs share a shape
     # FLUX.1's ae.safetensors; Z-Image and Chroma ship the same autoencoder
-    ("kl16", E.FLUX, (E.Z_IMAGE,), lambda f: f["latent_channels"] == 16),
+    ("kl16", E.FLUX, (E.Z_IMAGE, E.CHROMA), lambda f: f["latent_channels"] == 16),
 )
 WAN_VAE_TABLE: tuple[Row, ...] = (
     ("wan21_vae", None, WAN_A14B, lambda f: f["latent_channels"] == 16),
@@ -350,7 +387,7 @@ CLIP_TABLE: tuple[Row, ...] = (
 T5_TABLE: tuple[Row, ...] = (
     ("umt5", None, (E.WAN22_TI2V_5B,) + WAN_A14B, lambda f: f["_umt5"]),
     ("byt5", None, (E.HUNYUAN_VIDEO15,), lambda f: not f["_umt5"] and f["d_model"] == 1472),
-    ("t5xxl", None, (E.FLUX,), lambda f: not f["_umt5"] and f["d_model"] == 4096),
+    ("t5xxl", None, (E.FLUX, E.CHROMA), lambda f: not f["_umt5"] and f["d_model"] == 4096),
 )
 DECODER_LM_TABLE: tuple[Row, ...] = (
     ("llama", None, (E.HUNYUAN_VIDEO,), lambda f: not f["_qkv_bias"] and not f["_qk_norm"]),
@@ -560,7 +597,7 @@ def rule_upscaler_compact(k: Keys) -> list[Found]:
 
 
 RULES: tuple[Callable[[Keys], list[Found]], ...] = (
-    rule_unet, rule_flux, rule_hunyuan, rule_wan, rule_z_image,
+    rule_unet, rule_flux, rule_hunyuan, rule_wan, rule_z_image, rule_chroma,
     rule_vae_kl, rule_vae_svd, rule_vae_wan, rule_vae_causal3d,
     rule_clip, rule_t5, rule_decoder_lm,
     rule_lora, rule_embedding, rule_upscaler_esrgan, rule_upscaler_rrdbnet, rule_upscaler_swinir,

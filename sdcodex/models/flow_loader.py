@@ -5,7 +5,7 @@ taken from ``<models_dir>/tokenizers/<name>/`` or named in a TokenizerMissingErr
 it. Single files (a FLUX or WAN transformer in the original layout, plus separate VAE and text-encoder files
 from the models folder) are handled by `flow_single` and end in the same LoadedModel. Separate text-encoder files
 (`TEXT_ENCODER_SLOTS`): FLUX clip_l + t5xxl, WAN umt5, HunyuanVideo 1.0 llama (llava_llama3) + clip_l, Z-Image
-qwen3_4b.
+qwen3_4b, Chroma t5xxl.
 """
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ from sdcodex.models.model_configs import bundled, configs_from
 from sdcodex.models.safetensors_io import TensorView, open_mapped
 
 FLOW_FAMILIES = (EngineKey.FLUX, EngineKey.SVD, EngineKey.HUNYUAN_VIDEO, EngineKey.HUNYUAN_VIDEO15,
-                 EngineKey.WAN22_TI2V_5B, EngineKey.WAN22_T2V_A14B, EngineKey.WAN22_I2V_A14B, EngineKey.Z_IMAGE)
+                 EngineKey.WAN22_TI2V_5B, EngineKey.WAN22_T2V_A14B, EngineKey.WAN22_I2V_A14B, EngineKey.Z_IMAGE,
+                 EngineKey.CHROMA)
 #: families whose VAE is the 2-D AutoencoderKL (a separate `vae` file loads with loader.load_vae_file)
-KL_VAE_FAMILIES = (EngineKey.FLUX, EngineKey.Z_IMAGE)
+KL_VAE_FAMILIES = (EngineKey.FLUX, EngineKey.Z_IMAGE, EngineKey.CHROMA)
 #: tokenizer slot of a family -> the cache-models entry that fetches it (models/tokenizers/<name>/)
 TOKENIZER_SOURCES: dict[tuple[EngineKey, str], str] = {
     (EngineKey.FLUX, "tokenizer_2"): "tokenizer-t5-xxl",
@@ -35,6 +36,7 @@ TOKENIZER_SOURCES: dict[tuple[EngineKey, str], str] = {
     (EngineKey.WAN22_I2V_A14B, "tokenizer"): "tokenizer-umt5-xxl",
     (EngineKey.HUNYUAN_VIDEO, "tokenizer"): "tokenizer-llama-hunyuan",
     (EngineKey.Z_IMAGE, "tokenizer"): "tokenizer-qwen3",
+    (EngineKey.CHROMA, "tokenizer"): "tokenizer-t5-xxl",
 }
 _WAN = (EngineKey.WAN22_TI2V_5B, EngineKey.WAN22_T2V_A14B, EngineKey.WAN22_I2V_A14B)
 #: text-encoder slots of the families that take separate text-encoder files:
@@ -46,6 +48,7 @@ TEXT_ENCODER_SLOTS: dict[EngineKey, dict[str, tuple[tuple[str, ...], str, str]]]
     EngineKey.HUNYUAN_VIDEO: {"text_encoder": (("llama",), "llama-type", "LlamaModel"),
                               "text_encoder_2": (("clip_l",), "clip", "CLIPTextModel")},
     EngineKey.Z_IMAGE: {"text_encoder": (("qwen3_4b",), "qwen3", "Qwen3Model")},
+    EngineKey.CHROMA: {"text_encoder": (("t5xxl",), "t5", "T5EncoderModel")},
 }
 #: plain pipeline settings (not modules) that a pipeline needs again when rebuilt for another task
 PIPELINE_SETTINGS = ("boundary_ratio", "expand_timesteps")
@@ -102,7 +105,7 @@ def _check_family(path: Path, found: EngineKey | None, wanted: EngineKey | None)
         raise ModelLoadError(f"{path}: this is a {found.value} model, it cannot be loaded as {wanted.value}",
                              field="family", allowed=[found.value])
     if fam is None or fam not in FLOW_FAMILIES:
-        raise ModelLoadError(f"{path}: not a FLUX/SVD/HunyuanVideo/WAN 2.2/Z-Image model", field="family",
+        raise ModelLoadError(f"{path}: not a FLUX/SVD/HunyuanVideo/WAN 2.2/Z-Image/Chroma model", field="family",
                              allowed=[f.value for f in FLOW_FAMILIES])
     return fam
 

@@ -1,4 +1,4 @@
-"""Single-file FLUX, WAN and Z-Image transformers (original layouts, one `LAYOUTS` row each, with or without
+"""Single-file FLUX, WAN, Z-Image and Chroma transformers (original layouts, one `LAYOUTS` row each, with or without
 ComfyUI/A1111 key prefixes) to a LoadedModel: the transformer is built empty from a config and its converted
 weights assigned; WAN A14B experts are paired; the rest of the pipeline comes from separate files and/or a base
 Diffusers folder.
@@ -59,7 +59,10 @@ class Layout:
 #: one row per single-file transformer layout; a new family adds its row here
 LAYOUTS: tuple[Layout, ...] = (
     Layout("flux", ("double_blocks.0.img_attn.qkv.weight", "img_in.weight"), "FluxTransformer2DModel",
-           cv.flux_config, cv.convert_flux, E.FLUX),
+           cv.flux_config, cv.convert_flux, E.FLUX, absent=("distilled_guidance_layer.in_proj.weight",)),
+    # lodestones' BFL layout with the distilled guidance approximator (Chroma1-HD.safetensors)
+    Layout("chroma", ("double_blocks.0.img_attn.qkv.weight", "img_in.weight", "distilled_guidance_layer.in_proj.weight"),
+           "ChromaTransformer2DModel", cv.chroma_config, cv.convert_chroma, E.CHROMA),
     Layout("wan", ("head.modulation", "patch_embedding.weight"), "WanTransformer3DModel", cv.wan_config,
            lambda view, config: cv.convert_wan(view)),
     # Tongyi-MAI's layout, ComfyUI's split_files/diffusion_models/z_image_turbo_bf16.safetensors
@@ -197,7 +200,7 @@ def _tokenizers(family: E, models_dir: str | Path | None) -> dict[str, Any]:
 def load_single_file(path: Path, *, wanted: E | None, text_encoders: list[str], vae: str | Path | None,
                      dtype: torch.dtype | None, device: str, models_dir: str | Path | None,
                      configs: Mapping[str, dict], transformer_2: str | Path | None = None) -> LoadedModel:
-    """A FLUX, WAN or Z-Image single transformer file (+ its A14B partner) and the rest of its pipeline."""
+    """A FLUX, WAN, Z-Image or Chroma single transformer file (+ its A14B partner) and the rest of its pipeline."""
     if not path.is_file():
         raise ModelLoadError(f"{path}: model file not found", field="model")
     if path.suffix.lower() not in SAFETENSORS:

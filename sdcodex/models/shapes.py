@@ -358,6 +358,33 @@ def z_image_config(shapes: Mapping[str, Sequence[int]], base: Mapping[str, Any])
     return cfg
 
 
+# ---- Chroma transformers (lodestones' BFL layout) ---------------------------------------------------------------
+def chroma_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, Any]:
+    """ChromaTransformer2DModel config for BFL-layout keys: FLUX's block counts, widths and in/out channels (no
+    pooled or guidance input) plus the approximator's input channels, width and depth. Rope axes and patch size
+    come from `base`; their sum must be the head width read."""
+    what = "Chroma transformer"
+    img_in = need(shapes, "img_in.weight", what)
+    hidden, in_channels = img_in[0], img_in[1]
+    norm_key = "double_blocks.0.img_attn.norm.query_norm.scale"
+    head_dim = need(shapes, norm_key, what)[0]
+    axes = list(base.get("axes_dims_rope") or (16, 56, 56))
+    if hidden % head_dim or sum(axes) != head_dim:
+        raise _bad(norm_key, shapes[norm_key], f"a head width of {sum(axes)} (rope axes {axes}) dividing the width "
+                   f"{hidden}; give a config beside the file for other head widths", what)
+    approx = need(shapes, "distilled_guidance_layer.in_proj.weight", what)
+    out = need(shapes, "final_layer.linear.weight", what)[0]
+    patch = int(base.get("patch_size", 1))
+    cfg = dict(base)
+    cfg.update(in_channels=in_channels, num_layers=depth(shapes, "double_blocks."),
+               num_single_layers=depth(shapes, "single_blocks."), attention_head_dim=head_dim,
+               num_attention_heads=hidden // head_dim, joint_attention_dim=need(shapes, "txt_in.weight", what)[1],
+               approximator_num_channels=approx[1], approximator_hidden_dim=approx[0],
+               approximator_layers=depth(shapes, "distilled_guidance_layer.layers."),
+               out_channels=None if out // (patch * patch) == in_channels else out // (patch * patch))
+    return cfg
+
+
 # ---- what was read ---------------------------------------------------------------------------------------------
 #: config keys each summary reports, per component kind
 SUMMARY_KEYS: dict[str, tuple[str, ...]] = {
@@ -372,6 +399,8 @@ SUMMARY_KEYS: dict[str, tuple[str, ...]] = {
     "wan": ("num_layers", "num_attention_heads", "attention_head_dim", "in_channels", "ffn_dim", "text_dim",
             "image_dim"),
     "z_image": ("n_layers", "n_refiner_layers", "dim", "n_heads", "n_kv_heads", "in_channels", "cap_feat_dim"),
+    "chroma": ("num_layers", "num_single_layers", "num_attention_heads", "attention_head_dim", "in_channels",
+               "joint_attention_dim", "approximator_hidden_dim", "approximator_layers"),
     "hunyuan_video": ("num_layers", "num_single_layers", "num_attention_heads", "attention_head_dim", "in_channels",
                       "text_embed_dim", "guidance_embeds"),
 }
@@ -427,6 +456,10 @@ def summary(kind: str, name: str, config: Mapping[str, Any], base: Mapping[str, 
                  f"{c['in_channels']} in channels"] + (["image embedding"] if c.get("image_dim") else [])
     elif kind == "z_image":
         parts = [_plural(c["n_layers"], "layer"), f"width {c['dim']}", _plural(c["n_heads"], "head")]
+    elif kind == "chroma":
+        parts = [f"{c['num_layers']} double + {c['num_single_layers']} single blocks",
+                 f"width {c['num_attention_heads'] * c['attention_head_dim']}",
+                 f"approximator {c['approximator_layers']} x {c['approximator_hidden_dim']}"]
     else:
         parts = []
     return f"{label}: " + ", ".join(parts) if parts else label
@@ -495,6 +528,12 @@ def architecture_of(shapes: Shapes, kind: str, family: Any, prefix: str, variant
         if fam == "flux" and variant.get("layout") == "bfl":
             base = bundled_config("flux", "transformer" if variant.get("guidance_embed") else "transformer_schnell")
             return {"transformer": summary("flux", "flux", flux_config(local, base), base)}
+        if fam == "chroma" and variant.get("layout") == "bfl":
+            base = bundled_config("chroma", "transformer")
+            return {"transformer": summary("chroma", "chroma", chroma_config(local, base), base)}
+        if fam == "z_image" and variant.get("layout") == "original":
+            base = bundled_config("z_image", "transformer")
+            return {"transformer": summary("z_image", "z_image", z_image_config(local, base), base)}
         if fam.startswith("wan22") and variant.get("layout") == "original":
             base = bundled_config(fam, "transformer")
             return {"transformer": summary("wan", fam, wan_config(local, base), base)}
@@ -516,5 +555,5 @@ def architecture_of(shapes: Shapes, kind: str, family: Any, prefix: str, variant
 
 
 __all__ = ["sd_configs", "architecture_of", "unet_config", "kl_vae_config", "clip_text_config", "open_clip_text_config", "t5_config", "flux_config",
-           "wan_config", "hunyuan_video_config", "z_image_config", "summary", "differences", "need", "depth", "SUMMARY_KEYS",
+           "wan_config", "hunyuan_video_config", "z_image_config", "chroma_config", "summary", "differences", "need", "depth", "SUMMARY_KEYS",
            "SD15_HEADS", "UNET_HEAD_WIDTH", "CLIP_HEAD_WIDTH", "WAN_HEAD_WIDTH"]

@@ -34,3 +34,20 @@ def test_flow_family_row(family, base):
     with pytest.raises(ValidationError) as err:
         create_sampler("Euler", None, family, base, "epsilon")
     assert err.value.field == "prediction"
+
+
+# lodestones/Chroma1-HD scheduler (FLUX.1's FlowMatch Euler with resolution-dependent shift)
+CHROMA = {"_class_name": "FlowMatchEulerDiscreteScheduler", "base_image_seq_len": 256, "base_shift": 0.5,
+          "max_image_seq_len": 4096, "max_shift": 1.15, "num_train_timesteps": 1000, "shift": 3.0,
+          "use_dynamic_shifting": True}
+
+
+def test_chroma_row_keeps_dynamic_shifting():
+    auto = create_sampler(None, None, "chroma", CHROMA)
+    assert auto.sampler_effective == "Euler" and auto.config["use_dynamic_shifting"] is True and auto.needs_mu
+    assert auto.config["max_shift"] == 1.15
+    with pytest.raises(UnsupportedSamplerError) as err:
+        create_sampler("Heun", None, "chroma", CHROMA)
+    assert "resolution-dependent shift" in str(err.value)
+    with pytest.raises(UnsupportedSamplerError):
+        create_sampler("DPM++ 2M SDE", None, "chroma", CHROMA)

@@ -220,3 +220,60 @@ def export_z_image(module: torch.nn.Module, path: Path, prefix: str = "") -> Pat
 def export_decoder_lm(module: torch.nn.Module, path: Path) -> Path:
     """A decoder LM text encoder (Llama, Qwen3) as ComfyUI keeps it: 'model.*' keys."""
     return _save({f"model.{k}": v for k, v in module.state_dict().items()}, path)
+
+
+def chroma_to_bfl(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """ChromaTransformer2DModel state dict -> lodestones' BFL layout (Chroma1-HD.safetensors): fused qkv and
+    linear1, `.scale` norms, img_in / txt_in / final_layer.linear, and the distilled_guidance_layer with its
+    in_layer / out_layer names. Chroma has no modulation projections, so none are written."""
+    out: dict[str, torch.Tensor] = {}
+
+    def pair(dst: str, src: str) -> None:
+        for p in ("weight", "bias"):
+            if f"{src}.{p}" in sd:
+                out[f"{dst}.{p}"] = sd[f"{src}.{p}"]
+
+    pair("img_in", "x_embedder")
+    pair("txt_in", "context_embedder")
+    pair("final_layer.linear", "proj_out")
+    g = "distilled_guidance_layer"
+    pair(f"{g}.in_proj", f"{g}.in_proj")
+    pair(f"{g}.out_proj", f"{g}.out_proj")
+    n_guidance = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith(f"{g}.layers."))
+    for i in range(n_guidance):
+        pair(f"{g}.layers.{i}.in_layer", f"{g}.layers.{i}.linear_1")
+        pair(f"{g}.layers.{i}.out_layer", f"{g}.layers.{i}.linear_2")
+        out[f"{g}.norms.{i}.scale"] = sd[f"{g}.norms.{i}.weight"]
+    n_double = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("transformer_blocks."))
+    n_single = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("single_transformer_blocks."))
+    for i in range(n_double):
+        d, b = f"double_blocks.{i}", f"transformer_blocks.{i}"
+        for p in ("weight", "bias"):
+            out[f"{d}.img_attn.qkv.{p}"] = torch.cat([sd[f"{b}.attn.to_{x}.{p}"] for x in "qkv"])
+            out[f"{d}.txt_attn.qkv.{p}"] = torch.cat([sd[f"{b}.attn.add_{x}_proj.{p}"] for x in "qkv"])
+        out[f"{d}.img_attn.norm.query_norm.scale"] = sd[f"{b}.attn.norm_q.weight"]
+        out[f"{d}.img_attn.norm.key_norm.scale"] = sd[f"{b}.attn.norm_k.weight"]
+        out[f"{d}.txt_attn.norm.query_norm.scale"] = sd[f"{b}.attn.norm_added_q.weight"]
+        out[f"{d}.txt_attn.norm.key_norm.scale"] = sd[f"{b}.attn.norm_added_k.weight"]
+        pair(f"{d}.img_attn.proj", f"{b}.attn.to_out.0")
+        pair(f"{d}.txt_attn.proj", f"{b}.attn.to_add_out")
+        pair(f"{d}.img_mlp.0", f"{b}.ff.net.0.proj")
+        pair(f"{d}.img_mlp.2", f"{b}.ff.net.2")
+        pair(f"{d}.txt_mlp.0", f"{b}.ff_context.net.0.proj")
+        pair(f"{d}.txt_mlp.2", f"{b}.ff_context.net.2")
+    for i in range(n_single):
+        s, b = f"single_blocks.{i}", f"single_transformer_blocks.{i}"
+        for p in ("weight", "bias"):
+            out[f"{s}.linear1.{p}"] = torch.cat([sd[f"{b}.attn.to_q.{p}"], sd[f"{b}.attn.to_k.{p}"],
+                                                 sd[f"{b}.attn.to_v.{p}"], sd[f"{b}.proj_mlp.{p}"]])
+        out[f"{s}.norm.query_norm.scale"] = sd[f"{b}.attn.norm_q.weight"]
+        out[f"{s}.norm.key_norm.scale"] = sd[f"{b}.attn.norm_k.weight"]
+        pair(f"{s}.linear2", f"{b}.proj_out")
+    missing = [k for k in sd if not any(v is sd[k] for v in out.values())
+               and not k.startswith(("transformer_blocks.", "single_transformer_blocks."))]
+    assert not missing, f"Chroma tensors not exported: {missing[:5]}"
+    return out
+
+
+def export_chroma(module: torch.nn.Module, path: Path, prefix: str = "") -> Path:
+    return _save(chroma_to_bfl(module.state_dict()), path, prefix)

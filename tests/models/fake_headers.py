@@ -430,6 +430,39 @@ def wan_diffusers_5b_keys() -> KeySet:
     return k
 
 
+def chroma_keys(prefix: str = "") -> KeySet:
+    """Chroma1-HD in the BFL layout (lodestones' Chroma1-HD.safetensors): FLUX.1-schnell's 19 double / 38 single
+    blocks without img_mod / txt_mod / modulation, no time_in / vector_in, final_layer without adaLN, plus the
+    distilled_guidance_layer approximator (in_proj [5120, 64], 5 MLP layers, RMS norms, out_proj [3072, 5120])."""
+    h = 3072
+    k: KeySet = {"img_in.weight": [h, 64], "img_in.bias": [h], "txt_in.weight": [h, 4096], "txt_in.bias": [h],
+                 "final_layer.linear.weight": [64, h], "final_layer.linear.bias": [64],
+                 "distilled_guidance_layer.in_proj.weight": [5120, 64], "distilled_guidance_layer.in_proj.bias": [5120],
+                 "distilled_guidance_layer.out_proj.weight": [h, 5120], "distilled_guidance_layer.out_proj.bias": [h]}
+    k.update(_blocks("distilled_guidance_layer.layers.{}.", range(5), {
+        "in_layer.weight": [5120, 5120], "out_layer.weight": [5120, 5120]}))
+    k.update(_blocks("distilled_guidance_layer.norms.{}.", range(5), {"scale": [5120]}))
+    k.update(_blocks("double_blocks.{}.", range(19), {
+        "img_attn.qkv.weight": [3 * h, h], "img_attn.norm.key_norm.scale": [128], "img_attn.norm.query_norm.scale": [128],
+        "img_attn.proj.weight": [h, h], "img_mlp.0.weight": [4 * h, h], "img_mlp.2.weight": [h, 4 * h],
+        "txt_attn.qkv.weight": [3 * h, h], "txt_mlp.0.weight": [4 * h, h]}))
+    k.update(_blocks("single_blocks.{}.", range(38), {
+        "linear1.weight": [21504, h], "linear2.weight": [h, 15360], "norm.key_norm.scale": [128]}))
+    return prefixed(prefix, k)
+
+
+def chroma_diffusers_keys() -> KeySet:
+    """ChromaTransformer2DModel (the Diffusers folder's transformer/), a few keys of each part."""
+    h = 3072
+    k: KeySet = {"x_embedder.weight": [h, 64], "x_embedder.bias": [h], "context_embedder.weight": [h, 4096],
+                 "proj_out.weight": [64, h], "distilled_guidance_layer.in_proj.weight": [5120, 64],
+                 "distilled_guidance_layer.layers.0.linear_1.weight": [5120, 5120]}
+    k.update(_blocks("transformer_blocks.{}.", range(19), {"attn.to_q.weight": [h, h],
+                                                            "attn.norm_added_k.weight": [128]}))
+    k.update(_blocks("single_transformer_blocks.{}.", range(38), {"attn.to_q.weight": [h, h]}))
+    return k
+
+
 def _z_image_block(layout: str, modulation: bool) -> KeySet:
     d = 3840
     if layout == "original":

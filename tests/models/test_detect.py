@@ -100,6 +100,13 @@ CASES = [
      {"layout": "diffusers", "patch_in": 64}, ()),
     ("te_qwen3_4b", fh.qwen3_4b_keys, "text_encoder", None, "model.", {"text_encoder": "qwen3_4b"}, (E.Z_IMAGE,)),
     ("vae_flux_for_z_image", lambda: fh.ldm_vae_keys(16, quant_conv=False), "vae", E.FLUX, "", {}, (E.Z_IMAGE,)),
+    # Chroma: FLUX-like blocks, never claimed as FLUX
+    ("chroma", fh.chroma_keys, "diffusion_model", E.CHROMA, "",
+     {"layout": "bfl", "double_blocks": 19, "single_blocks": 38, "approximator_layers": 5}, ()),
+    ("chroma_comfy", lambda: fh.chroma_keys(CM), "diffusion_model", E.CHROMA, CM, {"approximator_hidden": 5120}, ()),
+    ("chroma_diffusers", fh.chroma_diffusers_keys, "diffusion_model", E.CHROMA, "", {"layout": "diffusers"}, ()),
+    ("te_t5xxl_for_chroma", fh.t5xxl_keys, "text_encoder", None, "", {"text_encoder": "t5xxl"}, (E.CHROMA,)),
+    ("vae_flux_for_chroma", lambda: fh.ldm_vae_keys(16, quant_conv=False), "vae", E.FLUX, "", {}, (E.CHROMA,)),
 ]
 
 
@@ -220,6 +227,7 @@ FOLDERS = [
      E.WAN22_TI2V_5B, {"model_size": "5B"}),
     ("WanPipeline", {"transformer_2": [None, None]}, {"vae": {"z_dim": 16}}, None, {"wan_version": "2.1"}),
     ("ZImagePipeline", {}, {"transformer": {"in_channels": 16, "dim": 3840}}, E.Z_IMAGE, {"in_channels": 16}),
+    ("ChromaPipeline", {}, {"transformer": {"in_channels": 64}}, E.CHROMA, {"in_channels": 64}),
 ]
 
 

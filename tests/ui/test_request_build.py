@@ -115,3 +115,12 @@ def test_z_image_tabs_modes_and_fields_come_from_the_registry():
     assert "flow_shift" in keys and "distilled_cfg_scale" not in keys and "clip_skip" not in keys
     assert caps.start_values("z_image", "turbo", "txt2img")["steps"] == 9
     assert "DDIM" not in caps.samplers_for("z_image") and "Euler" in caps.samplers_for("z_image")
+
+
+def test_chroma_tabs_and_fields_come_from_the_registry():
+    assert ("Chroma", "chroma") in caps.engine_choices()
+    assert caps.tasks_for("chroma") == {"txt2img", "img2img", "upscale"}
+    assert [m for _, m in caps.modes_for("chroma")] == ["normal"]
+    start = caps.start_values("chroma", "normal", "txt2img")
+    assert start["cfg_scale"] == 3.0 and start["negative_prompt"].startswith("low quality")
+    assert "distilled_cfg_scale" not in caps.visible_keys("chroma", "txt2img")
