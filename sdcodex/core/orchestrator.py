@@ -142,6 +142,9 @@ class Orchestrator:
             raise EngineError(f"{engine_cls.key.value} {params.task.value} failed: {type(exc).__name__}: {exc}") from exc
         timings.update(out.timings)
         warnings += out.warnings
+        if params.batch_index is not None:  # the batch was re-made for one of its images: keep that one
+            keep = slice(params.batch_index, params.batch_index + 1)
+            out.images, out.videos, out.seeds = out.images[keep], out.videos[keep], out.seeds[keep]
 
         model_hash = self.models.short_hash(entry) if entry is not None else None
         info: dict[str, Any] = {
@@ -172,15 +175,15 @@ class Orchestrator:
         t = time.perf_counter()
         if self.saver is not None:
             for image, seed in zip(out.images, out.seeds):
-                req_i = {**effective_request, "seed": seed, "batch_size": 1, "batch_count": 1}
+                req_i, fields_i = self._member(params, effective_request, fields, seed)
                 result.images.append(self.saver.save_image(image, task=params.task.value, seed=seed,
                                                             fmt=params.output_format.value,
-                                                            fields={**fields, "seed": seed}, request=req_i))
+                                                            fields=fields_i, request=req_i))
             for frames, seed in zip(out.videos, out.seeds[len(out.images):] or out.seeds):
-                req_i = {**effective_request, "seed": seed, "batch_size": 1, "batch_count": 1}
+                req_i, fields_i = self._member(params, effective_request, fields, seed)
                 fmt = params.output_format.value if params.output_format.value in ("mp4", "webm", "gif", "webp") else "mp4"
                 result.videos.append(self.saver.save_video(frames, task=params.task.value, seed=seed, fmt=fmt,
-                                                           fps=params.fps or 8.0, fields={**fields, "seed": seed},
+                                                           fps=params.fps or 8.0, fields=fields_i,
                                                            request=req_i))
         timings["save"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0
@@ -211,6 +214,21 @@ class Orchestrator:
                     f"(it has: {', '.join(sorted(m.value for m in engine_cls.modes))})")
         check = getattr(engine_cls, "mode_ignored_reason", None)
         return check(mode, entry, data) if check is not None else None
+
+    @staticmethod
+    def _member(params: Params, request: dict[str, Any], fields: dict[str, Any],
+                seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The request and infotext fields stored with one image of the job: its own seed, and for a member of a
+        batch the batch size and its position (a batch runs the model on all its images at once, so the same image
+        alone differs in the last bits; `batch_index` re-makes the batch and keeps this one)."""
+        req = {**request, "seed": seed, "batch_size": 1, "batch_count": 1}
+        req.pop("batch_index", None)
+        fields = {**fields, "seed": seed}
+        if params.batch_size > 1:
+            pos = params.seeds().index(seed) % params.batch_size
+            req.update(batch_size=params.batch_size, batch_index=pos)
+            fields["extra"] = {**(fields.get("extra") or {}), "Batch size": params.batch_size, "Batch pos": pos}
+        return req, fields
 
     @staticmethod
     def _infotext_fields(params: Params, info: dict[str, Any], entry: Any) -> dict[str, Any]:

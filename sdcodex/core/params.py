@@ -32,6 +32,7 @@ class Params:
     seed: int = 0
     batch_size: int = 1
     batch_count: int = 1
+    batch_index: Optional[int] = None
     clip_skip: int = 1
     emphasis: Emphasis = Emphasis.ORIGINAL
     vae: Optional[str] = None
@@ -70,8 +71,10 @@ class Params:
         return self.batch_size * self.batch_count
 
     def seeds(self) -> list[int]:
-        """Image i of the job uses seed + i (wrapping at 2**32)."""
-        return [(self.seed + i) % (MAX_SEED + 1) for i in range(self.images_total)]
+        """Image i of the job uses seed + i (wrapping at 2**32). With `batch_index` the seed is that member's own:
+        the batch starts `batch_index` seeds earlier."""
+        first = self.seed - (self.batch_index or 0)
+        return [(first + i) % (MAX_SEED + 1) for i in range(self.images_total)]
 
     def effective(self) -> dict[str, Any]:
         """JSON-able effective values (images left out)."""
@@ -123,6 +126,13 @@ def parse_params(engine: EngineKey | str, task: Task | str, request: dict[str, A
     kwargs["seed"] = resolve_seed(values.get("seed"))
     params = Params(engine=cls.key, task=task, **{k: v for k, v in kwargs.items() if k not in ("engine", "task")})
 
+    if params.batch_index is not None:
+        if params.batch_index >= params.batch_size:
+            raise ValidationError(f"must be below batch_size {params.batch_size}", field="batch_index",
+                                  allowed=f"0..{params.batch_size - 1}")
+        if params.batch_count != 1:
+            raise ValidationError("must be 1 with batch_index (one batch is re-made, one image kept)",
+                                  field="batch_count", allowed=[1])
     if task is not Task.UPSCALE:
         _check_multiple("width", params.width, cls.size_multiple, cls.min_size, cls.max_size)
         _check_multiple("height", params.height, cls.size_multiple, cls.min_size, cls.max_size)

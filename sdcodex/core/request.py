@@ -63,6 +63,8 @@ class GenerationRequest(BaseModel):
     seed: Int = Field(None, ge=-1, le=2**32 - 1)
     batch_size: Int = Field(None, ge=1, le=64)
     batch_count: Int = Field(None, ge=1, le=1000)
+    #: re-make image `batch_index` of a batch of `batch_size` exactly (seed is that image's own seed)
+    batch_index: Int = Field(None, ge=0, le=63)
     clip_skip: Int = Field(None, ge=1, le=12)
     emphasis: Optional[Emphasis] = None
     vae: Str = None
@@ -101,7 +103,7 @@ class GenerationRequest(BaseModel):
 
 
 _COMMON = {"task", "model", "engine", "mode", "preset", "precision", "output_format", "vae", "seed",
-           "batch_size", "batch_count"}
+           "batch_size", "batch_count", "batch_index"}
 _DIFFUSION = {"prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "sampler", "scheduler",
               "clip_skip", "emphasis", "loras", "distilled_cfg_scale", "flow_shift", "text_encoders", "offload", "vae_tiling"}
 _IMG_IN = {"init_image", "denoising_strength", "resize_mode"}

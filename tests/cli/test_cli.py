@@ -164,3 +164,50 @@ def test_console_script_installed():
     assert exe, "the sdcodex console script is not installed in the virtualenv"
     out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("sdcodex ")
+
+
+@pytest.fixture(scope="module")
+def flow_image_models(tmp_path_factory):
+    from sdcodex.models.demo import build_demo_model, load_demo_builders
+
+    load_demo_builders()
+    root = tmp_path_factory.mktemp("image-models")
+    for family in ("flux", "flux_schnell", "z_image"):
+        build_demo_model(family, root / "demo")
+    return root
+
+
+@pytest.mark.parametrize("model", ["sd15-demo", "sdxl-demo", "flux-dev-demo", "flux-schnell-demo", "z-image-demo"])
+def test_batch_member_is_remade_exactly_with_generate_from(capsys, demo_models_dir, flow_image_models, tmp_path,
+                                                           outdir, model):
+    """A batch runs the model on all its images at once, so image 2 of a batch of 2 alone differs in the last bits:
+    its stored request records the batch (batch_size 2, batch_index 1, its own seed) and `generate --from` re-makes
+    the batch and keeps that image, pixel for pixel; the infotext says it as A1111 does (Batch size, Batch pos)."""
+    models = str(demo_models_dir if model.startswith("sd") else flow_image_models)
+    req = {"task": "txt2img", "model": model, "prompt": "a boat, calm sea", "width": 64, "height": 64, "steps": 2,
+           "seed": 77, "batch_size": 2}
+    code, out, err = run_cli(capsys, "--models-dir", models, "generate", str(write_request(tmp_path, req)),
+                             "--outdir", str(outdir))
+    assert code == 0, err
+    first = [Path(p) for p in json.loads(out)["images"]]
+    from sdcodex.media.reader import read_info
+
+    stored = read_info(first[1])
+    assert {k: stored["request"][k] for k in ("seed", "batch_size", "batch_count", "batch_index")} == \
+        {"seed": 78, "batch_size": 2, "batch_count": 1, "batch_index": 1}
+    assert "Seed: 78" in stored["parameters"] and "Batch size: 2, Batch pos: 1" in stored["parameters"]
+    code, out, err = run_cli(capsys, "--models-dir", models, "generate", "--from", str(first[1]),
+                             "--outdir", str(outdir))
+    assert code == 0, err
+    doc = json.loads(out)
+    assert len(doc["images"]) == 1 and doc["info"]["seeds"] == [78]
+    assert np.array_equal(np.asarray(Image.open(first[1])), np.asarray(Image.open(doc["images"][0])))
+    assert read_info(doc["images"][0])["request"]["batch_index"] == 1
+
+
+@pytest.mark.parametrize("change,field", [({"batch_index": 2}, "batch_index"),
+                                          ({"batch_index": 0, "batch_count": 2}, "batch_count")])
+def test_batch_index_outside_the_batch_names_the_field(capsys, demo_models_dir, tmp_path, outdir, change, field):
+    code, _, err = run_cli(capsys, "--models-dir", str(demo_models_dir), "generate",
+                           str(write_request(tmp_path, {**REQ, "batch_size": 2, **change})), "--outdir", str(outdir))
+    assert code == 2 and field in err and not outdir.exists()
