@@ -96,9 +96,10 @@ def _shape(tensor: Any) -> tuple[int, ...] | None:
 
 
 def assign_weights(module: torch.nn.Module, state: Mapping[str, torch.Tensor], *, source: str | Path,
-                   component: str) -> torch.nn.Module:
+                   component: str, names: Mapping[str, str] | None = None) -> torch.nn.Module:
     """Strictly assign `state` into `module` (no copy) and return it in eval mode. Any mismatch is a ModelLoadError
-    naming `source`, `component` and the first tensor that differs: missing, unexpected, or expected vs found shape."""
+    naming `source`, `component` and the first tensor that differs: missing, unexpected, or expected vs found shape.
+    `names` (module key -> the tensor's name in the file) lets the error name the file's tensor."""
     expected = module.state_dict(keep_vars=True)
     missing = [k for k in expected if k not in state]
     unexpected = sorted(k for k in state if k not in expected)
@@ -113,8 +114,10 @@ def assign_weights(module: torch.nn.Module, state: Mapping[str, torch.Tensor], *
     for key, want in expected.items():
         got = _shape(state[key])
         if got is not None and got != tuple(want.shape):
+            name = (names or {}).get(key)
+            what = f"{name!r} ({component} {key!r})" if name and name != key else repr(key)
             raise ModelLoadError(
-                f"{source}: {component} cannot be built from this file: tensor {key!r} has shape {list(got)}, "
+                f"{source}: {component} cannot be built from this file: tensor {what} has shape {list(got)}, "
                 f"the architecture read from the file expects {list(want.shape)}", field="model")
     try:
         module.load_state_dict(dict(state), strict=True, assign=True)
@@ -126,17 +129,18 @@ def assign_weights(module: torch.nn.Module, state: Mapping[str, torch.Tensor], *
 
 def build_module(model: str | Callable[[], torch.nn.Module], config: Mapping[str, Any] | None, state: StateSource,
                  *, source: str | Path, component: str, device: str | torch.device | None = None,
-                 dtype: torch.dtype | None = None) -> torch.nn.Module:
+                 dtype: torch.dtype | None = None, names: Mapping[str, str] | None = None) -> torch.nn.Module:
     """The one public builder: an empty module (a class name + `config`, or a factory) with `state` assigned.
 
     `state` is a state dict, or a function of the empty module that returns one (for converters that need to
-    know the module's own key names). `device` / `dtype` move the result (None leaves the tensors as given)."""
+    know the module's own key names). `device` / `dtype` move the result (None leaves the tensors as given);
+    `names` (module key -> file tensor name) makes a shape error name the file's tensor."""
     if isinstance(model, str):
         module = empty_model(model, config or {})
     else:
         module = empty_module(model)
     weights = state(module) if callable(state) else state
-    module = assign_weights(module, weights, source=source, component=component)
+    module = assign_weights(module, weights, source=source, component=component, names=names)
     if device is not None or dtype is not None:
         module = module.to(device=device, dtype=dtype) if dtype is not None else module.to(device)
     return module

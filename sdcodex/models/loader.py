@@ -280,8 +280,10 @@ def _load_single_file(path: Path, wanted: EngineKey | None, dtype: torch.dtype |
         sched_cfg["prediction_type"] = "v_prediction"
 
     view = lambda name: _materialize(source, parts[name], dtype)  # noqa: E731
+    unet_names = {ours: parts["unet"][local] for ours, local in cv.convert_unet(
+        {local: local for local in parts["unet"]}, unet_cfg).items() if local in parts["unet"]}
     unet = build_module("UNet2DConditionModel", unet_cfg, cv.convert_unet(view("unet"), unet_cfg), source=path,
-                        component="unet")
+                        component="unet", names=unet_names)
     vae = build_module("AutoencoderKL", vae_cfg, cv.convert_vae(view("vae"), vae_cfg), source=path, component="vae")
     te = build_module("CLIPTextModel", built["text_encoder"], lambda m: cv.convert_clip_l(
         view("text_encoder"), text_model_prefix=has_text_model_prefix(m)), source=path, component="text_encoder")
