@@ -65,6 +65,9 @@ class FlowEngineMixin:
 
     #: the pipeline passes custom `sigmas` to set_timesteps (FLUX, HunyuanVideo): samplers must accept them
     pipeline_passes_sigmas: ClassVar[bool] = False
+    #: how A1111 prompt syntax reaches the text encoder (sdcodex.engines.prompt_t5): "flux" (weighted T5 and
+    #: CLIP-L pooled), "wan" (weighted UMT5) or "llm" (syntax removed, weights not applied)
+    prompt_family: ClassVar[str] = "llm"
     model: Any
     key: Any
 
@@ -119,6 +122,33 @@ class FlowEngineMixin:
                 out.warnings.append(f"vae_tiling: {type(vae).__name__} has no tiled decoding; ignored")
         out.info["memory"] = {"offload": wanted, "vae_tiling": tiling}
 
+    def generate(self, pipe: Any, params: Params, kwargs: dict[str, Any], seeds: list[int], on_step: Any,
+                 out: EngineOutput) -> Any:
+        """One batch with the prompts read as A1111 prompt syntax (see sdcodex.engines.prompt_t5)."""
+        from .prompt_t5 import PromptPass, conditioning, syntax_free_prompt
+
+        if self.prompt_family == "llm":
+            kwargs = dict(kwargs)
+            for key in ("prompt", "negative_prompt"):
+                value = kwargs.get(key)
+                texts = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+                clean = [syntax_free_prompt(t, params.emphasis.value, params.steps, key, self.key.value, out.warnings)
+                         for t in texts]
+                if clean:
+                    kwargs[key] = clean[0] if isinstance(value, str) else clean
+            return super().generate(pipe, params, kwargs, seeds, on_step, out)  # type: ignore[misc]
+        passes = [(pipe, PromptPass(params.prompt, params.negative_prompt or "", params.steps))]
+        hires = getattr(self, "_hires", None)
+        if hires is not None:
+            from .hires import second_pass_params
+
+            second = second_pass_params(params, hires)
+            passes.append((self.pipeline(Task.IMG2IMG),  # type: ignore[attr-defined]
+                           PromptPass(second.prompt, second.negative_prompt or "", params.steps, second.steps)))
+        with conditioning(self.prompt_family, params.emphasis.value, passes, out.warnings) as cond:
+            kwargs = {**kwargs, "callback_on_step_end_tensor_inputs": cond.tensor_inputs}
+            return super().generate(pipe, params, kwargs, seeds, cond.wrap(on_step), out)  # type: ignore[misc]
+
     def run(self, params: Params, events: EventSink) -> EngineOutput:
         pre = EngineOutput()
         self.apply_memory_options(self.pipeline(params.task), params, pre)
@@ -152,6 +182,7 @@ class FluxEngine(FlowEngineMixin, DiffusersEngine):
     defaults = {"width": 1024, "height": 1024, "steps": 28, "cfg_scale": 1.0}
     pipelines = {Task.TXT2IMG: FluxPipeline, Task.IMG2IMG: FluxImg2ImgPipeline, Task.INPAINT: FluxInpaintPipeline}
     pipeline_passes_sigmas = True
+    prompt_family = "flux"
 
     @property
     def guidance_embed(self) -> bool:

@@ -27,6 +27,7 @@ class _WanEngine(FlowEngineMixin, DiffusersEngine):
     min_size = 32
     max_size = 2048
     family_for_sampler = None
+    prompt_family = "wan"
     #: the boundary_ratio the published model uses (the pipeline's own value wins when the folder has one)
     boundary_ratio: ClassVar[float | None] = None
     collect = staticmethod(collect_videos)  # type: ignore[assignment]
