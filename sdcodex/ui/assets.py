@@ -1,5 +1,6 @@
 """The page's CSS and the keyboard shortcuts: Ctrl+Enter presses the visible tab's Generate, Esc its
-Interrupt (A1111's keys)."""
+Interrupt, Ctrl+Up / Ctrl+Down in a prompt box change the weight of the selected words (A1111's keys;
+docs/ui.md)."""
 
 CSS = """
 #codex-quicksettings { align-items: end; }
@@ -21,15 +22,61 @@ CSS = """
 .codex-demo { border: 2px dashed #f97316; border-radius: 8px; padding: 8px; }
 """
 
-JS = """
+JS = r"""
 () => {
   if (window.__codexKeys) return;
   window.__codexKeys = true;
   const visible = (el) => el && el.offsetParent !== null;
   const pick = (suffix) => Array.from(document.querySelectorAll('button[id^="codex-"]'))
       .filter((b) => b.id.endsWith('-' + suffix) && visible(b))[0];
+  // A1111's edit-attention: the selection (or the (...) block or word under the caret) gets (text:w),
+  // w moves by 0.1, and at 1.0 the brackets go away.
+  const DELIMITERS = '.,\\/!?%^*;:{}=`~() \t\n\r';
+  const selectBlockOrWord = (text, start, end) => {
+    if (start !== end) return [start, end];
+    const before = text.slice(0, start), after = text.slice(start);
+    const open = before.lastIndexOf('('), closedBefore = before.lastIndexOf(')');
+    const close = after.indexOf(')'), openAfter = after.indexOf('(');
+    if (open !== -1 && closedBefore < open && close !== -1 && (openAfter === -1 || openAfter > close)) {
+      const inner = text.slice(open + 1, start + close);
+      const colon = /:\s*[-+]?[\d.]+\s*$/.test(inner) ? inner.lastIndexOf(':') : inner.length;
+      return [open + 1, open + 1 + colon];
+    }
+    while (start > 0 && !DELIMITERS.includes(text[start - 1])) start--;
+    while (end < text.length && !DELIMITERS.includes(text[end])) end++;
+    return [start, end];
+  };
+  const editAttention = (area, up) => {
+    let text = area.value;
+    let [start, end] = selectBlockOrWord(text, area.selectionStart, area.selectionEnd);
+    while (end > start && text[end - 1] === ' ') end--;
+    if (start === end) return false;
+    if (start === 0 || text[start - 1] !== '(') {
+      text = text.slice(0, start) + '(' + text.slice(start, end) + ':1.0)' + text.slice(end);
+      start += 1; end += 1;
+    }
+    if (text[end] !== ':') return false;
+    const length = text.slice(end + 1).indexOf(')');
+    let weight = parseFloat(text.slice(end + 1, end + 1 + length));
+    if (length < 0 || isNaN(weight)) return false;
+    weight = parseFloat((weight + (up ? 0.1 : -0.1)).toPrecision(12));
+    if (weight === 1) {
+      text = text.slice(0, start - 1) + text.slice(start, end) + text.slice(end + 2 + length);
+      start -= 1; end -= 1;
+    } else {
+      const shown = Number.isInteger(weight) ? weight.toFixed(1) : String(weight);
+      text = text.slice(0, end + 1) + shown + text.slice(end + 1 + length);
+    }
+    area.value = text;
+    area.setSelectionRange(start, end);
+    area.dispatchEvent(new Event('input', { bubbles: true }));
+    return true;
+  };
+  const isPromptBox = (el) => el && el.tagName === 'TEXTAREA' && !!el.closest('[id$="-prompt"]');
   document.addEventListener('keydown', (e) => {
-    if ((e.ctrlKey || e.metaKey) && e.key === 'Enter') {
+    if ((e.ctrlKey || e.metaKey) && (e.key === 'ArrowUp' || e.key === 'ArrowDown') && isPromptBox(e.target)) {
+      if (editAttention(e.target, e.key === 'ArrowUp')) e.preventDefault();
+    } else if ((e.ctrlKey || e.metaKey) && e.key === 'Enter') {
       const b = pick('generate');
       if (b) { e.preventDefault(); b.click(); }
     } else if (e.key === 'Escape') {
