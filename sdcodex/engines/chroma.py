@@ -22,6 +22,7 @@ from .flux import FlowEngineMixin
 class ChromaEngine(FlowEngineMixin, DiffusersEngine):
     key = EngineKey.CHROMA
     label = "Chroma"
+    prompt_family = "chroma"
     tasks = frozenset({Task.TXT2IMG, Task.IMG2IMG})
     prediction = Prediction.FLOW
     default_sampler = "Euler"

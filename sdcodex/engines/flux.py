@@ -66,7 +66,8 @@ class FlowEngineMixin:
     #: the pipeline passes custom `sigmas` to set_timesteps (FLUX, HunyuanVideo): samplers must accept them
     pipeline_passes_sigmas: ClassVar[bool] = False
     #: how A1111 prompt syntax reaches the text encoder (sdcodex.engines.prompt_t5): "flux" (weighted T5 and
-    #: CLIP-L pooled), "wan" (weighted UMT5) or "llm" (syntax removed, weights not applied)
+    #: CLIP-L pooled), "chroma" (weighted T5 with its mask), "wan" (weighted UMT5) or "llm" (syntax removed,
+    #: weights not applied)
     prompt_family: ClassVar[str] = "llm"
     model: Any
     key: Any

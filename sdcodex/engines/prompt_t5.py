@@ -148,6 +148,20 @@ def wan_umt5(pipe: Any, text: str, emphasis: str, max_length: int) -> tuple[torc
     return apply_emphasis(z, tokens.weights, emphasis).to(dtype=encoder.dtype), tokens
 
 
+# ------------------------------------------------------------------------------------------------- Chroma
+def chroma_t5(pipe: Any, text: str, emphasis: str, max_length: int) -> tuple[torch.Tensor, torch.Tensor,
+                                                                               WeightedTokens]:
+    """Chroma's T5 hidden states and mask, as Diffusers lays them out (the mask also opens the first pad), weighted."""
+    tokens = weighted_tokens(pipe.tokenizer, weighted_runs(text, emphasis), max_length)
+    encoder = pipe.text_encoder
+    ids = torch.tensor([tokens.ids], device=encoder.device)
+    with torch.no_grad():
+        z = encoder(ids, output_hidden_states=False, attention_mask=torch.tensor([tokens.mask()],
+                                                                                 device=encoder.device))[0]
+    mask = (torch.arange(len(tokens.ids), device=encoder.device) <= tokens.length).unsqueeze(0)
+    return apply_emphasis(z, tokens.weights, emphasis), mask, tokens
+
+
 # --------------------------------------------------------------------------------------- per-call state
 @dataclass
 class PromptPass:
@@ -258,6 +272,47 @@ class Conditioning:
             return embeds, pooled, text_ids
         return encode_prompt
 
+    def chroma_encode(self, pipe: Any, original: Callable[..., Any]) -> Callable[..., Any]:
+        def encode_prompt(prompt: Any = None, negative_prompt: Any = None, device: Any = None,
+                          num_images_per_prompt: int = 1, prompt_embeds: Any = None, negative_prompt_embeds: Any = None,
+                          prompt_attention_mask: Any = None, negative_prompt_attention_mask: Any = None,
+                          do_classifier_free_guidance: bool = True, max_sequence_length: int = 512,
+                          lora_scale: Any = None) -> tuple[Any, ...]:
+            if prompt_embeds is not None or prompt is None:
+                return original(prompt=prompt, negative_prompt=negative_prompt, device=device,
+                                num_images_per_prompt=num_images_per_prompt, prompt_embeds=prompt_embeds,
+                                negative_prompt_embeds=negative_prompt_embeds,
+                                prompt_attention_mask=prompt_attention_mask,
+                                negative_prompt_attention_mask=negative_prompt_attention_mask,
+                                do_classifier_free_guidance=do_classifier_free_guidance,
+                                max_sequence_length=max_sequence_length, lora_scale=lora_scale)
+            texts = [prompt] if isinstance(prompt, str) else list(prompt)
+            batch = len(texts) * num_images_per_prompt
+            device = device or pipe.device
+            dtype = pipe.text_encoder.dtype if pipe.text_encoder is not None else pipe.transformer.dtype
+            masks: dict[str, torch.Tensor] = {}
+
+            def t5(role: str) -> Callable[[str], torch.Tensor]:
+                def encode(text: str) -> torch.Tensor:
+                    z, mask, tokens = chroma_t5(pipe, text, self.emphasis, max_sequence_length)
+                    self._tokens_checked(role, "T5", tokens, max_sequence_length)
+                    masks[role] = mask.to(device=device, dtype=dtype)
+                    return z.to(device=device, dtype=dtype)
+                return encode
+
+            # the attention mask follows the text's length and the callback cannot swap it: no per-step editing
+            embeds, _ = self._start(pipe, "prompt", texts[0], None, batch, t5("prompt"))
+            text_ids = torch.zeros(embeds.shape[1], 3).to(device=device, dtype=dtype)
+            negative = negative_mask = negative_ids = None
+            if do_classifier_free_guidance:
+                text = negative_prompt or ""
+                text = text if isinstance(text, str) else text[0]
+                negative, _ = self._start(pipe, "negative_prompt", text, None, batch, t5("negative_prompt"))
+                negative_mask = _batch(masks["negative_prompt"], batch)
+                negative_ids = torch.zeros(negative.shape[1], 3).to(device=device, dtype=dtype)
+            return embeds, text_ids, _batch(masks["prompt"], batch), negative, negative_ids, negative_mask
+        return encode_prompt
+
     def wan_encode(self, pipe: Any, original: Callable[..., Any]) -> Callable[..., Any]:
         def encode_prompt(prompt: Any = None, negative_prompt: Any = None, do_classifier_free_guidance: bool = True,
                           num_videos_per_prompt: int = 1, prompt_embeds: Any = None, negative_prompt_embeds: Any = None,
@@ -307,7 +362,7 @@ def conditioning(family: str, emphasis: str, passes: Sequence[tuple[Any, PromptP
             if id(pipe) in {id(p) for p in patched}:
                 continue
             original = pipe.encode_prompt
-            make = cond.flux_encode if family == "flux" else cond.wan_encode
+            make = {"flux": cond.flux_encode, "wan": cond.wan_encode, "chroma": cond.chroma_encode}[family]
             object.__setattr__(pipe, "encode_prompt", make(pipe, original))
             patched.append(pipe)
         yield cond
@@ -334,8 +389,8 @@ def syntax_free_prompt(text: str, emphasis: str, steps: int, name: str, family: 
                         f"step is used")
     runs = weighted_runs(first, emphasis)
     if any(w != 1.0 for t, w in runs if (t, w) != BREAK):
-        _warn(warnings, f"{name}: attention weights are not applied on {family} (its LLM text encoder reads the "
-                        f"prompt through a chat template); the words are kept, the brackets and weights removed")
+        _warn(warnings, f"{name}: attention weights are not applied on {family}; the words are kept, the brackets "
+                        f"and weights removed (docs/prompts.md)")
     return plain_text(first, emphasis)
 
 

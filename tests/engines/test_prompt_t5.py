@@ -216,3 +216,42 @@ def test_flux_hires_pass_reads_its_own_weighted_prompt(orch):
     assert np.array_equal(np.asarray(same_prompt), np.asarray(restated))
     assert not np.array_equal(np.asarray(same_prompt), np.asarray(other.pil_images[0]))
     assert not any("not applied" in w for w in other.info["warnings"])
+
+
+def reference_chroma_embeds(pipe, runs, length: int = 512):
+    tok = pipe.tokenizer
+    ids = ids_of(tok, runs) + [tok.eos_token_id]
+    weights = weights_of(tok, runs) + [1.0]
+    n = len(ids)
+    ids += [tok.pad_token_id] * (length - n)
+    weights += [1.0] * (length - n)
+    with torch.no_grad():
+        z = pipe.text_encoder(torch.tensor([ids]), attention_mask=torch.tensor([[1] * n + [0] * (length - n)]))[0]
+    weighted = z * torch.tensor(weights).reshape(1, -1, 1)
+    weighted = weighted * (z.mean() / weighted.mean())
+    mask = (torch.arange(length) <= n).float().unsqueeze(0)  # Diffusers' Chroma mask opens the first pad too
+    return weighted, mask
+
+
+def test_chroma_weighted_prompts_equal_pipeline_fed_reference_embeds(tmp_path_factory, tmp_path):
+    from diffusers import ChromaPipeline, FlowMatchEulerDiscreteScheduler
+
+    root = tmp_path_factory.mktemp("chroma-prompt-models")
+    build_demo_model("chroma", root)
+    orch = Orchestrator(FlowModels(root), MediaSaver(tmp_path / "out"))
+    result = orch.run({"task": "txt2img", "model": "chroma-demo", "prompt": WEIGHTED, "negative_prompt": "(blurry:1.5)",
+                       "cfg_scale": 3.0, "width": 64, "height": 64, "steps": 3, "seed": 5})
+    pipe = ChromaPipeline.from_pretrained(root / "chroma-demo", local_files_only=True)
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True,
+                                                     base_shift=0.5, max_shift=1.15, base_image_seq_len=256,
+                                                     max_image_seq_len=4096)
+    pipe.set_progress_bar_config(disable=True)
+    embeds, mask = reference_chroma_embeds(pipe, RUNS)
+    negative, negative_mask = reference_chroma_embeds(pipe, [("blurry", 1.5)])
+    ref = pipe(prompt_embeds=embeds, prompt_attention_mask=mask, negative_prompt_embeds=negative,
+               negative_prompt_attention_mask=negative_mask, guidance_scale=3.0, width=64, height=64,
+               num_inference_steps=3, generator=torch.Generator("cpu").manual_seed(5)).images[0]
+    assert same(result.pil_images[0], ref)
+    edited = orch.run({"task": "txt2img", "model": "chroma-demo", "prompt": "[a:b:1] c", "cfg_scale": 1.0,
+                       "width": 64, "height": 64, "steps": 3, "seed": 5})
+    assert any("not applied per step on chroma" in w for w in edited.info["warnings"])
