@@ -10,7 +10,8 @@ from sdcodex.runtime import LocalModels
 
 #: engine -> tasks whose raw Diffusers call is written out below
 COMPARE_TASKS: dict[str, tuple[Task, ...]] = {"sd15": (Task.TXT2IMG, Task.INPAINT),
-                                              "sdxl": (Task.TXT2IMG, Task.INPAINT), "flux": (Task.TXT2IMG,)}
+                                              "sdxl": (Task.TXT2IMG, Task.INPAINT), "flux": (Task.TXT2IMG,),
+                                              "z_image": (Task.TXT2IMG,), "chroma": (Task.TXT2IMG,)}
 
 
 def not_implemented_reason(engine_cls: type, task: Task) -> str | None:
@@ -19,6 +20,44 @@ def not_implemented_reason(engine_cls: type, task: Task) -> str | None:
         return None
     done = ", ".join(f"{e} {'/'.join(t.value for t in ts)}" for e, ts in COMPARE_TASKS.items())
     return f"the raw Diffusers baseline is written for {done} only, not {engine_cls.key.value} {task.value}"
+
+
+def _flux_kwargs(model: Any, r: dict[str, Any]) -> dict[str, Any]:
+    variant = getattr(model, "variant", None) or {}
+    embed = variant.get("guidance_embed", model.components["transformer"].config.get("guidance_embeds"))
+    distilled = r.get("distilled_cfg_scale")
+    kw = {"prompt": r["prompt"], "num_inference_steps": r["steps"], "width": r["width"], "height": r["height"],
+          "guidance_scale": (3.5 if distilled is None else distilled) if embed else 0.0}
+    if embed and r.get("cfg_scale", 1.0) > 1.0 and r.get("negative_prompt"):
+        kw.update(true_cfg_scale=r["cfg_scale"], negative_prompt=r["negative_prompt"])
+    return kw
+
+
+def _cfg_kwargs(guidance: float, r: dict[str, Any]) -> dict[str, Any]:
+    """Prompt, size, steps, the pipeline's guidance_scale, and the negative prompt when CFG runs."""
+    kw = {"prompt": r["prompt"], "num_inference_steps": r["steps"], "width": r["width"], "height": r["height"],
+          "guidance_scale": guidance}
+    if r.get("cfg_scale", 1.0) > 1.0 and r.get("negative_prompt"):
+        kw["negative_prompt"] = r["negative_prompt"]
+    return kw
+
+
+def _sd_kwargs(model: Any, r: dict[str, Any]) -> dict[str, Any]:
+    kw = {"prompt": r["prompt"], "negative_prompt": r.get("negative_prompt") or None,
+          "num_inference_steps": r["steps"], "guidance_scale": r["cfg_scale"], "width": r["width"],
+          "height": r["height"]}
+    if (r.get("clip_skip") or 1) > 1:
+        kw["clip_skip"] = r["clip_skip"] - 1
+    return kw
+
+
+#: engine -> the raw pipeline call's keyword arguments for a (preset-filled) request; SD1.5/SDXL by default
+CALL_KWARGS: dict[str, Any] = {
+    "flux": _flux_kwargs,
+    # ZImagePipeline's guidance g computes pos + g * (pos - neg): A1111's CFG scale minus one
+    "z_image": lambda model, r: _cfg_kwargs(max(0.0, r["cfg_scale"] - 1.0), r),
+    "chroma": lambda model, r: _cfg_kwargs(r["cfg_scale"], r),
+}
 
 
 class _RecordingModels(LocalModels):
@@ -53,21 +92,7 @@ class DiffusersBaseline:
         self.pipe = pipe_cls(**kwargs)
         self.pipe.set_progress_bar_config(disable=True)
         r = request
-        if engine_cls.key.value == "flux":
-            variant = getattr(model, "variant", None) or {}
-            embed = variant.get("guidance_embed", model.components["transformer"].config.get("guidance_embeds"))
-            distilled = r.get("distilled_cfg_scale")
-            self.kwargs = {"prompt": r["prompt"], "num_inference_steps": r["steps"], "width": r["width"],
-                           "height": r["height"], "guidance_scale": (3.5 if distilled is None else distilled)
-                           if embed else 0.0}
-            if embed and r.get("cfg_scale", 1.0) > 1.0 and r.get("negative_prompt"):
-                self.kwargs.update(true_cfg_scale=r["cfg_scale"], negative_prompt=r["negative_prompt"])
-        else:
-            self.kwargs = {"prompt": r["prompt"], "negative_prompt": r.get("negative_prompt") or None,
-                           "num_inference_steps": r["steps"], "guidance_scale": r["cfg_scale"],
-                           "width": r["width"], "height": r["height"]}
-            if (r.get("clip_skip") or 1) > 1:
-                self.kwargs["clip_skip"] = r["clip_skip"] - 1
+        self.kwargs = CALL_KWARGS.get(engine_cls.key.value, _sd_kwargs)(model, r)
         if task is Task.INPAINT:
             self.kwargs.update(image=load_image(r["init_image"], field="init_image").convert("RGB"),
                                mask_image=load_image(r["mask"], field="mask").convert("L"),

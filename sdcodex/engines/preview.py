@@ -43,6 +43,8 @@ _WAN21 = ([[-0.1299, -0.1692, 0.2932], [0.0671, 0.0406, 0.0442], [0.3568, 0.2548
 FACTORS: dict[str, tuple[list[list[float]], list[float]]] = {
     "sd15": _SD15, "sdxl": _SDXL, "flux": _FLUX, "hunyuan_video": _HUNYUAN,
     "wan22_t2v_a14b": _WAN21, "wan22_i2v_a14b": _WAN21,
+    # Z-Image and Chroma sample in FLUX.1's latent space (the same VAE, scaling and shift)
+    "z_image": _FLUX, "chroma": _FLUX,
 }
 
 
@@ -91,7 +93,7 @@ class Previewer:
         if self._failed or not isinstance(latents, torch.Tensor):
             return None
         try:
-            if self.family == "flux" and latents.ndim == 3:
+            if latents.ndim == 3:  # FLUX-type packed 2x2 patches (FLUX, Chroma)
                 latents = unpack_flux(latents, self.height, self.width, self.vae_scale_factor)
             return None if latents is None else latents_to_rgb(latents, self.family)
         except Exception:  # noqa: BLE001 - a preview must never fail the job

@@ -106,3 +106,16 @@ def test_generate_from_round_trip(orch):
     assert request["engine"] == "chroma" and request["negative_prompt"] == "fog"
     again = orch.run(request)
     assert np.array_equal(np.asarray(again.pil_images[0]), np.asarray(result.pil_images[0]))
+
+
+def test_live_previews_unpack_the_packed_latents(orch, croot):
+    import json
+
+    from sdcodex.core.events import EventSink
+
+    events = []
+    orch.run(req(width=96, height=64, steps=2, cfg_scale=1.0), events=EventSink([events.append], preview_every=1))
+    previews = [e.data for e in events if e.kind == "preview"]
+    scale = 2 ** (len(json.loads((croot / FOLDER / "vae" / "config.json").read_text())["block_out_channels"]) - 1)
+    assert [p["done"] for p in previews] == [1, 2]
+    assert all(p["image"].size == (96 // scale, 64 // scale) for p in previews)

@@ -133,3 +133,16 @@ def test_infotext_and_generate_from_round_trip(orch):
     assert request["engine"] == "z_image" and request["cfg_scale"] == 2.5
     again = orch.run(request)
     assert np.array_equal(np.asarray(again.pil_images[0]), np.asarray(result.pil_images[0]))
+
+
+def test_live_previews(orch, zroot):
+    import json
+
+    from sdcodex.core.events import EventSink
+
+    events = []
+    orch.run(req(width=96, height=64, steps=2), events=EventSink([events.append], preview_every=1))
+    previews = [e.data for e in events if e.kind == "preview"]
+    scale = 2 ** (len(json.loads((zroot / "z-image-demo" / "vae" / "config.json").read_text())["block_out_channels"]) - 1)
+    assert [p["done"] for p in previews] == [1, 2]
+    assert all(p["image"].size == (96 // scale, 64 // scale) for p in previews)

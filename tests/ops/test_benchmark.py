@@ -145,3 +145,20 @@ def test_parse_size_and_chart_helpers(tmp_path):
          "task": "txt2img", "width": 64, "height": 64, "steps": 2, "num_frames": None, "error": "boom"}]}
     path = write_chart(report, tmp_path / "c.png")
     assert Image.open(path).size == chart_size(report) == (1000, 74 + 2 * 46 + 40)
+
+
+@pytest.mark.parametrize("engine,pipeline", [("z_image", "ZImagePipeline"), ("chroma", "ChromaPipeline")])
+def test_compare_diffusers_covers_the_newer_image_families(capsys, tmp_path, engine, pipeline):
+    """An empty models folder: the demo model is built, then ours and the raw pipeline give the same pixels."""
+    report_path = tmp_path / "bench.json"
+    code, out, err = run_cli(capsys, "--models-dir", tmp_path / "models", "benchmark", "--engine", engine,
+                             "--size", "64x64", "--steps", 2, "--repeat", 1, "--compare-diffusers",
+                             "--json", report_path)
+    assert code == 0, err
+    rows = json.loads(report_path.read_text())["rows"]
+    assert rows and all(r["engine"] == engine for r in rows)
+    for row in rows:
+        cmp = row["compare_diffusers"]
+        assert cmp["status"] == "ok", cmp
+        assert cmp["max_pixel_diff"] == 0 and cmp["pipeline"] == pipeline
+        assert cmp["scheduler_class"] == "FlowMatchEulerDiscreteScheduler"
