@@ -1,8 +1,9 @@
 """More of the web UI in a real browser (headless Chromium via Playwright) against a real server over the
 tiny demo models: the Upscale tab (an uploaded image with Lanczos; a txt2img result sent to it and upscaled
 with the packaged R-ESRGAN AnimeVideo), the Img2Vid tab with the WAN 2.2 TI2V-5B demo (a <video> with the
-right duration), and Skip during the first image of a batch of 3 (the job ends done with 2 images, as in
-A1111). Screenshots: test-artifacts/ui/."""
+right duration), Skip during the first image of a batch of 3 (the job ends done with 2 images, as in
+A1111), and Ctrl+Up / Ctrl+Down in a prompt box changing the attention weight as A1111's edit-attention does.
+Screenshots: test-artifacts/ui/."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from .conftest import ARTIFACTS
-from .test_browser import choose, latest_job, open_tab, set_value, tiny, video_duration, wait_state
+from .test_browser import choose, latest_job, open_json, open_tab, set_value, tiny, video_duration, wait_state
 
 
 def picture(path: Path, size: tuple[int, int]) -> Path:
@@ -123,3 +124,41 @@ def test_skip_drops_the_first_image_of_a_batch_of_three(page, ui_server):
     assert f"Seed: {seeds[0]}," in page.input_value("#codex-txt2img-infotext textarea")
     assert "1 skipped" in page.inner_text("#codex-txt2img-progress")
     assert page.get_attribute("#codex-txt2img-progress .codex-progress", "data-skipped") == "1"
+
+
+# -- prompt boxes: A1111 edit-attention ------------------------------------------------------------------
+def caret(box, start: int, end: int | None = None) -> None:
+    box.evaluate("(el, r) => { el.focus(); el.setSelectionRange(r[0], r[1]); }", [start, start if end is None else end])
+
+
+def test_ctrl_up_down_edit_the_attention_weight(page):
+    box = page.locator("#codex-txt2img-prompt textarea")
+    box.fill("a red fox, snow")
+    caret(box, 7)  # inside "fox"
+    box.press("Control+ArrowUp")
+    assert box.input_value() == "a red (fox:1.1), snow"
+    assert box.evaluate("el => el.value.slice(el.selectionStart, el.selectionEnd)") == "fox"
+    box.press("Control+ArrowUp")
+    assert box.input_value() == "a red (fox:1.2), snow"
+    box.press("Control+ArrowDown")
+    box.press("Control+ArrowDown")
+    assert box.input_value() == "a red fox, snow"  # back at 1.0: no brackets
+    caret(box, 2, 9)  # the selection "red fox"
+    box.press("Control+ArrowDown")
+    assert box.input_value() == "a (red fox:0.9), snow"
+    caret(box, 5)  # the caret inside the (...) block moves the block's weight
+    box.press("Control+ArrowDown")
+    assert box.input_value() == "a (red fox:0.8), snow"
+    for _ in range(12):
+        box.press("Control+ArrowUp")
+    assert box.input_value() == "a (red fox:2.0), snow"  # whole numbers keep one decimal, as A1111
+
+    negative = page.locator("#codex-txt2img-negative-prompt textarea")
+    negative.fill("blurry")
+    caret(negative, 6)
+    negative.press("Control+ArrowDown")
+    assert negative.input_value() == "(blurry:0.9)"
+    open_json(page, "txt2img")
+    page.wait_for_function("document.querySelector('#codex-txt2img-json').innerText.includes('(blurry:0.9)')")
+    assert "a (red fox:2.0), snow" in page.inner_text("#codex-txt2img-json")
+    assert not page.codex_errors
