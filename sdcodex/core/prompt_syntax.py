@@ -25,7 +25,7 @@ _ATTENTION_TOKEN = re.compile(
       \\[()\[\]\\]              # an escaped bracket or backslash: the character itself
     | \\                        # any other backslash: dropped
     | [(\[]                     # an opening bracket
-    | :\s*([+-]?[.\d]+)\s*\)    # ':weight)' closing a round bracket
+    | :\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*\)   # ':weight)' closing a round bracket (a number float() reads)
     | [)\]]                     # a closing bracket
     | [^\\()\[\]:]+             # a run of plain text
     | :                         # a colon that is not a weight
@@ -53,25 +53,18 @@ def parse_attention(text: str) -> list[tuple[str, float]]:
             if not item[2]:
                 item[1] *= factor
 
-    pos, end = 0, len(text)
-    while pos < end:
-        m = _ATTENTION_TOKEN.match(text, pos)
+    # A1111 reads the weight with [.\d]+ and float(); a weight float() refuses ('1.2.3', '.') does not match
+    # here, so its colon is text and the rest is read on (A1111 raises an error there)
+    for m in _ATTENTION_TOKEN.finditer(text):
         token, weight = m.group(0), m.group(1)
-        pos = m.end()
-        if token.startswith("\\"):
+        if token[0] == "\\":
             res.append([token[1:], 1.0, False])
         elif token == "(":
             round_open.append(len(res))
         elif token == "[":
             square_open.append(len(res))
         elif weight is not None and round_open:
-            try:
-                factor = float(weight)
-            except ValueError:  # '1.2.3', '.': the colon is text and the rest is read again
-                res.append([":", 1.0, False])
-                pos = m.start() + 1
-                continue
-            multiply_from(round_open.pop(), factor)
+            multiply_from(round_open.pop(), float(weight))
         elif token == ")" and round_open:
             multiply_from(round_open.pop(), ROUND_MULTIPLIER)
         elif token == "]" and square_open:
@@ -242,6 +235,8 @@ def prompt_schedules(prompt: str, steps: int, *, hires_steps: int | None = None)
         int_offset, frac_offset, total = 0, 0.0, steps
     else:
         int_offset, frac_offset, total = steps, 1.0, hires_steps
+    if "[" not in prompt or (":" not in prompt and "|" not in prompt):
+        return [(total, prompt)]  # no editing or alternation can be written without these
     try:
         nodes, _ = _parse_sequence(prompt, 0, 0)
     except _Unparseable:
