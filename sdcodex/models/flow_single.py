@@ -54,20 +54,22 @@ class Layout:
     convert: Callable[[Mapping[str, torch.Tensor], Mapping[str, Any]], dict[str, torch.Tensor]]
     family: E | None = None
     absent: tuple[str, ...] = ()
+    rows: Mapping[str, Any] | None = None  # the conversion table, so a shape error can name the file's tensor
 
 
 #: one row per single-file transformer layout; a new family adds its row here
 LAYOUTS: tuple[Layout, ...] = (
     Layout("flux", ("double_blocks.0.img_attn.qkv.weight", "img_in.weight"), "FluxTransformer2DModel",
-           cv.flux_config, cv.convert_flux, E.FLUX, absent=("distilled_guidance_layer.in_proj.weight",)),
+           cv.flux_config, cv.convert_flux, E.FLUX, absent=("distilled_guidance_layer.in_proj.weight",),
+           rows=cv.FLUX_ROWS),
     # lodestones' BFL layout with the distilled guidance approximator (Chroma1-HD.safetensors)
     Layout("chroma", ("double_blocks.0.img_attn.qkv.weight", "img_in.weight", "distilled_guidance_layer.in_proj.weight"),
-           "ChromaTransformer2DModel", cv.chroma_config, cv.convert_chroma, E.CHROMA),
+           "ChromaTransformer2DModel", cv.chroma_config, cv.convert_chroma, E.CHROMA, rows=cv.CHROMA_ROWS),
     Layout("wan", ("head.modulation", "patch_embedding.weight"), "WanTransformer3DModel", cv.wan_config,
-           lambda view, config: cv.convert_wan(view)),
+           lambda view, config: cv.convert_wan(view), rows=cv.WAN_ROWS),
     # Tongyi-MAI's layout, ComfyUI's split_files/diffusion_models/z_image_turbo_bf16.safetensors
     Layout("z_image", ("cap_embedder.1.weight", "noise_refiner.0.attention.qkv.weight", "x_embedder.weight"),
-           "ZImageTransformer2DModel", cv.z_image_config, cv.convert_z_image, E.Z_IMAGE),
+           "ZImageTransformer2DModel", cv.z_image_config, cv.convert_z_image, E.Z_IMAGE, rows=cv.Z_IMAGE_ROWS),
 )
 LAYOUT_NAMES = tuple(layout.name for layout in LAYOUTS)
 
@@ -185,7 +187,10 @@ def build_transformer(path: Path, layout: str, base_config: Mapping[str, Any], d
         state = row.convert(view, config)
     except ModelLoadError as exc:
         raise ModelLoadError(f"{path}: {exc.message}", field=exc.field) from exc
-    return build_module(row.model_class, config, state, source=path, component="transformer", device=device)
+    names = {dst: keymap[src] for src, dsts, _ in cv.plan(list(keymap), row.rows)[0] for dst in dsts} \
+        if row.rows else None
+    return build_module(row.model_class, config, state, source=path, component="transformer", device=device,
+                        names=names)
 
 
 def _tokenizers(family: E, models_dir: str | Path | None) -> dict[str, Any]:

@@ -311,6 +311,14 @@ def wan_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ---- HunyuanVideo transformers (Diffusers layout) --------------------------------------------------------------
+#: HunyuanVideo 1.0's transformer (hunyuanvideo-community/HunyuanVideo), the starting point when no config is given
+HUNYUAN_VIDEO_TRANSFORMER: dict[str, Any] = {
+    "_class_name": "HunyuanVideoTransformer3DModel", "in_channels": 16, "out_channels": 16, "num_attention_heads": 24,
+    "attention_head_dim": 128, "num_layers": 20, "num_single_layers": 40, "num_refiner_layers": 2, "mlp_ratio": 4.0,
+    "patch_size": 2, "patch_size_t": 1, "qk_norm": "rms_norm", "guidance_embeds": True, "text_embed_dim": 4096,
+    "pooled_projection_dim": 768, "rope_theta": 256.0, "rope_axes_dim": [16, 56, 56], "image_condition_type": None}
+
+
 def hunyuan_video_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, Any]:
     """HunyuanVideoTransformer3DModel config for Diffusers-layout keys: double/single/refiner layer counts, width,
     head width (q norm), in/out channels, patch sizes, text and pooled widths, guidance embedding."""
@@ -537,6 +545,9 @@ def architecture_of(shapes: Shapes, kind: str, family: Any, prefix: str, variant
         if fam.startswith("wan22") and variant.get("layout") == "original":
             base = bundled_config(fam, "transformer")
             return {"transformer": summary("wan", fam, wan_config(local, base), base)}
+        if fam == "hunyuan_video" and variant.get("layout") == "diffusers":
+            base = HUNYUAN_VIDEO_TRANSFORMER
+            return {"transformer": summary("hunyuan_video", fam, hunyuan_video_config(local, base), base)}
         if kind == "text_encoder" and variant.get("text_encoder") in TEXT_ENCODER_FILES:
             what, src, comp, rule = TEXT_ENCODER_FILES[variant["text_encoder"]]
             base = bundled(src, comp) or {}
@@ -555,5 +566,5 @@ def architecture_of(shapes: Shapes, kind: str, family: Any, prefix: str, variant
 
 
 __all__ = ["sd_configs", "architecture_of", "unet_config", "kl_vae_config", "clip_text_config", "open_clip_text_config", "t5_config", "flux_config",
-           "wan_config", "hunyuan_video_config", "z_image_config", "chroma_config", "summary", "differences", "need", "depth", "SUMMARY_KEYS",
+           "wan_config", "hunyuan_video_config", "z_image_config", "HUNYUAN_VIDEO_TRANSFORMER", "chroma_config", "summary", "differences", "need", "depth", "SUMMARY_KEYS",
            "SD15_HEADS", "UNET_HEAD_WIDTH", "CLIP_HEAD_WIDTH", "WAN_HEAD_WIDTH"]

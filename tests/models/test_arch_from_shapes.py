@@ -318,3 +318,20 @@ def test_wan_with_fewer_layers_from_shapes_equals_diffusers(wan_models):
                            max_sequence_length=16, output_type="np",
                            generator=torch.Generator("cpu").manual_seed(3)).frames)
     assert close(*frames) <= TOLERANCE
+
+
+def test_a_flux_file_no_rule_can_build_names_the_tensor(flux_models, tmp_path):
+    ref, root = flux_models
+    state = load_file(str(root / "diffusion_models" / "flux-lite-tiny.safetensors"))
+    key = "model.diffusion_model.double_blocks.0.img_mlp.2.weight"
+    found = list(state[key].shape)
+    state[key] = torch.zeros(found[0], found[1] // 2)
+    bad = tmp_path / "diffusion_models" / "bad-flux.safetensors"
+    bad.parent.mkdir()
+    save_file(state, str(bad))
+    with pytest.raises(ModelLoadError) as err:
+        load_model(bad, models_dir=root, vae=root / "vae" / "ae.safetensors",
+                   text_encoders=[str(root / "text_encoders" / n) for n in ("clip_l.safetensors", "t5.safetensors")])
+    text = str(err.value)
+    assert "bad-flux.safetensors" in text and key in text
+    assert str([found[0], found[1] // 2]) in text and str(found) in text

@@ -203,8 +203,11 @@ def test_wan_rule(tmp_path, family, change):
 @pytest.mark.parametrize("change", [{}, {"num_layers": 2, "num_single_layers": 3, "num_attention_heads": 2,
                                          "image_condition_type": "latent_concat", "in_channels": 33}])
 def test_hunyuan_video_rule(tmp_path, change):
-    base: dict = {}  # no bundled HunyuanVideo config: the class defaults are HunyuanVideo 1.0's
-    original = empty_model("HunyuanVideoTransformer3DModel", change)
+    base = sh.HUNYUAN_VIDEO_TRANSFORMER
+    original = empty_model("HunyuanVideoTransformer3DModel", {**base, **change})
     cfg = sh.hunyuan_video_config(header(tmp_path, dict(original.state_dict())), base)
     assert same_shapes(empty_model("HunyuanVideoTransformer3DModel", {**change, **cfg}), original)
     assert cfg["guidance_embeds"] is True and cfg["in_channels"] == change.get("in_channels", 16)
+    read = sh.architecture_of(header(tmp_path, dict(original.state_dict())), "diffusion_model", "hunyuan_video", "",
+                              {"layout": "diffusers"})
+    assert read["transformer"].startswith("hunyuan_video" + (" variant" if change else "") + ": ")
