@@ -335,3 +335,33 @@ def test_a_flux_file_no_rule_can_build_names_the_tensor(flux_models, tmp_path):
     text = str(err.value)
     assert "bad-flux.safetensors" in text and key in text
     assert str([found[0], found[1] // 2]) in text and str(found) in text
+
+
+def test_a_flux_config_beside_the_file_gives_what_shapes_cannot(flux_models, tmp_path):
+    """Rope axes are not in the shapes: a FLUX with a head width of 16 is refused naming the q-norm tensor until a
+    NAME.json beside it gives its transformer config; then it equals Diffusers."""
+    from diffusers import FluxPipeline, FluxTransformer2DModel
+
+    ref, root = flux_models
+    cfg = {**bundled_config("flux", "transformer"), "num_layers": 1, "num_single_layers": 1, "num_attention_heads": 2,
+           "attention_head_dim": 16, "axes_dims_rope": [4, 4, 8], "joint_attention_dim": 32,
+           "pooled_projection_dim": 64}
+    transformer = seeded(lambda: FluxTransformer2DModel.from_config(cfg))
+    path = fx.export_flux(transformer, tmp_path / "diffusion_models" / "flux16.safetensors")
+    common = dict(models_dir=root, vae=root / "vae" / "ae.safetensors",
+                  text_encoders=[str(root / "text_encoders" / n) for n in ("clip_l.safetensors", "t5.safetensors")])
+    with pytest.raises(ModelLoadError) as err:
+        load_model(path, **common)
+    assert "'double_blocks.0.img_attn.norm.query_norm.scale'" in str(err.value) and "[16]" in str(err.value)
+    beside = path.with_suffix(".json")
+    beside.write_text(json.dumps(dict(transformer.config)))
+    loaded = load_model(path, **common)
+    assert loaded.variant["config_source"] == str(beside)
+    images = []
+    for parts in (loaded.components, {**ref.components, "transformer": transformer}):
+        pipe = FluxPipeline(**{k: parts.get(k) for k in ref.components if k != "scheduler"}, scheduler=flow_scheduler())
+        pipe.set_progress_bar_config(disable=True)
+        images.append(pipe("a red lighthouse", num_inference_steps=2, height=32, width=32, guidance_scale=3.5,
+                           max_sequence_length=16, output_type="np",
+                           generator=torch.Generator("cpu").manual_seed(2)).images)
+    assert close(*images) <= TOLERANCE
