@@ -5,6 +5,7 @@ and turning any pipeline output into PIL frames. Dev-type models (guidance embed
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar
 
 import numpy as np
@@ -123,20 +124,31 @@ class FlowEngineMixin:
                 out.warnings.append(f"vae_tiling: {type(vae).__name__} has no tiled decoding; ignored")
         out.info["memory"] = {"offload": wanted, "vae_tiling": tiling}
 
+    def apply_extras(self, params: Params, out: EngineOutput, stack: Any) -> Params:
+        """For encoders that take no weights ("llm"), the prompts (hires ones too) lose the syntax here."""
+        params = super().apply_extras(params, out, stack)  # type: ignore[misc]
+        if self.prompt_family != "llm":
+            return params
+        from .prompt_t5 import syntax_free_prompt
+
+        def clean(text: str | None, name: str, steps: int) -> str:
+            return syntax_free_prompt(text or "", params.emphasis.value, steps, name, self.key.value, out.warnings)
+
+        hires = getattr(self, "_hires", None)
+        if hires is not None:
+            steps = hires.steps or params.steps
+            self._hires = dataclasses.replace(hires, prompt=clean(hires.prompt, "hires.prompt", steps),
+                                              negative_prompt=clean(hires.negative_prompt, "hires.negative_prompt",
+                                                                    steps))
+        return dataclasses.replace(params, prompt=clean(params.prompt, "prompt", params.steps),
+                                   negative_prompt=clean(params.negative_prompt, "negative_prompt", params.steps))
+
     def generate(self, pipe: Any, params: Params, kwargs: dict[str, Any], seeds: list[int], on_step: Any,
                  out: EngineOutput) -> Any:
         """One batch with the prompts read as A1111 prompt syntax (see sdcodex.engines.prompt_t5)."""
-        from .prompt_t5 import PromptPass, conditioning, syntax_free_prompt
+        from .prompt_t5 import PromptPass, conditioning
 
         if self.prompt_family == "llm":
-            kwargs = dict(kwargs)
-            for key in ("prompt", "negative_prompt"):
-                value = kwargs.get(key)
-                texts = [value] if isinstance(value, str) else value if isinstance(value, list) else []
-                clean = [syntax_free_prompt(t, params.emphasis.value, params.steps, key, self.key.value, out.warnings)
-                         for t in texts]
-                if clean:
-                    kwargs[key] = clean[0] if isinstance(value, str) else clean
             return super().generate(pipe, params, kwargs, seeds, on_step, out)  # type: ignore[misc]
         passes = [(pipe, PromptPass(params.prompt, params.negative_prompt or "", params.steps))]
         hires = getattr(self, "_hires", None)

@@ -255,3 +255,19 @@ def test_chroma_weighted_prompts_equal_pipeline_fed_reference_embeds(tmp_path_fa
     edited = orch.run({"task": "txt2img", "model": "chroma-demo", "prompt": "[a:b:1] c", "cfg_scale": 1.0,
                        "width": 64, "height": 64, "steps": 3, "seed": 5})
     assert any("not applied per step on chroma" in w for w in edited.info["warnings"])
+
+
+def test_z_image_prompts_and_hires_prompts_lose_the_syntax(tmp_path_factory, tmp_path):
+    root = tmp_path_factory.mktemp("z-image-prompt-models")
+    build_demo_model("z_image", root)
+    orch = Orchestrator(FlowModels(root), MediaSaver(tmp_path / "out"))
+    base = {"task": "txt2img", "model": "z-image-demo", "width": 64, "height": 64, "steps": 2, "seed": 5,
+            "hires": {"scale": 1.5, "upscaler": "Lanczos", "steps": 2, "denoising_strength": 0.5}}
+    weighted = orch.run({**base, "prompt": "a (lighthouse:1.3)", "hires": {**base["hires"], "prompt": "a [castle]"}})
+    plain = orch.run({**base, "prompt": "a lighthouse", "hires": {**base["hires"], "prompt": "a castle"}})
+    assert weighted.pil_images[0].size == (96, 96)
+    assert np.array_equal(np.asarray(weighted.pil_images[0]), np.asarray(plain.pil_images[0]))
+    warnings = " ".join(weighted.info["warnings"])
+    assert "prompt: attention weights are not applied on z_image" in warnings
+    assert "hires.prompt: attention weights are not applied on z_image" in warnings
+    assert weighted.info["request"]["prompt"] == "a (lighthouse:1.3)"  # the request keeps the text as written
