@@ -271,3 +271,39 @@ def test_z_image_prompts_and_hires_prompts_lose_the_syntax(tmp_path_factory, tmp
     assert "prompt: attention weights are not applied on z_image" in warnings
     assert "hires.prompt: attention weights are not applied on z_image" in warnings
     assert weighted.info["request"]["prompt"] == "a (lighthouse:1.3)"  # the request keeps the text as written
+
+
+def test_flux_batch_with_weights_and_editing(orch):
+    prompt = "[a (lighthouse:1.2):a castle:1] at night"
+    single = orch.run(flux_req(prompt)).pil_images[0]
+    batch = orch.run(flux_req(prompt, batch_size=2))
+    assert len(batch.pil_images) == 2 and batch.info["seeds"] == [3, 4]
+    assert same(batch.pil_images[0], single)
+
+
+def test_wan_alternation_swaps_both_prompts_per_step(orch, root):
+    from diffusers import UniPCMultistepScheduler, WanPipeline
+
+    result = orch.run(wan_req("a [fox|cat]", negative_prompt="[blurry|dark]"))
+    pipe = WanPipeline.from_pretrained(root / DEMO_BUILDERS["wan22_ti2v_5b"][0], local_files_only=True)
+    pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    # 2 steps: A1111's alternation schedule is [(1, first), (2, second)]; steps 0 and 1 both use the first item
+    fox, blurry = reference_wan_embeds(pipe, [("a fox", 1.0)]), reference_wan_embeds(pipe, [("blurry", 1.0)])
+    ref = pipe(prompt_embeds=fox, negative_prompt_embeds=blurry, height=32, width=32, num_frames=5,
+               num_inference_steps=2, guidance_scale=4.0, generator=torch.Generator("cpu").manual_seed(7),
+               output_type="pil").frames[0]
+    assert all(same(a, b) for a, b in zip(result.frames[0], ref))
+    three = orch.run(wan_req("a [fox|cat]", negative_prompt="[blurry|dark]", steps=3))
+    cat, dark = reference_wan_embeds(pipe, [("a cat", 1.0)]), reference_wan_embeds(pipe, [("dark", 1.0)])
+
+    def swap(p, i, t, kwargs):
+        if i + 1 == 2:  # step 2 uses the second item of both
+            kwargs["prompt_embeds"], kwargs["negative_prompt_embeds"] = cat, dark
+        return kwargs
+
+    ref = pipe(prompt_embeds=fox, negative_prompt_embeds=blurry, height=32, width=32, num_frames=5,
+               num_inference_steps=3, guidance_scale=4.0, generator=torch.Generator("cpu").manual_seed(7),
+               output_type="pil", callback_on_step_end=swap,
+               callback_on_step_end_tensor_inputs=["latents", "prompt_embeds", "negative_prompt_embeds"]).frames[0]
+    assert all(same(a, b) for a, b in zip(three.frames[0], ref))
