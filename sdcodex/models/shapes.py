@@ -110,11 +110,15 @@ def unet_config(shapes: Shapes, base: Mapping[str, Any], *, pooled_dim: int | No
 
     cfg = dict(base)
     mid = "middle_block.0.in_layers.0.weight" in shapes
-    if mid:
-        mid_depth = depth(shapes, "middle_block.1.transformer_blocks.")
-        if not mid_depth:
-            raise ModelLoadError("cannot build this UNet: its middle block has no transformer (middle_block.1)",
-                                 field="model")
+    mid_type = "UNetMidBlock2DCrossAttn" if mid else None
+    mid_depth = depth(shapes, "middle_block.1.transformer_blocks.")
+    if mid and not mid_depth:  # SSD-1B: a single residual block, no attention
+        if any(k.startswith(("middle_block.1.", "middle_block.2.")) for k in shapes):
+            raise ModelLoadError("cannot build this UNet: its middle block has residual blocks without a transformer "
+                                 "between them (middle_block.1); Diffusers builds one residual block or "
+                                 "residual-transformer-residual", field="model")
+        mid_type = "UNetMidBlock2D"
+    elif mid:
         last = down_depth[-1]
         if not attn[-1]:
             down_depth[-1] = up_depth[-1] = mid_depth
@@ -127,7 +131,7 @@ def unet_config(shapes: Shapes, base: Mapping[str, Any], *, pooled_dim: int | No
         block_out_channels=channels, layers_per_block=_uniform(layers),
         down_block_types=["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attn],
         up_block_types=["CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)],
-        mid_block_type="UNetMidBlock2DCrossAttn" if mid else None,
+        mid_block_type=mid_type,
         transformer_layers_per_block=_uniform(down_depth) if simple else down_depth,
         reverse_transformer_layers_per_block=None if simple else list(reversed(up_depth)),
     )
@@ -446,6 +450,8 @@ def summary(kind: str, name: str, config: Mapping[str, Any], base: Mapping[str, 
             parts.append(f"adm {c['projection_class_embeddings_input_dim']}")
         if c.get("mid_block_type") is None:
             parts.append("no middle block")
+        elif c.get("mid_block_type") == "UNetMidBlock2D":
+            parts.append("middle block without attention")
     elif kind == "vae":
         parts = [f"{len(c['block_out_channels'])} levels × {_plural(c['layers_per_block'], 'block')}",
                  f"channels {list(c['block_out_channels'])}", f"{c['latent_channels']} latent channels"]

@@ -74,7 +74,8 @@ def narrow_sd15_unet(heads: int = 8):
 
 
 def ssd_like_unet():
-    """SDXL with fewer transformer blocks where SSD-1B has them: depths [1, 2] down, [[2, 1], [1, 1]] up."""
+    """SDXL with fewer transformer blocks where SSD-1B has them (depths [1, 2] down, [[2, 1], [1, 1]] up) and, as
+    SSD-1B, a middle block of a single residual block."""
     from diffusers import UNet2DConditionModel
 
     cfg = {**bundled_config("sdxl", "unet"), "block_out_channels": [64, 128], "layers_per_block": 1,
@@ -82,7 +83,7 @@ def ssd_like_unet():
            "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"], "transformer_layers_per_block": [1, 2],
            "reverse_transformer_layers_per_block": [[2, 1], [1, 1]], "attention_head_dim": [1, 2],
            "cross_attention_dim": 128, "addition_time_embed_dim": 8, "projection_class_embeddings_input_dim": 80,
-           "sample_size": 32}
+           "mid_block_type": "UNetMidBlock2D", "sample_size": 32}
     return seeded(lambda: UNet2DConditionModel.from_config(cfg))
 
 
@@ -144,6 +145,7 @@ def test_sd_single_files_built_from_shapes_equal_diffusers(sd_files, name):
         assert loaded.variant["architecture"]["text_encoder"] == "clip_l variant: width 64, 2 layers, 1 head"
     else:
         assert unet.startswith("sdxl variant: 2 levels × 1 block, channels [64, 128]") and "adm 80" in unet
+        assert "middle block without attention" in unet
         up = loaded.components["unet"].up_blocks[0].attentions
         assert [len(a.transformer_blocks) for a in up] == [2, 1]
 

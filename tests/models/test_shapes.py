@@ -46,7 +46,8 @@ UNETS = {
                          "down_block_types": ["CrossAttnDownBlock2D"] * 2 + ["DownBlock2D"],
                          "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 2}),
     "sdxl": ("sdxl", {}),
-    "ssd_1b": ("sdxl", {"transformer_layers_per_block": [1, 2, 4],
+    # SSD-1B: fewer transformer blocks per block, a middle block of one residual block (no attention)
+    "ssd_1b": ("sdxl", {"transformer_layers_per_block": [1, 2, 4], "mid_block_type": "UNetMidBlock2D",
                         "reverse_transformer_layers_per_block": [[4, 4, 10], [2, 2, 1], [1, 1, 1]]}),
     "vega": ("sdxl", {"transformer_layers_per_block": [1, 1, 2], "layers_per_block": [1, 1, 2]}),
 }
