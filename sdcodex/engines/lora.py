@@ -37,7 +37,10 @@ _COMPONENT_PREFIXES = (  # key prefix -> pipeline component (longest first)
     ("transformer.", "denoiser"), ("diffusion_model.", "denoiser"), ("base_model.model.", "denoiser"),
 )
 _UNSUPPORTED = (".hada_w1_a", ".lokr_w1", ".lora_mid.", "dora_scale", "lora_magnitude_vector")
-_FLOW_FAMILIES = ("flux", "wan22_ti2v_5b", "wan22_t2v_a14b", "wan22_i2v_a14b", "hunyuan_video")
+_FLOW_FAMILIES = ("flux", "wan22_ti2v_5b", "wan22_t2v_a14b", "wan22_i2v_a14b", "hunyuan_video", "z_image", "chroma")
+#: Diffusers' LoRA converter of a flow family (other layouts than the original one); WAN's by default
+_LORA_MIXINS = {"flux": "FluxLoraLoaderMixin", "chroma": "FluxLoraLoaderMixin",
+                "hunyuan_video": "HunyuanVideoLoraLoaderMixin", "z_image": "ZImageLoraLoaderMixin"}
 
 
 @dataclass
@@ -223,8 +226,7 @@ def _normalise_flow(state: dict[str, torch.Tensor], family: str, use: LoraUse) -
     """FLUX/WAN files in other layouts (xlabs, ...) -> Diffusers `transformer.*.lora_A/B` via Diffusers' converters."""
     from diffusers import loaders
 
-    mixin = {"flux": "FluxLoraLoaderMixin", "hunyuan_video": "HunyuanVideoLoraLoaderMixin"}.get(family,
-                                                                                                 "WanLoraLoaderMixin")
+    mixin = _LORA_MIXINS.get(family, "WanLoraLoaderMixin")
     try:
         out = getattr(loaders, mixin).lora_state_dict(dict(state))
     except Exception as exc:  # noqa: BLE001 - a layout Diffusers cannot read either
@@ -289,7 +291,7 @@ def plan_merge(model: Any, family: str, use: LoraUse) -> list[tuple[torch.nn.Mod
         if original is not None:
             state = original
         else:
-            other = _other_original_layout(state, family) if family == "flux" or family.startswith("wan") else None
+            other = _other_original_layout(state, family)
             if other is not None:
                 raise ValidationError(f"LoRA {use.name!r} is for {other} models (its layer names are {other}'s "
                                       f"original ones); this model is {family}", field=use.field, allowed=[family])

@@ -1,6 +1,7 @@
-"""FLUX and WAN LoRAs in their original layouts (kohya/musubi flat names, ComfyUI/BFL dotted names) mapped to
-Diffusers `transformer.*.lora_A/B` keys with the single-file converter tables (convert_flow). It also holds the
-adapter-suffix table that lora.py shares, so the two modules import one way only.
+"""FLUX, WAN, Z-Image and Chroma LoRAs in their original layouts (kohya/musubi flat names, ComfyUI/BFL dotted names)
+mapped to Diffusers `transformer.*.lora_A/B` keys with the single-file converter tables (convert_flow): one
+`ORIGINAL_LAYOUTS` row per family. It also holds the adapter-suffix table that lora.py shares, so the two modules
+import one way only.
 """
 from __future__ import annotations
 
@@ -15,6 +16,31 @@ _SUFFIXES = {  # adapter tensor name ending -> role
     ".alpha": "alpha",
 }
 
+
+def _rows_of(family: str) -> dict[str, Any] | None:
+    """The converter table of a family's original layout (None: the family has none)."""
+    from sdcodex.models import convert_flow as cv
+
+    if family.startswith("wan"):
+        return cv.WAN_ROWS
+    return {"flux": cv.FLUX_ROWS, "chroma": cv.CHROMA_ROWS, "z_image": cv.Z_IMAGE_ROWS}.get(family)
+
+
+def _split_sizes(family: str, config: dict[str, Any]) -> Any:
+    """How a fused tensor of the family's original layout splits (None: equal thirds are not used anywhere)."""
+    from sdcodex.models import convert_flow as cv
+
+    if family in ("flux", "chroma"):
+        return cv.flux_split_sizes(config)
+    if family == "z_image":
+        head = int(config["dim"]) // int(config["n_heads"])
+        parts = [int(config["n_heads"]) * head, int(config["n_kv_heads"]) * head, int(config["n_kv_heads"]) * head]
+        return lambda key, rows: parts
+    return None
+
+
+#: families whose LoRAs are named after another family's original layout, for the "it is for X" message
+ORIGINAL_LAYOUT_NAMES = {"flux": "FLUX", "wan": "WAN", "z_image": "Z-Image"}
 
 #: prefixes of FLUX/WAN LoRAs in the original layouts: kohya/musubi flat names, ComfyUI/BFL dotted names
 _ORIGINAL_PREFIXES = ("lora_unet_", "lora_transformer_", "model.diffusion_model.", "diffusion_model.", "transformer.",
@@ -65,9 +91,7 @@ def _from_original_layout(state: dict[str, torch.Tensor], family: str, model: An
     same tables as the single-file converter (convert_flow): a fused qkv / linear1 keeps its down matrix for every
     part and its up matrix is split by the model's own widths; FLUX's final adaLN swaps the halves of up.
     Keys no row claims (text encoders, Diffusers names) are kept; None when no key is in an original layout."""
-    from sdcodex.models import convert_flow as cv
-
-    rows = cv.FLUX_ROWS if family == "flux" else cv.WAN_ROWS if family.startswith("wan") else None
+    rows = _rows_of(family)
     if rows is None:
         return None
     flat = _flat_rows(rows)
@@ -83,9 +107,11 @@ def _from_original_layout(state: dict[str, torch.Tensor], family: str, model: An
     if not groups:
         return None
     transformer = model.components.get("transformer")
-    sizes = cv.flux_split_sizes(dict(transformer.config)) if family == "flux" and transformer is not None else None
+    sizes = _split_sizes(family, dict(transformer.config)) if transformer is not None else None
     for name, parts in groups.items():
         targets, op = _table_targets(name, rows) or ((), "copy")
+        if op == "drop":
+            continue
         down, up = parts.get("down"), parts.get("up")
         if down is None or up is None:
             continue
@@ -105,15 +131,20 @@ def _from_original_layout(state: dict[str, torch.Tensor], family: str, model: An
 
 
 def _other_original_layout(state: dict[str, torch.Tensor], family: str) -> str | None:
-    """'FLUX' / 'WAN' when a LoRA has the other flow family's original module names, else None."""
-    from sdcodex.models import convert_flow as cv
-
-    for name, rows, own in (("FLUX", cv.FLUX_ROWS, family == "flux"), ("WAN", cv.WAN_ROWS, family.startswith("wan"))):
-        if own:
+    """'FLUX' / 'WAN' / 'Z-Image' when a LoRA has another family's original module names, else None (Chroma's
+    layout is FLUX's: a FLUX-named LoRA is not "another family's" on Chroma, nor the other way round)."""
+    if _rows_of(family) is None:  # a family without an original layout of its own (HunyuanVideo): no check
+        return None
+    own = "wan" if family.startswith("wan") else "flux" if family == "chroma" else family
+    for key_family, name in ORIGINAL_LAYOUT_NAMES.items():
+        if key_family == own:
             continue
+        rows = _rows_of("wan22_ti2v_5b" if key_family == "wan" else key_family)
         flat = _flat_rows(rows)
         for key in state:
             suffix = next((sfx for sfx in _SUFFIXES if key.endswith(sfx)), None)
-            if suffix and _original_name(key[: -len(suffix)], rows, flat) is not None:
+            found = _original_name(key[: -len(suffix)], rows, flat) if suffix else None
+            # block names only: a top-level name can be another layout's Diffusers name (Z-Image's `x_embedder`)
+            if found is not None and re.search(r"\.\d+\.", found):
                 return name
     return None

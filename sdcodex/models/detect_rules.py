@@ -458,12 +458,17 @@ LORA_TABLE: tuple[Row, ...] = (
     ("sd15", E.SD15, (), lambda f: f["unet"] and not f["te2"] and (f["context"] or f["te_width"]) == 768),
     ("sd2", None, (), lambda f: f["unet"] and not f["te2"] and (f["context"] or f["te_width"]) == 1024),
     ("sdxl", E.SDXL, (), lambda f: f["unet"] and (f["te2"] or f["context"] == 2048)),
-    ("flux", E.FLUX, (), lambda f: f["mmdit"] and not f["hunyuan"] and f["hidden"] in (3072, None)),
+    # Chroma keeps FLUX.1's module names (without the modulation ones): a FLUX-named LoRA fits both
+    ("flux", E.FLUX, (E.CHROMA,), lambda f: f["mmdit"] and not f["hunyuan"] and f["hidden"] in (3072, None)),
     ("hunyuan_video", E.HUNYUAN_VIDEO, (), lambda f: f["hunyuan"] and f["hidden"] != 2048),
     ("hunyuan_video15", E.HUNYUAN_VIDEO15, (), lambda f: (f["mmdit"] or f["hunyuan"]) and f["hidden"] == 2048),
     ("wan22_ti2v_5b", E.WAN22_TI2V_5B, (), lambda f: f["wan"] and f["wan_dim"] == 3072),
     ("wan_14b", None, WAN_A14B, lambda f: f["wan"] and f["wan_dim"] == 5120),
     ("wan_1_3b", None, (), lambda f: f["wan"] and f["wan_dim"] == 1536),
+    # Z-Image LoRAs: ai-toolkit `diffusion_model.layers.N.attention.to_q.lora_A`, kohya/musubi
+    # `lora_unet_layers_N_attention_to_q`, or the original fused `layers.N.attention.qkv`; width 3840
+    # (Lumina-Image 2.0 has the same names at 2304)
+    ("z_image", E.Z_IMAGE, (), lambda f: f["zimage"] and f["zimage_dim"] in (3840, None)),
 )
 _UNET_PARTS = ("down_blocks_", "up_blocks_", "mid_block_", "input_blocks_", "output_blocks_", "middle_block_",
                "lora_te_", "lora_te1_", "lora_te2_", "text_model_encoder_layers_")
@@ -472,6 +477,8 @@ _HUNYUAN_PARTS = ("img_mlp_fc1", "txt_mlp_fc1", "img_mod_linear", "txt_mod_linea
 _DOUBLE_RE = re.compile(r"(?:^|_)(?:double_blocks|(?<!single_)transformer_blocks)_(\d+)_")
 _SINGLE_RE = re.compile(r"(?:^|_)(?:single_blocks|single_transformer_blocks)_(\d+)_")
 _WAN_RE = re.compile(r"(?:^|_)(?<!transformer_)(?<!single_)(?<!double_)blocks_\d+_(self_attn|cross_attn|attn1|attn2|ffn)_")
+_ZIMAGE_RE = re.compile(r"(?:^|_)(?:layers|noise_refiner|context_refiner)_\d+_(?:attention_(?:qkv|out|to_q|to_k|to_v"
+                        r"|to_out)|feed_forward_w[123]|adaLN_modulation)")
 _ADAPTER_DOWN = re.compile(r"(\.lora_down\.weight|\.lora_A\.weight|\.lora\.down\.weight|_lora\.down\.weight)$")
 _LORA_PREFIXES = ("lora_unet_", "lora_te1_", "lora_te2_", "lora_te_", "lora_transformer_", "diffusion_model.",
                   "transformer.", "unet.", "text_encoder.", "base_model.model.")
@@ -500,6 +507,9 @@ def rule_lora(k: Keys) -> list[Found]:
         wan_dim = next((k.dim(key, 1) for key, f in zip(k.sorted, flats)
                         if _ADAPTER_DOWN.search(key) and _WAN_RE.search(f)
                         and re.search(r"(self_attn_q|attn1_to_q|cross_attn_q|attn2_to_q)_", f)), None)
+    zimage = any(_ZIMAGE_RE.search(f) for f in flats)
+    zimage_dim = next((k.dim(key, 1) for key, f in zip(k.sorted, flats)
+                       if _ADAPTER_DOWN.search(key) and re.search(r"attention_(qkv|to_q)_", f)), None) if zimage else None
     # FLUX has 19 double + 38 single blocks; HunyuanVideo 20 + 40: a higher index means HunyuanVideo.
     depth = [max((int(m.group(1)) for f in flats if (m := rx.search(f))), default=-1) for rx in (_DOUBLE_RE, _SINGLE_RE)]
     hunyuan = has(*_HUNYUAN_PARTS) or (mmdit and (depth[0] >= 19 or depth[1] >= 38))
@@ -511,6 +521,7 @@ def rule_lora(k: Keys) -> list[Found]:
         or _lora_in_width(k, "text_model_encoder_layers_", "mlp_fc1"),
         "mmdit": mmdit, "hunyuan": hunyuan, "hidden": hidden if mmdit else None,
         "wan": wan and not mmdit, "wan_dim": wan_dim,
+        "zimage": zimage and not mmdit and not wan, "zimage_dim": zimage_dim,
     }
     rank = min((k.dim(key, 0) or 0 for key in k.sorted if _ADAPTER_DOWN.search(key)), default=None)
     prefixes = Counter(next((p for p in _LORA_PREFIXES if key.startswith(p)), "") for key in k.sorted)

@@ -506,6 +506,19 @@ def _lora_pair(base: str, rank: int, d_in: int, d_out: int, style: str) -> KeySe
     return {f"{base}.lora_A.weight": [rank, d_in], f"{base}.lora_B.weight": [d_out, rank]}
 
 
+def z_image_lora_keys(rank: int = 16, style: str = "peft") -> KeySet:
+    """A Z-Image LoRA as ai-toolkit writes it (`diffusion_model.layers.N.attention.to_q.lora_A`, dim 3840) or in
+    kohya/musubi flat names (`lora_unet_layers_N_attention_to_q.lora_down`)."""
+    k: KeySet = {}
+    for i in range(30):
+        for part, d_out in (("attention.to_q", 3840), ("attention.to_k", 3840), ("attention.to_v", 3840),
+                            ("attention.to_out.0", 3840), ("feed_forward.w1", 10240)):
+            base = f"diffusion_model.layers.{i}.{part}" if style == "peft" else \
+                "lora_unet_" + f"layers.{i}.{part}".replace(".", "_")
+            k.update(_lora_pair(base, rank, 3840, d_out, style))
+    return k
+
+
 def sd15_lora_kohya_keys(rank: int = 16) -> KeySet:
     k: KeySet = {}
     for blk, ch in (("down_blocks_0_attentions_0", 320), ("down_blocks_1_attentions_0", 640), ("up_blocks_3_attentions_2", 320)):

@@ -107,6 +107,11 @@ CASES = [
     ("chroma_diffusers", fh.chroma_diffusers_keys, "diffusion_model", E.CHROMA, "", {"layout": "diffusers"}, ()),
     ("te_t5xxl_for_chroma", fh.t5xxl_keys, "text_encoder", None, "", {"text_encoder": "t5xxl"}, (E.CHROMA,)),
     ("vae_flux_for_chroma", lambda: fh.ldm_vae_keys(16, quant_conv=False), "vae", E.FLUX, "", {}, (E.CHROMA,)),
+    ("lora_z_image_toolkit", fh.z_image_lora_keys, "lora", E.Z_IMAGE, "diffusion_model.",
+     {"format": "peft", "rank": 16, "model": "z_image"}, ()),
+    ("lora_z_image_kohya", lambda: fh.z_image_lora_keys(style="kohya"), "lora", E.Z_IMAGE, "lora_unet_",
+     {"format": "kohya"}, ()),
+    ("lora_flux_fits_chroma", fh.flux_lora_kohya_keys, "lora", E.FLUX, "lora_unet_", {}, (E.CHROMA,)),
 ]
 
 
