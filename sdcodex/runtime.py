@@ -109,11 +109,13 @@ class LocalModels:
         text_encoders = tuple(self.resolve_text_encoder(ref) for ref in (params.text_encoders if params else []))
         # a file detection cannot place (e.g. an unusual size) loads as the engine the request named
         family = entry.family or (params.engine if params else None)
-        key = (str(entry.path), vae_path, precision, text_encoders)
+        weights_dtype = str(params.weights_dtype.value) if params is not None else "auto"
+        key = (str(entry.path), vae_path, precision, text_encoders, weights_dtype)
         return self.cache.get(key, lambda: load_model(str(entry.path), family=family, vae=vae_path,
                                                       precision=precision, device=self.device,
                                                       allow_pickle=self.allow_pickle,
-                                                      models_dir=self.models_dir, text_encoders=text_encoders))
+                                                      models_dir=self.models_dir, text_encoders=text_encoders,
+                                                      weights_dtype=weights_dtype))
 
 
 class MediaSaver:

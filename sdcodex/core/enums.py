@@ -64,6 +64,13 @@ class Precision(StrEnum):
     BF16 = "bf16"
 
 
+class WeightsDtype(StrEnum):
+    """How a model's weights are stored once loaded: as the file has them, or in fp8 (compute stays bf16/fp32)."""
+
+    AUTO = "auto"
+    FP8 = "fp8"
+
+
 class OutputFormat(StrEnum):
     PNG = "png"
     WEBP = "webp"

@@ -170,6 +170,9 @@ class Orchestrator:
                if k not in ("sampler_effective", "scheduler_effective", "warnings", "infotext_extra")},
             "request": effective_request,
         }
+        weights = (getattr(model, "variant", None) or {}).get("weights") if model is not None else None
+        if weights:
+            info["weights"] = weights
         fields = self._infotext_fields(params, {**info, "infotext_extra": out.info.get("infotext_extra")}, entry)
         result = Result(pil_images=list(out.images), frames=list(out.videos), info=info)
         t = time.perf_counter()

@@ -6,7 +6,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
-from .enums import Emphasis, EngineKey, Mode, OutputFormat, Precision, ResizeMode, Task
+from .enums import Emphasis, EngineKey, Mode, OutputFormat, Precision, ResizeMode, Task, WeightsDtype
 from .errors import UnsupportedTaskError, ValidationError
 from .registry import get_engine
 from .request import GenerationRequest, validate_request
@@ -37,6 +37,7 @@ class Params:
     emphasis: Emphasis = Emphasis.ORIGINAL
     vae: Optional[str] = None
     precision: Precision = Precision.AUTO
+    weights_dtype: WeightsDtype = WeightsDtype.AUTO
     output_format: OutputFormat = OutputFormat.PNG
     loras: list[dict[str, Any]] = field(default_factory=list)
     hires: Optional[dict[str, Any]] = None

@@ -7,7 +7,7 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 from pydantic import ValidationError as PydanticValidationError
 
-from .enums import Emphasis, EngineKey, Mode, OutputFormat, Precision, ResizeMode, Task
+from .enums import Emphasis, EngineKey, Mode, OutputFormat, Precision, ResizeMode, Task, WeightsDtype
 from .errors import ValidationError
 
 _STRICT = ConfigDict(extra="forbid", validate_assignment=True, use_enum_values=False)
@@ -69,6 +69,7 @@ class GenerationRequest(BaseModel):
     emphasis: Optional[Emphasis] = None
     vae: Str = None
     precision: Optional[Precision] = None
+    weights_dtype: Optional[WeightsDtype] = None
     output_format: Optional[OutputFormat] = None
     loras: Optional[list[LoraSpec]] = None
     hires: Optional[HiresSpec] = None
@@ -102,7 +103,7 @@ class GenerationRequest(BaseModel):
     vae_tiling: Bool = None
 
 
-_COMMON = {"task", "model", "engine", "mode", "preset", "precision", "output_format", "vae", "seed",
+_COMMON = {"task", "model", "engine", "mode", "preset", "precision", "weights_dtype", "output_format", "vae", "seed",
            "batch_size", "batch_count", "batch_index"}
 _DIFFUSION = {"prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "sampler", "scheduler",
               "clip_skip", "emphasis", "loras", "distilled_cfg_scale", "flow_shift", "text_encoders", "offload", "vae_tiling"}

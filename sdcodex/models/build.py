@@ -119,11 +119,20 @@ def assign_weights(module: torch.nn.Module, state: Mapping[str, torch.Tensor], *
             raise ModelLoadError(
                 f"{source}: {component} cannot be built from this file: tensor {what} has shape {list(got)}, "
                 f"the architecture read from the file expects {list(want.shape)}", field="model")
+    from sdcodex.models import quantized
+
+    dtype = quantized.compute_dtype(state)
+    plain = quantized.install_gguf(module, dict(state), Path(source), component, dtype)  # GGUF blocks stay quantized
     try:
-        module.load_state_dict(dict(state), strict=True, assign=True)
+        result = module.load_state_dict(plain, strict=len(plain) == len(state), assign=True)
     except RuntimeError as exc:
         raise ModelLoadError(f"{source}: {component} weights do not fit its config: {str(exc)[:400]}",
                              field="model") from exc
+    if len(plain) != len(state) and (result.unexpected_keys or any(
+            ".parametrizations." not in f".{k}" for k in result.missing_keys)):
+        raise ModelLoadError(f"{source}: {component} weights do not fit its config: missing "
+                             f"{result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]}", field="model")
+    quantized.keep_fp8(module, dtype)  # fp8 weights of an fp8 file stay fp8, computed in `dtype`
     return module.eval()
 
 

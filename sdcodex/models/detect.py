@@ -25,8 +25,11 @@ from sdcodex.models.detect_rules import (  # noqa: F401  (re-exported: rules and
     rule_vae_svd, rule_vae_wan, rule_vae_causal3d, rule_clip, rule_t5, rule_decoder_lm, rule_lora,
     rule_embedding, rule_upscaler_esrgan, rule_upscaler_rrdbnet, rule_upscaler_swinir, rule_upscaler_compact,
 )
+from sdcodex.models.fp8_io import MARKER as FP8_MARKER
+from sdcodex.models.gguf_io import read_gguf_shapes
 from sdcodex.models.safetensors_io import read_header
 from sdcodex.models.shapes import architecture_of
+from sdcodex.models.weights_io import GGUF_SUFFIXES, storage_facts
 
 KINDS = ("checkpoint", "diffusion_model", "vae", "lora", "text_encoder", "upscaler", "embedding", "unknown")
 PICKLE_SUFFIXES = {".ckpt": "checkpoint", ".pt": "embedding", ".pth": "upscaler", ".bin": "unknown"}
@@ -130,16 +133,24 @@ def detect_file(path: str | Path) -> Detection:
         if suffix == ".pt" and p.name.lower().endswith(".vae.pt"):
             kind = "vae"
         return Detection(kind, None, "", {"pickle": True})
-    if suffix not in SAFETENSORS_SUFFIXES:
+    if suffix not in SAFETENSORS_SUFFIXES + GGUF_SUFFIXES:
         raise ModelLoadError(f"{p}: unsupported model file type {suffix!r}",
-                             allowed=list(SAFETENSORS_SUFFIXES) + sorted(PICKLE_SUFFIXES))
-    tensors, metadata = read_header(p)
-    shapes = {k: v["shape"] for k, v in tensors.items()}
-    det = detect_keys(shapes, metadata)
-    dtypes = Counter(v["dtype"] for v in tensors.values())
+                             allowed=list(SAFETENSORS_SUFFIXES + GGUF_SUFFIXES) + sorted(PICKLE_SUFFIXES))
+    if suffix in GGUF_SUFFIXES:  # names as loaders see them (llama.cpp text-encoder names become HF ones)
+        shapes, types, gguf_meta = read_gguf_shapes(p)
+        metadata = {k: v for k, v in gguf_meta.items() if isinstance(v, str)}
+    else:
+        tensors, metadata = read_header(p)
+        shapes = {k: v["shape"] for k, v in tensors.items()}
+        types = {k: v["dtype"] for k, v in tensors.items()}
+    det = detect_keys({k: v for k, v in shapes.items() if k != FP8_MARKER}, metadata)
+    dtypes = Counter(types.values())
     variant = dict(det.variant)
     if dtypes:
         variant["dtype"] = dtypes.most_common(1)[0][0]
+        variant.update(storage_facts(p, shapes, types, metadata))  # quantization, resident_size
+        if metadata.get("general.architecture"):
+            variant["gguf_architecture"] = metadata["general.architecture"]
     architecture = architecture_of(shapes, det.kind, det.family, det.prefix, det.variant)
     if architecture:
         variant["architecture"] = architecture

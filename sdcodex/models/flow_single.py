@@ -39,6 +39,7 @@ TWO_EXPERTS = (E.WAN22_T2V_A14B, E.WAN22_I2V_A14B)
 #: the naming rule that pairs A14B experts: "...high_noise..." <-> "...low_noise..." in one folder
 NOISE_MARK = re.compile(r"(high|low)(?=[_\-. ]?noise)", re.IGNORECASE)
 SAFETENSORS = (".safetensors", ".sft")
+WEIGHT_FILES = SAFETENSORS + (".gguf",)
 BASE_SEARCH_DEPTH = 3
 
 
@@ -208,9 +209,9 @@ def load_single_file(path: Path, *, wanted: E | None, text_encoders: list[str], 
     """A FLUX, WAN, Z-Image or Chroma single transformer file (+ its A14B partner) and the rest of its pipeline."""
     if not path.is_file():
         raise ModelLoadError(f"{path}: model file not found", field="model")
-    if path.suffix.lower() not in SAFETENSORS:
-        raise ModelLoadError(f"{path}: single-file transformers load from .safetensors files only",
-                             field="model", allowed=list(SAFETENSORS))
+    if path.suffix.lower() not in WEIGHT_FILES:
+        raise ModelLoadError(f"{path}: single-file transformers load from .safetensors and .gguf files only",
+                             field="model", allowed=list(WEIGHT_FILES))
     shapes = read_shapes(path)[0]
     layout, prefix = transformer_layout(path, shapes)
     guidance = f"{prefix}guidance_in.in_layer.weight" in shapes if layout == "flux" else None

@@ -21,8 +21,8 @@ from sdcodex.models.hashing import CACHE_FILENAME, HashCache, short_hash as _sho
 
 log = logging.getLogger("sdcodex.models")
 
-MODEL_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin")
-FORMATS = {".safetensors": "safetensors", ".sft": "safetensors"}
+MODEL_SUFFIXES = (".safetensors", ".sft", ".gguf", ".ckpt", ".pt", ".pth", ".bin")
+FORMATS = {".safetensors": "safetensors", ".sft": "safetensors", ".gguf": "gguf"}
 # `kind="checkpoint"` asks for "a main model": a full checkpoint or a bare denoiser (ComfyUI diffusion_models/).
 KIND_ALIASES = {"checkpoint": ("checkpoint", "diffusion_model")}
 _TITLE_RE = re.compile(r"^(?P<name>.+?)\s*\[(?P<hash>[0-9a-fA-F]{8,64})\]$")
@@ -83,6 +83,8 @@ class ModelEntry:
         return {"name": self.name, "filename": self.filename, "path": str(self.path), "kind": self.kind,
                 "family": self.family.value if self.family else None,
                 "compatible": [f.value for f in self.compatible], "format": self.format, "size": self.size,
+                "size_on_disk": self.size, "quantization": self.variant.get("quantization", "none"),
+                "resident_size": self.variant.get("resident_size"),
                 "prefix": self.prefix, "variant": dict(self.variant), "hash": hash, "error": self.variant.get("error"),
                 "title": f"{self.filename} [{hash}]" if hash else self.filename}
 
@@ -245,8 +247,9 @@ class Inventory:
             entry = next((e for e in self.entries() if e.path == target), None) or entry_for(target, self._hash_entry)
             if not entry.fits(kind, family):
                 what = entry.kind + (f" ({entry.family.value})" if entry.family else "")
+                why = f" ({entry.variant['error']})" if entry.variant.get("error") else ""
                 raise ModelNotFoundError(f"{target} is a {what} model, not a {kind or 'model'}"
-                                         + (f" for {EngineKey(family).value}" if family else ""),
+                                         + (f" for {EngineKey(family).value}" if family else "") + why,
                                          field="model", allowed=self._names(kind, family))
             return entry
         return None

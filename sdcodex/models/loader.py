@@ -17,9 +17,10 @@ from typing import Any, Iterable, Mapping
 import torch
 
 from sdcodex.core.enums import EngineKey, Prediction, Precision
-from sdcodex.core.errors import ModelLoadError, ModelNotFoundError, PickleRefusedError, ValidationError
+from sdcodex.core.errors import CodexError, ModelLoadError, ModelNotFoundError, PickleRefusedError, ValidationError
 from sdcodex.models import convert_ldm as cv
 from sdcodex.models import shapes
+from sdcodex.models import quantized
 from sdcodex.models.build import build_module
 from sdcodex.models.model_configs import (CONFIG_ROOT, bundled_config, config_beside,  # noqa: F401  (re-exported)
                                           configs_from)
@@ -28,6 +29,7 @@ from sdcodex.models.tokenizers import clip_tokenizer
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 SUPPORTED = (EngineKey.SD15, EngineKey.SDXL)
 V_PRED_MARKERS = ("v_pred",)
+BARE_UNET_MARKER = "input_blocks.0.0.weight"
 
 
 @dataclass
@@ -200,14 +202,21 @@ def load_vae_file(path: str | Path, config: dict, dtype: torch.dtype | None, dev
 def load_model(ref: str | Path, *, family: EngineKey | str | None = None, vae: str | Path | None = None,
                precision: str | Precision = "auto", device: str = "cpu", allow_pickle: bool = False,
                models_dir: str | Path | None = None, configs: str | Path | Mapping[str, dict] | None = None,
-               text_encoders: Iterable[str] = ()) -> LoadedModel:
+               text_encoders: Iterable[str] = (), weights_dtype: str = "auto") -> LoadedModel:
     """Load an SD1.5/SDXL single file or Diffusers folder (offline). `configs` overrides bundled component configs.
-    FLUX/SVD/HunyuanVideo/WAN load through flow_loader.load_flow_model (`text_encoders`: separate files)."""
+    FLUX/SVD/HunyuanVideo/WAN load through flow_loader.load_flow_model (`text_encoders`: separate files).
+    Single files may be .safetensors (plain, fp8, ComfyUI fp8_scaled) or .gguf (quantized weights stay quantized);
+    `weights_dtype="fp8"` stores the denoiser's and text encoders' weights in fp8 (quantized.py).
+    `variant["weights"]` says how the weights are stored."""
+    if str(weights_dtype) not in quantized.WEIGHTS_DTYPES:
+        raise ValidationError(f"unknown weights_dtype {weights_dtype!r}", field="weights_dtype",
+                              allowed=list(quantized.WEIGHTS_DTYPES))
     from sdcodex.models import flow_loader  # FLUX / SVD / HunyuanVideo / WAN 2.2 load there
     if flow_loader.is_flow_family(family) or (family is None and flow_loader.is_flow_family(
             flow_loader.sniff_family(resolve_ref(ref, models_dir)))):
-        return flow_loader.load_flow_model(ref, family=family, vae=vae, precision=precision, device=device,
-                                           models_dir=models_dir, configs=configs, text_encoders=text_encoders)
+        loaded = flow_loader.load_flow_model(ref, family=family, vae=vae, precision=precision, device=device,
+                                             models_dir=models_dir, configs=configs, text_encoders=text_encoders)
+        return _weights_storage(loaded, str(weights_dtype))
     dtype = resolve_dtype(precision, device)
     path = resolve_ref(ref, models_dir)
     wanted = None
@@ -227,6 +236,30 @@ def load_model(ref: str | Path, *, family: EngineKey | str | None = None, vae: s
         vae_config = dict(loaded.components["vae"].config)
         loaded.components["vae"] = load_vae_file(Path(vae), vae_config, loaded.dtype, device)
         loaded.variant["vae"] = str(vae)
+    return _weights_storage(loaded, str(weights_dtype))
+
+
+def _weights_storage(loaded: LoadedModel, weights_dtype: str) -> LoadedModel:
+    """Apply `weights_dtype` and record in variant["weights"] how the weights are stored (for the job info)."""
+    if weights_dtype == "fp8":
+        for name in quantized.FP8_COMPONENTS:
+            module = loaded.components.get(name)
+            if isinstance(module, torch.nn.Module):
+                quantized.store_fp8(module)
+    weights: dict[str, Any] = {"weights_dtype": weights_dtype}
+    described = quantized.describe(loaded.components)
+    if described:
+        weights["quantized"] = described
+    if loaded.path.is_file():
+        from sdcodex.models.safetensors_io import read_shapes
+        from sdcodex.models.weights_io import storage_facts
+
+        try:
+            shapes, dtypes, meta = read_shapes(loaded.path)
+            weights["file_quantization"] = storage_facts(loaded.path, shapes, dtypes, meta)["quantization"]
+        except CodexError:
+            pass
+    loaded.variant["weights"] = weights
     return loaded
 
 
@@ -237,11 +270,17 @@ def _load_single_file(path: Path, wanted: EngineKey | None, dtype: torch.dtype |
         raise ModelNotFoundError(f"model file {path} not found", field="model")
     if path.suffix.lower() in PICKLE_SUFFIXES:
         source, keys = _open_pickle(path, allow_pickle)
-    elif path.suffix.lower() == ".safetensors":
+    elif path.suffix.lower() in (".safetensors", ".sft", ".gguf"):
         source, keys = _open_safetensors(path)
     else:
         raise ModelLoadError(f"{path}: unsupported file type {path.suffix!r}", field="model",
-                             allowed=[".safetensors", "diffusers folder", *PICKLE_SUFFIXES])
+                             allowed=[".safetensors", ".gguf", "diffusers folder", *PICKLE_SUFFIXES])
+    if BARE_UNET_MARKER in keys:  # a UNet alone without prefix (ComfyUI's GGUF UNets, diffusion_models files)
+        fam = EngineKey.SDXL if any(k.startswith("label_emb.") for k in keys) else EngineKey.SD15
+        if wanted is not None and fam != wanted:
+            raise ModelLoadError(f"{path}: this is a {fam} UNet, it cannot be loaded as {wanted}", field="family",
+                                 allowed=[str(fam)])
+        return _load_unet_only(path, fam, source, {k: k for k in keys}, dtype, device, overrides, models_dir)
     root = cv.find_root_prefix(keys)
     found = _detect_family(path, keys, root)
     if wanted is not None and found != wanted:
@@ -252,6 +291,8 @@ def _load_single_file(path: Path, wanted: EngineKey | None, dtype: torch.dtype |
         raise ModelLoadError(f"{path}: family {fam} is not loaded by the SD loader", field="family",
                              allowed=list(map(str, SUPPORTED)))
     parts = cv.split_components(keys, root)
+    if "unet" in parts and not {"vae", "text_encoder", "text_encoder_2"} & set(parts):
+        return _load_unet_only(path, fam, source, parts["unet"], dtype, device, overrides, models_dir)
     for needed in ("unet", "vae", "text_encoder") + (("text_encoder_2",) if fam is EngineKey.SDXL else ()):
         if needed not in parts:
             raise ModelLoadError(f"{path}: no {needed} weights in this file; a full {fam} checkpoint is needed "
@@ -310,6 +351,29 @@ def _load_single_file(path: Path, wanted: EngineKey | None, dtype: torch.dtype |
                        dtype=unet.dtype, short_hash=cached_short_hash(path, models_dir), scheduler_config=dict(sched_cfg))
 
 
+def _load_unet_only(path: Path, fam: EngineKey, source: Any, keymap: dict[str, str], dtype: torch.dtype | None,
+                    device: str, overrides: dict[str, dict], models_dir: str | Path | None) -> LoadedModel:
+    """A UNet-only file (LDM layout): the UNet from the file, every other component from the first Diffusers folder
+    of the same family in the models folder (the rule single FLUX/WAN transformer files follow)."""
+    from sdcodex.models.flow_single import find_base
+
+    base = find_base(fam, models_dir)
+    if base is None:
+        raise ModelLoadError(f"{path}: a UNet-only {fam} file needs the rest of its pipeline (VAE, text encoders): put "
+                             f"a {fam} Diffusers folder in the models folder to take them from", field="model")
+    unet_cfg = dict(overrides.get("unet") or json.loads((base / "unet" / "config.json").read_text()))
+    try:  # the architecture the file's shapes show, from the base's config
+        unet_cfg = shapes.unet_config({k: list(source.shape(v)) for k, v in keymap.items()}, unet_cfg)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"{path}: {exc.message}", field=exc.field) from None
+    unet = build_module("UNet2DConditionModel", unet_cfg, cv.convert_unet(_materialize(source, keymap, dtype), unet_cfg),
+                        source=path, component="unet", device=device)
+    loaded = _load_folder(base, fam, dtype, device, models_dir, overrides={"unet": unet})
+    loaded.name, loaded.path, loaded.short_hash = path.stem, path, cached_short_hash(path, models_dir)
+    loaded.variant.update(format="single_file", unet_only=True, base=str(base))
+    return loaded
+
+
 def _tokenizer(family: EngineKey, slot: str):
     cfg = bundled_config(family, slot)
     return clip_tokenizer(pad_token=cfg.get("pad_token", "<|endoftext|>"),
@@ -327,8 +391,9 @@ def _folder_family(path: Path, index: dict) -> EngineKey:
 
 
 def _load_folder(path: Path, wanted: EngineKey | None, dtype: torch.dtype | None, device: str,
-                 models_dir: str | Path | None) -> LoadedModel:
-    """A Diffusers folder via from_pretrained(local_files_only=True); our tokenizer fills a missing one."""
+                 models_dir: str | Path | None, overrides: dict[str, Any] | None = None) -> LoadedModel:
+    """A Diffusers folder via from_pretrained(local_files_only=True); our tokenizer fills a missing one; `overrides`
+    are ready components that replace the folder's own."""
     import diffusers
 
     index_file = path / "model_index.json"
@@ -341,7 +406,7 @@ def _load_folder(path: Path, wanted: EngineKey | None, dtype: torch.dtype | None
     if wanted is not None and fam != wanted:
         raise ModelLoadError(f"{path}: this is a {fam} model, it cannot be loaded as {wanted}", field="family",
                              allowed=[str(fam)])
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = dict(overrides or {})
     for slot in ("tokenizer", "tokenizer_2"):
         if slot in index and not (path / slot).is_dir():
             kwargs[slot] = _tokenizer(fam, slot)

@@ -83,7 +83,12 @@ def _read_header(p: Path) -> tuple[dict[str, TensorInfo], dict[str, str], int]:
 
 
 def read_shapes(path: str | os.PathLike[str]) -> tuple[dict[str, list[int]], dict[str, str], dict[str, str]]:
-    """Return (shapes, dtypes, metadata) of `path`: the parts detection needs."""
+    """Return (shapes, dtypes, metadata) of `path`: the parts detection needs. A .gguf file answers through
+    gguf_io.read_gguf_shapes (dtypes are then ggml type names: 'Q8_0', 'F16'...)."""
+    if Path(path).suffix.lower() == ".gguf":
+        from sdcodex.models.gguf_io import read_gguf_shapes
+
+        return read_gguf_shapes(path)
     tensors, metadata = read_header(path)
     shapes = {k: v["shape"] for k, v in tensors.items()}
     dtypes = {k: v["dtype"] for k, v in tensors.items()}
@@ -223,9 +228,17 @@ def _populate(storage: Any) -> None:
 
 
 # ------------------------------------------------------------------------------------------ opening for a load
-def open_mapped(path: str | os.PathLike[str]) -> MappedSafetensors:
-    """A private memory map of a .safetensors file for loading, its pages made resident on a background thread
-    while the modules are built. An unreadable file is a ModelLoadError naming it."""
+def open_mapped(path: str | os.PathLike[str]) -> Any:
+    """A private memory map of a weights file for loading, its pages made resident on a background thread while the
+    modules are built: a MappedSafetensors; for a .gguf file a gguf_io.MappedGGUF (quantized tensors stay
+    quantized); for a ComfyUI fp8_scaled file an fp8_io.ScaledFP8 view (weights dequantized with their scales).
+    An unreadable file is a ModelLoadError naming it."""
+    if Path(path).suffix.lower() == ".gguf":
+        from sdcodex.models.gguf_io import MappedGGUF
+
+        handle: Any = MappedGGUF(path)
+        handle.prefetch()
+        return handle
     try:
         handle = MappedSafetensors(path)
     except ModelLoadError:
@@ -234,7 +247,9 @@ def open_mapped(path: str | os.PathLike[str]) -> MappedSafetensors:
         raise ModelLoadError(f"{path}: not a readable safetensors file ({exc}); the file may be truncated or "
                              "corrupt, download it again") from exc
     handle.prefetch()
-    return handle
+    from sdcodex.models import fp8_io
+
+    return fp8_io.ScaledFP8(handle) if fp8_io.is_scaled(handle.tensors) else handle
 
 
 class TensorView(Mapping):
@@ -248,7 +263,8 @@ class TensorView(Mapping):
     def __getitem__(self, key: str):
         full = self.names[key]
         tensor = self.source.get_tensor(full) if hasattr(self.source, "get_tensor") else self.source[full]
-        if self.dtype is not None and tensor.is_floating_point() and tensor.dtype != self.dtype:
+        if (self.dtype is not None and tensor.is_floating_point() and tensor.dtype != self.dtype
+                and tensor.dtype not in _fp8_dtypes()):  # fp8 stays fp8: quantized.keep_fp8 casts per layer
             tensor = tensor.to(self.dtype)
         return tensor
 
@@ -260,3 +276,9 @@ class TensorView(Mapping):
 
     def __contains__(self, key: object) -> bool:
         return key in self.names
+
+
+def _fp8_dtypes() -> tuple[Any, ...]:
+    import torch
+
+    return tuple(getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2") if hasattr(torch, n))
