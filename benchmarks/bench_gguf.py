@@ -75,8 +75,13 @@ def make_file(path: Path, cfg: dict) -> int:
 def child(path: Path, cfg_path: Path) -> dict:
     """Runs in the subprocess: load, touch, one forward; report RSS figures."""
     import torch
+    # every import the load needs happens before the baseline, so the figures are the load's alone
+    import diffusers.quantizers.gguf.utils  # noqa: F401
+    import gguf  # noqa: F401
+    from diffusers import FluxTransformer2DModel  # noqa: F401
+    from diffusers.hooks import apply_layerwise_casting_hook  # noqa: F401
 
-    from sdcodex.models import flow_single
+    from sdcodex.models import convert_flow, flow_single, gguf_io, quantized  # noqa: F401
 
     base = json.loads(cfg_path.read_text())
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))

@@ -258,17 +258,33 @@ class MappedGGUF:
             dtype = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}[info["type"]]
             if info["offset"] % dtype.itemsize:
                 raw = raw.clone()
-            return raw.view(dtype).reshape(info["shape"])
+            return self._unpermute(name, raw.view(dtype).reshape(info["shape"]))
         from diffusers.quantizers.gguf.utils import GGUFParameter
 
         gguf = _gguf()
         qtype = gguf.GGMLQuantizationType(info["code"])
         block, type_size = gguf.GGML_QUANT_SIZES[qtype]
         stored = info["ggml_shape"]
-        rows = raw.reshape(*stored[:-1], stored[-1] // block * type_size)
+        rows = self._unpermute(name, raw.reshape(*stored[:-1], stored[-1] // block * type_size))
         param = GGUFParameter(rows, quant_type=qtype)
         param.logical_shape = torch.Size(info["shape"])
         return param
+
+    def _unpermute(self, name: str, rows):
+        """llama.cpp's converter reorders the rows of Llama q/k projections (each head's two rotary halves
+        interleaved); Hugging Face's Llama wants them back in order. Rows are whole blocks, so this works on
+        quantized data (a copy of that one tensor)."""
+        if self.architecture != "llama" or not name.endswith(("self_attn.q_proj.weight", "self_attn.k_proj.weight",
+                                                              "self_attn.q_proj.bias", "self_attn.k_proj.bias")):
+            return rows
+        key = "llama.attention.head_count" if ".q_proj." in name else "llama.attention.head_count_kv"
+        heads = int(self.metadata.get(key) or self.metadata.get("llama.attention.head_count") or 0)
+        n = rows.shape[0]
+        if heads <= 0 or n % (2 * heads):
+            raise ModelLoadError(f"{self.path}: tensor {name!r}: {n} rows do not split into {heads} heads "
+                                 f"({key})", field="model")
+        rest = tuple(rows.shape[1:])
+        return rows.reshape(heads, n // heads // 2, 2, *rest).transpose(1, 2).reshape(n, *rest).contiguous()
 
     def prefetch(self) -> bool:
         """Make the file's pages resident on a background thread (see MappedSafetensors.prefetch)."""

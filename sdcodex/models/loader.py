@@ -363,7 +363,8 @@ def _load_unet_only(path: Path, fam: EngineKey, source: Any, keymap: dict[str, s
                              f"a {fam} Diffusers folder in the models folder to take them from", field="model")
     unet_cfg = dict(overrides.get("unet") or json.loads((base / "unet" / "config.json").read_text()))
     try:  # the architecture the file's shapes show, from the base's config
-        unet_cfg = shapes.unet_config({k: list(source.shape(v)) for k, v in keymap.items()}, unet_cfg)
+        unet_cfg = shapes.unet_config({k: list(source.shape(v) if hasattr(source, "shape") else source[v].shape)
+                                       for k, v in keymap.items()}, unet_cfg)
     except ModelLoadError as exc:
         raise ModelLoadError(f"{path}: {exc.message}", field=exc.field) from None
     unet = build_module("UNet2DConditionModel", unet_cfg, cv.convert_unet(_materialize(source, keymap, dtype), unet_cfg),

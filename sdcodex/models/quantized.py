@@ -10,6 +10,7 @@ never expanded at once.
 from __future__ import annotations
 
 import re
+import types
 from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping
@@ -89,6 +90,8 @@ def install_gguf(module: torch.nn.Module, state: dict[str, Any], path: Path, com
             continue
         owner_name, _, name = key.rpartition(".")
         owner = module.get_submodule(owner_name) if owner_name else module
+        if parametrize.is_parametrized(owner, name):  # a tied weight (T5's shared / embed_tokens): installed once
+            continue
         current = owner._parameters.get(name)
         shape = torch.Size(getattr(value, "logical_shape", None) or value.quant_shape)
         if current is None:
@@ -100,7 +103,21 @@ def install_gguf(module: torch.nn.Module, state: dict[str, Any], path: Path, com
         value.requires_grad_(False)
         owner._parameters[name] = value
         parametrize.register_parametrization(owner, name, GGUFDequantize(value.quant_type, shape, dtype), unsafe=True)
+        if isinstance(owner, torch.nn.Embedding) and tuple(value.quant_shape) == tuple(shape):
+            owner.forward = types.MethodType(_embedding_lookup, owner)  # dequantize the looked-up rows only
     return plain
+
+
+def _embedding_lookup(self: torch.nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
+    """nn.Embedding.forward for a GGUF table stored row by row: gather the raw rows of `ids`, dequantize those (a
+    256k-token vocabulary is never expanded whole)."""
+    from diffusers.quantizers.gguf.utils import GGUFParameter
+
+    raw = self.parametrizations.weight.original
+    spec = self.parametrizations.weight[0]
+    rows = (raw.as_tensor() if hasattr(raw, "as_tensor") else raw)[ids.reshape(-1)]
+    values = dequantize(GGUFParameter(rows, quant_type=spec.quant_type), spec.dtype, (rows.shape[0], spec.shape[1]))
+    return values.reshape(*ids.shape, spec.shape[1])
 
 
 def _layer_types() -> tuple[type, ...]:

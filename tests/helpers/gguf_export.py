@@ -17,6 +17,9 @@ def to_gguf_array(value: torch.Tensor, qtype, *, flatten: bool, name: str, write
 
     data = value.detach().to(torch.float32).numpy()
     block = gguf.GGML_QUANT_SIZES[qtype][0]
+    if data.ndim > 4:  # GGUF holds up to 4 dims: WAN's 5-D patch embedding goes flat, with its real shape
+        writer.add_array(f"comfy.gguf.orig_shape.{name}", [int(d) for d in data.shape])
+        return data.reshape(-1, data.shape[-1]), gguf.GGMLQuantizationType.F32
     if data.ndim < 2 or data.size < SMALL or qtype == gguf.GGMLQuantizationType.F32:
         return data, gguf.GGMLQuantizationType.F32
     if data.shape[-1] % block:
@@ -48,3 +51,27 @@ def write_gguf(state: dict[str, torch.Tensor], path: Path, arch: str, qtype: str
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def t5_to_llama_cpp(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A T5/UMT5 encoder state dict (Hugging Face names) under llama.cpp's names, as T5 GGUF files carry them."""
+    import re
+
+    fixed = {"shared.weight": "token_embd.weight", "encoder.final_layer_norm.weight": "enc.output_norm.weight"}
+    parts = {"layer.0.SelfAttention.q": "attn_q", "layer.0.SelfAttention.k": "attn_k", "layer.0.SelfAttention.v": "attn_v",
+             "layer.0.SelfAttention.o": "attn_o", "layer.0.layer_norm": "attn_norm",
+             "layer.0.SelfAttention.relative_attention_bias": "attn_rel_b", "layer.1.DenseReluDense.wi_0": "ffn_gate",
+             "layer.1.DenseReluDense.wi_1": "ffn_up", "layer.1.DenseReluDense.wo": "ffn_down",
+             "layer.1.layer_norm": "ffn_norm"}
+    out = {}
+    for key, value in state.items():
+        if key == "encoder.embed_tokens.weight":
+            continue  # tied to shared
+        if key in fixed:
+            out[fixed[key]] = value
+            continue
+        m = re.fullmatch(r"encoder\.block\.(\d+)\.(.+)\.(weight|bias)", key)
+        if m is None or m.group(2) not in parts:
+            raise KeyError(key)
+        out[f"enc.blk.{m.group(1)}.{parts[m.group(2)]}.{m.group(3)}"] = value
+    return out

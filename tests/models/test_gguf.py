@@ -25,7 +25,7 @@ from sdcodex.models.inventory import Inventory
 from sdcodex.models.loader import load_model
 from sdcodex.runtime import LocalModels
 from tests.helpers import flow_export as fx
-from tests.helpers.gguf_export import write_gguf
+from tests.helpers.gguf_export import t5_to_llama_cpp, write_gguf
 from tests.helpers.ldm_export import unet_to_ldm
 
 gguf = pytest.importorskip("gguf")
@@ -49,6 +49,12 @@ def models(tmp_path_factory) -> Path:
     bfl = fx.flux_to_bfl(flux.state_dict())
     unet = UNet2DConditionModel.from_pretrained(root / "sd15-demo" / "unet")
     ldm = unet_to_ldm(unet.state_dict(), json.loads((root / "sd15-demo" / "unet" / "config.json").read_text()))
+    from transformers import CLIPTextModel, T5EncoderModel
+
+    t5 = T5EncoderModel.from_pretrained(root / "flux-dev-demo" / "text_encoder_2")
+    write_gguf(t5_to_llama_cpp(t5.state_dict()), root / "text_encoders" / "t5-tiny-Q8_0.gguf", "t5encoder", "Q8_0")
+    fx.export_clip(CLIPTextModel.from_pretrained(root / "flux-dev-demo" / "text_encoder"),
+                   root / "text_encoders" / "clip-l-tiny.safetensors")
     for q in TOLERANCE:
         write_gguf(bfl, root / "diffusion_models" / f"flux-tiny-{q}.gguf", "flux", q)
         # SD UNets: convolutions flattened to rows with comfy.gguf.orig_shape, as ComfyUI's converter writes them
@@ -80,6 +86,32 @@ def test_gguf_generates_close_to_the_unquantized_model(orch, family, req, base, 
     assert weights["quantized"][slot]["gguf"][qtype] > 0
 
 
+WAN_REQ = {"engine": "wan22_t2v_a14b", "task": "txt2vid", "prompt": "a red fox", "steps": 2, "seed": 7, "num_frames": 5,
+           "fps": 8.0, "width": 32, "height": 32, "cfg_scale": 4.0, "guidance_scale_2": 3.0}
+WAN_TOLERANCE = (16, 0.5)  # Q8_0, over all frames (measured 11 / 0.042, docs/models.md)
+
+
+def test_wan_a14b_expert_gguf_files_pair_and_generate(tmp_path_factory):
+    """Both WAN 2.2 A14B experts as GGUF (5-D patch embedding stored flat with comfy.gguf.orig_shape), paired by
+    the high_noise/low_noise naming rule like safetensors experts."""
+    from diffusers import WanTransformer3DModel
+
+    root = tmp_path_factory.mktemp("gguf-wan")
+    build_demo_model("wan22_t2v_a14b", root)
+    for sub, mark in (("transformer", "high"), ("transformer_2", "low")):
+        module = WanTransformer3DModel.from_pretrained(root / "wan22-t2v-a14b-demo" / sub)
+        write_gguf(fx.wan_to_original(module.state_dict()),
+                   root / "diffusion_models" / f"wan2.2_t2v_{mark}_noise_tiny-Q8_0.gguf", "wan", "Q8_0")
+    orch = Orchestrator(LocalModels(root, device="cpu"), None)
+    ref = orch.run({**WAN_REQ, "model": "wan22-t2v-a14b-demo"})
+    result = orch.run({**WAN_REQ, "model": "wan2.2_t2v_low_noise_tiny-Q8_0"})
+    frames = lambda r: np.stack([np.asarray(f) for f in r.frames[0]]).astype(np.float64)  # noqa: E731
+    diff = np.abs(frames(result) - frames(ref))
+    assert diff.max() <= WAN_TOLERANCE[0] and diff.mean() <= WAN_TOLERANCE[1], (diff.max(), diff.mean())
+    assert result.info["experts"] == 2
+    assert set(result.info["weights"]["quantized"]) == {"transformer", "transformer_2"}
+
+
 def test_weights_stay_quantized_in_memory(models):
     path = models / "diffusion_models" / "flux-tiny-Q4_0.gguf"
     loaded = load_model(path, family="flux", models_dir=models)
@@ -92,6 +124,25 @@ def test_weights_stay_quantized_in_memory(models):
     # reading a weight dequantizes that layer only, into the compute dtype
     layer = module.transformer_blocks[0].attn.to_q
     assert layer.weight.dtype == torch.float32 and layer.weight.shape == (32, 32)
+
+
+def test_t5_text_encoder_gguf_with_llama_cpp_names(orch, models):
+    """A T5 encoder GGUF (llama.cpp names `enc.blk.N.attn_q`, `token_embd`) as a FLUX `text_encoders` file."""
+    ref = _pixels(orch.run({**FLUX_REQ, "model": "flux-dev-demo"}))
+    result = orch.run({**FLUX_REQ, "model": "flux-tiny-Q8_0", "text_encoders": ["t5-tiny-Q8_0", "clip-l-tiny"]})
+    diff = np.abs(_pixels(result) - ref)
+    assert diff.max() <= TOLERANCE["Q8_0"][0] and diff.mean() <= TOLERANCE["Q8_0"][1], (diff.max(), diff.mean())
+    assert result.info["weights"]["quantized"]["text_encoder_2"]["gguf"]["Q8_0"] > 0
+    entry = {e.name: e for e in Inventory(models).entries()}["t5-tiny-Q8_0"]
+    assert entry.kind == "text_encoder" and entry.variant["gguf_architecture"] == "t5encoder"
+    # the token table stays quantized: a lookup dequantizes only the rows asked for, equal to the whole table's rows
+    loaded = load_model(models / "diffusion_models" / "flux-tiny-Q8_0.gguf", family="flux", models_dir=models,
+                        text_encoders=[str(models / "text_encoders" / "t5-tiny-Q8_0.gguf"),
+                                       str(models / "text_encoders" / "clip-l-tiny.safetensors")])
+    shared = loaded.components["text_encoder_2"].shared
+    assert shared.parametrizations.weight.original.dtype == torch.uint8
+    ids = torch.tensor([[3, 7, 7, 150]])
+    torch.testing.assert_close(shared(ids), shared.weight[ids], rtol=0, atol=0)
 
 
 def _raw(reader_tensor) -> np.ndarray:
@@ -212,3 +263,41 @@ def test_bad_gguf_files_do_not_break_listing_or_serving(bad_models):
         orch.run({**FLUX_REQ, "model": str(truncated)})
     assert str(truncated) in str(err.value) and "truncated" in str(err.value).split(str(truncated), 1)[1]
     assert orch.run({**FLUX_REQ, "model": "flux-good"}).pil_images  # the next job still runs
+
+
+def test_llama_gguf_q_k_rows_come_back_in_hugging_face_order(tmp_path):
+    """llama.cpp writes Llama q/k projection rows permuted for its rotary layout; reading undoes it (quantized or
+    not), so the tensors equal the Hugging Face ones."""
+    heads, kv_heads, head_dim, width = 4, 2, 8, 32
+    rng = torch.Generator().manual_seed(0)
+    hf = {"model.layers.0.self_attn.q_proj.weight": torch.randn(heads * head_dim, width, generator=rng),
+          "model.layers.0.self_attn.k_proj.weight": torch.randn(kv_heads * head_dim, width, generator=rng),
+          "model.layers.0.self_attn.v_proj.weight": torch.randn(kv_heads * head_dim, width, generator=rng)}
+
+    def permute(w: torch.Tensor, h: int) -> torch.Tensor:  # what llama.cpp's converter does
+        return w.reshape(h, 2, w.shape[0] // h // 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
+
+    lcpp = {"blk.0.attn_q.weight": permute(hf["model.layers.0.self_attn.q_proj.weight"], heads),
+            "blk.0.attn_k.weight": permute(hf["model.layers.0.self_attn.k_proj.weight"], kv_heads),
+            "blk.0.attn_v.weight": hf["model.layers.0.self_attn.v_proj.weight"]}
+    for qtype in ("Q8_0", "F32"):
+        path = tmp_path / f"llama-{qtype}.gguf"
+        writer = gguf.GGUFWriter(str(path), "llama")
+        writer.add_head_count(heads)
+        writer.add_head_count_kv(kv_heads)
+        for name, value in lcpp.items():
+            if qtype == "F32":
+                writer.add_tensor(name, value.numpy())
+            else:
+                writer.add_tensor(name, gguf.quants.quantize(value.numpy(), gguf.GGMLQuantizationType.Q8_0),
+                                  raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        handle = MappedGGUF(path)
+        assert sorted(handle.keys()) == sorted(hf)
+        for name, expected in hf.items():
+            got = quantized.dequantize(handle.get_tensor(name), torch.float32)
+            tol = 0 if qtype == "F32" else expected.abs().max().item() / 100
+            torch.testing.assert_close(got, expected, rtol=0, atol=tol)
