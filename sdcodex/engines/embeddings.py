@@ -105,6 +105,12 @@ def _vectors(emb: Embedding, keys: tuple[str, ...], width: int, slot: str) -> to
     return None
 
 
+def _token_names(name: str, count: int) -> list[str]:
+    """One added token per vector: `name`, `name#1`, ... Not `name_1`: Diffusers' pipelines expand a token that has
+    `_1` siblings once more (TextualInversionLoaderMixin.maybe_convert_prompt), which would repeat the vectors."""
+    return [name] + [f"{name}#{i}" for i in range(1, count)]
+
+
 @contextmanager
 def applied(pipes: list[Any], embeddings: list[Embedding], texts: list[str]) -> Iterator[EmbeddingReport]:
     """Make `embeddings` usable in `pipes` for the block; the report's `prompts` are `texts` rewritten."""
@@ -129,7 +135,7 @@ def applied(pipes: list[Any], embeddings: list[Embedding], texts: list[str]) -> 
                     raise ValidationError(f"embedding {emb.name!r} has no vectors for {te_name} "
                                           f"(keys: {sorted(emb.vectors)})", field="prompt")
                 counts[emb.name] = vec.shape[0]
-                names += [emb.name] + [f"{emb.name}_{i}" for i in range(1, vec.shape[0])]
+                names += _token_names(emb.name, vec.shape[0])
                 rows.append(vec)
             new_tok = copy.deepcopy(tok)
             new_tok.add_tokens(names)
@@ -146,8 +152,7 @@ def applied(pipes: list[Any], embeddings: list[Embedding], texts: list[str]) -> 
         rewritten = []
         for text in texts:
             for emb in embeddings:
-                n = counts.get(emb.name, 1)
-                words = " ".join([emb.name] + [f"{emb.name}_{i}" for i in range(1, n)])
+                words = " ".join(_token_names(emb.name, counts.get(emb.name, 1)))
                 text = _pattern(emb.name).sub(words, text or "")
             rewritten.append(text)
         report.prompts = rewritten
