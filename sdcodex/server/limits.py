@@ -11,7 +11,7 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
 # Job-size defaults (each has a `serve` flag and an env var; 0 turns a limit off). Generous for real use:
 # 1024x1024 x 128 images or a 1280x720 x 129-frame video fit; a 50 MB prompt or 10^5 steps do not.
-DEFAULT_MAX_PROMPT_BYTES = 32 * 1024
+DEFAULT_MAX_PROMPT_BYTES = 16 * 1024
 DEFAULT_MAX_OUTPUT_PIXELS = 128 * 1024 * 1024
 DEFAULT_MAX_STEPS = 150
 DEFAULT_MAX_FRAMES = 257
