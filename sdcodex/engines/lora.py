@@ -26,6 +26,7 @@ from sdcodex.core.errors import CodexError, ValidationError
 from sdcodex.engines.lora_flow import (  # noqa: F401  (FLUX/WAN original-layout mapping)
     _SUFFIXES, _from_original_layout, _other_original_layout,
 )
+from sdcodex.models import quantized
 
 log = logging.getLogger("sdcodex.lora")
 
@@ -357,6 +358,10 @@ def applied(model: Any, family: str, uses: list[LoraUse]) -> Iterator[LoraReport
         with torch.no_grad():
             for use, plan in plans:
                 for module, delta in plan:
+                    if quantized.holds_quantized_weight(module):  # GGUF: the delta rides on the dequantization
+                        backup.setdefault(id(module), (module, None))
+                        quantized.add_weight_delta(module, delta)
+                        continue
                     if id(module) not in backup:
                         backup[id(module)] = (module, module.weight.detach().clone())
                     w = module.weight
@@ -368,7 +373,10 @@ def applied(model: Any, family: str, uses: list[LoraUse]) -> Iterator[LoraReport
     finally:
         with torch.no_grad():
             for module, original in backup.values():
-                module.weight.copy_(original)
+                if original is None:
+                    quantized.add_weight_delta(module, None)
+                else:
+                    module.weight.copy_(original)
 
 
 def resolve_uses(provider: Any, family: str, uses: list[LoraUse]) -> list[LoraUse]:

@@ -57,16 +57,37 @@ class GGUFDequantize(torch.nn.Module):
     def __init__(self, quant_type: Any, shape: torch.Size, dtype: torch.dtype) -> None:
         super().__init__()
         self.quant_type, self.shape, self.dtype = quant_type, torch.Size(shape), dtype
+        self.delta: torch.Tensor | None = None  # a merged LoRA, added after dequantizing (add_weight_delta)
 
     def forward(self, raw: torch.Tensor) -> torch.Tensor:
         if not hasattr(raw, "quant_type"):  # moved by code that dropped the subclass: the type is ours
             from diffusers.quantizers.gguf.utils import GGUFParameter
 
             raw = GGUFParameter(raw, quant_type=self.quant_type)
-        return dequantize(raw, self.dtype, self.shape)
+        weight = dequantize(raw, self.dtype, self.shape)
+        return weight if self.delta is None else weight + self.delta.to(weight)
 
     def extra_repr(self) -> str:
         return f"{getattr(self.quant_type, 'name', self.quant_type)}, shape={list(self.shape)}, dtype={self.dtype}"
+
+
+def holds_quantized_weight(module: torch.nn.Module) -> bool:
+    """Whether `module.weight` is computed from GGUF blocks (so writing into it changes nothing)."""
+    from torch.nn.utils import parametrize
+
+    return parametrize.is_parametrized(module, "weight") and isinstance(module.parametrizations.weight[0],
+                                                                         GGUFDequantize)
+
+
+def add_weight_delta(module: torch.nn.Module, delta: torch.Tensor | None) -> None:
+    """Add `delta` to a GGUF layer's weight (a LoRA merge: the blocks stay as stored, the delta is added after each
+    dequantization); None removes every delta."""
+    spec = module.parametrizations.weight[0]
+    if delta is None:
+        spec.delta = None
+    else:
+        delta = delta.to(spec.dtype)
+        spec.delta = delta if spec.delta is None else spec.delta + delta
 
 
 def compute_dtype(state: Mapping[str, Any]) -> torch.dtype:
@@ -203,5 +224,5 @@ def describe(components: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["dequantize", "install_gguf", "keep_fp8", "store_fp8", "describe", "compute_dtype", "GGUFDequantize",
+__all__ = ["dequantize", "install_gguf", "holds_quantized_weight", "add_weight_delta", "keep_fp8", "store_fp8", "describe", "compute_dtype", "GGUFDequantize",
            "WEIGHTS_DTYPES", "is_gguf_tensor"]
