@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from sdcodex.core.enums import Emphasis, Task
+from sdcodex.core.enums import Task
 from sdcodex.core.request import TASK_KEYS
 
 from . import caps
@@ -53,8 +53,6 @@ SPECS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "noise_aug_strength": ("number", "Noise augmentation", {"value": 0.02}),
     "decode_chunk_size": ("number", "Decode chunk size", {"value": None, "precision": 0}),
     "clip_skip": ("slider", "Clip skip", {"minimum": 1, "maximum": 12, "step": 1, "value": 1}),
-    "emphasis": ("dropdown", "Emphasis", {"choices": Emphasis.values(), "value": Emphasis.ORIGINAL.value,
-                                          "info": "how (word:1.2) weights apply (A1111's setting)"}),
     "output_format": ("dropdown", "Output format", {}),
     "hires.enabled": ("checkbox", "Hires. fix", {"value": False}),
     "hires.scale": ("slider", "Upscale by", {"minimum": 1.05, "maximum": 4, "step": 0.05, "value": 2}),
@@ -73,7 +71,7 @@ GROUPS: tuple[tuple[str, ...], ...] = (
     ("mask_blur", "mask_invert", "inpaint_full_res", "inpaint_full_res_padding"),
     ("upscaler", "scale", "tile_size", "tile_overlap"),
     ("motion_bucket_id", "noise_aug_strength", "decode_chunk_size"),
-    ("clip_skip", "emphasis", "output_format"),
+    ("clip_skip", "output_format"),
 )
 HIRES_KEYS = ("hires.scale", "hires.steps", "hires.denoising_strength", "hires.upscaler")
 IMAGE_INPUT_TASKS = {Task.IMG2IMG, Task.UPSCALE, Task.IMG2VID}
@@ -150,8 +148,6 @@ def make_field(key: str, task: Task) -> Any:
         return gr.Checkbox(label=label, elem_id=elem_id, **opts)
     if kind == "radio":
         return gr.Radio(label=label, elem_id=elem_id, **opts)
-    if kind == "dropdown":
-        return gr.Dropdown(label=label, elem_id=elem_id, **opts)
     raise ValueError(key)
 
 
