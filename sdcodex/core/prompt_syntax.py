@@ -11,7 +11,17 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["BREAK", "parse_attention", "prompt_schedules", "schedule_text_at", "split_and"]
+__all__ = ["BREAK", "LORA_TAG", "lora_tag_names", "parse_attention", "prompt_schedules", "schedule_text_at",
+           "split_and"]
+
+#: A1111's `<lora:name[:weight[:unet_weight]]>` prompt tag (groups: name, weight, unet weight). The engines
+#: strip and apply the tags; the server resolves their names when a job is submitted.
+LORA_TAG = re.compile(r"<lora:([^:>]+)(?::([^:>]*))?(?::([^:>]*))?>", re.IGNORECASE)
+
+
+def lora_tag_names(prompt: str) -> list[str]:
+    """The LoRA names a prompt's `<lora:...>` tags ask for, in order."""
+    return [m.group(1).strip() for m in LORA_TAG.finditer(prompt or "")]
 
 #: The item ``parse_attention`` emits where the prompt says ``BREAK``: the encoder starts a new chunk.
 BREAK: tuple[str, float] = ("BREAK", -1.0)

@@ -23,6 +23,7 @@ from typing import Any, Iterator
 import torch
 
 from sdcodex.core.errors import CodexError, ValidationError
+from sdcodex.core.prompt_syntax import LORA_TAG
 from sdcodex.engines.lora_flow import (  # noqa: F401  (FLUX/WAN original-layout mapping)
     _SUFFIXES, _from_original_layout, _other_original_layout,
 )
@@ -30,7 +31,6 @@ from sdcodex.models import quantized
 
 log = logging.getLogger("sdcodex.lora")
 
-LORA_TAG = re.compile(r"<lora:([^:>]+)(?::([^:>]*))?(?::([^:>]*))?>", re.IGNORECASE)
 _COMPONENT_PREFIXES = (  # key prefix -> pipeline component (longest first)
     ("lora_te2_", "text_encoder_2"), ("lora_te1_", "text_encoder"), ("lora_te_", "text_encoder"),
     ("lora_unet_", "denoiser"), ("lora_transformer_", "denoiser"),

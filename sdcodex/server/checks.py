@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from sdcodex.core.errors import CodexError, ValidationError
+from sdcodex.core.prompt_syntax import lora_tag_names
 from sdcodex.core.request import json_path
 
 #: A1111's latent upscale modes (hires `upscaler` values that need no model file)
@@ -109,6 +110,10 @@ class NameChecker:
         for i, lora in enumerate(request.get("loras") or []):
             if isinstance(lora, dict) and isinstance(lora.get("name"), str):
                 self._resolve(lora["name"], "lora", f"loras[{i}].name")
+        if isinstance(request.get("prompt"), str):
+            for name in lora_tag_names(request["prompt"]):  # `<lora:name:w>` tags in the prompt
+                confine(name, self.models_dir, "prompt")
+                self._resolve(name, "lora", "prompt")
         for i, ref in enumerate(request.get("text_encoders") or []):
             if isinstance(ref, str):
                 self._convert(lambda r=ref: self.models.resolve_text_encoder(r), f"text_encoders[{i}]",
