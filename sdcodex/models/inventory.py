@@ -155,7 +155,9 @@ class Inventory:
     def scan(self) -> list[ModelEntry]:
         """Walk the models folder (any layout) and detect every model; returns the entries."""
         found: list[ModelEntry] = []
-        seen: set[tuple[int, int]] = set()  # (device, inode) of folders walked: linked loops end here
+        # (device, inode) of each folder walked, by its path in the walk: a folder that is one of its own
+        # ancestors (a linked loop) ends there; a link to a sibling folder is still listed under its own name
+        walked: dict[Path, tuple[int, int]] = {}
         if self.models_dir.is_dir():
             for root, dirs, files in os.walk(self.models_dir, followlinks=True, onerror=_skip_unreadable):
                 here = Path(root)
@@ -164,10 +166,11 @@ class Inventory:
                 except OSError:
                     dirs[:] = []
                     continue
-                if (st.st_dev, st.st_ino) in seen:
+                key = (st.st_dev, st.st_ino)
+                if any(walked.get(parent) == key for parent in here.parents):
                     dirs[:] = []
                     continue
-                seen.add((st.st_dev, st.st_ino))
+                walked[here] = key
                 if "model_index.json" in files and here != self.models_dir:
                     found.append(entry_for(here, self._hash_entry))
                     dirs[:] = []
