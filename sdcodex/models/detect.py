@@ -34,6 +34,9 @@ from sdcodex.models.weights_io import GGUF_SUFFIXES, storage_facts
 KINDS = ("checkpoint", "diffusion_model", "vae", "lora", "text_encoder", "upscaler", "embedding", "unknown")
 PICKLE_SUFFIXES = {".ckpt": "checkpoint", ".pt": "embedding", ".pth": "upscaler", ".bin": "unknown"}
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
+#: `general.architecture` of ComfyUI-GGUF diffusion models -> family (WAN's "wan" covers three models: not mapped)
+GGUF_ARCHITECTURES = {"flux": EngineKey.FLUX, "sd1": EngineKey.SD15, "sdxl": EngineKey.SDXL,
+                      "hyvid": EngineKey.HUNYUAN_VIDEO}
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,10 @@ def detect_file(path: str | Path) -> Detection:
         variant.update(storage_facts(p, shapes, types, metadata))  # quantization, resident_size
         if metadata.get("general.architecture"):
             variant["gguf_architecture"] = metadata["general.architecture"]
+            # ComfyUI-GGUF's architecture tag names the family where the shape rules cannot (a narrow model)
+            tagged = GGUF_ARCHITECTURES.get(str(metadata["general.architecture"]))
+            if det.family is None and tagged is not None and det.kind in ("diffusion_model", "checkpoint"):
+                det = Detection(det.kind, tagged, det.prefix, det.variant, (tagged,))
     architecture = architecture_of(shapes, det.kind, det.family, det.prefix, det.variant)
     if architecture:
         variant["architecture"] = architecture

@@ -18,6 +18,7 @@ from sdcodex.core.enums import EngineKey
 from sdcodex.core.errors import AmbiguousModelError, CodexError, ModelLoadError, ModelNotFoundError
 from sdcodex.models import detect as _detect
 from sdcodex.models.hashing import CACHE_FILENAME, HashCache, short_hash as _short
+from sdcodex.models.weights_io import folder_storage
 
 log = logging.getLogger("sdcodex.models")
 
@@ -100,7 +101,13 @@ def entry_for(path: str | Path, hasher: Callable[[ModelEntry], str] | None = Non
         except Exception as exc:  # noqa: BLE001 - any failure is this entry's, not the scan's
             det = _detect.Detection("unknown", variant={"error": _reason(exc)})
         size = _size(p)
-        return ModelEntry(_folder_name(p), p, det.kind, det.family, "diffusers", size, dict(det.variant),
+        variant = dict(det.variant)
+        if "error" not in variant:
+            try:
+                variant.update(folder_storage(p))  # quantization, resident_size (headers only)
+            except Exception:  # noqa: BLE001 - an estimate must never hide the entry
+                pass
+        return ModelEntry(_folder_name(p), p, det.kind, det.family, "diffusers", size, variant,
                           det.prefix, det.compatible, hasher)
     suffix = p.suffix.lower()
     fmt = FORMATS.get(suffix, "pickle")

@@ -54,6 +54,32 @@ def storage_facts(path: str | os.PathLike[str], shapes: Mapping[str, list[int]],
     return {"quantization": quant, "resident_size": resident}
 
 
+def folder_storage(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """storage_facts summed over a Diffusers folder's .safetensors files (one weights set per component: files named
+    with a variant, `*.fp16.safetensors`, count only where the component has no plain ones). Unreadable files are
+    skipped; {} when the folder holds no .safetensors file."""
+    from sdcodex.core.errors import CodexError
+    from sdcodex.models.safetensors_io import read_shapes
+
+    root = Path(folder)
+    files = sorted(root.rglob("*.safetensors"))
+    plain_dirs = {f.parent for f in files if f.name.count(".") == 1}
+    chosen = [f for f in files if f.name.count(".") == 1 or f.parent not in plain_dirs]
+    quants, total = set(), {"16bit": 0, "32bit": 0}
+    for f in chosen:
+        try:
+            facts = storage_facts(f, *read_shapes(f))
+        except (CodexError, OSError):
+            continue
+        quants.add(facts["quantization"])
+        for k in total:
+            total[k] += facts["resident_size"][k]
+    if not quants:
+        return {}
+    quant = next(iter(quants)) if len(quants) == 1 else "mixed: " + ", ".join(sorted(quants))
+    return {"quantization": quant, "resident_size": total}
+
+
 def _gguf_bytes(type_name: str, numel: int) -> int:
     import gguf
 
@@ -61,4 +87,4 @@ def _gguf_bytes(type_name: str, numel: int) -> int:
     return numel // block * type_size
 
 
-__all__ = ["storage_facts", "is_gguf", "GGUF_SUFFIXES", "SAFETENSORS_SUFFIXES"]
+__all__ = ["storage_facts", "folder_storage", "is_gguf", "GGUF_SUFFIXES", "SAFETENSORS_SUFFIXES"]

@@ -231,12 +231,16 @@ def test_inventory_lists_quantization_and_sizes(models):
     by_name = {e.name: e.to_dict() for e in inv.entries()}
     q8, q4 = by_name["flux-tiny-Q8_0"], by_name["flux-tiny-Q4_0"]
     assert q8["format"] == "gguf" and q8["kind"] == "diffusion_model"
+    # too narrow for the shape rules to name a family: the GGUF's general.architecture does
+    assert q8["family"] == "flux" and q8["variant"]["gguf_architecture"] == "flux"
+    assert by_name["sd15-unet-Q8_0"]["family"] == "sd15" and by_name["sdxl-unet-Q8_0"]["family"] == "sdxl"
     assert q8["quantization"] == "gguf Q8_0" and q4["quantization"] == "gguf Q4_0"
     assert q8["size_on_disk"] == (models / "diffusion_models" / "flux-tiny-Q8_0.gguf").stat().st_size
     # Q4_0 blocks take about half the bytes of Q8_0 ones; F32 1-D tensors take the compute width
     assert q4["resident_size"]["16bit"] < q8["resident_size"]["16bit"] < q8["resident_size"]["32bit"]
     assert by_name["sd15-unet-Q8_0"]["quantization"] == "gguf Q8_0"
-    assert by_name["flux-dev-demo"]["quantization"] == "none"
+    folder = by_name["flux-dev-demo"]  # a Diffusers folder: summed over its components' safetensors headers
+    assert folder["quantization"] == "none" and folder["resident_size"]["32bit"] == 2 * folder["resident_size"]["16bit"]
     assert len(inv.hashes.sha256(Path(q8["path"]))) == 64  # hashed like any file
 
 
