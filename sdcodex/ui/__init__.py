@@ -3,6 +3,7 @@ the same strict request and submits it through the server's job queue (`service.
 the job's stored events — it never calls an engine or the orchestrator itself."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -17,8 +18,13 @@ def mount_ui(app: Any, service: Any, path: str = "/") -> Any:
 
     blocks = build_blocks(service)
     blocks.queue(default_concurrency_limit=None)
-    db = str(service.store.path.absolute())  # never served, even when --db puts it in the outputs folder
-    app = gr.mount_gradio_app(app, blocks, path=path, allowed_paths=[str(service.outdir)],
+    from sdcodex.core.enums import Task
+
+    # only the folders jobs write to (<outdir>/<task>/<date>/...), never the database, even when --db puts
+    # it in the outputs folder
+    served = [str(Path(service.outdir) / task.value) for task in Task]
+    db = str(service.store.path.absolute())
+    app = gr.mount_gradio_app(app, blocks, path=path, allowed_paths=served,
                               blocked_paths=[db, db + "-wal", db + "-shm", db + "-journal"], css=CSS, js=JS,
                               footer_links=[], ssr_mode=False, show_error=True)
     app.state.codex_ui = blocks

@@ -126,10 +126,14 @@ def test_job_database_lives_beside_outputs_and_is_never_served(local_models, tmp
         with srv.client() as c:
             assert db.is_file()
             assert c.get("/api/v1/outputs/mine.sqlite").status_code == 404
-            png = outdir / "x.png"
+            png = outdir / "txt2img" / "2026-01-01" / "00001-1.png"
+            png.parent.mkdir(parents=True)
             Image.new("RGB", (4, 4)).save(png)
+            stray = outdir / "notes.png"
+            Image.new("RGB", (4, 4)).save(stray)
             assert c.get(f"/gradio_api/file={png}").status_code == 200  # the UI's file route serves outputs...
             assert c.get(f"/gradio_api/file={db}").status_code in (403, 404)  # ...but not the database
+            assert c.get(f"/gradio_api/file={stray}").status_code in (403, 404)  # nor what jobs did not write
     finally:
         srv.stop()
 
