@@ -98,3 +98,91 @@ def test_embedding_equals_diffusers_load_textual_inversion(forch, features_model
         pipe.load_textual_inversion(vectors["clip_g"], token=file, text_encoder=pipe.text_encoder_2,
                                     tokenizer=pipe.tokenizer_2)
     assert_close(ours, run_reference(pipe, req))
+
+
+# ------------------------------------------------------------------------------------ documented layouts
+@pytest.fixture(scope="module")
+def layouts(demo_models_dir, tmp_path_factory):
+    """A models folder of its own (the shared one's inventory is left alone) with LoRAs in the older or rarer
+    layouts: PEFT with `lora_adapter_metadata` (alpha/r), the old attention-processor keys, LyCORIS and DoRA."""
+    import json
+    import os
+
+    from safetensors.torch import save_file
+
+    from sdcodex.runtime import LocalModels, build_orchestrator
+    from tests.features.conftest import peft_lora
+
+    root = tmp_path_factory.mktemp("lora-layouts")
+    os.symlink(demo_models_dir / "demo" / "sd15-demo", root / "sd15-demo")
+    models = LocalModels(root)
+    model = models.load(models.resolve("sd15-demo"))
+    (root / "Lora").mkdir()
+    peft = peft_lora(model, 11)
+    config = {"r": 4, "lora_alpha": 2, "target_modules": ["to_q", "to_k", "to_v", "to_out.0"]}
+    # a pipeline's save_lora_weights packs each component's LoraConfig under its prefix ("unet.lora_alpha")
+    packed = {f"unet.{k}": v for k, v in config.items()}
+    save_file(peft, root / "Lora" / "peft-alpha.safetensors", metadata={"lora_adapter_metadata": json.dumps(packed)})
+    # a model's save_lora_adapter writes the LoraConfig as it is
+    save_file(peft, root / "Lora" / "peft-alpha-model.safetensors",
+              metadata={"lora_adapter_metadata": json.dumps(config)})
+    save_file(peft, root / "Lora" / "peft-plain.safetensors")
+    old = {}  # Diffusers' first LoRA format: unet.<block>.attn2.processor.to_q_lora.down.weight
+    for key, tensor in peft.items():
+        stem, _, role = key.rpartition(".lora_")
+        module, _, proj = stem.rpartition(".")
+        proj = {"to_out.0": "to_out"}.get(proj, proj) if not module.endswith("to_out") else "to_out"
+        module = module[:-len(".to_out")] if module.endswith(".to_out") else module
+        old[f"{module}.processor.{proj}_lora.{'down' if role.startswith('A') else 'up'}.weight"] = tensor
+    save_file(old, root / "Lora" / "old-processor.safetensors")
+    key = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"
+    save_file({f"{key}.hada_w1_a": torch.zeros(4, 4), f"{key}.hada_w1_b": torch.zeros(4, 32)},
+              root / "Lora" / "loha.safetensors")
+    save_file({f"{key}.lora_down.weight": torch.zeros(4, 32), f"{key}.lora_up.weight": torch.zeros(32, 4),
+               f"{key}.dora_scale": torch.ones(1, 32)}, root / "Lora" / "dora.safetensors")
+    orch = build_orchestrator(models=models, outdir=root / "out", device="cpu")
+    return root, models, orch
+
+
+def layout_pipe(models):
+    model = models.load(models.resolve("sd15-demo"))
+    init = {n: copy.deepcopy(model.components[n]) for n in ("vae", "text_encoder", "tokenizer", "unet")}
+    init["text_encoder"].__dict__.pop("text_model", None)
+    pipe = StableDiffusionPipeline(**init, scheduler=EulerDiscreteScheduler.from_config(model.scheduler_config),
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.mark.parametrize("name", ["peft-alpha", "old-processor"])
+def test_metadata_alpha_and_old_processor_keys_equal_diffusers(layouts, name):
+    """`lora_adapter_metadata` lora_alpha/r scales the PEFT file by 2/4; the old `to_q_lora.down/up` keys are the
+    same LoRA (both read by Diffusers' loader too)."""
+    root, models, orch = layouts
+    ours = orch.run({**BASE, "loras": [{"name": name, "weight": 1.5}]})
+    pipe = with_loras(root, layout_pipe(models), [(name, 1.5)])
+    assert_close(ours.pil_images[0], run_reference(pipe, BASE))
+    assert ours.info["loras"][0]["layers"] == 4 * len([k for k in ("to_q", "to_k", "to_v", "to_out")])
+
+
+@pytest.mark.parametrize("name", ["peft-alpha", "peft-alpha-model"])
+def test_metadata_alpha_halves_the_peft_weight(layouts, name):
+    """Same tensors, alpha/r = 0.5 from the metadata (either layout): weight 1.5 with it is weight 0.75 without."""
+    root, models, orch = layouts
+    with_meta = orch.run({**BASE, "loras": [{"name": name, "weight": 1.5}]}).pil_images[0]
+    plain = orch.run({**BASE, "loras": [{"name": "peft-plain", "weight": 0.75}]}).pil_images[0]
+    assert np.array_equal(np.asarray(with_meta), np.asarray(plain))
+
+
+@pytest.mark.parametrize("name,key", [("loha", "hada_w1_a"), ("dora", "dora_scale")])
+def test_lycoris_and_dora_are_refused_naming_the_key(layouts, name, key):
+    from sdcodex.core.errors import ValidationError
+
+    _, _, orch = layouts
+    with pytest.raises(ValidationError) as err:
+        orch.run({**BASE, "loras": [{"name": name, "weight": 1.0}]})
+    assert err.value.field == "loras[0].name" and "LyCORIS/DoRA" in str(err.value) and key in str(err.value)
+    assert "only plain LoRA is supported" in str(err.value)
+    with pytest.raises(ValidationError) as err:
+        orch.run({**BASE, "prompt": f"a red fox <lora:{name}:1>"})
+    assert err.value.field == "prompt"
