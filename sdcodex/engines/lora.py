@@ -217,9 +217,8 @@ def _split_key(key: str) -> tuple[str, str, str] | None:
     if component is None:
         return None
     comp, rest = component
-    rest = rest.replace(".processor.", ".")
-    rest = re.sub(r"\.(to_[qkv])_lora$", r".\1", rest)
-    rest = re.sub(r"\.to_out_lora$", ".to_out.0", rest)
+    if ".processor." in rest:  # Diffusers' first format: <attn>.processor.to_q_lora / to_out_lora (suffix gone)
+        rest = re.sub(r"\.to_out$", ".to_out.0", rest.replace(".processor.", "."))
     return comp, rest, role
 
 
@@ -268,12 +267,21 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         return {k: fh.get_tensor(k) for k in fh.keys()}, dict(fh.metadata() or {})
 
 
-def _peft_scale(meta: dict[str, str]) -> float | None:
+_METADATA_PREFIXES = {"denoiser": ("unet.", "transformer."), "text_encoder": ("text_encoder.",),
+                      "text_encoder_2": ("text_encoder_2.",)}
+
+
+def _peft_scale(meta: dict[str, str], component: str) -> float | None:
+    """alpha / r from `lora_adapter_metadata`: a model's save_lora_adapter writes its LoraConfig as is, a pipeline's
+    save_lora_weights packs each component's under its prefix (`unet.lora_alpha`, `text_encoder.r`)."""
     raw = meta.get("lora_adapter_metadata")
     if not raw:
         return None
     try:
         cfg = json.loads(raw)
+        for prefix in _METADATA_PREFIXES.get(component, ()):
+            if f"{prefix}r" in cfg:
+                return float(cfg[f"{prefix}lora_alpha"]) / float(cfg[f"{prefix}r"])
         return float(cfg["lora_alpha"]) / float(cfg["r"])
     except (ValueError, KeyError, TypeError, ZeroDivisionError):
         return None
@@ -306,7 +314,6 @@ def plan_merge(model: Any, family: str, use: LoraUse) -> list[tuple[torch.nn.Mod
     if not groups:
         raise ValidationError(f"LoRA {use.name!r}: no LoRA layers found in {use.path.name}", field=use.field)
     comps = _components(model)
-    peft_scale = _peft_scale(meta)
     plan: list[tuple[torch.nn.Module, torch.Tensor]] = []
     missing: list[str] = []
     for (comp, rest), parts in groups.items():
@@ -322,7 +329,7 @@ def plan_merge(model: Any, family: str, use: LoraUse) -> list[tuple[torch.nn.Mod
             continue
         down, up = parts["down"], parts["up"]
         rank = down.shape[0]
-        scale = float(parts["alpha"]) / rank if "alpha" in parts else (peft_scale or 1.0)
+        scale = float(parts["alpha"]) / rank if "alpha" in parts else (_peft_scale(meta, comp) or 1.0)
         weight = use.weight if comp.startswith("text_encoder") else (
             use.unet_weight if use.unet_weight is not None else use.weight)
         try:
