@@ -214,3 +214,18 @@ def test_wan_i2v_a14b_equals_diffusers_with_both_experts(orch, root, provider, i
                   num_frames=5, num_inference_steps=3, guidance_scale=3.5, guidance_scale_2=2.0, generator=gen(),
                   output_type="pil").frames[0]
     assert_frames_equal(ours, theirs)
+
+
+def test_flux_hires_fix_equals_two_diffusers_passes(orch, root):
+    """FLUX hires fix with the Lanczos upscaler: the first pass's image resized with PIL's Lanczos to the hires
+    size, then FluxImg2ImgPipeline at that size (given explicitly) with the hires steps and denoise, re-seeded."""
+    ours = orch.run({"task": "txt2img", "model": "flux-dev-demo", "prompt": "a lighthouse", "width": 64, "height": 64,
+                     "steps": 2, "seed": SEED, "hires": {"scale": 1.5, "upscaler": "Lanczos", "steps": 4,
+                                                         "denoising_strength": 0.5}}).pil_images[0]
+    first = reference(root, "flux", FluxPipeline, FlowMatchEulerDiscreteScheduler)(
+        prompt="a lighthouse", width=64, height=64, num_inference_steps=2, guidance_scale=3.5,
+        generator=gen()).images[0]
+    theirs = reference(root, "flux", FluxImg2ImgPipeline, FlowMatchEulerDiscreteScheduler)(
+        prompt="a lighthouse", image=first.resize((96, 96), Image.LANCZOS), strength=0.5, num_inference_steps=4,
+        width=96, height=96, guidance_scale=3.5, generator=gen()).images
+    assert_frames_equal([ours], theirs)
