@@ -270,11 +270,22 @@ HUNYUAN = {"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timestep
            "use_dynamic_shifting": False}
 # black-forest-labs/FLUX.1-schnell scheduler config
 SCHNELL = {**FLUX, "shift": 1.0, "use_dynamic_shifting": False}
+# Tongyi-MAI/Z-Image-Turbo scheduler config
+ZIMAGE = {"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000, "shift": 3.0,
+          "use_dynamic_shifting": False}
 FAMILIES = {"sd15": (SD15, False), "sdxl": (VPRED, False), "svd": (SVD, False), "flux": (FLUX, True),
-            "flux_schnell": (SCHNELL, True), "hunyuan_video": (HUNYUAN, True), "wan22_ti2v_5b": (WAN, True)}
+            "flux_schnell": (SCHNELL, True), "hunyuan_video": (HUNYUAN, True), "hunyuan_video15": (HUNYUAN, True),
+            "wan22_ti2v_5b": (WAN, True), "wan22_t2v_a14b": ({**WAN, "flow_shift": 12.0}, True),
+            "wan22_i2v_a14b": (WAN, True), "z_image": (ZIMAGE, True), "chroma": (FLUX, True)}
 ENGINE_KEY = {"flux_schnell": "flux"}
 NAMES = [*ref.CLASSIC, *ref.LEGACY]
 SCHEDULE_NAMES = ["Automatic", *ref.SCHEDULES]
+
+
+def test_the_name_table_covers_every_family():
+    from sdcodex.core.sampler_table import FAMILIES as ROWS
+
+    assert {row.family for row in ROWS} <= set(FAMILIES), "a new family needs a row in this test's FAMILIES"
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
