@@ -172,12 +172,13 @@ def flow_image_models(tmp_path_factory):
 
     load_demo_builders()
     root = tmp_path_factory.mktemp("image-models")
-    for family in ("flux", "flux_schnell", "z_image"):
+    for family in ("flux", "flux_schnell", "z_image", "chroma"):
         build_demo_model(family, root / "demo")
     return root
 
 
-@pytest.mark.parametrize("model", ["sd15-demo", "sdxl-demo", "flux-dev-demo", "flux-schnell-demo", "z-image-demo"])
+@pytest.mark.parametrize("model", ["sd15-demo", "sdxl-demo", "flux-dev-demo", "flux-schnell-demo", "z-image-demo",
+                                   "chroma-demo"])
 def test_batch_member_is_remade_exactly_with_generate_from(capsys, demo_models_dir, flow_image_models, tmp_path,
                                                            outdir, model):
     """A batch runs the model on all its images at once, so image 2 of a batch of 2 alone differs in the last bits:
