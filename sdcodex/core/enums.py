@@ -27,6 +27,7 @@ class EngineKey(StrEnum):
     WAN22_I2V_A14B = "wan22_i2v_a14b"
     Z_IMAGE = "z_image"
     CHROMA = "chroma"
+    SD3 = "sd3"
 
 
 class Task(StrEnum):

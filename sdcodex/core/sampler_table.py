@@ -123,6 +123,7 @@ FAMILIES: tuple[FamilyRow, ...] = (
     FamilyRow("z_image", True),
     # Chroma: FlowMatch Euler with FLUX.1's resolution-dependent shift (base 0.5, max 1.15)
     FamilyRow("chroma", True),
+    FamilyRow("sd3", True, "Euler"),  # FlowMatch Euler with the model's fixed shift (3.0 for SD3.5)
 )
 FAMILY_ROWS: Mapping[str, FamilyRow] = MappingProxyType({row.family: row for row in FAMILIES})
 

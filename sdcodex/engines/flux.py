@@ -82,10 +82,23 @@ class FlowEngineMixin:
             raise UnsupportedSamplerError(
                 f"sampler {choice.sampler_effective} ({choice.class_name}) cannot take the custom sigmas the "
                 f"{self.key.value} pipeline sets", field="sampler", allowed=allowed)
+        if params.task in (Task.IMG2IMG, Task.INPAINT) and not hasattr(choice.scheduler, "scale_noise"):
+            allowed = [n for n in flow_pipeline_samplers() if n == "Automatic" or self._noises_images(n, base)]
+            raise UnsupportedSamplerError(
+                f"sampler {choice.sampler_effective} ({choice.class_name}) cannot noise an input image the way the "
+                f"{self.key.value} {params.task.value} pipeline does (no scale_noise)", field="sampler",
+                allowed=allowed)
         if params.flow_shift is not None and base.get("use_dynamic_shifting"):
             choice.warnings.append("flow_shift is ignored: this model shifts its schedule by image size "
                                    "(use_dynamic_shifting)")
         return choice
+
+    def _noises_images(self, name: str, base: dict[str, Any]) -> bool:
+        try:
+            choice = create_sampler(name, None, self.key.value, base, Prediction.FLOW)
+        except Exception:  # noqa: BLE001 - a sampler the policy refuses is simply not offered
+            return False
+        return hasattr(choice.scheduler, "scale_noise")
 
     def _drives_sigmas(self, name: str, base: dict[str, Any]) -> bool:
         try:

@@ -1,6 +1,7 @@
 """Our own table-driven converters from the original single-file layouts to the Diffusers layouts of the flow models:
 FLUX.1 in the BFL layout (``double_blocks.N.img_attn.qkv`` ...) -> FluxTransformer2DModel, and WAN in the original
-layout (``blocks.N.self_attn.q`` ...) -> WanTransformer3DModel, and the WAN 2.1 / 2.2 VAEs in the Wan-Video layout
+layout (``blocks.N.self_attn.q`` ...) -> WanTransformer3DModel, SD3/SD3.5 in the Stability layout
+(``joint_blocks.N.x_block.attn.qkv`` ...) -> SD3Transformer2DModel, and the WAN 2.1 / 2.2 VAEs in the Wan-Video layout
 (``encoder.downsamples.N`` ...) -> AutoencoderKLWan; plus the config each file implies (depth from the highest block
 index, widths from tensor shapes) and the key clean-up of separate CLIP / T5 / UMT5 / VAE files.
 
@@ -115,6 +116,48 @@ WAN_ROWS: dict[str, Row] = _rows({
     "blocks.{i}.cross_attn.norm_k_img": "blocks.{i}.attn2.norm_added_k",
 })
 
+# ---- SD3 / SD3.5 MMDiT (Stability AI layout: sd3.5_large.safetensors, sd3.5_medium.safetensors) ------------------
+# joint_blocks.N.x_block (image stream) / context_block (text stream); 3.5 Medium adds an image self-attention
+# (x_block.attn2) in its first blocks; the last context block is "pre-only" (no proj/mlp, adaLN to shift+scale).
+SD3_ROWS: dict[str, Row] = {
+    **_rows({
+        "pos_embed": "pos_embed.pos_embed",
+        "x_embedder.proj": "pos_embed.proj",
+        "t_embedder.mlp.0": "time_text_embed.timestep_embedder.linear_1",
+        "t_embedder.mlp.2": "time_text_embed.timestep_embedder.linear_2",
+        "y_embedder.mlp.0": "time_text_embed.text_embedder.linear_1",
+        "y_embedder.mlp.2": "time_text_embed.text_embedder.linear_2",
+        "context_embedder": "context_embedder",
+        "final_layer.linear": "proj_out",
+        "joint_blocks.{i}.x_block.adaLN_modulation.1": "transformer_blocks.{i}.norm1.linear",
+        "joint_blocks.{i}.context_block.adaLN_modulation.1": "transformer_blocks.{i}.norm1_context.linear",
+        "joint_blocks.{i}.x_block.attn.ln_q": "transformer_blocks.{i}.attn.norm_q",
+        "joint_blocks.{i}.x_block.attn.ln_k": "transformer_blocks.{i}.attn.norm_k",
+        "joint_blocks.{i}.context_block.attn.ln_q": "transformer_blocks.{i}.attn.norm_added_q",
+        "joint_blocks.{i}.context_block.attn.ln_k": "transformer_blocks.{i}.attn.norm_added_k",
+        "joint_blocks.{i}.x_block.attn.proj": "transformer_blocks.{i}.attn.to_out.0",
+        "joint_blocks.{i}.context_block.attn.proj": "transformer_blocks.{i}.attn.to_add_out",
+        "joint_blocks.{i}.x_block.attn2.ln_q": "transformer_blocks.{i}.attn2.norm_q",
+        "joint_blocks.{i}.x_block.attn2.ln_k": "transformer_blocks.{i}.attn2.norm_k",
+        "joint_blocks.{i}.x_block.attn2.proj": "transformer_blocks.{i}.attn2.to_out.0",
+        "joint_blocks.{i}.x_block.mlp.fc1": "transformer_blocks.{i}.ff.net.0.proj",
+        "joint_blocks.{i}.x_block.mlp.fc2": "transformer_blocks.{i}.ff.net.2",
+        "joint_blocks.{i}.context_block.mlp.fc1": "transformer_blocks.{i}.ff_context.net.0.proj",
+        "joint_blocks.{i}.context_block.mlp.fc2": "transformer_blocks.{i}.ff_context.net.2",
+    }),
+    **_rows({
+        "joint_blocks.{i}.x_block.attn.qkv": ("transformer_blocks.{i}.attn.to_q", "transformer_blocks.{i}.attn.to_k",
+                                              "transformer_blocks.{i}.attn.to_v"),
+        "joint_blocks.{i}.context_block.attn.qkv": ("transformer_blocks.{i}.attn.add_q_proj",
+                                                    "transformer_blocks.{i}.attn.add_k_proj",
+                                                    "transformer_blocks.{i}.attn.add_v_proj"),
+        "joint_blocks.{i}.x_block.attn2.qkv": ("transformer_blocks.{i}.attn2.to_q", "transformer_blocks.{i}.attn2.to_k",
+                                               "transformer_blocks.{i}.attn2.to_v"),
+    }, op="split"),
+    # Stability's final adaLN projects to (shift, scale); Diffusers' AdaLayerNormContinuous reads (scale, shift)
+    **_rows({"final_layer.adaLN_modulation.1": "norm_out.linear"}, op="swap"),
+}
+
 # ---- Z-Image (Tongyi-MAI original layout: ComfyUI's z_image_turbo_bf16.safetensors) --------------------------
 # The renames are the ones Diffusers' convert_z_image_transformer_checkpoint_to_diffusers applies: the fused
 # attention.qkv is split into to_q/to_k/to_v, out -> to_out.0, q_norm/k_norm -> norm_q/norm_k, the one patch size
@@ -155,7 +198,7 @@ CHROMA_ROWS: dict[str, Row] = {
     }),
 }
 
-_BLOCK = re.compile(r"^(double_blocks|single_blocks|blocks|layers|noise_refiner|context_refiner"
+_BLOCK = re.compile(r"^(double_blocks|single_blocks|joint_blocks|blocks|layers|noise_refiner|context_refiner"
                     r"|distilled_guidance_layer\.layers|distilled_guidance_layer\.norms)\.(\d+)\.")
 _SUFFIXES = {"weight": "weight", "bias": "bias", "scale": "weight"}
 
@@ -243,6 +286,40 @@ def convert_z_image(sd: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -
     head = int(config["dim"]) // int(config["n_heads"])
     sizes = [int(config["n_heads"]) * head, int(config["n_kv_heads"]) * head, int(config["n_kv_heads"]) * head]
     return convert(sd, Z_IMAGE_ROWS, lambda key, rows: sizes, "part of a Z-Image transformer")
+
+
+def sd3_config(shapes: Mapping[str, Sequence[int]], base: Mapping[str, Any]) -> dict[str, Any]:
+    """SD3Transformer2DModel config for Stability-layout keys (prefix stripped): widths, depth, head size (from the
+    qk RMS norm; `base` gives it for SD3 Medium, which has none), the pos-embed grid and the MMDiT-X blocks."""
+    proj = _need(shapes, "x_embedder.proj.weight", "SD3 transformer")
+    hidden, in_channels, patch = proj[0], proj[1], proj[2]
+    ln_q = shapes.get("joint_blocks.0.x_block.attn.ln_q.weight")
+    head_dim = int(ln_q[0]) if ln_q else int(base.get("attention_head_dim", 64))
+    context = _need(shapes, "context_embedder.weight", "SD3 transformer")
+    pos = _need(shapes, "pos_embed", "SD3 transformer")
+    dual = sorted({int(k.split(".")[1]) for k in shapes if k.startswith("joint_blocks.") and ".x_block.attn2." in k})
+    cfg = dict(base)
+    cfg.update(in_channels=in_channels, patch_size=patch, num_layers=_depth(shapes, "joint_blocks."),
+               attention_head_dim=head_dim, num_attention_heads=hidden // head_dim, caption_projection_dim=context[0],
+               joint_attention_dim=context[1],
+               pooled_projection_dim=_need(shapes, "y_embedder.mlp.0.weight", "SD3 transformer")[1],
+               pos_embed_max_size=math.isqrt(pos[1]),
+               out_channels=_need(shapes, "final_layer.linear.weight", "SD3 transformer")[0] // (patch * patch),
+               qk_norm="rms_norm" if ln_q else None, dual_attention_layers=tuple(dual))
+    return cfg
+
+
+def convert_sd3(sd: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Stability-layout SD3/SD3.5 transformer (prefix stripped) -> SD3Transformer2DModel state dict. The last block's
+    pre-only context adaLN holds (shift, scale) like the final layer, so its halves are exchanged too."""
+    out = convert(sd, SD3_ROWS, lambda key, rows: [rows // 3] * 3, "part of an SD3 transformer")
+    last = int(config["num_layers"]) - 1
+    for param in ("weight", "bias"):
+        key = f"transformer_blocks.{last}.norm1_context.linear.{param}"
+        if key in out:
+            shift, scale = out[key].chunk(2, dim=0)
+            out[key] = torch.cat([scale, shift], dim=0)
+    return out
 
 
 def convert_flux(sd: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -431,7 +508,8 @@ def text_encoder_keys(keys: Sequence[str], prefix: str, kind: str, expected: set
     'encoder.embed_tokens' (they are the same tensor); Llama files (llava_llama3: 'model.layers.N...', bare, or
     under 'language_model.model.') lose their LM head and any saved rotary table."""
     local = {k[len(prefix):]: k for k in keys if k.startswith(prefix)}
-    local = {k: v for k, v in local.items() if not k.endswith(IGNORED_TEXT_KEYS)}
+    keep = {"text_projection.weight"} & set(expected)  # CLIPTextModelWithProjection (SD3) uses it
+    local = {k: v for k, v in local.items() if k in keep or not k.endswith(IGNORED_TEXT_KEYS)}
     if kind == "llama":
         fixed = {}
         for k, v in local.items():
@@ -445,7 +523,7 @@ def text_encoder_keys(keys: Sequence[str], prefix: str, kind: str, expected: set
         fixed = {}
         for k, v in local.items():
             bare = k[len("text_model."):] if k.startswith("text_model.") else k
-            fixed[("text_model." + bare) if with_prefix else bare] = v
+            fixed[bare if bare in keep else ("text_model." + bare) if with_prefix else bare] = v
         return fixed
     for a, b in (("shared.weight", "encoder.embed_tokens.weight"), ("encoder.embed_tokens.weight", "shared.weight")):
         if a in expected and a not in local and b in local:
@@ -454,7 +532,7 @@ def text_encoder_keys(keys: Sequence[str], prefix: str, kind: str, expected: set
     return {k: v for k, v in local.items() if k in expected or k not in tied}
 
 
-__all__ = ["FLUX_ROWS", "WAN_ROWS", "Z_IMAGE_ROWS", "z_image_config", "convert_z_image", "CHROMA_ROWS",
+__all__ = ["FLUX_ROWS", "SD3_ROWS", "sd3_config", "convert_sd3", "WAN_ROWS", "Z_IMAGE_ROWS", "z_image_config", "convert_z_image", "CHROMA_ROWS",
            "chroma_config", "convert_chroma", "WAN_VAE_BLOCKS", "WAN_VAE_FIXED", "WAN_VAE_PARTS", "Row", "VaeEntry", "convert",
            "convert_flux", "convert_wan", "find_prefix", "flux_config", "flux_split_sizes", "plan", "strip_prefix",
            "text_encoder_keys", "vae_entries", "wan_config", "wan_vae_config", "wan_vae_keymap", "wan_vae_version",

@@ -25,7 +25,7 @@ Builder = Callable[[], Any]  # returns a Diffusers pipeline with save_pretrained
 DEMO_BUILDERS: dict[str, tuple[str, Builder]] = {}  # family key -> (folder name, builder)
 #: modules whose import registers more demo builders (one per group of families); a new family's demo module is
 #: listed here, and every caller gets it through `load_demo_builders()`
-DEMO_MODULES: tuple[str, ...] = ("sdcodex.models.demo_video", "sdcodex.models.demo_image")
+DEMO_MODULES: tuple[str, ...] = ("sdcodex.models.demo_video", "sdcodex.models.demo_image", "sdcodex.models.demo_sd3")
 
 
 def register_demo(family: str, folder: str) -> Callable[[Builder], Builder]:
@@ -66,7 +66,7 @@ def _tiny_vae():
                          down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
 
 
-def _tiny_clip(with_projection: bool = False, hidden_act: str = "quick_gelu"):
+def tiny_clip(with_projection: bool = False, hidden_act: str = "quick_gelu"):
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     # vocab_size covers the real CLIP tokenizer; eos_token_id=2 keeps CLIP's legacy argmax pooling like SD1.5/SDXL.
@@ -75,6 +75,9 @@ def _tiny_clip(with_projection: bool = False, hidden_act: str = "quick_gelu"):
                             max_position_embeddings=77, hidden_act=hidden_act, layer_norm_eps=1e-5)
     model = (CLIPTextModelWithProjection if with_projection else CLIPTextModel)(config)
     return model.eval()
+
+
+_tiny_clip = tiny_clip  # the name other demo modules used before it was public
 
 
 def _tiny_unet(in_channels: int = 4, xl: bool = False):
@@ -96,7 +99,7 @@ def _tiny_unet(in_channels: int = 4, xl: bool = False):
 def build_sd15():
     from diffusers import StableDiffusionPipeline
 
-    return StableDiffusionPipeline(vae=_tiny_vae(), text_encoder=_tiny_clip(), tokenizer=clip_tokenizer(),
+    return StableDiffusionPipeline(vae=_tiny_vae(), text_encoder=tiny_clip(), tokenizer=clip_tokenizer(),
                                    unet=_tiny_unet(), scheduler=_bundled_scheduler("sd15"), safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
 
@@ -105,7 +108,7 @@ def build_sd15():
 def build_sd15_inpaint():
     from diffusers import StableDiffusionInpaintPipeline
 
-    return StableDiffusionInpaintPipeline(vae=_tiny_vae(), text_encoder=_tiny_clip(), tokenizer=clip_tokenizer(),
+    return StableDiffusionInpaintPipeline(vae=_tiny_vae(), text_encoder=tiny_clip(), tokenizer=clip_tokenizer(),
                                           unet=_tiny_unet(in_channels=9), scheduler=_bundled_scheduler("sd15"),
                                           safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
@@ -114,8 +117,8 @@ def build_sd15_inpaint():
 def build_sdxl():
     from diffusers import StableDiffusionXLPipeline
 
-    return StableDiffusionXLPipeline(vae=_tiny_vae(), text_encoder=_tiny_clip(),
-                                     text_encoder_2=_tiny_clip(with_projection=True, hidden_act="gelu"),
+    return StableDiffusionXLPipeline(vae=_tiny_vae(), text_encoder=tiny_clip(),
+                                     text_encoder_2=tiny_clip(with_projection=True, hidden_act="gelu"),
                                      tokenizer=clip_tokenizer(), tokenizer_2=clip_tokenizer(pad_token="!"),
                                      unet=_tiny_unet(xl=True), scheduler=_bundled_scheduler("sdxl"))
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import string
 
-from sdcodex.models.demo import _tiny_clip, register_demo
+from sdcodex.models.demo import tiny_clip, register_demo
 from sdcodex.models.tokenizers import byte_characters, clip_tokenizer
 
 _CHARS = string.ascii_lowercase + string.ascii_uppercase + string.digits + ".,!?'-:;()"
@@ -77,6 +77,9 @@ def tiny_t5(umt5: bool = False, vocab_size: int = 160):
     return (UMT5EncoderModel(UMT5Config(**kw)) if umt5 else T5EncoderModel(T5Config(**kw))).eval()
 
 
+_tiny_t5 = tiny_t5  # the name other demo modules used before it was public
+
+
 def _flux(guidance: bool):
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
 
@@ -89,7 +92,7 @@ def _flux(guidance: bool):
                         layers_per_block=1, norm_num_groups=4, use_quant_conv=False, use_post_quant_conv=False,
                         scaling_factor=0.3611, shift_factor=0.1159)
     sched = FlowMatchEulerDiscreteScheduler.from_config(FLUX_DEV_SCHEDULER if guidance else FLUX_SCHNELL_SCHEDULER)
-    return FluxPipeline(scheduler=sched, vae=vae, text_encoder=_tiny_clip(), tokenizer=clip_tokenizer(),
+    return FluxPipeline(scheduler=sched, vae=vae, text_encoder=tiny_clip(), tokenizer=clip_tokenizer(),
                         text_encoder_2=tiny_t5(), tokenizer_2=t5_tokenizer(), transformer=transformer)
 
 
@@ -149,7 +152,7 @@ def build_hunyuan_video():
     # hunyuanvideo-community/HunyuanVideo scheduler: FlowMatch Euler, shift 7.0
     sched = FlowMatchEulerDiscreteScheduler(shift=7.0)
     return HunyuanVideoPipeline(text_encoder=llama, tokenizer=llama_tokenizer(), transformer=transformer,
-                                vae=_hunyuan_vae(), scheduler=sched, text_encoder_2=_tiny_clip(),
+                                vae=_hunyuan_vae(), scheduler=sched, text_encoder_2=tiny_clip(),
                                 tokenizer_2=clip_tokenizer())
 
 
@@ -183,7 +186,7 @@ def build_hunyuan_video_i2v():
     # hunyuanvideo-community/HunyuanVideo-I2V scheduler: FlowMatch Euler, shift 7.0
     return HunyuanVideoImageToVideoPipeline(
         text_encoder=llava, tokenizer=tokenizer, transformer=transformer, vae=_hunyuan_vae(),
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0), text_encoder_2=_tiny_clip(),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0), text_encoder_2=tiny_clip(),
         tokenizer_2=clip_tokenizer(),
         image_processor=CLIPImageProcessorPil(crop_size=336, size={"shortest_edge": 336}))
 

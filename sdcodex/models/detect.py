@@ -185,6 +185,9 @@ PIPELINE_FAMILIES: dict[str, EngineKey] = {
     "ZImageImg2ImgPipeline": EngineKey.Z_IMAGE,
     "ChromaPipeline": EngineKey.CHROMA,
     "ChromaImg2ImgPipeline": EngineKey.CHROMA,
+    "StableDiffusion3Pipeline": EngineKey.SD3,
+    "StableDiffusion3Img2ImgPipeline": EngineKey.SD3,
+    "StableDiffusion3InpaintPipeline": EngineKey.SD3,
 }
 WAN_PIPELINES = ("WanPipeline", "WanImageToVideoPipeline")
 
@@ -233,6 +236,9 @@ def detect_folder(path: str | Path) -> Detection:
         variant["guidance_embed"] = bool(transformer.get("guidance_embeds", False))
         if in_ch == 384 or cls == "FluxFillPipeline":
             variant["inpaint"] = True
+    if family is EngineKey.SD3:
+        variant["model"] = ("sd3_medium" if not transformer.get("qk_norm") else
+                            "sd35_medium" if transformer.get("dual_attention_layers") else "sd35_large")
     if cls in WAN_PIPELINES:
         family = _wan_folder_family(root, index, variant)
     return Detection("checkpoint", family, "", variant, (family,) if family else ())

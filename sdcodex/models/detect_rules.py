@@ -274,6 +274,41 @@ def rule_z_image(k: Keys) -> list[Found]:
                  "head_dim": k.dim(qk, 0), "layers": k.count_blocks(p + "layers."),
                  "refiner_layers": k.count_blocks(p + "noise_refiner.")}
         out.append(_from_table("z_image", "denoiser", p, Z_IMAGE_TABLE, facts))
+
+
+# SD3 / SD3.5 MMDiT. Marker keys from the published files: stabilityai/stable-diffusion-3.5-large
+# sd3.5_large.safetensors (model.diffusion_model.joint_blocks.N.{x_block,context_block}.attn.qkv, x_embedder.proj
+# [2432, 16, 2, 2], pos_embed [1, 36864, 2432], context_embedder [2432, 4096], y_embedder.mlp.0 [2432, 2048], ln_q/ln_k
+# RMS norms [64]; 38 blocks), sd3.5_medium.safetensors (hidden 1536, 24 blocks, x_block.attn2 in blocks 0-12,
+# pos_embed [1, 147456, 1536]), sd3_medium.safetensors (hidden 1536, no ln_q, no attn2); the Diffusers layout is the
+# transformer/ folder of those repos (pos_embed.proj, transformer_blocks.N.attn.add_q_proj, no single blocks).
+SD3_TABLE: tuple[Row, ...] = (
+    ("sd35_large", E.SD3, (), lambda f: f["_qk_norm"] and not f["_dual"]),
+    ("sd35_medium", E.SD3, (), lambda f: f["_qk_norm"] and f["_dual"]),
+    ("sd3_medium", E.SD3, (), lambda f: not f["_qk_norm"]),
+)
+
+
+def rule_sd3(k: Keys) -> list[Found]:
+    out = []
+    for p in DENOISER_PREFIXES:
+        if f"{p}joint_blocks.0.x_block.attn.qkv.weight" in k and f"{p}x_embedder.proj.weight" in k:
+            layout, patch, blocks = "original", f"{p}x_embedder.proj.weight", f"{p}joint_blocks."
+            qk_norm = f"{p}joint_blocks.0.x_block.attn.ln_q.weight" in k
+            dual = k.any_with(blocks, ".x_block.attn2.")
+            pos = k.dim(f"{p}pos_embed", 1, ndim=3)
+        elif (f"{p}pos_embed.proj.weight" in k and f"{p}transformer_blocks.0.attn.add_q_proj.weight" in k
+              and f"{p}time_text_embed.text_embedder.linear_1.weight" in k and not k.any_with(p + "single_transformer_blocks.")):
+            layout, patch, blocks = "diffusers", f"{p}pos_embed.proj.weight", f"{p}transformer_blocks."
+            qk_norm = f"{p}transformer_blocks.0.attn.norm_q.weight" in k
+            dual = k.any_with(blocks, ".attn2.")
+            pos = k.dim(f"{p}pos_embed.pos_embed", 1, ndim=3)
+        else:
+            continue
+        facts = {"layout": layout, "hidden": k.dim(patch, 0), "in_channels": k.dim(patch, 1, ndim=4),
+                 "depth": k.count_blocks(blocks), "_qk_norm": qk_norm, "_dual": dual,
+                 "pos_embed_max_size": math.isqrt(pos) if pos else None}
+        out.append(_from_table("sd3", "denoiser", p, SD3_TABLE, facts))
     return out
 
 
@@ -317,8 +352,9 @@ def rule_chroma(k: Keys) -> list[Found]:
 # Image VAEs of the LDM/diffusers AutoencoderKL shape: family from latent channels.
 KL_VAE_TABLE: tuple[Row, ...] = (
     ("kl4", None, SD_ANY, lambda f: f["latent_channels"] == 4),   # SD1.5 and SDXL VAEs share a shape
-    # FLUX.1's ae.safetensors; Z-Image and Chroma ship the same autoencoder
-    ("kl16", E.FLUX, (E.Z_IMAGE, E.CHROMA), lambda f: f["latent_channels"] == 16),
+    # FLUX.1's ae.safetensors; Z-Image and Chroma ship the same autoencoder, and SD3's has the same shapes (16
+    # channels, no quant convs; only the scaling factors differ, which the model's own config supplies)
+    ("kl16", E.FLUX, (E.Z_IMAGE, E.CHROMA, E.SD3), lambda f: f["latent_channels"] == 16),
 )
 WAN_VAE_TABLE: tuple[Row, ...] = (
     ("wan21_vae", None, WAN_A14B, lambda f: f["latent_channels"] == 16),
@@ -380,14 +416,14 @@ def rule_vae_causal3d(k: Keys) -> list[Found]:
 # ---- text encoders (any prefix: checkpoints nest them) --------------------------------------------
 
 CLIP_TABLE: tuple[Row, ...] = (
-    ("clip_l", None, (E.SD15, E.SDXL, E.FLUX, E.HUNYUAN_VIDEO), lambda f: f["hidden"] == 768),
+    ("clip_l", None, (E.SD15, E.SDXL, E.FLUX, E.HUNYUAN_VIDEO, E.SD3), lambda f: f["hidden"] == 768),
     ("clip_h", None, (), lambda f: f["hidden"] == 1024),
-    ("clip_g", None, (E.SDXL,), lambda f: f["hidden"] == 1280),
+    ("clip_g", None, (E.SDXL, E.SD3), lambda f: f["hidden"] == 1280),
 )
 T5_TABLE: tuple[Row, ...] = (
     ("umt5", None, (E.WAN22_TI2V_5B,) + WAN_A14B, lambda f: f["_umt5"]),
     ("byt5", None, (E.HUNYUAN_VIDEO15,), lambda f: not f["_umt5"] and f["d_model"] == 1472),
-    ("t5xxl", None, (E.FLUX, E.CHROMA), lambda f: not f["_umt5"] and f["d_model"] == 4096),
+    ("t5xxl", None, (E.FLUX, E.CHROMA, E.SD3), lambda f: not f["_umt5"] and f["d_model"] == 4096),
 )
 DECODER_LM_TABLE: tuple[Row, ...] = (
     ("llama", None, (E.HUNYUAN_VIDEO,), lambda f: not f["_qkv_bias"] and not f["_qk_norm"]),
@@ -608,7 +644,7 @@ def rule_upscaler_compact(k: Keys) -> list[Found]:
 
 
 RULES: tuple[Callable[[Keys], list[Found]], ...] = (
-    rule_unet, rule_flux, rule_hunyuan, rule_wan, rule_z_image, rule_chroma,
+    rule_unet, rule_flux, rule_hunyuan, rule_wan, rule_z_image, rule_chroma, rule_sd3,
     rule_vae_kl, rule_vae_svd, rule_vae_wan, rule_vae_causal3d,
     rule_clip, rule_t5, rule_decoder_lm,
     rule_lora, rule_embedding, rule_upscaler_esrgan, rule_upscaler_rrdbnet, rule_upscaler_swinir,

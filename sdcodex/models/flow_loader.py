@@ -20,14 +20,14 @@ from sdcodex.core.errors import ModelLoadError, TokenizerMissingError, Validatio
 from sdcodex.models.shapes import clip_text_config, t5_config
 from sdcodex.models.build import build_module
 from sdcodex.models.loader import LoadedModel, cached_short_hash, load_vae_file, resolve_dtype, resolve_ref
-from sdcodex.models.model_configs import bundled, configs_from
+from sdcodex.models.model_configs import CONFIG_ROOT, bundled, configs_from
 from sdcodex.models.safetensors_io import TensorView, open_mapped
 
 FLOW_FAMILIES = (EngineKey.FLUX, EngineKey.SVD, EngineKey.HUNYUAN_VIDEO, EngineKey.HUNYUAN_VIDEO15,
                  EngineKey.WAN22_TI2V_5B, EngineKey.WAN22_T2V_A14B, EngineKey.WAN22_I2V_A14B, EngineKey.Z_IMAGE,
-                 EngineKey.CHROMA)
+                 EngineKey.CHROMA, EngineKey.SD3)
 #: families whose VAE is the 2-D AutoencoderKL (a separate `vae` file loads with loader.load_vae_file)
-KL_VAE_FAMILIES = (EngineKey.FLUX, EngineKey.Z_IMAGE, EngineKey.CHROMA)
+KL_VAE_FAMILIES = (EngineKey.FLUX, EngineKey.Z_IMAGE, EngineKey.CHROMA, EngineKey.SD3)
 #: tokenizer slot of a family -> the cache-models entry that fetches it (models/tokenizers/<name>/)
 TOKENIZER_SOURCES: dict[tuple[EngineKey, str], str] = {
     (EngineKey.FLUX, "tokenizer_2"): "tokenizer-t5-xxl",
@@ -37,6 +37,7 @@ TOKENIZER_SOURCES: dict[tuple[EngineKey, str], str] = {
     (EngineKey.HUNYUAN_VIDEO, "tokenizer"): "tokenizer-llama-hunyuan",
     (EngineKey.Z_IMAGE, "tokenizer"): "tokenizer-qwen3",
     (EngineKey.CHROMA, "tokenizer"): "tokenizer-t5-xxl",
+    (EngineKey.SD3, "tokenizer_3"): "tokenizer-t5-xxl",  # SD3's T5-XXL tokenizer is FLUX's (google/t5-v1_1-xxl)
 }
 _WAN = (EngineKey.WAN22_TI2V_5B, EngineKey.WAN22_T2V_A14B, EngineKey.WAN22_I2V_A14B)
 #: text-encoder slots of the families that take separate text-encoder files:
@@ -49,6 +50,10 @@ TEXT_ENCODER_SLOTS: dict[EngineKey, dict[str, tuple[tuple[str, ...], str, str]]]
                               "text_encoder_2": (("clip_l",), "clip", "CLIPTextModel")},
     EngineKey.Z_IMAGE: {"text_encoder": (("qwen3_4b",), "qwen3", "Qwen3Model")},
     EngineKey.CHROMA: {"text_encoder": (("t5xxl",), "t5", "T5EncoderModel")},
+    # SD3/SD3.5: stabilityai/stable-diffusion-3.5-large text_encoders/clip_l, clip_g, t5xxl_fp16.safetensors
+    EngineKey.SD3: {"text_encoder": (("clip_l",), "clip", "CLIPTextModelWithProjection"),
+                    "text_encoder_2": (("clip_g",), "clip", "CLIPTextModelWithProjection"),
+                    "text_encoder_3": (("t5xxl",), "t5", "T5EncoderModel")},
 }
 #: plain pipeline settings (not modules) that a pipeline needs again when rebuilt for another task
 PIPELINE_SETTINGS = ("boundary_ratio", "expand_timesteps")
@@ -71,6 +76,19 @@ def tokenizer_folder(family: EngineKey, slot: str, models_dir: str | Path | None
     raise TokenizerMissingError(
         f"the {family.value} {slot} is not in the model folder and {folder} does not exist; fetch it with "
         f"`sdcodex cache-models {name}` (or copy a tokenizer folder there)", field="model")
+
+
+def builtin_tokenizer(family: EngineKey, slot: str) -> Any | None:
+    """The CLIP tokenizer a family's slot uses, built in from the bundled tokenizer config (pad token, length);
+    None when the slot is not a bundled CLIP tokenizer (T5/UMT5/Llama/Qwen tokenizers come from models/tokenizers/)."""
+    path = CONFIG_ROOT / family.value / slot / "tokenizer_config.json"
+    if not path.is_file():
+        return None
+    from sdcodex.models.tokenizers import clip_tokenizer
+
+    cfg = json.loads(path.read_text())
+    return clip_tokenizer(pad_token=cfg.get("pad_token", "<|endoftext|>"),
+                          model_max_length=int(cfg.get("model_max_length", 77)))
 
 
 def load_tokenizer(folder: Path) -> Any:
@@ -122,6 +140,9 @@ def describe(family: EngineKey, components: dict[str, Any], variant: dict[str, A
         variant["i2v"] = config.get("image_condition_type") is not None
     elif family is EngineKey.HUNYUAN_VIDEO15:
         variant["i2v"] = config.get("task_type") == "i2v" and components.get("image_encoder") is not None
+    elif family is EngineKey.SD3:
+        variant["model"] = ("sd3_medium" if not config.get("qk_norm") else
+                            "sd35_medium" if config.get("dual_attention_layers") else "sd35_large")
     elif family.value.startswith("wan"):
         variant["experts"] = 2 if components.get("transformer_2") is not None else 1
         variant["boundary_ratio"] = components.get("boundary_ratio")
@@ -151,7 +172,7 @@ def load_flow_folder(path: Path, *, family: EngineKey | None, dtype: torch.dtype
     for slot, value in index.items():
         if (slot.startswith("tokenizer") and slot not in kwargs and isinstance(value, list) and value[0]
                 and not (path / slot).is_dir()):
-            kwargs[slot] = load_tokenizer(tokenizer_folder(fam, slot, models_dir))
+            kwargs[slot] = builtin_tokenizer(fam, slot) or load_tokenizer(tokenizer_folder(fam, slot, models_dir))
     cls = getattr(diffusers, str(index.get("_class_name")), None)
     if cls is None:
         raise ModelLoadError(f"{path}: pipeline class {index.get('_class_name')!r} is not in this Diffusers",
@@ -256,7 +277,7 @@ def _architecture(keys: list[str]) -> str:
     return "unknown"
 
 
-def text_encoder_slot(family: EngineKey, path: Path, field: str) -> tuple[str, str]:
+def text_encoder_slot(family: EngineKey, path: Path, field: str, taken: Iterable[str] = ()) -> tuple[str, str]:
     """(slot, prefix) a text-encoder file fills for `family`; a file of another kind is refused naming its kind."""
     from sdcodex.models.detect import detect_file
 
@@ -272,7 +293,9 @@ def text_encoder_slot(family: EngineKey, path: Path, field: str) -> tuple[str, s
         raise ModelLoadError(f"{path}: holds several text encoders ({', '.join(det.variant['text_encoders'])}); "
                              "give one file per text encoder", field=field)
     for slot, (names, size_free_arch, _) in slots.items():
-        if name in names or (name == "unknown" and size_free_arch and arch == size_free_arch):
+        # a file of no known size fills the first free slot of its architecture (`taken`: slots already filled), so
+        # two such CLIP files given in order fill SD3's CLIP-L then CLIP-G slots
+        if name in names or (name == "unknown" and size_free_arch and arch == size_free_arch and slot not in taken):
             return slot, det.prefix
     real = name if name != "unknown" else f"{arch} (of no known size)"
     takes = [n for names, _, _ in slots.values() for n in names]
@@ -298,7 +321,8 @@ def load_text_encoder_file(path: Path, slot_class: str, prefix: str, config: dic
 
     handle = open_mapped(path)
     keys = handle.keys()
-    kind = {"CLIPTextModel": "clip", "LlamaModel": "llama", "Qwen3Model": "llama"}.get(slot_class, "t5")
+    kind = {"CLIPTextModel": "clip", "CLIPTextModelWithProjection": "clip", "LlamaModel": "llama",
+            "Qwen3Model": "llama"}.get(slot_class, "t5")
     rule = {"clip": clip_text_config, "t5": t5_config}.get(kind)
     if rule is not None:  # widths, layers and heads from the file; the rest from `config`
         local = {k[len(prefix):]: handle.shape(k) for k in keys if k.startswith(prefix)}
@@ -308,7 +332,15 @@ def load_text_encoder_file(path: Path, slot_class: str, prefix: str, config: dic
             raise ModelLoadError(f"{path}: {exc.message}", field=exc.field) from None
 
     def state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-        return _state(handle, text_encoder_keys(keys, prefix, kind, set(module.state_dict())), dtype)
+        expected = set(module.state_dict())
+        out = _state(handle, text_encoder_keys(keys, prefix, kind, expected), dtype)
+        if "text_projection.weight" in expected and "text_projection.weight" not in out:
+            # a CLIP-L file saved without its projection (FLUX-style clip_l): SD3 then uses the pooled output as is,
+            # which is what an identity projection gives (ComfyUI does the same)
+            width = int(config["hidden_size"])
+            out["text_projection.weight"] = torch.eye(int(config.get("projection_dim", width)), width,
+                                                      dtype=dtype or torch.float32)
+        return out
 
     module = build_module(slot_class, config, state, source=path, component=slot_class)
     return module.to(device=device, dtype=dtype).eval() if dtype is not None else module.to(device).eval()
@@ -374,7 +406,7 @@ def separate_components(family: EngineKey, text_encoders: list[str], vae: str | 
     for i, ref in enumerate(text_encoders):
         field = f"text_encoders[{i}]"
         path = component_path(ref, "text_encoder", models_dir)
-        slot, prefix = text_encoder_slot(family, path, field)
+        slot, prefix = text_encoder_slot(family, path, field, taken=out)
         if slot in out:
             raise ModelLoadError(f"{path}: a second file for the {slot} slot", field=field)
         cls, cfg = TEXT_ENCODER_SLOTS[family][slot][2], config(slot)
@@ -396,4 +428,4 @@ def separate_components(family: EngineKey, text_encoders: list[str], vae: str | 
 
 __all__ = ["load_flow_model", "load_flow_folder", "tokenizer_folder", "is_flow_family", "FLOW_FAMILIES",
            "TOKENIZER_SOURCES", "sniff_family", "check_component_files", "separate_components", "TEXT_ENCODER_SLOTS",
-           "text_encoder_slot", "bundled", "component_path"]
+           "text_encoder_slot", "bundled", "component_path", "builtin_tokenizer", "load_text_encoder_file"]

@@ -1,4 +1,4 @@
-"""Single-file FLUX, WAN, Z-Image and Chroma transformers (original layouts, one `LAYOUTS` row each, with or without
+"""Single-file FLUX, WAN, Z-Image, Chroma and SD3 transformers (original layouts, one `LAYOUTS` row each, with or without
 ComfyUI/A1111 key prefixes) to a LoadedModel: the transformer is built empty from a config and its converted
 weights assigned; WAN A14B experts are paired; the rest of the pipeline comes from separate files and/or a base
 Diffusers folder.
@@ -24,10 +24,11 @@ import torch
 from sdcodex.core.enums import EngineKey, Prediction
 from sdcodex.core.errors import CodexError, ModelLoadError
 from sdcodex.models import convert_flow as cv
-from sdcodex.models.flow_loader import (TEXT_ENCODER_SLOTS, component_path, describe, load_flow_folder,
-                                        load_tokenizer, separate_components, text_encoder_slot, tokenizer_folder)
+from sdcodex.models.flow_loader import (KL_VAE_FAMILIES, TEXT_ENCODER_SLOTS, builtin_tokenizer, component_path,
+                                        describe, load_flow_folder, load_text_encoder_file, load_tokenizer,
+                                        separate_components, text_encoder_slot, tokenizer_folder)
 from sdcodex.models.build import build_module
-from sdcodex.models.loader import LoadedModel, cached_short_hash, resolve_ref, scheduler_from_config
+from sdcodex.models.loader import LoadedModel, cached_short_hash, load_vae_file, resolve_ref, scheduler_from_config
 from sdcodex.models.shapes import summary as architecture_summary
 from sdcodex.models.model_configs import CONFIG_ROOT, bundled, config_beside, configs_from
 from sdcodex.models.safetensors_io import TensorView, open_mapped, read_shapes
@@ -71,6 +72,9 @@ LAYOUTS: tuple[Layout, ...] = (
     # Tongyi-MAI's layout, ComfyUI's split_files/diffusion_models/z_image_turbo_bf16.safetensors
     Layout("z_image", ("cap_embedder.1.weight", "noise_refiner.0.attention.qkv.weight", "x_embedder.weight"),
            "ZImageTransformer2DModel", cv.z_image_config, cv.convert_z_image, E.Z_IMAGE, rows=cv.Z_IMAGE_ROWS),
+    # Stability's layout: stabilityai/stable-diffusion-3.5-large sd3.5_large.safetensors (and 3.5 Medium, SD3 Medium)
+    Layout("sd3", ("joint_blocks.0.x_block.attn.qkv.weight", "x_embedder.proj.weight"), "SD3Transformer2DModel",
+           cv.sd3_config, cv.convert_sd3, E.SD3, rows=cv.SD3_ROWS),
 )
 LAYOUT_NAMES = tuple(layout.name for layout in LAYOUTS)
 
@@ -200,6 +204,9 @@ def _tokenizers(family: E, models_dir: str | Path | None) -> dict[str, Any]:
     if family is E.FLUX:  # CLIP's tokenizer is built in; every other tokenizer comes from models/tokenizers/
         return {"tokenizer": clip_tokenizer(),
                 "tokenizer_2": load_tokenizer(tokenizer_folder(family, "tokenizer_2", models_dir))}
+    if family is E.SD3:  # both CLIP tokenizers built in (CLIP-G pads with "!"), T5's from models/tokenizers/
+        return {"tokenizer": builtin_tokenizer(family, "tokenizer"), "tokenizer_2": builtin_tokenizer(family, "tokenizer_2"),
+                "tokenizer_3": load_tokenizer(tokenizer_folder(family, "tokenizer_3", models_dir))}
     return {"tokenizer": load_tokenizer(tokenizer_folder(family, "tokenizer", models_dir))}
 
 
@@ -225,12 +232,16 @@ def load_single_file(path: Path, *, wanted: E | None, text_encoders: list[str], 
     cfgs = {**(configs_from(base) if base else {}), **beside, **dict(configs)}
     schnell = layout == "flux" and not guidance
     given = {"vae"} if vae is not None else set()
+    inside = embedded_parts(path, family)
+    given |= set(inside)
     tokenizers: dict[str, Any] = {}
     if base is None:
         # say what is missing before any weights are read (tokenizers, then components)
         tokenizers = _tokenizers(family, models_dir)
-        slots = {text_encoder_slot(family, component_path(ref, "text_encoder", models_dir), f"text_encoders[{i}]")[0]
-                 for i, ref in enumerate(text_encoders)}
+        slots: set[str] = set()
+        for i, ref in enumerate(text_encoders):
+            slots.add(text_encoder_slot(family, component_path(ref, "text_encoder", models_dir), f"text_encoders[{i}]",
+                                        taken=slots)[0])
         missing = [s for s in ["vae", *TEXT_ENCODER_SLOTS[family]] if s not in given | slots]
         if missing:
             takes = " + ".join(n for names, _, _ in TEXT_ENCODER_SLOTS[family].values() for n in names)
@@ -248,10 +259,20 @@ def load_single_file(path: Path, *, wanted: E | None, text_encoders: list[str], 
             raise ModelLoadError(f"{experts[1]}: not the partner expert of {experts[0]} (its shapes differ)",
                                  field="model")
     components.update(separate_components(family, text_encoders, vae, cfgs, dtype, device, models_dir))
+    for slot, part_prefix in inside.items():  # the file's own VAE / text encoders, unless a request file replaced them
+        if slot in components:
+            continue
+        cfg = dict(cfgs.get(slot) or bundled(family, slot) or {})
+        if slot == "vae":
+            components[slot] = load_vae_file(path, cfg, dtype, device)
+        else:
+            components[slot] = load_text_encoder_file(path, TEXT_ENCODER_SLOTS[family][slot][2], part_prefix, cfg,
+                                                      dtype, device)
     official = bundled(family, "transformer_schnell" if schnell else "transformer") or {}
     read = {"transformer": architecture_summary(layout, "flux" if layout == "flux" else family.value,
                                                      dict(components["transformer"].config), official)}
     variant: dict[str, Any] = {"format": "single_file", "layout": layout, "prefix": prefix, "architecture": read,
+                               "embedded": sorted(inside),
                                "config_source": "configs" if configs else beside_source or (
                                    f"shapes over {base}" if base and "transformer" in cfgs else "shapes"),
                                "files": [str(p) for p in experts], "separate_files": sorted(
@@ -279,6 +300,28 @@ def load_single_file(path: Path, *, wanted: E | None, text_encoders: list[str], 
                        scheduler_config={**sched_cfg, "_class_name": type(components["scheduler"]).__name__})
 
 
+def embedded_parts(path: Path, family: E) -> dict[str, str]:
+    """{slot: key prefix} of the VAE and text encoders a transformer file carries itself (sd3.5_large.safetensors
+    holds its VAE under first_stage_model.; ComfyUI's all-in-one files add text_encoders.<name>.transformer.). A text
+    encoder of no known size is named by that ComfyUI prefix."""
+    from sdcodex.models.detect import explain
+
+    out: dict[str, str] = {}
+    slots = TEXT_ENCODER_SLOTS.get(family, {})
+    for found in explain(read_shapes(path)[0]):
+        if found.role == "vae" and family in KL_VAE_FAMILIES:
+            out["vae"] = found.prefix
+        elif found.role == "text_encoder":
+            name = str(found.variant.get("text_encoder"))
+            m = re.match(r"text_encoders\.(\w+)\.", found.prefix)
+            if name == "unknown" and m:
+                name = m.group(1)
+            slot = next((s for s, (names, _, _) in slots.items() if name in names), None)
+            if slot is not None:
+                out[slot] = found.prefix
+    return out
+
+
 def bundled_index(family: E) -> dict[str, Any]:
     """The bundled model_index.json of a family: pipeline class, boundary_ratio, expand_timesteps."""
     return json.loads((CONFIG_ROOT / family.value / "model_index.json").read_text())
@@ -286,4 +329,4 @@ def bundled_index(family: E) -> dict[str, Any]:
 
 __all__ = ["load_single_file", "expert_pair", "find_base", "transformer_layout", "file_family", "build_transformer",
            "Layout", "LAYOUTS", "layout_named",
-           "WAN_IN_CHANNELS", "NOISE_MARK"]
+           "WAN_IN_CHANNELS", "NOISE_MARK", "embedded_parts"]

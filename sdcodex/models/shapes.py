@@ -415,6 +415,8 @@ SUMMARY_KEYS: dict[str, tuple[str, ...]] = {
                "joint_attention_dim", "approximator_hidden_dim", "approximator_layers"),
     "hunyuan_video": ("num_layers", "num_single_layers", "num_attention_heads", "attention_head_dim", "in_channels",
                       "text_embed_dim", "guidance_embeds"),
+    "sd3": ("num_layers", "num_attention_heads", "attention_head_dim", "in_channels", "joint_attention_dim",
+            "pos_embed_max_size", "qk_norm", "dual_attention_layers"),
 }
 
 
@@ -468,6 +470,12 @@ def summary(kind: str, name: str, config: Mapping[str, Any], base: Mapping[str, 
     elif kind == "wan":
         parts = [_plural(c["num_layers"], "layer"), f"width {c['num_attention_heads'] * c['attention_head_dim']}",
                  f"{c['in_channels']} in channels"] + (["image embedding"] if c.get("image_dim") else [])
+    elif kind == "sd3":
+        parts = [_plural(c["num_layers"], "joint block"), f"width {c['num_attention_heads'] * c['attention_head_dim']}",
+                 f"pos-embed grid {c.get('pos_embed_max_size')}"]
+        parts += ["qk norm"] if c.get("qk_norm") else []
+        parts += [f"MMDiT-X self-attention in {len(c['dual_attention_layers'])} blocks"] \
+            if c.get("dual_attention_layers") else []
     elif kind == "z_image":
         parts = [_plural(c["n_layers"], "layer"), f"width {c['dim']}", _plural(c["n_heads"], "head")]
     elif kind == "chroma":

@@ -191,7 +191,7 @@ def test_prediction_and_family_errors():
         create_sampler("Euler", None, "flux", FLUX, "epsilon")
     assert err.value.field == "prediction"
     with pytest.raises(ValidationError) as err:
-        create_sampler("Euler", None, "sd3", SD15)
+        create_sampler("Euler", None, "no_such_family", SD15)
     assert err.value.field == "family" and "sdxl" in err.value.allowed
 
 
@@ -317,3 +317,26 @@ def test_every_name_and_schedule_matches_the_documented_scheduler(name, family):
         if dropped and not flow:
             assert choice.warnings and choice.scheduler_effective != schedule, (schedule, dropped)
     assert not failures, failures
+
+
+# stabilityai/stable-diffusion-3.5-large scheduler/scheduler_config.json
+SD35 = {"_class_name": "FlowMatchEulerDiscreteScheduler", "_diffusers_version": "0.31.0.dev0",
+        "num_train_timesteps": 1000, "shift": 3.0}
+
+
+@pytest.mark.parametrize("name,cls,shift_key", [
+    ("Automatic", "FlowMatchEulerDiscreteScheduler", "shift"), ("Euler", "FlowMatchEulerDiscreteScheduler", "shift"),
+    ("Heun", "FlowMatchHeunDiscreteScheduler", "shift"), ("DPM++ 2M", "DPMSolverMultistepScheduler", "flow_shift"),
+    ("UniPC", "UniPCMultistepScheduler", "flow_shift")])
+def test_sd35_row_flow_samplers_keep_the_fixed_shift(name, cls, shift_key):
+    choice = create_sampler(name, None, "sd3", SD35)
+    assert (choice.class_name, choice.prediction.value, choice.config[shift_key]) == (cls, "flow", 3.0)
+    assert not choice.needs_mu and choice.warnings == []
+    if name == "Automatic":
+        assert choice.sampler_effective == "Euler" and "family default" in choice.default_reason
+
+
+def test_sd35_row_refuses_classic_samplers():
+    with pytest.raises(UnsupportedSamplerError) as err:
+        create_sampler("DPM++ 2M SDE", "Karras", "sd3", SD35)
+    assert err.value.field == "sampler" and "Euler" in err.value.allowed and "DDIM" not in err.value.allowed

@@ -277,3 +277,62 @@ def chroma_to_bfl(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def export_chroma(module: torch.nn.Module, path: Path, prefix: str = "") -> Path:
     return _save(chroma_to_bfl(module.state_dict()), path, prefix)
+
+
+def sd3_to_original(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """SD3Transformer2DModel state dict -> Stability's layout (sd3.5_large.safetensors: joint_blocks.N.x_block /
+    context_block, fused qkv, (shift, scale) order in the final and the last pre-only context adaLN)."""
+    out: dict[str, torch.Tensor] = {}
+
+    def pair(dst: str, src: str) -> None:
+        for p in ("weight", "bias"):
+            if f"{src}.{p}" in sd:
+                out[f"{dst}.{p}"] = sd[f"{src}.{p}"]
+
+    def swapped(dst: str, src: str) -> None:
+        for p in ("weight", "bias"):
+            scale, shift = sd[f"{src}.{p}"].chunk(2, dim=0)
+            out[f"{dst}.{p}"] = torch.cat([shift, scale])
+
+    out["pos_embed"] = sd["pos_embed.pos_embed"]
+    pair("x_embedder.proj", "pos_embed.proj")
+    pair("t_embedder.mlp.0", "time_text_embed.timestep_embedder.linear_1")
+    pair("t_embedder.mlp.2", "time_text_embed.timestep_embedder.linear_2")
+    pair("y_embedder.mlp.0", "time_text_embed.text_embedder.linear_1")
+    pair("y_embedder.mlp.2", "time_text_embed.text_embedder.linear_2")
+    pair("context_embedder", "context_embedder")
+    pair("final_layer.linear", "proj_out")
+    swapped("final_layer.adaLN_modulation.1", "norm_out.linear")
+    depth = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("transformer_blocks."))
+    for i in range(depth):
+        j, b = f"joint_blocks.{i}", f"transformer_blocks.{i}"
+        for p in ("weight", "bias"):
+            out[f"{j}.x_block.attn.qkv.{p}"] = torch.cat([sd[f"{b}.attn.to_{x}.{p}"] for x in "qkv"])
+            out[f"{j}.context_block.attn.qkv.{p}"] = torch.cat([sd[f"{b}.attn.add_{x}_proj.{p}"] for x in "qkv"])
+            if f"{b}.attn2.to_q.{p}" in sd:
+                out[f"{j}.x_block.attn2.qkv.{p}"] = torch.cat([sd[f"{b}.attn2.to_{x}.{p}"] for x in "qkv"])
+        for ours, theirs in (("x_block.attn.ln_q", "attn.norm_q"), ("x_block.attn.ln_k", "attn.norm_k"),
+                             ("context_block.attn.ln_q", "attn.norm_added_q"),
+                             ("context_block.attn.ln_k", "attn.norm_added_k"), ("x_block.attn2.ln_q", "attn2.norm_q"),
+                             ("x_block.attn2.ln_k", "attn2.norm_k"), ("x_block.attn.proj", "attn.to_out.0"),
+                             ("context_block.attn.proj", "attn.to_add_out"), ("x_block.attn2.proj", "attn2.to_out.0"),
+                             ("x_block.adaLN_modulation.1", "norm1.linear"), ("x_block.mlp.fc1", "ff.net.0.proj"),
+                             ("x_block.mlp.fc2", "ff.net.2"), ("context_block.mlp.fc1", "ff_context.net.0.proj"),
+                             ("context_block.mlp.fc2", "ff_context.net.2")):
+            pair(f"{j}.{ours}", f"{b}.{theirs}")
+        if i == depth - 1:
+            swapped(f"{j}.context_block.adaLN_modulation.1", f"{b}.norm1_context.linear")
+        else:
+            pair(f"{j}.context_block.adaLN_modulation.1", f"{b}.norm1_context.linear")
+    missing = sum(v.numel() for v in sd.values()) - sum(v.numel() for v in out.values())
+    assert missing == 0, f"{missing} SD3 weights not exported"
+    return out
+
+
+def export_sd3(module: torch.nn.Module, path: Path, prefix: str = "",
+               extra: dict[str, torch.Tensor] | None = None) -> Path:
+    """An SD3 transformer in Stability's layout, plus `extra` tensors (an LDM-layout VAE under first_stage_model.,
+    text encoders under text_encoders.<name>.transformer.) as sd3.5_large.safetensors / ComfyUI files carry them."""
+    state = {prefix + k: v for k, v in sd3_to_original(module.state_dict()).items()}
+    state.update(extra or {})
+    return _save(state, path)

@@ -646,3 +646,66 @@ def compact_keys(scale: int = 4, convs: int = 32) -> KeySet:
     k[f"body.{last}.weight"] = [3 * scale * scale, 64, 3, 3]
     k[f"body.{last}.bias"] = [3 * scale * scale]
     return k
+
+
+# ---- SD3 / SD3.5 MMDiT (stabilityai/stable-diffusion-3.5-large|medium, stable-diffusion-3-medium) ---------------
+
+def sd3_keys(prefix: str = "", hidden: int = 2432, depth: int = 38, pos: int = 192, qk_norm: bool = True,
+             dual: Iterable[int] = ()) -> KeySet:
+    """Original layout of sd3.5_large.safetensors / sd3.5_medium.safetensors / sd3_medium.safetensors: joint blocks
+    with x_block and context_block; the last context block is "pre-only" (adaLN to 2h, no proj/mlp)."""
+    h, dual = hidden, set(dual)
+    k: KeySet = {"pos_embed": [1, pos * pos, h], "x_embedder.proj.weight": [h, 16, 2, 2], "x_embedder.proj.bias": [h],
+                 "t_embedder.mlp.0.weight": [h, 256], "t_embedder.mlp.2.weight": [h, h],
+                 "y_embedder.mlp.0.weight": [h, 2048], "y_embedder.mlp.2.weight": [h, h],
+                 "context_embedder.weight": [h, 4096], "final_layer.linear.weight": [64, h],
+                 "final_layer.adaLN_modulation.1.weight": [2 * h, h]}
+    attn = {"attn.qkv.weight": [3 * h, h], "attn.qkv.bias": [3 * h], "attn.proj.weight": [h, h]}
+    if qk_norm:
+        attn.update({"attn.ln_q.weight": [64], "attn.ln_k.weight": [64]})
+    for i in range(depth):
+        x = {**attn, "mlp.fc1.weight": [4 * h, h], "mlp.fc2.weight": [h, 4 * h],
+             "adaLN_modulation.1.weight": [(9 if i in dual else 6) * h, h]}
+        if i in dual:
+            x.update({"attn2.qkv.weight": [3 * h, h], "attn2.proj.weight": [h, h]})
+        c = dict(x) if i < depth - 1 else {"attn.qkv.weight": [3 * h, h], "adaLN_modulation.1.weight": [2 * h, h]}
+        c = {n: v for n, v in c.items() if "attn2" not in n}
+        if i < depth - 1:
+            c["adaLN_modulation.1.weight"] = [6 * h, h]
+        k.update(_blocks(f"joint_blocks.{{}}.x_block.", [i], x))
+        k.update(_blocks(f"joint_blocks.{{}}.context_block.", [i], c))
+    return prefixed(prefix, k)
+
+
+def sd35_large_keys(prefix: str = "") -> KeySet:
+    return sd3_keys(prefix)
+
+
+def sd35_medium_keys(prefix: str = "") -> KeySet:
+    return sd3_keys(prefix, hidden=1536, depth=24, pos=384, dual=range(13))
+
+
+def sd3_medium_keys(prefix: str = "") -> KeySet:
+    return sd3_keys(prefix, hidden=1536, depth=24, pos=192, qk_norm=False)
+
+
+def sd35_large_diffusers_keys() -> KeySet:
+    """transformer/diffusion_pytorch_model-*.safetensors of stabilityai/stable-diffusion-3.5-large."""
+    h = 2432
+    k: KeySet = {"pos_embed.pos_embed": [1, 36864, h], "pos_embed.proj.weight": [h, 16, 2, 2],
+                 "context_embedder.weight": [h, 4096], "time_text_embed.text_embedder.linear_1.weight": [h, 2048],
+                 "time_text_embed.timestep_embedder.linear_1.weight": [h, 256], "proj_out.weight": [64, h],
+                 "norm_out.linear.weight": [2 * h, h]}
+    k.update(_blocks("transformer_blocks.{}.", range(38), {
+        "attn.to_q.weight": [h, h], "attn.add_q_proj.weight": [h, h], "attn.norm_q.weight": [64],
+        "attn.norm_added_k.weight": [64], "ff.net.0.proj.weight": [4 * h, h], "norm1.linear.weight": [6 * h, h]}))
+    return k
+
+
+def sd35_checkpoint_keys() -> KeySet:
+    """sd3.5_large.safetensors as published (MMDiT + VAE under first_stage_model.) with the text encoders ComfyUI's
+    all-in-one SD3 files add under text_encoders.{clip_l,clip_g,t5xxl}.transformer."""
+    return merge(sd35_large_keys("model.diffusion_model."), prefixed("first_stage_model.", ldm_vae_keys(16, quant_conv=False)),
+                 prefixed("text_encoders.clip_l.transformer.", clip_keys(768, 12, projection=True)),
+                 prefixed("text_encoders.clip_g.transformer.", clip_g_keys()),
+                 prefixed("text_encoders.t5xxl.transformer.", t5xxl_keys()))
