@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from sdcodex.core.errors import ModelLoadError
-from sdcodex.models.shapes import chroma_config, flux_config, wan_config, z_image_config  # noqa: F401  (re-exported)
+from sdcodex.models.shapes import chroma_config, flux_config, sd3_config, wan_config, z_image_config  # noqa: F401  (re-exported)
 from sdcodex.models.shapes import need as _need
 
 #: key prefixes tools add in front of a bare transformer (ComfyUI, A1111/Forge, kohya)
@@ -286,27 +286,6 @@ def convert_z_image(sd: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -
     head = int(config["dim"]) // int(config["n_heads"])
     sizes = [int(config["n_heads"]) * head, int(config["n_kv_heads"]) * head, int(config["n_kv_heads"]) * head]
     return convert(sd, Z_IMAGE_ROWS, lambda key, rows: sizes, "part of a Z-Image transformer")
-
-
-def sd3_config(shapes: Mapping[str, Sequence[int]], base: Mapping[str, Any]) -> dict[str, Any]:
-    """SD3Transformer2DModel config for Stability-layout keys (prefix stripped): widths, depth, head size (from the
-    qk RMS norm; `base` gives it for SD3 Medium, which has none), the pos-embed grid and the MMDiT-X blocks."""
-    proj = _need(shapes, "x_embedder.proj.weight", "SD3 transformer")
-    hidden, in_channels, patch = proj[0], proj[1], proj[2]
-    ln_q = shapes.get("joint_blocks.0.x_block.attn.ln_q.weight")
-    head_dim = int(ln_q[0]) if ln_q else int(base.get("attention_head_dim", 64))
-    context = _need(shapes, "context_embedder.weight", "SD3 transformer")
-    pos = _need(shapes, "pos_embed", "SD3 transformer")
-    dual = sorted({int(k.split(".")[1]) for k in shapes if k.startswith("joint_blocks.") and ".x_block.attn2." in k})
-    cfg = dict(base)
-    cfg.update(in_channels=in_channels, patch_size=patch, num_layers=_depth(shapes, "joint_blocks."),
-               attention_head_dim=head_dim, num_attention_heads=hidden // head_dim, caption_projection_dim=context[0],
-               joint_attention_dim=context[1],
-               pooled_projection_dim=_need(shapes, "y_embedder.mlp.0.weight", "SD3 transformer")[1],
-               pos_embed_max_size=math.isqrt(pos[1]),
-               out_channels=_need(shapes, "final_layer.linear.weight", "SD3 transformer")[0] // (patch * patch),
-               qk_norm="rms_norm" if ln_q else None, dual_attention_layers=tuple(dual))
-    return cfg
 
 
 def convert_sd3(sd: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> dict[str, torch.Tensor]:

@@ -274,6 +274,7 @@ def rule_z_image(k: Keys) -> list[Found]:
                  "head_dim": k.dim(qk, 0), "layers": k.count_blocks(p + "layers."),
                  "refiner_layers": k.count_blocks(p + "noise_refiner.")}
         out.append(_from_table("z_image", "denoiser", p, Z_IMAGE_TABLE, facts))
+    return out
 
 
 # SD3 / SD3.5 MMDiT. Marker keys from the published files: stabilityai/stable-diffusion-3.5-large

@@ -346,6 +346,26 @@ def hunyuan_video_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, A
 
 
 # ---- Z-Image transformers (Tongyi-MAI original layout) --------------------------------------------------------
+def sd3_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, Any]:
+    """SD3Transformer2DModel config for Stability-layout keys (prefix stripped): widths, depth, head size (from the
+    qk RMS norm; `base` gives it for SD3 Medium, which has none), the pos-embed grid and the MMDiT-X blocks."""
+    what = "SD3 transformer"
+    proj = need(shapes, "x_embedder.proj.weight", what)
+    hidden, in_channels, patch = proj[0], proj[1], proj[2]
+    ln_q = shapes.get("joint_blocks.0.x_block.attn.ln_q.weight")
+    head_dim = int(ln_q[0]) if ln_q else int(base.get("attention_head_dim", 64))
+    context = need(shapes, "context_embedder.weight", what)
+    dual = sorted({int(k.split(".")[1]) for k in shapes if k.startswith("joint_blocks.") and ".x_block.attn2." in k})
+    cfg = dict(base)
+    cfg.update(in_channels=in_channels, patch_size=patch, num_layers=depth(shapes, "joint_blocks."),
+               attention_head_dim=head_dim, num_attention_heads=hidden // head_dim, caption_projection_dim=context[0],
+               joint_attention_dim=context[1], pooled_projection_dim=need(shapes, "y_embedder.mlp.0.weight", what)[1],
+               pos_embed_max_size=math.isqrt(need(shapes, "pos_embed", what)[1]),
+               out_channels=need(shapes, "final_layer.linear.weight", what)[0] // (patch * patch),
+               qk_norm="rms_norm" if ln_q else None, dual_attention_layers=tuple(dual))
+    return cfg
+
+
 def z_image_config(shapes: Mapping[str, Sequence[int]], base: Mapping[str, Any]) -> dict[str, Any]:
     """ZImageTransformer2DModel config for original-layout keys (prefix stripped): width and caption width from
     cap_embedder.1, head size from the q-norm, KV heads from the fused qkv rows, depths from the block indices,
@@ -556,6 +576,9 @@ def architecture_of(shapes: Shapes, kind: str, family: Any, prefix: str, variant
         if fam == "z_image" and variant.get("layout") == "original":
             base = bundled_config("z_image", "transformer")
             return {"transformer": summary("z_image", "z_image", z_image_config(local, base), base)}
+        if fam == "sd3" and variant.get("layout") == "original":
+            base = bundled_config("sd3", "transformer_medium" if variant.get("model") == "sd35_medium" else "transformer")
+            return {"transformer": summary("sd3", str(variant.get("model") or "sd3"), sd3_config(local, base), base)}
         if fam.startswith("wan22") and variant.get("layout") == "original":
             base = bundled_config(fam, "transformer")
             return {"transformer": summary("wan", fam, wan_config(local, base), base)}
@@ -580,5 +603,5 @@ def architecture_of(shapes: Shapes, kind: str, family: Any, prefix: str, variant
 
 
 __all__ = ["sd_configs", "architecture_of", "unet_config", "kl_vae_config", "clip_text_config", "open_clip_text_config", "t5_config", "flux_config",
-           "wan_config", "hunyuan_video_config", "z_image_config", "HUNYUAN_VIDEO_TRANSFORMER", "chroma_config", "summary", "differences", "need", "depth", "SUMMARY_KEYS",
+           "wan_config", "hunyuan_video_config", "z_image_config", "HUNYUAN_VIDEO_TRANSFORMER", "chroma_config", "sd3_config", "summary", "differences", "need", "depth", "SUMMARY_KEYS",
            "SD15_HEADS", "UNET_HEAD_WIDTH", "CLIP_HEAD_WIDTH", "WAN_HEAD_WIDTH"]
