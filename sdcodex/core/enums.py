@@ -28,6 +28,7 @@ class EngineKey(StrEnum):
     Z_IMAGE = "z_image"
     CHROMA = "chroma"
     SD3 = "sd3"
+    QWEN_IMAGE = "qwen_image"
 
 
 class Task(StrEnum):

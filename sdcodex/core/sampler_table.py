@@ -123,7 +123,9 @@ FAMILIES: tuple[FamilyRow, ...] = (
     FamilyRow("z_image", True),
     # Chroma: FlowMatch Euler with FLUX.1's resolution-dependent shift (base 0.5, max 1.15)
     FamilyRow("chroma", True),
-    FamilyRow("sd3", True, "Euler"),  # FlowMatch Euler with the model's fixed shift (3.0 for SD3.5)
+    FamilyRow("sd3", True, "Euler"),
+    # Qwen-Image: FlowMatch Euler with a resolution-dependent shift (base 0.5, max 0.9, terminal 0.02)
+    FamilyRow("qwen_image", True),  # FlowMatch Euler with the model's fixed shift (3.0 for SD3.5)
 )
 FAMILY_ROWS: Mapping[str, FamilyRow] = MappingProxyType({row.family: row for row in FAMILIES})
 

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from sdcodex.core.errors import ModelLoadError
-from sdcodex.models.shapes import chroma_config, flux_config, sd3_config, wan_config, z_image_config  # noqa: F401  (re-exported)
+from sdcodex.models.shapes import chroma_config, flux_config, qwen_image_config, sd3_config, wan_config, z_image_config  # noqa: F401  (re-exported)
 from sdcodex.models.shapes import need as _need
 
 #: key prefixes tools add in front of a bare transformer (ComfyUI, A1111/Forge, kohya)

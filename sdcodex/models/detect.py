@@ -188,6 +188,9 @@ PIPELINE_FAMILIES: dict[str, EngineKey] = {
     "StableDiffusion3Pipeline": EngineKey.SD3,
     "StableDiffusion3Img2ImgPipeline": EngineKey.SD3,
     "StableDiffusion3InpaintPipeline": EngineKey.SD3,
+    "QwenImagePipeline": EngineKey.QWEN_IMAGE,
+    "QwenImageImg2ImgPipeline": EngineKey.QWEN_IMAGE,
+    "QwenImageInpaintPipeline": EngineKey.QWEN_IMAGE,
 }
 WAN_PIPELINES = ("WanPipeline", "WanImageToVideoPipeline")
 

@@ -348,6 +348,29 @@ def rule_chroma(k: Keys) -> list[Found]:
     return out
 
 
+# Qwen-Image MMDiT. The Diffusers layout (Qwen/Qwen-Image transformer/, QwenImageTransformer2DModel) and ComfyUI's
+# split_files/diffusion_models/qwen_image_bf16.safetensors (the same names, optionally under model.diffusion_model.)
+# have img_in [3072, 64], txt_norm [3584], txt_in [3072, 3584], transformer_blocks.N.img_mod.1 [18432, 3072] and
+# .txt_mod.1, attn.add_q_proj, img_mlp/txt_mlp; 60 blocks. The Edit models (Qwen-Image-Edit-2509/2511) have the same
+# shapes: a Diffusers folder's pipeline class tells them apart.
+QWEN_IMAGE_TABLE: tuple[Row, ...] = (
+    ("qwen_image", E.QWEN_IMAGE, (), lambda f: True),
+)
+
+
+def rule_qwen_image(k: Keys) -> list[Found]:
+    out = []
+    for p in DENOISER_PREFIXES:
+        if not (f"{p}txt_norm.weight" in k and f"{p}img_in.weight" in k
+                and f"{p}transformer_blocks.0.img_mod.1.weight" in k and f"{p}transformer_blocks.0.txt_mod.1.weight" in k):
+            continue
+        facts = {"layout": "diffusers", "hidden": k.dim(f"{p}img_in.weight", 0),
+                 "in_channels": k.dim(f"{p}img_in.weight", 1), "text_dim": k.dim(f"{p}txt_norm.weight", 0),
+                 "depth": k.count_blocks(p + "transformer_blocks.")}
+        out.append(_from_table("qwen_image", "denoiser", p, QWEN_IMAGE_TABLE, facts))
+    return out
+
+
 # ---- VAEs ----------------------------------------------------------------------------------------
 
 # Image VAEs of the LDM/diffusers AutoencoderKL shape: family from latent channels.
@@ -358,7 +381,8 @@ KL_VAE_TABLE: tuple[Row, ...] = (
     ("kl16", E.FLUX, (E.Z_IMAGE, E.CHROMA, E.SD3), lambda f: f["latent_channels"] == 16),
 )
 WAN_VAE_TABLE: tuple[Row, ...] = (
-    ("wan21_vae", None, WAN_A14B, lambda f: f["latent_channels"] == 16),
+    # the Wan 2.1 VAE; Qwen-Image's VAE (Qwen/Qwen-Image vae/, AutoencoderKLQwenImage) has the same 16-channel layout
+    ("wan21_vae", None, WAN_A14B + (E.QWEN_IMAGE,), lambda f: f["latent_channels"] == 16),
     ("wan22_vae", E.WAN22_TI2V_5B, (), lambda f: f["latent_channels"] == 48),
 )
 CAUSAL3D_VAE_TABLE: tuple[Row, ...] = (
@@ -428,7 +452,8 @@ T5_TABLE: tuple[Row, ...] = (
 )
 DECODER_LM_TABLE: tuple[Row, ...] = (
     ("llama", None, (E.HUNYUAN_VIDEO,), lambda f: not f["_qkv_bias"] and not f["_qk_norm"]),
-    ("qwen2_5_vl", None, (E.HUNYUAN_VIDEO15,), lambda f: f["_qkv_bias"]),
+    # Qwen2.5-VL-7B (hidden 3584): HunyuanVideo 1.5's and Qwen-Image's encoder (ComfyUI qwen_2.5_vl_7b.safetensors)
+    ("qwen2_5_vl", None, (E.HUNYUAN_VIDEO15, E.QWEN_IMAGE), lambda f: f["_qkv_bias"]),
     # Qwen3: per-head q/k RMS norms, no qkv bias. Qwen3-4B (hidden 2560, 36 layers, vocab 151936) is Z-Image's
     # encoder: ComfyUI split_files/text_encoders/qwen_3_4b.safetensors (model.layers.N.self_attn.q_norm.weight
     # [128]) and Tongyi-MAI/Z-Image-Turbo text_encoder/ (Qwen3Model)
@@ -645,7 +670,7 @@ def rule_upscaler_compact(k: Keys) -> list[Found]:
 
 
 RULES: tuple[Callable[[Keys], list[Found]], ...] = (
-    rule_unet, rule_flux, rule_hunyuan, rule_wan, rule_z_image, rule_chroma, rule_sd3,
+    rule_unet, rule_flux, rule_hunyuan, rule_wan, rule_z_image, rule_chroma, rule_sd3, rule_qwen_image,
     rule_vae_kl, rule_vae_svd, rule_vae_wan, rule_vae_causal3d,
     rule_clip, rule_t5, rule_decoder_lm,
     rule_lora, rule_embedding, rule_upscaler_esrgan, rule_upscaler_rrdbnet, rule_upscaler_swinir,

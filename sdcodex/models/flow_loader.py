@@ -25,7 +25,7 @@ from sdcodex.models.safetensors_io import TensorView, open_mapped
 
 FLOW_FAMILIES = (EngineKey.FLUX, EngineKey.SVD, EngineKey.HUNYUAN_VIDEO, EngineKey.HUNYUAN_VIDEO15,
                  EngineKey.WAN22_TI2V_5B, EngineKey.WAN22_T2V_A14B, EngineKey.WAN22_I2V_A14B, EngineKey.Z_IMAGE,
-                 EngineKey.CHROMA, EngineKey.SD3)
+                 EngineKey.CHROMA, EngineKey.SD3, EngineKey.QWEN_IMAGE)
 #: families whose VAE is the 2-D AutoencoderKL (a separate `vae` file loads with loader.load_vae_file)
 KL_VAE_FAMILIES = (EngineKey.FLUX, EngineKey.Z_IMAGE, EngineKey.CHROMA, EngineKey.SD3)
 #: tokenizer slot of a family -> the cache-models entry that fetches it (models/tokenizers/<name>/)

@@ -75,6 +75,9 @@ LAYOUTS: tuple[Layout, ...] = (
     # Stability's layout: stabilityai/stable-diffusion-3.5-large sd3.5_large.safetensors (and 3.5 Medium, SD3 Medium)
     Layout("sd3", ("joint_blocks.0.x_block.attn.qkv.weight", "x_embedder.proj.weight"), "SD3Transformer2DModel",
            cv.sd3_config, cv.convert_sd3, E.SD3, rows=cv.SD3_ROWS),
+    # Qwen/Qwen-Image transformer/ and ComfyUI's qwen_image_bf16.safetensors: already the Diffusers names
+    Layout("qwen_image", ("txt_norm.weight", "img_in.weight", "transformer_blocks.0.img_mod.1.weight"),
+           "QwenImageTransformer2DModel", cv.qwen_image_config, lambda view, config: dict(view), E.QWEN_IMAGE),
 )
 LAYOUT_NAMES = tuple(layout.name for layout in LAYOUTS)
 
@@ -235,6 +238,11 @@ def load_single_file(path: Path, *, wanted: E | None, text_encoders: list[str], 
     inside = embedded_parts(path, family)
     given |= set(inside)
     tokenizers: dict[str, Any] = {}
+    if base is None and family not in TEXT_ENCODER_SLOTS:
+        raise ModelLoadError(f"{path}: a single {family.value} transformer file takes its text encoder, VAE and "
+                             f"scheduler from a {family.value} Diffusers folder in the models folder (separate "
+                             f"text-encoder files are not supported for {family.value} yet); put one there",
+                             field="model")
     if base is None:
         # say what is missing before any weights are read (tokenizers, then components)
         tokenizers = _tokenizers(family, models_dir)

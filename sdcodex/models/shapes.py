@@ -366,6 +366,21 @@ def sd3_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+def qwen_image_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, Any]:
+    """QwenImageTransformer2DModel config for Diffusers/ComfyUI-layout keys (prefix stripped): width, depth, head size
+    (from the q RMS norm), text width and channels; `base` gives the patch size and the rope axes."""
+    what = "Qwen-Image transformer"
+    hidden, in_channels = need(shapes, "img_in.weight", what)
+    head_dim = need(shapes, "transformer_blocks.0.attn.norm_q.weight", what)[0]
+    patch = int(base.get("patch_size", 2))
+    cfg = dict(base)
+    cfg.update(in_channels=in_channels, num_layers=depth(shapes, "transformer_blocks."), attention_head_dim=head_dim,
+               num_attention_heads=hidden // head_dim, joint_attention_dim=need(shapes, "txt_norm.weight", what)[0],
+               out_channels=need(shapes, "proj_out.weight", what)[0] // (patch * patch),
+               guidance_embeds="time_text_embed.guidance_embedder.linear_1.weight" in shapes)
+    return cfg
+
+
 def z_image_config(shapes: Mapping[str, Sequence[int]], base: Mapping[str, Any]) -> dict[str, Any]:
     """ZImageTransformer2DModel config for original-layout keys (prefix stripped): width and caption width from
     cap_embedder.1, head size from the q-norm, KV heads from the fused qkv rows, depths from the block indices,
@@ -603,5 +618,5 @@ def architecture_of(shapes: Shapes, kind: str, family: Any, prefix: str, variant
 
 
 __all__ = ["sd_configs", "architecture_of", "unet_config", "kl_vae_config", "clip_text_config", "open_clip_text_config", "t5_config", "flux_config",
-           "wan_config", "hunyuan_video_config", "z_image_config", "HUNYUAN_VIDEO_TRANSFORMER", "chroma_config", "sd3_config", "summary", "differences", "need", "depth", "SUMMARY_KEYS",
+           "wan_config", "hunyuan_video_config", "z_image_config", "HUNYUAN_VIDEO_TRANSFORMER", "chroma_config", "sd3_config", "qwen_image_config", "summary", "differences", "need", "depth", "SUMMARY_KEYS",
            "SD15_HEADS", "UNET_HEAD_WIDTH", "CLIP_HEAD_WIDTH", "WAN_HEAD_WIDTH"]

@@ -709,3 +709,25 @@ def sd35_checkpoint_keys() -> KeySet:
                  prefixed("text_encoders.clip_l.transformer.", clip_keys(768, 12, projection=True)),
                  prefixed("text_encoders.clip_g.transformer.", clip_g_keys()),
                  prefixed("text_encoders.t5xxl.transformer.", t5xxl_keys()))
+
+
+# ---- Qwen-Image (Qwen/Qwen-Image transformer/; ComfyUI qwen_image_bf16.safetensors uses the same names) ----------
+
+def qwen_image_keys(prefix: str = "", layers: int = 60) -> KeySet:
+    h, t = 3072, 3584
+    k: KeySet = {"img_in.weight": [h, 64], "img_in.bias": [h], "txt_norm.weight": [t], "txt_in.weight": [h, t],
+                 "time_text_embed.timestep_embedder.linear_1.weight": [h, 256], "norm_out.linear.weight": [2 * h, h],
+                 "proj_out.weight": [64, h]}
+    k.update(_blocks("transformer_blocks.{}.", range(layers), {
+        "img_mod.1.weight": [6 * h, h], "txt_mod.1.weight": [6 * h, h], "attn.to_q.weight": [h, h],
+        "attn.add_q_proj.weight": [h, h], "attn.norm_q.weight": [128], "attn.norm_added_k.weight": [128],
+        "attn.to_out.0.weight": [h, h], "attn.to_add_out.weight": [h, h], "img_mlp.net.0.proj.weight": [4 * h, h],
+        "txt_mlp.net.2.weight": [h, 4 * h]}))
+    return prefixed(prefix, k)
+
+
+def qwen_image_vae_keys() -> KeySet:
+    """Qwen/Qwen-Image vae/ (AutoencoderKLQwenImage): the Wan 2.1 layout, 16 latent channels."""
+    return {"decoder.conv_in.weight": [384, 16, 3, 3, 3], "decoder.mid_block.resnets.0.norm1.gamma": [384, 1, 1, 1],
+            "encoder.conv_in.weight": [96, 3, 3, 3, 3], "post_quant_conv.weight": [16, 16, 1, 1, 1]}
+
