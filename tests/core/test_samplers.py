@@ -340,3 +340,22 @@ def test_sd35_row_refuses_classic_samplers():
     with pytest.raises(UnsupportedSamplerError) as err:
         create_sampler("DPM++ 2M SDE", "Karras", "sd3", SD35)
     assert err.value.field == "sampler" and "Euler" in err.value.allowed and "DDIM" not in err.value.allowed
+
+
+# Qwen/Qwen-Image scheduler/scheduler_config.json
+QWEN_IMAGE = {"_class_name": "FlowMatchEulerDiscreteScheduler", "base_image_seq_len": 256, "base_shift": 0.5,
+              "invert_sigmas": False, "max_image_seq_len": 8192, "max_shift": 0.9, "num_train_timesteps": 1000,
+              "shift": 1.0, "shift_terminal": 0.02, "stochastic_sampling": False, "time_shift_type": "exponential",
+              "use_beta_sigmas": False, "use_dynamic_shifting": True, "use_exponential_sigmas": False,
+              "use_karras_sigmas": False}
+
+
+def test_qwen_image_row_keeps_the_dynamic_shift_and_terminal():
+    auto = create_sampler(None, None, "qwen_image", QWEN_IMAGE)
+    assert (auto.class_name, auto.sampler_effective) == ("FlowMatchEulerDiscreteScheduler", "Euler")
+    assert auto.needs_mu and auto.config["shift_terminal"] == 0.02 and auto.config["max_shift"] == 0.9
+    unipc = create_sampler("UniPC", None, "qwen_image", QWEN_IMAGE)
+    assert unipc.config["use_dynamic_shifting"] is True and unipc.config["use_flow_sigmas"] is True
+    with pytest.raises(UnsupportedSamplerError) as err:
+        create_sampler("Heun", None, "qwen_image", QWEN_IMAGE)
+    assert "resolution-dependent shift" in str(err.value)
