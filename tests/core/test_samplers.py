@@ -273,10 +273,20 @@ SCHNELL = {**FLUX, "shift": 1.0, "use_dynamic_shifting": False}
 # Tongyi-MAI/Z-Image-Turbo scheduler config
 ZIMAGE = {"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000, "shift": 3.0,
           "use_dynamic_shifting": False}
+# stabilityai/stable-diffusion-3.5-large scheduler/scheduler_config.json
+SD35 = {"_class_name": "FlowMatchEulerDiscreteScheduler", "_diffusers_version": "0.31.0.dev0",
+        "num_train_timesteps": 1000, "shift": 3.0}
+# Qwen/Qwen-Image scheduler/scheduler_config.json
+QWEN_IMAGE = {"_class_name": "FlowMatchEulerDiscreteScheduler", "base_image_seq_len": 256, "base_shift": 0.5,
+              "invert_sigmas": False, "max_image_seq_len": 8192, "max_shift": 0.9, "num_train_timesteps": 1000,
+              "shift": 1.0, "shift_terminal": 0.02, "stochastic_sampling": False, "time_shift_type": "exponential",
+              "use_beta_sigmas": False, "use_dynamic_shifting": True, "use_exponential_sigmas": False,
+              "use_karras_sigmas": False}
 FAMILIES = {"sd15": (SD15, False), "sdxl": (VPRED, False), "svd": (SVD, False), "flux": (FLUX, True),
             "flux_schnell": (SCHNELL, True), "hunyuan_video": (HUNYUAN, True), "hunyuan_video15": (HUNYUAN, True),
             "wan22_ti2v_5b": (WAN, True), "wan22_t2v_a14b": ({**WAN, "flow_shift": 12.0}, True),
-            "wan22_i2v_a14b": (WAN, True), "z_image": (ZIMAGE, True), "chroma": (FLUX, True)}
+            "wan22_i2v_a14b": (WAN, True), "z_image": (ZIMAGE, True), "chroma": (FLUX, True),
+            "sd3": (SD35, True), "qwen_image": (QWEN_IMAGE, True)}
 ENGINE_KEY = {"flux_schnell": "flux"}
 NAMES = [*ref.CLASSIC, *ref.LEGACY]
 SCHEDULE_NAMES = ["Automatic", *ref.SCHEDULES]
@@ -319,9 +329,7 @@ def test_every_name_and_schedule_matches_the_documented_scheduler(name, family):
     assert not failures, failures
 
 
-# stabilityai/stable-diffusion-3.5-large scheduler/scheduler_config.json
-SD35 = {"_class_name": "FlowMatchEulerDiscreteScheduler", "_diffusers_version": "0.31.0.dev0",
-        "num_train_timesteps": 1000, "shift": 3.0}
+
 
 
 @pytest.mark.parametrize("name,cls,shift_key", [
@@ -342,12 +350,7 @@ def test_sd35_row_refuses_classic_samplers():
     assert err.value.field == "sampler" and "Euler" in err.value.allowed and "DDIM" not in err.value.allowed
 
 
-# Qwen/Qwen-Image scheduler/scheduler_config.json
-QWEN_IMAGE = {"_class_name": "FlowMatchEulerDiscreteScheduler", "base_image_seq_len": 256, "base_shift": 0.5,
-              "invert_sigmas": False, "max_image_seq_len": 8192, "max_shift": 0.9, "num_train_timesteps": 1000,
-              "shift": 1.0, "shift_terminal": 0.02, "stochastic_sampling": False, "time_shift_type": "exponential",
-              "use_beta_sigmas": False, "use_dynamic_shifting": True, "use_exponential_sigmas": False,
-              "use_karras_sigmas": False}
+
 
 
 def test_qwen_image_row_keeps_the_dynamic_shift_and_terminal():
