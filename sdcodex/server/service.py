@@ -13,7 +13,7 @@ from sdcodex.core.enums import Emphasis
 from sdcodex.core.errors import ModelNotFoundError, ValidationError
 from sdcodex.jobs import Job, JobQueue, JobStore, Worker
 
-from .checks import NameChecker, check_unicode, prompt_texts
+from .checks import NameChecker, check_unicode, confine, prompt_texts
 from .limits import (DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_FRAMES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_IMAGES,
                      DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PROMPT_BYTES, DEFAULT_MAX_STEPS, check_job_size,
                      check_prompt_size, image_loader)
@@ -155,12 +155,13 @@ class CodexService:
     def checkpoints(self) -> list[Any]:
         return list(self.models.checkpoints())
 
-    def find_model(self, ref: str) -> Any:
-        """A checkpoint by name, file name, A1111 title, hash or path; ModelNotFoundError lists names."""
+    def find_model(self, ref: str, field: str = "model") -> Any:
+        """A checkpoint by name, file name, A1111 title, hash or a path inside the models folder;
+        ModelNotFoundError lists names."""
         if not isinstance(ref, str) or not ref.strip():
-            raise ValidationError("must be a model name or title", field="model",
+            raise ValidationError("must be a model name or title", field=field,
                                   allowed=[e.name for e in self.checkpoints()])
-        return self.models.resolve(ref.strip())
+        return self.models.resolve(confine(ref.strip(), self.models.models_dir, field))
 
     @staticmethod
     def title(entry: Any) -> str:
@@ -210,7 +211,7 @@ class CodexService:
                                   allowed=Emphasis.values())
         ckpt = values.get("sd_model_checkpoint")
         if ckpt:
-            entry = self.find_model(str(ckpt))
+            entry = self.find_model(str(ckpt), "sd_model_checkpoint")
             values["sd_model_checkpoint"] = self.title(entry)
             values["sd_checkpoint_hash"] = self._sha(entry)
         stored = dict(self.store.get_value(OPTIONS_KEY, {}) or {})

@@ -239,6 +239,10 @@ def test_options_keep_only_known_keys_with_their_types(client):
     assert "not_an_option" not in client.get("/sdapi/v1/options").json()
     r = client.post("/sdapi/v1/options", json={"jpeg_quality": "high"})
     assert r.status_code == 422 and r.json()["field"] == "jpeg_quality"
+    for path in ("/etc/passwd", "/no/such/file.safetensors"):  # no oracle for which server files exist
+        r = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": path})
+        assert r.status_code == 422 and r.json()["field"] == "sd_model_checkpoint"
+        assert "passwd" not in r.json()["message"].replace(repr(path), "")
 
 
 # ------------------------------------------------------------------------------------ credentials
