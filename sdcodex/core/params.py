@@ -66,6 +66,8 @@ class Params:
     text_encoders: list[str] = field(default_factory=list)
     offload: str = "none"
     vae_tiling: bool = False
+    #: step caching spec ({"kind": ..., "threshold"/"interval"/"warmup": ...}); None: off
+    cache: Optional[dict[str, Any]] = None
 
     @property
     def images_total(self) -> int:
@@ -123,6 +125,8 @@ def parse_params(engine: EngineKey | str, task: Task | str, request: dict[str, A
         kwargs["loras"] = [dict(l) for l in kwargs["loras"]]
     if kwargs.get("hires") is not None:
         kwargs["hires"] = {k: v for k, v in dict(kwargs["hires"]).items() if v is not None}
+    if kwargs.get("cache") is not None:
+        kwargs["cache"] = {k: v for k, v in dict(kwargs["cache"]).items() if v is not None}
     kwargs["mode"] = Mode(kwargs.get("mode", Mode.NORMAL))
     kwargs["seed"] = resolve_seed(values.get("seed"))
     params = Params(engine=cls.key, task=task, **{k: v for k, v in kwargs.items() if k not in ("engine", "task")})

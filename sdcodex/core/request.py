@@ -2,7 +2,7 @@
 apply to the task are errors that name the JSON path of the field and what is allowed."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 from pydantic import ValidationError as PydanticValidationError
@@ -39,6 +39,25 @@ class HiresSpec(BaseModel):
     prompt: Str = None
     negative_prompt: Str = None
     cfg_scale: Float = Field(None, ge=0.0, le=30.0)
+
+
+#: step-caching kinds (Diffusers' cache hooks) and the spec keys each one takes
+CACHE_KINDS = ("first_block", "taylorseer", "mag")
+CACHE_KEYS = {"first_block": ("threshold",), "mag": ("threshold",), "taylorseer": ("interval", "warmup")}
+
+
+class CacheSpec(BaseModel):
+    """Step caching for DiT families: reuse transformer work between steps (see docs/memory.md)."""
+
+    model_config = _STRICT
+    kind: Literal["first_block", "taylorseer", "mag"]
+    #: first_block: relative change of the first block's residual below which the other blocks are skipped;
+    #: mag: accumulated magnitude error allowed before a full compute
+    threshold: Float = Field(None, gt=0.0, le=1.0)
+    #: taylorseer: a full compute every `interval` steps, predicted in between
+    interval: Int = Field(None, ge=1, le=100)
+    #: taylorseer: steps computed fully at the start
+    warmup: Int = Field(None, ge=0, le=500)
 
 
 class GenerationRequest(BaseModel):
@@ -101,12 +120,14 @@ class GenerationRequest(BaseModel):
     text_encoders: Optional[list[StrictStr]] = None
     offload: Optional[str] = Field(None, pattern="^(none|model|sequential)$")
     vae_tiling: Bool = None
+    cache: Optional[CacheSpec] = None
 
 
 _COMMON = {"task", "model", "engine", "mode", "preset", "precision", "weights_dtype", "output_format", "vae", "seed",
            "batch_size", "batch_count", "batch_index"}
 _DIFFUSION = {"prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "sampler", "scheduler",
-              "clip_skip", "emphasis", "loras", "distilled_cfg_scale", "flow_shift", "text_encoders", "offload", "vae_tiling"}
+              "clip_skip", "emphasis", "loras", "distilled_cfg_scale", "flow_shift", "text_encoders", "offload", "vae_tiling",
+              "cache"}
 _IMG_IN = {"init_image", "denoising_strength", "resize_mode"}
 _INPAINT = {"mask", "mask_blur", "mask_invert", "inpaint_full_res", "inpaint_full_res_padding"}
 _VIDEO = {"num_frames", "fps", "decode_chunk_size", "guidance_scale_2"}
@@ -187,5 +208,17 @@ def validate_request(data: Any, *, prefix: str = "") -> GenerationRequest:
     except PydanticValidationError as exc:
         raise from_pydantic(exc, prefix=prefix) from None
     check_task_keys(data, req.task)
+    if req.cache is not None:
+        check_cache_keys(req.cache, prefix)
     return req
+
+
+def check_cache_keys(spec: CacheSpec, prefix: str = "") -> None:
+    """A cache key the chosen kind does not take is an error naming it and the kinds that take it."""
+    for key in ("threshold", "interval", "warmup"):
+        if getattr(spec, key) is not None and key not in CACHE_KEYS[spec.kind]:
+            where = [k for k, keys in CACHE_KEYS.items() if key in keys]
+            raise ValidationError(f"does not apply to cache kind {spec.kind!r} (it applies to: {', '.join(where)})",
+                                  field=f"{prefix + '.' if prefix else ''}cache.{key}",
+                                  allowed=list(CACHE_KEYS[spec.kind]))
 

@@ -20,6 +20,7 @@ from sdcodex.core.params import Params
 from sdcodex.core.registry import PIPELINES
 from sdcodex.core.samplers import create_sampler
 
+from . import step_cache
 from .preview import Previewer
 
 
@@ -261,9 +262,12 @@ class DiffusersEngine(EngineInterface):
 
     def run(self, params: Params, events: EventSink) -> EngineOutput:
         out = EngineOutput()
+        step_cache.check(self, params)
         with ExitStack() as stack:
             params = self.apply_extras(params, out, stack)
             self._run(params, events, out)
+        if params.cache:
+            out.info.setdefault("infotext_extra", {})["Step cache"] = step_cache.infotext_value(params.cache)
         if self._hires is not None and "hires" in out.info:
             out.info["infotext_native"]["hires_upscaler"] = out.info["hires"]["upscaler"]
         return out
@@ -302,7 +306,8 @@ class DiffusersEngine(EngineInterface):
                 te_before = clock.text_encode
                 start = time.perf_counter()
                 try:
-                    result = self.generate(pipe, params, kwargs, batch_seeds, on_step, out)
+                    with step_cache.applied(pipe, params.cache, self.key.value, self.planned_steps(params), out.info):
+                        result = self.generate(pipe, params, kwargs, batch_seeds, on_step, out)
                 except Skipped:
                     out.skipped += len(batch_seeds)
                     events.emit("skipped", seeds=batch_seeds)
