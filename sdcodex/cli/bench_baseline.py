@@ -11,7 +11,8 @@ from sdcodex.runtime import LocalModels
 #: engine -> tasks whose raw Diffusers call is written out below
 COMPARE_TASKS: dict[str, tuple[Task, ...]] = {"sd15": (Task.TXT2IMG, Task.INPAINT),
                                               "sdxl": (Task.TXT2IMG, Task.INPAINT), "flux": (Task.TXT2IMG,),
-                                              "z_image": (Task.TXT2IMG,), "chroma": (Task.TXT2IMG,)}
+                                              "z_image": (Task.TXT2IMG,), "chroma": (Task.TXT2IMG,),
+                                              "sd3": (Task.TXT2IMG,), "qwen_image": (Task.TXT2IMG,)}
 
 
 def not_implemented_reason(engine_cls: type, task: Task) -> str | None:
@@ -51,12 +52,23 @@ def _sd_kwargs(model: Any, r: dict[str, Any]) -> dict[str, Any]:
     return kw
 
 
+def _qwen_image_kwargs(model: Any, r: dict[str, Any]) -> dict[str, Any]:
+    """QwenImagePipeline's true CFG needs a negative prompt: " " when none is given, as the model card does."""
+    kw = {"prompt": r["prompt"], "num_inference_steps": r["steps"], "width": r["width"], "height": r["height"],
+          "true_cfg_scale": r["cfg_scale"]}
+    if r["cfg_scale"] > 1.0:
+        kw["negative_prompt"] = r.get("negative_prompt") or " "
+    return kw
+
+
 #: engine -> the raw pipeline call's keyword arguments for a (preset-filled) request; SD1.5/SDXL by default
 CALL_KWARGS: dict[str, Any] = {
     "flux": _flux_kwargs,
     # ZImagePipeline's guidance g computes pos + g * (pos - neg): A1111's CFG scale minus one
     "z_image": lambda model, r: _cfg_kwargs(max(0.0, r["cfg_scale"] - 1.0), r),
     "chroma": lambda model, r: _cfg_kwargs(r["cfg_scale"], r),
+    "sd3": _sd_kwargs,
+    "qwen_image": _qwen_image_kwargs,
 }
 
 

@@ -221,3 +221,15 @@ def test_single_file_without_text_encoders_says_what_it_needs(single):
         load_model(single["main"], models_dir=single["models"], text_encoders=[str(single["tes"][0])])
     assert err.value.field == "text_encoders" and "text_encoder_2, text_encoder_3" in str(err.value)
     assert "clip_l + clip_g + t5xxl" in str(err.value)
+
+
+def test_a1111_body_makes_the_same_image(orch):
+    """An A1111 /sdapi/v1/txt2img body naming the SD3.5 checkpoint maps to the same request and pixels."""
+    from sdcodex.server.a1111_map import Txt2ImgRequest, to_request
+
+    body = Txt2ImgRequest(prompt=PROMPT, negative_prompt=NEGATIVE, steps=3, cfg_scale=4.0, width=64, height=64,
+                          seed=7, sampler_name="Euler", override_settings={"sd_model_checkpoint": "sd35-large-demo"})
+    native, ignored = to_request(body, task="txt2img", options={})
+    assert ignored == []
+    ours = orch.run({**native, "task": "txt2img"}).pil_images[0]
+    assert np.array_equal(np.asarray(ours), np.asarray(orch.run(req("txt2img", sampler="Euler")).pil_images[0]))
