@@ -227,10 +227,10 @@ class Orchestrator:
         req = {**request, "seed": seed, "batch_size": 1, "batch_count": 1}
         req.pop("batch_index", None)
         fields = {**fields, "seed": seed}
-        if params.batch_size > 1:
-            pos = params.seeds().index(seed) % params.batch_size
-            req.update(batch_size=params.batch_size, batch_index=pos)
-            fields["extra"] = {**(fields.get("extra") or {}), "Batch size": params.batch_size, "Batch pos": pos}
+        extras = params.batch_extras(seed)
+        if extras:
+            req.update(batch_size=params.batch_size, batch_index=extras["Batch pos"])
+            fields["extra"] = {**(fields.get("extra") or {}), **extras}
         return req, fields
 
     @staticmethod

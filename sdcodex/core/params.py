@@ -16,6 +16,14 @@ ImageLoader = Callable[[str, str], Any]  # (value, field) -> PIL.Image
 MAX_SEED = 2**32 - 1
 
 
+def batch_extras(seed: int, first_seed: int, batch_size: int) -> dict[str, int]:
+    """"Batch size"/"Batch pos" of the image made with `seed` in a job whose first image used `first_seed` (image i
+    uses first_seed + i); empty for a batch of one, as A1111 leaves them out."""
+    if batch_size <= 1:
+        return {}
+    return {"Batch size": batch_size, "Batch pos": (seed - first_seed) % (MAX_SEED + 1) % batch_size}
+
+
 @dataclass
 class Params:
     engine: EngineKey
@@ -72,6 +80,10 @@ class Params:
     @property
     def images_total(self) -> int:
         return self.batch_size * self.batch_count
+
+    def batch_extras(self, seed: int) -> dict[str, int]:
+        """A1111's infotext labels for the image of `seed`: "Batch size" and "Batch pos" (none for a batch of 1)."""
+        return batch_extras(seed, self.seed - (self.batch_index or 0), self.batch_size)
 
     def seeds(self) -> list[int]:
         """Image i of the job uses seed + i (wrapping at 2**32). With `batch_index` the seed is that member's own:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from sdcodex.core.errors import CodexError, ValidationError
+from sdcodex.core.params import batch_extras
 
 from .a1111_map import (Img2ImgRequest, Txt2ImgRequest, info_string, model_name_of, parameters, to_a1111_field,
                         to_request)
@@ -95,7 +96,11 @@ async def _generate(request: Request, body: Txt2ImgRequest, task: str) -> dict[s
         raise to_a1111_field(exc) from None
     info = (job.result or {}).get("info") or {}
     fields = info.get("infotext_fields") or {}
-    infotexts = [build_infotext({**fields, "seed": seed}) for seed in info.get("seeds") or []]
+    req = info.get("request") or {}
+    first, size = (req.get("seed") or 0) - (req.get("batch_index") or 0), req.get("batch_size", 1)
+    infotexts = [build_infotext({**fields, "seed": seed,
+                                 "extra": {**(fields.get("extra") or {}), **batch_extras(seed, first, size)}})
+                 for seed in info.get("seeds") or []]
     images = [b64_file(p) for p in output_files(service, job)] if body.send_images else []
     return {"images": images, "parameters": parameters(body, info.get("request") or {}),
             "info": info_string(job.id, info, infotexts, ignored)}
