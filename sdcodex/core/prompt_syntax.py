@@ -30,6 +30,7 @@ ROUND_MULTIPLIER = 1.1
 SQUARE_MULTIPLIER = 1 / 1.1
 
 # One lexical token of the attention syntax, tried in this order at each position.
+_MAX_DEPTH = 200  # open brackets beyond this are text, in attention and in scheduling
 _ATTENTION_TOKEN = re.compile(
     r"""
       \\[()\[\]\\]              # an escaped bracket or backslash: the character itself
@@ -51,6 +52,8 @@ def parse_attention(text: str) -> list[tuple[str, float]]:
     ``(x)`` multiplies by 1.1, ``(x:1.3)`` by 1.3, ``[x]`` divides by 1.1, nesting multiplies; brackets left
     open weight everything up to the end, stray closers are text; ``\\(`` ``\\)`` ``\\[`` ``\\]`` ``\\\\`` are
     the literal characters and any other backslash is dropped; a ``:weight`` that is not a number stays text.
+    An opener past ``_MAX_DEPTH`` open brackets is text (A1111 would weight it; no real prompt nests so deep,
+    and it keeps the work linear in the prompt's length).
     The word ``BREAK`` becomes the item ``BREAK`` (``("BREAK", -1.0)``), also inside brackets. Adjacent runs
     of equal weight are merged; an empty prompt gives ``[("", 1.0)]``.
     """
@@ -69,6 +72,8 @@ def parse_attention(text: str) -> list[tuple[str, float]]:
         token, weight = m.group(0), m.group(1)
         if token[0] == "\\":
             res.append([token[1:], 1.0, False])
+        elif token in ("(", "[") and len(round_open) + len(square_open) >= _MAX_DEPTH:
+            res.append([token, 1.0, False])  # deeper than any real prompt: text, so the work stays linear
         elif token == "(":
             round_open.append(len(res))
         elif token == "[":
@@ -107,7 +112,6 @@ def parse_attention(text: str) -> list[tuple[str, float]]:
 _PLAIN_RUN = re.compile(r"[^\\\[\]():|]+")
 # the tail of a scheduled item after its last ':' — a signed number (int, decimal or exponent) and ']'
 _WHEN_TAIL = re.compile(r"\s*([+-]?(?:\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?))\s*\]")
-_MAX_DEPTH = 200
 
 
 class _NotAConstruct(Exception):

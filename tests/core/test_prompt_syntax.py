@@ -174,7 +174,9 @@ def test_text_without_syntax_is_unchanged(text):
 def test_deep_nesting_does_not_raise():
     prompt = "[" * 5000 + "a:b:3" + "]" * 5000
     assert prompt_schedules(prompt, 10) == [(10, prompt)]
-    assert parse_attention("(" * 5000 + "a") == [("a", _repeat(UP, 5000))]
+    # past 200 open brackets an opener is text (keeps parsing linear in the prompt's length)
+    assert parse_attention("(" * 5000 + "a") == [("(" * 4800 + "a", _repeat(UP, 200))]
+    assert parse_attention("[a:" * 3) == [("a:", _repeat(DOWN, n)) for n in (1, 2, 3)]
 
 
 def _repeat(factor, times):
