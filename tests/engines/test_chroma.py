@@ -95,17 +95,23 @@ def test_classic_sampler_is_refused_naming_the_field(orch):
     assert err.value.field == "sampler" and "Euler" in err.value.allowed
 
 
-def test_generate_from_round_trip(orch):
-    from sdcodex.cli.main import _read_request
+def test_infotext_and_generate_from_round_trip(orch, croot, tmp_path, capsys):
+    """`sdcodex generate --from IMAGE` reads the request from the image's metadata and gives the same pixels."""
+    import json
+
+    from sdcodex.cli.main import main
     from sdcodex.media.reader import read_info
 
     result = orch.run(req(cfg_scale=2.5, negative_prompt="fog"))
-    parsed = read_info(result.images[0])["parsed"]
-    assert parsed.get("Model") == FOLDER and str(parsed["CFG scale"]) == "2.5"
-    request = _read_request(type("Args", (), {"from_image": result.images[0], "request": None})())
-    assert request["engine"] == "chroma" and request["negative_prompt"] == "fog"
-    again = orch.run(request)
-    assert np.array_equal(np.asarray(again.pil_images[0]), np.asarray(result.pil_images[0]))
+    meta = read_info(result.images[0])
+    assert meta["parsed"].get("Model") == FOLDER and str(meta["parsed"]["CFG scale"]) == "2.5"
+    assert meta["request"]["engine"] == "chroma" and meta["request"]["negative_prompt"] == "fog"
+    code = main(["--models-dir", str(croot), "generate", "--from", str(result.images[0]), "--outdir",
+                 str(tmp_path / "again")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    again = Image.open(json.loads(out)["images"][0])
+    assert np.array_equal(np.asarray(again.convert("RGB")), np.asarray(result.pil_images[0]))
 
 
 def test_live_previews_unpack_the_packed_latents(orch, croot):

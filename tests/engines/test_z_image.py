@@ -119,20 +119,23 @@ def test_classic_sampler_is_refused_naming_the_field(orch):
     assert err.value.field == "sampler" and "Euler" in err.value.allowed
 
 
-def test_infotext_and_generate_from_round_trip(orch):
-    """What `sdcodex generate --from IMAGE` does: the request in the image's metadata gives the same pixels."""
-    from sdcodex.cli.main import _read_request
+def test_infotext_and_generate_from_round_trip(orch, zroot, tmp_path, capsys):
+    """`sdcodex generate --from IMAGE` reads the request from the image's metadata and gives the same pixels."""
+    import json
 
-    result = orch.run(req(cfg_scale=2.5, negative_prompt="fog"))
-    args = type("Args", (), {"from_image": result.images[0], "request": None})()
-    request = _read_request(args)
+    from sdcodex.cli.main import main
     from sdcodex.media.reader import read_info
 
-    parsed = read_info(result.images[0])["parsed"]
-    assert parsed["CFG scale"] in (2.5, "2.5") and parsed.get("Model") == "z-image-demo"
-    assert request["engine"] == "z_image" and request["cfg_scale"] == 2.5
-    again = orch.run(request)
-    assert np.array_equal(np.asarray(again.pil_images[0]), np.asarray(result.pil_images[0]))
+    result = orch.run(req(cfg_scale=2.5, negative_prompt="fog"))
+    meta = read_info(result.images[0])
+    assert meta["parsed"].get("Model") == "z-image-demo" and str(meta["parsed"]["CFG scale"]) == "2.5"
+    assert meta["request"]["engine"] == "z_image" and meta["request"]["negative_prompt"] == "fog"
+    code = main(["--models-dir", str(zroot), "generate", "--from", str(result.images[0]), "--outdir",
+                 str(tmp_path / "again")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    again = Image.open(json.loads(out)["images"][0])
+    assert np.array_equal(np.asarray(again.convert("RGB")), np.asarray(result.pil_images[0]))
 
 
 def test_live_previews(orch, zroot):

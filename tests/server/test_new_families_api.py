@@ -107,3 +107,19 @@ def test_chroma_native_a1111_and_openai(families_server):
     assert_same(img, chroma_reference(folder, "img2img", image=init, strength=0.7, guidance_scale=1.0))
     # the preset's cfg_scale 3.0
     assert_same(openai, chroma_reference(folder, "txt2img", guidance_scale=3.0, negative_prompt="blurry"))
+
+
+def test_bad_input_is_a_422_naming_the_field(families_server):
+    with families_server.client() as client:
+        r = client.post("/api/v1/jobs", json={"task": "txt2img", "model": Z, "prompt": "x", "width": 72, "height": 64,
+                                              "steps": 2})
+        assert r.status_code == 422 and r.json()["field"] == "width" and "16" in r.text
+        r = client.post("/api/v1/jobs", json={"task": "inpaint", "model": C, "prompt": "x", "width": 64,
+                                              "height": 64, "steps": 2, "init_image": b64png(Image.new("RGB", (64, 64))),
+                                              "mask": b64png(Image.new("L", (64, 64)))})
+        assert r.status_code == 422 and r.json()["field"] == "task" and "img2img" in r.text
+        r = client.post("/sdapi/v1/txt2img", json={"prompt": "x", "width": 64, "height": 64, "steps": 2,
+                                                   "override_settings": {"sd_model_checkpoint": Z},
+                                                   "sampler_name": "LCM"})
+        assert r.status_code == 422 and "sampler" in r.text
+        assert client.get("/api/v1/health").status_code == 200  # the server keeps serving
