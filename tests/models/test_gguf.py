@@ -143,6 +143,53 @@ def test_lora_on_gguf_layers(models, orch):
     assert np.array_equal(_pixels(orch.run({**FLUX_REQ, "model": "flux-tiny-Q8_0"})), before)  # nothing leaked
 
 
+def test_wan_ti2v_transformer_and_umt5_gguf_without_base(tmp_path_factory):
+    """WAN 2.2 TI2V-5B from GGUF files alone (no Diffusers folder): the transformer and the UMT5 encoder (llama.cpp
+    names) as GGUF, the VAE as safetensors; the UMT5 GGUF gives the frames of its safetensors twin within the Q8_0
+    tolerance."""
+    import shutil
+    from types import SimpleNamespace
+
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from transformers import UMT5EncoderModel
+
+    demos, root = tmp_path_factory.mktemp("wan-demo"), tmp_path_factory.mktemp("gguf-wan-nobase")
+    wan = build_demo_model("wan22_ti2v_5b", demos)
+    umt5 = UMT5EncoderModel.from_pretrained(wan / "text_encoder")
+    write_gguf(t5_to_llama_cpp(umt5.state_dict()), root / "text_encoders" / "umt5-tiny-Q8_0.gguf", "t5encoder", "Q8_0")
+    fx.export_t5(umt5, root / "text_encoders" / "umt5-tiny.safetensors")
+    write_gguf(fx.wan_to_original(WanTransformer3DModel.from_pretrained(wan / "transformer").state_dict()),
+               root / "diffusion_models" / "wan-ti2v-tiny-Q8_0.gguf", "wan", "Q8_0")
+    fx.export_plain(AutoencoderKLWan.from_pretrained(wan / "vae"), root / "vae" / "wan22-vae-tiny.safetensors")
+    shutil.copytree(wan / "tokenizer", root / "tokenizers" / "tokenizer-umt5-xxl")
+
+    class Preloaded:
+        def __init__(self, loaded):
+            self.loaded = loaded
+
+        def resolve(self, ref, *, engine=None):
+            return SimpleNamespace(name=ref, path=self.loaded.path, family=self.loaded.family.value)
+
+        def load(self, entry, **kw):
+            return self.loaded
+
+        def short_hash(self, entry):
+            return None
+
+    req = {"engine": "wan22_ti2v_5b", "task": "txt2vid", "prompt": "a red fox", "steps": 2, "seed": 7, "num_frames": 5,
+           "fps": 8.0, "width": 32, "height": 32, "cfg_scale": 4.0}
+    common = dict(family="wan22_ti2v_5b", models_dir=root, configs=wan, vae="wan22-vae-tiny")
+    frames = {}
+    for name in ("umt5-tiny-Q8_0", "umt5-tiny"):
+        loaded = load_model(root / "diffusion_models" / "wan-ti2v-tiny-Q8_0.gguf", text_encoders=[name], **common)
+        result = Orchestrator(Preloaded(loaded), None).run(req)
+        frames[name] = np.stack([np.asarray(f) for f in result.frames[0]]).astype(np.float64)
+        assert "base" not in loaded.variant and result.info["weights"]["quantized"]["transformer"]["gguf"]["Q8_0"]
+    assert result.info["weights"]["quantized"].get("text_encoder") is None  # the safetensors twin is plain
+    diff = np.abs(frames["umt5-tiny-Q8_0"] - frames["umt5-tiny"])
+    assert diff.max() <= TOLERANCE["Q8_0"][0] and diff.mean() <= TOLERANCE["Q8_0"][1], (diff.max(), diff.mean())
+
+
 def test_weights_stay_quantized_in_memory(models):
     path = models / "diffusion_models" / "flux-tiny-Q4_0.gguf"
     loaded = load_model(path, family="flux", models_dir=models)
