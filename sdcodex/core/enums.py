@@ -29,6 +29,8 @@ class EngineKey(StrEnum):
     CHROMA = "chroma"
     SD3 = "sd3"
     QWEN_IMAGE = "qwen_image"
+    FLUX2 = "flux2"
+    FLUX2_KLEIN = "flux2_klein"
 
 
 class Task(StrEnum):

@@ -5,7 +5,8 @@ run goes on with the normal settings and `info.mode_ignored_reason` says why.
 How we tell, strongest evidence first (the first that answers wins):
 1. the checkpoint's own safetensors metadata (`modelspec.*`, `ss_*`, `name`) names the distillation;
 2. a Diffusers folder ships the distilled scheduler (LCMScheduler => LCM);
-3. FLUX without a guidance embedding is schnell-type: distilled for few steps => Turbo;
+3. FLUX without a guidance embedding is schnell-type, a FLUX.2 Klein folder says `is_distilled`: distilled for
+   few steps => Turbo;
 4. a LoRA in the request (the `loras` key or a `<lora:...>` tag) is named for the mode (LCM-LoRA,
    SDXL-Lightning LoRA, Turbo LoRA) — the usual way to run these modes on any base model;
 5. last resort: the model's file or folder name carries the hint (e.g. "sdxl-turbo", "juggernaut_lightning").
@@ -65,6 +66,8 @@ def evidence(mode: str, entry: Any, request: dict[str, Any]) -> str | None:
     variant = getattr(entry, "variant", None) or {}
     if mode == Mode.TURBO.value and variant.get("guidance_embed") is False:
         return "FLUX without guidance embedding (schnell-type)"
+    if mode == Mode.TURBO.value and variant.get("step_distilled") is True:
+        return "the model says is_distilled (step-distilled FLUX.2 Klein)"
     from .lora import parse_prompt
 
     names = [str(d.get("name", "")) for d in request.get("loras") or [] if isinstance(d, dict)]

@@ -26,7 +26,8 @@ DEMO_BUILDERS: dict[str, tuple[str, Builder]] = {}  # family key -> (folder name
 #: modules whose import registers more demo builders (one per group of families); a new family's demo module is
 #: listed here, and every caller gets it through `load_demo_builders()`
 DEMO_MODULES: tuple[str, ...] = ("sdcodex.models.demo_video", "sdcodex.models.demo_image", "sdcodex.models.demo_sd3",
-                                  "sdcodex.models.demo_qwen")
+                                  "sdcodex.models.demo_qwen",
+                                  "sdcodex.models.demo_flux2")
 
 
 def register_demo(family: str, folder: str) -> Callable[[Builder], Builder]:

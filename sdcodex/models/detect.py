@@ -21,7 +21,7 @@ from sdcodex.core.errors import ModelLoadError
 from sdcodex.models.detect_rules import (  # noqa: F401  (re-exported: rules and tables live there)
     Keys, Found, Row, pick, DENOISER_PREFIXES, VAE_PREFIXES, E, SD_ANY, WAN_A14B, UNET_TABLE, FLUX_TABLE,
     HUNYUAN_TABLE, WAN_TABLE, KL_VAE_TABLE, WAN_VAE_TABLE, CAUSAL3D_VAE_TABLE, CLIP_TABLE, T5_TABLE,
-    DECODER_LM_TABLE, LORA_TABLE, RULES, rule_unet, rule_flux, rule_hunyuan, rule_wan, rule_z_image, Z_IMAGE_TABLE, rule_chroma, CHROMA_TABLE, rule_vae_kl,
+    DECODER_LM_TABLE, LORA_TABLE, RULES, rule_unet, rule_flux, rule_hunyuan, rule_wan, rule_z_image, Z_IMAGE_TABLE, rule_chroma, CHROMA_TABLE, rule_flux2, FLUX2_TABLE, rule_vae_kl,
     rule_vae_svd, rule_vae_wan, rule_vae_causal3d, rule_clip, rule_t5, rule_decoder_lm, rule_lora,
     rule_embedding, rule_upscaler_esrgan, rule_upscaler_rrdbnet, rule_upscaler_swinir, rule_upscaler_compact,
 )
@@ -191,6 +191,8 @@ PIPELINE_FAMILIES: dict[str, EngineKey] = {
     "QwenImagePipeline": EngineKey.QWEN_IMAGE,
     "QwenImageImg2ImgPipeline": EngineKey.QWEN_IMAGE,
     "QwenImageInpaintPipeline": EngineKey.QWEN_IMAGE,
+    "Flux2Pipeline": EngineKey.FLUX2,
+    "Flux2KleinPipeline": EngineKey.FLUX2_KLEIN,
 }
 WAN_PIPELINES = ("WanPipeline", "WanImageToVideoPipeline")
 
@@ -242,6 +244,8 @@ def detect_folder(path: str | Path) -> Detection:
     if family is EngineKey.SD3:
         variant["model"] = ("sd3_medium" if not transformer.get("qk_norm") else
                             "sd35_medium" if transformer.get("dual_attention_layers") else "sd35_large")
+    if family is EngineKey.FLUX2_KLEIN:
+        variant["step_distilled"] = bool(index.get("is_distilled", False))  # model_index.json of the Klein folders
     if cls in WAN_PIPELINES:
         family = _wan_folder_family(root, index, variant)
     return Detection("checkpoint", family, "", variant, (family,) if family else ())

@@ -156,6 +156,8 @@ def rule_flux(k: Keys) -> list[Found]:
                k.prefixes_of("double_blocks.0.img_attn.norm.key_norm.weight"))
         if f"{p}distilled_guidance_layer.in_proj.weight" in k:  # Chroma: rule_chroma
             continue
+        if f"{p}single_stream_modulation.lin.weight" in k or f"{p}single_stream_modulation.linear.weight" in k:
+            continue  # FLUX.2: rule_flux2
         if p in bfl and f"{p}img_in.weight" in k and f"{p}double_stream_modulation_img.lin.weight" not in k:
             img_in, hidden = f"{p}img_in.weight", k.dim(f"{p}img_in.bias", 0)
             guidance = k.any_with(p + "guidance_in.")
@@ -371,6 +373,48 @@ def rule_qwen_image(k: Keys) -> list[Found]:
     return out
 
 
+# FLUX.2 (black-forest-labs): FLUX.1's double/single-stream blocks with the modulation shared across blocks
+# (`double_stream_modulation_img/txt`, `single_stream_modulation`, Diffusers' CHECKPOINT_KEY_NAMES["flux2"] marker),
+# no biases, 128 input channels (32 latent channels x 2x2 patches) and a text input three encoder layers wide.
+# Facts from the published files: BFL layout (black-forest-labs/FLUX.2-dev flux2-dev.safetensors, ComfyUI
+# split_files/diffusion_models/flux2_dev_*.safetensors, FLUX.2-klein-4B/9B flux-2-klein-*.safetensors): img_in.weight
+# [hidden, 128], txt_in.weight [hidden, 3 x text width], time_in.in_layer.weight [hidden, 256], guidance_in.in_layer
+# (dev only: Klein runs without a guidance embedding, its Diffusers config has guidance_embeds false),
+# double_stream_modulation_img.lin.weight [6 x hidden, hidden], single_stream_modulation.lin.weight [3 x hidden,
+# hidden], double_blocks.N.img_attn.qkv.weight [3 x hidden, hidden], img_mlp.0.weight [6 x hidden, hidden] (SwiGLU,
+# mlp_ratio 3), single_blocks.N.linear1.weight [9 x hidden, hidden]; the renames are Diffusers'
+# convert_flux2_transformer_checkpoint_to_diffusers (img_in -> x_embedder, txt_in -> context_embedder, ...).
+# dev: hidden 6144 (48 heads x 128), 8 double + 48 single blocks, txt_in [6144, 15360] (Mistral-Small-3 5120 x 3);
+# Klein 4B: hidden 3072, 5 + 20 blocks, txt_in [3072, 7680] (Qwen3-4B 2560 x 3); Klein 9B: hidden 4096, 8 + 24
+# blocks, txt_in [4096, 12288] (Qwen3-8B 4096 x 3). The guidance embedding tells dev from Klein.
+FLUX2_TABLE: tuple[Row, ...] = (
+    ("flux2_dev", E.FLUX2, (), lambda f: f["guidance_embed"]),
+    ("flux2_klein", E.FLUX2_KLEIN, (), lambda f: not f["guidance_embed"]),
+)
+FLUX2_TEXT_WIDTHS = {15360: "mistral3_small", 7680: "qwen3_4b", 12288: "qwen3_8b"}
+
+
+def rule_flux2(k: Keys) -> list[Found]:
+    out = []
+    for p in DENOISER_PREFIXES:
+        if f"{p}single_stream_modulation.lin.weight" in k and f"{p}img_in.weight" in k:
+            layout, img_in, txt_in = "bfl", f"{p}img_in.weight", f"{p}txt_in.weight"
+            guidance = k.any_with(p + "guidance_in.")
+            depth = (k.count_blocks(p + "double_blocks."), k.count_blocks(p + "single_blocks."))
+        elif f"{p}single_stream_modulation.linear.weight" in k and f"{p}x_embedder.weight" in k:
+            layout, img_in, txt_in = "diffusers", f"{p}x_embedder.weight", f"{p}context_embedder.weight"
+            guidance = k.any_with(p + "time_guidance_embed.guidance_embedder.")
+            depth = (k.count_blocks(p + "transformer_blocks."), k.count_blocks(p + "single_transformer_blocks."))
+        else:
+            continue
+        text_width = k.dim(txt_in, 1, ndim=2)
+        facts = {"layout": layout, "hidden": k.dim(img_in, 0), "in_channels": k.dim(img_in, 1, ndim=2),
+                 "text_width": text_width, "text_encoder": FLUX2_TEXT_WIDTHS.get(text_width or 0),
+                 "guidance_embed": guidance, "double_blocks": depth[0], "single_blocks": depth[1]}
+        out.append(_from_table("flux2", "denoiser", p, FLUX2_TABLE, facts))
+    return out
+
+
 # ---- VAEs ----------------------------------------------------------------------------------------
 
 # Image VAEs of the LDM/diffusers AutoencoderKL shape: family from latent channels.
@@ -379,6 +423,9 @@ KL_VAE_TABLE: tuple[Row, ...] = (
     # FLUX.1's ae.safetensors; Z-Image and Chroma ship the same autoencoder, and SD3's has the same shapes (16
     # channels, no quant convs; only the scaling factors differ, which the model's own config supplies)
     ("kl16", E.FLUX, (E.Z_IMAGE, E.CHROMA, E.SD3), lambda f: f["latent_channels"] == 16),
+    # FLUX.2's autoencoder (ComfyUI split_files/vae/flux2-vae.safetensors, the FLUX.2 folders' vae/,
+    # AutoencoderKLFlux2): 32 latent channels, plus batch-norm statistics (bn.running_mean [128]) over 2x2 patches
+    ("kl32_flux2", None, (E.FLUX2, E.FLUX2_KLEIN), lambda f: f["latent_channels"] == 32),
 )
 WAN_VAE_TABLE: tuple[Row, ...] = (
     # the Wan 2.1 VAE; Qwen-Image's VAE (Qwen/Qwen-Image vae/, AutoencoderKLQwenImage) has the same 16-channel layout
@@ -450,14 +497,26 @@ T5_TABLE: tuple[Row, ...] = (
     ("byt5", None, (E.HUNYUAN_VIDEO15,), lambda f: not f["_umt5"] and f["d_model"] == 1472),
     ("t5xxl", None, (E.FLUX, E.CHROMA, E.SD3), lambda f: not f["_umt5"] and f["d_model"] == 4096),
 )
+def _mistral3(f: Mapping[str, Any]) -> bool:
+    return f["hidden"] == 5120 and f["vocab"] == 131072
+
+
 DECODER_LM_TABLE: tuple[Row, ...] = (
-    ("llama", None, (E.HUNYUAN_VIDEO,), lambda f: not f["_qkv_bias"] and not f["_qk_norm"]),
+    ("llama", None, (E.HUNYUAN_VIDEO,), lambda f: not f["_qkv_bias"] and not f["_qk_norm"] and not _mistral3(f)),
+    # Mistral-Small-3.x 24B (hidden 5120, 40 layers, vocab 131072, llama-shaped): FLUX.2 dev's encoder
+    # (black-forest-labs/FLUX.2-dev text_encoder/ Mistral3ForConditionalGeneration's language model, ComfyUI
+    # split_files/text_encoders/mistral_3_small_flux2_*.safetensors)
+    ("mistral3_small", None, (E.FLUX2,), lambda f: not f["_qkv_bias"] and not f["_qk_norm"] and _mistral3(f)),
     # Qwen2.5-VL-7B (hidden 3584): HunyuanVideo 1.5's and Qwen-Image's encoder (ComfyUI qwen_2.5_vl_7b.safetensors)
     ("qwen2_5_vl", None, (E.HUNYUAN_VIDEO15, E.QWEN_IMAGE), lambda f: f["_qkv_bias"]),
     # Qwen3: per-head q/k RMS norms, no qkv bias. Qwen3-4B (hidden 2560, 36 layers, vocab 151936) is Z-Image's
     # encoder: ComfyUI split_files/text_encoders/qwen_3_4b.safetensors (model.layers.N.self_attn.q_norm.weight
     # [128]) and Tongyi-MAI/Z-Image-Turbo text_encoder/ (Qwen3Model)
-    ("qwen3_4b", None, (E.Z_IMAGE,), lambda f: f["_qk_norm"] and not f["_qkv_bias"] and f["hidden"] == 2560),
+    # FLUX.2 Klein 4B reads the same Qwen3-4B (black-forest-labs/FLUX.2-klein-4B text_encoder/, Qwen3ForCausalLM)
+    ("qwen3_4b", None, (E.Z_IMAGE, E.FLUX2_KLEIN),
+     lambda f: f["_qk_norm"] and not f["_qkv_bias"] and f["hidden"] == 2560),
+    # Qwen3-8B (hidden 4096, 36 layers): FLUX.2 Klein 9B's encoder (ComfyUI split_files/text_encoders/qwen_3_8b*)
+    ("qwen3_8b", None, (E.FLUX2_KLEIN,), lambda f: f["_qk_norm"] and not f["_qkv_bias"] and f["hidden"] == 4096),
 )
 
 
@@ -670,7 +729,7 @@ def rule_upscaler_compact(k: Keys) -> list[Found]:
 
 
 RULES: tuple[Callable[[Keys], list[Found]], ...] = (
-    rule_unet, rule_flux, rule_hunyuan, rule_wan, rule_z_image, rule_chroma, rule_sd3, rule_qwen_image,
+    rule_unet, rule_flux, rule_hunyuan, rule_wan, rule_z_image, rule_chroma, rule_sd3, rule_qwen_image, rule_flux2,
     rule_vae_kl, rule_vae_svd, rule_vae_wan, rule_vae_causal3d,
     rule_clip, rule_t5, rule_decoder_lm,
     rule_lora, rule_embedding, rule_upscaler_esrgan, rule_upscaler_rrdbnet, rule_upscaler_swinir,

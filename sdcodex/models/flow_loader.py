@@ -25,7 +25,7 @@ from sdcodex.models.safetensors_io import TensorView, open_mapped
 
 FLOW_FAMILIES = (EngineKey.FLUX, EngineKey.SVD, EngineKey.HUNYUAN_VIDEO, EngineKey.HUNYUAN_VIDEO15,
                  EngineKey.WAN22_TI2V_5B, EngineKey.WAN22_T2V_A14B, EngineKey.WAN22_I2V_A14B, EngineKey.Z_IMAGE,
-                 EngineKey.CHROMA, EngineKey.SD3, EngineKey.QWEN_IMAGE)
+                 EngineKey.CHROMA, EngineKey.SD3, EngineKey.QWEN_IMAGE, EngineKey.FLUX2, EngineKey.FLUX2_KLEIN)
 #: families whose VAE is the 2-D AutoencoderKL (a separate `vae` file loads with loader.load_vae_file)
 KL_VAE_FAMILIES = (EngineKey.FLUX, EngineKey.Z_IMAGE, EngineKey.CHROMA, EngineKey.SD3)
 #: tokenizer slot of a family -> the cache-models entry that fetches it (models/tokenizers/<name>/)
@@ -56,7 +56,7 @@ TEXT_ENCODER_SLOTS: dict[EngineKey, dict[str, tuple[tuple[str, ...], str, str]]]
                     "text_encoder_3": (("t5xxl",), "t5", "T5EncoderModel")},
 }
 #: plain pipeline settings (not modules) that a pipeline needs again when rebuilt for another task
-PIPELINE_SETTINGS = ("boundary_ratio", "expand_timesteps")
+PIPELINE_SETTINGS = ("boundary_ratio", "expand_timesteps", "is_distilled")
 
 
 def is_flow_family(family: EngineKey | str | None) -> bool:
@@ -123,7 +123,7 @@ def _check_family(path: Path, found: EngineKey | None, wanted: EngineKey | None)
         raise ModelLoadError(f"{path}: this is a {found.value} model, it cannot be loaded as {wanted.value}",
                              field="family", allowed=[found.value])
     if fam is None or fam not in FLOW_FAMILIES:
-        raise ModelLoadError(f"{path}: not a FLUX/SVD/HunyuanVideo/WAN 2.2/Z-Image/Chroma model", field="family",
+        raise ModelLoadError(f"{path}: not a FLUX/SVD/HunyuanVideo/WAN 2.2/Z-Image/Chroma/FLUX.2 model", field="family",
                              allowed=[f.value for f in FLOW_FAMILIES])
     return fam
 
@@ -146,6 +146,8 @@ def describe(family: EngineKey, components: dict[str, Any], variant: dict[str, A
     elif family.value.startswith("wan"):
         variant["experts"] = 2 if components.get("transformer_2") is not None else 1
         variant["boundary_ratio"] = components.get("boundary_ratio")
+    elif family is EngineKey.FLUX2_KLEIN:
+        variant["step_distilled"] = bool(components.get("is_distilled", False))
     return variant
 
 

@@ -731,3 +731,58 @@ def qwen_image_vae_keys() -> KeySet:
     return {"decoder.conv_in.weight": [384, 16, 3, 3, 3], "decoder.mid_block.resnets.0.norm1.gamma": [384, 1, 1, 1],
             "encoder.conv_in.weight": [96, 3, 3, 3, 3], "post_quant_conv.weight": [16, 16, 1, 1, 1]}
 
+
+
+def flux2_keys(variant: str = "dev", prefix: str = "") -> KeySet:
+    """FLUX.2 in the BFL layout (black-forest-labs/FLUX.2-dev flux2-dev.safetensors, FLUX.2-klein-4B/9B
+    flux-2-klein-*.safetensors, ComfyUI split_files/diffusion_models/): shared modulations, no biases, img_in
+    [hidden, 128], txt_in [hidden, 3 x text width], guidance_in on dev only. dev: hidden 6144, 8 + 48 blocks, text
+    15360; klein4b: 3072, 5 + 20, text 7680; klein9b: 4096, 8 + 24, text 12288."""
+    h, double, single, text = {"dev": (6144, 8, 48, 15360), "klein4b": (3072, 5, 20, 7680),
+                               "klein9b": (4096, 8, 24, 12288)}[variant]
+    k: KeySet = {"img_in.weight": [h, 128], "txt_in.weight": [h, text], "time_in.in_layer.weight": [h, 256],
+                 "time_in.out_layer.weight": [h, h], "double_stream_modulation_img.lin.weight": [6 * h, h],
+                 "double_stream_modulation_txt.lin.weight": [6 * h, h], "single_stream_modulation.lin.weight": [3 * h, h],
+                 "final_layer.adaLN_modulation.1.weight": [2 * h, h], "final_layer.linear.weight": [128, h]}
+    if variant == "dev":
+        k.update({"guidance_in.in_layer.weight": [h, 256], "guidance_in.out_layer.weight": [h, h]})
+    k.update(_blocks("double_blocks.{}.", range(double), {
+        "img_attn.qkv.weight": [3 * h, h], "img_attn.norm.query_norm.scale": [128], "img_attn.norm.key_norm.scale": [128],
+        "img_attn.proj.weight": [h, h], "img_mlp.0.weight": [6 * h, h], "img_mlp.2.weight": [h, 3 * h],
+        "txt_attn.qkv.weight": [3 * h, h], "txt_attn.norm.key_norm.scale": [128], "txt_mlp.0.weight": [6 * h, h]}))
+    k.update(_blocks("single_blocks.{}.", range(single), {
+        "linear1.weight": [9 * h, h], "linear2.weight": [h, 4 * h], "norm.query_norm.scale": [128],
+        "norm.key_norm.scale": [128]}))
+    return prefixed(prefix, k)
+
+
+def flux2_diffusers_keys(variant: str = "klein4b") -> KeySet:
+    """Flux2Transformer2DModel (the FLUX.2 Diffusers folders' transformer/), a few keys of each part."""
+    h, double, single, text = {"dev": (6144, 8, 48, 15360), "klein4b": (3072, 5, 20, 7680)}[variant]
+    k: KeySet = {"x_embedder.weight": [h, 128], "context_embedder.weight": [h, text],
+                 "time_guidance_embed.timestep_embedder.linear_1.weight": [h, 256],
+                 "double_stream_modulation_img.linear.weight": [6 * h, h],
+                 "single_stream_modulation.linear.weight": [3 * h, h], "proj_out.weight": [128, h]}
+    if variant == "dev":
+        k["time_guidance_embed.guidance_embedder.linear_1.weight"] = [h, 256]
+    k.update(_blocks("transformer_blocks.{}.", range(double), {"attn.to_q.weight": [h, h],
+                                                                "attn.norm_added_k.weight": [128]}))
+    k.update(_blocks("single_transformer_blocks.{}.", range(single), {"attn.to_qkv_mlp_proj.weight": [9 * h, h]}))
+    return k
+
+
+def qwen3_8b_keys() -> KeySet:
+    """Qwen3-8B (FLUX.2 Klein 9B's encoder, ComfyUI split_files/text_encoders/qwen_3_8b*): 36 layers, hidden 4096,
+    8 KV heads of 128, q/k RMS norms, vocab 151936."""
+    k = llama_keys(hidden=4096, layers=36, vocab=151936, kv=1024, ff=12288)
+    k.update(_blocks("model.layers.{}.", range(36), {"self_attn.q_norm.weight": [128], "self_attn.k_norm.weight": [128]}))
+    return k
+
+
+def mistral3_small_keys() -> KeySet:
+    """Mistral-Small-3.x 24B language model (FLUX.2 dev's encoder): 40 layers, hidden 5120, 8 KV heads of 128,
+    q projection 32 x 128 = 4096 wide, vocab 131072, no biases, no q/k norms."""
+    k = llama_keys(hidden=5120, layers=40, vocab=131072, kv=1024, ff=32768)
+    k.update(_blocks("model.layers.{}.", range(40), {"self_attn.q_proj.weight": [4096, 5120],
+                                                      "self_attn.o_proj.weight": [5120, 4096]}))
+    return k

@@ -133,6 +133,25 @@ CASES = [
     ("lora_z_image_kohya", lambda: fh.z_image_lora_keys(style="kohya"), "lora", E.Z_IMAGE, "lora_unet_",
      {"format": "kohya"}, ()),
     ("lora_flux_fits_chroma", fh.flux_lora_kohya_keys, "lora", E.FLUX, "lora_unet_", {}, (E.CHROMA,)),
+    # FLUX.2: shared modulations; the guidance embedding tells dev from Klein; never claimed as FLUX.1
+    ("flux2_dev", fh.flux2_keys, "diffusion_model", E.FLUX2, "",
+     {"layout": "bfl", "double_blocks": 8, "single_blocks": 48, "hidden": 6144, "in_channels": 128,
+      "text_encoder": "mistral3_small"}, ()),
+    ("flux2_dev_comfy", lambda: fh.flux2_keys("dev", CM), "diffusion_model", E.FLUX2, CM, {"text_width": 15360}, ()),
+    ("flux2_klein_4b", lambda: fh.flux2_keys("klein4b"), "diffusion_model", E.FLUX2_KLEIN, "",
+     {"double_blocks": 5, "single_blocks": 20, "hidden": 3072, "text_encoder": "qwen3_4b"}, ()),
+    ("flux2_klein_9b", lambda: fh.flux2_keys("klein9b"), "diffusion_model", E.FLUX2_KLEIN, "",
+     {"double_blocks": 8, "single_blocks": 24, "hidden": 4096, "text_encoder": "qwen3_8b"}, ()),
+    ("flux2_diffusers_dev", lambda: fh.flux2_diffusers_keys("dev"), "diffusion_model", E.FLUX2, "",
+     {"layout": "diffusers", "double_blocks": 8, "single_blocks": 48}, ()),
+    ("flux2_diffusers_klein", fh.flux2_diffusers_keys, "diffusion_model", E.FLUX2_KLEIN, "",
+     {"layout": "diffusers", "in_channels": 128}, ()),
+    ("te_qwen3_4b_for_klein", fh.qwen3_4b_keys, "text_encoder", None, "model.", {"text_encoder": "qwen3_4b"},
+     (E.FLUX2_KLEIN, E.Z_IMAGE)),
+    ("te_qwen3_8b", fh.qwen3_8b_keys, "text_encoder", None, "model.", {"text_encoder": "qwen3_8b"}, (E.FLUX2_KLEIN,)),
+    ("te_mistral3_small", fh.mistral3_small_keys, "text_encoder", None, "model.",
+     {"text_encoder": "mistral3_small"}, (E.FLUX2,)),
+    ("vae_flux2", lambda: fh.ldm_vae_keys(32, quant_conv=True), "vae", None, "", {}, (E.FLUX2, E.FLUX2_KLEIN)),
 ]
 
 
@@ -254,6 +273,9 @@ FOLDERS = [
     ("WanPipeline", {"transformer_2": [None, None]}, {"vae": {"z_dim": 16}}, None, {"wan_version": "2.1"}),
     ("ZImagePipeline", {}, {"transformer": {"in_channels": 16, "dim": 3840}}, E.Z_IMAGE, {"in_channels": 16}),
     ("ChromaPipeline", {}, {"transformer": {"in_channels": 64}}, E.CHROMA, {"in_channels": 64}),
+    ("Flux2Pipeline", {}, {"transformer": {"in_channels": 128}}, E.FLUX2, {"in_channels": 128}),
+    ("Flux2KleinPipeline", {"is_distilled": True}, {"transformer": {"in_channels": 128}}, E.FLUX2_KLEIN,
+     {"step_distilled": True}),
 ]
 
 
