@@ -282,11 +282,16 @@ QWEN_IMAGE = {"_class_name": "FlowMatchEulerDiscreteScheduler", "base_image_seq_
               "shift": 1.0, "shift_terminal": 0.02, "stochastic_sampling": False, "time_shift_type": "exponential",
               "use_beta_sigmas": False, "use_dynamic_shifting": True, "use_exponential_sigmas": False,
               "use_karras_sigmas": False}
+# FLUX.2 dev / Klein folders: FLUX.1's dynamic-shift FlowMatch Euler config; the pipeline passes mu itself
+FLUX2 = {"_class_name": "FlowMatchEulerDiscreteScheduler", "base_image_seq_len": 256, "base_shift": 0.5,
+         "max_image_seq_len": 4096, "max_shift": 1.15, "num_train_timesteps": 1000, "shift": 3.0,
+         "use_dynamic_shifting": True}
 FAMILIES = {"sd15": (SD15, False), "sdxl": (VPRED, False), "svd": (SVD, False), "flux": (FLUX, True),
             "flux_schnell": (SCHNELL, True), "hunyuan_video": (HUNYUAN, True), "hunyuan_video15": (HUNYUAN, True),
             "wan22_ti2v_5b": (WAN, True), "wan22_t2v_a14b": ({**WAN, "flow_shift": 12.0}, True),
             "wan22_i2v_a14b": (WAN, True), "z_image": (ZIMAGE, True), "chroma": (FLUX, True),
-            "sd3": (SD35, True), "qwen_image": (QWEN_IMAGE, True)}
+            "sd3": (SD35, True), "qwen_image": (QWEN_IMAGE, True), "flux2": (FLUX2, True),
+            "flux2_klein": (FLUX2, True)}
 ENGINE_KEY = {"flux_schnell": "flux"}
 NAMES = [*ref.CLASSIC, *ref.LEGACY]
 SCHEDULE_NAMES = ["Automatic", *ref.SCHEDULES]
@@ -362,3 +367,11 @@ def test_qwen_image_row_keeps_the_dynamic_shift_and_terminal():
     with pytest.raises(UnsupportedSamplerError) as err:
         create_sampler("Heun", None, "qwen_image", QWEN_IMAGE)
     assert "resolution-dependent shift" in str(err.value)
+
+
+@pytest.mark.parametrize("family", ["flux2", "flux2_klein"])
+def test_flux2_rows_keep_the_dynamic_shift(family):
+    auto = create_sampler(None, None, family, FLUX2)
+    assert auto.sampler_effective == "Euler" and auto.config["use_dynamic_shifting"] is True and auto.needs_mu
+    with pytest.raises(UnsupportedSamplerError):
+        create_sampler("DDIM", None, family, FLUX2)
