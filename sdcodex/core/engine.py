@@ -40,6 +40,8 @@ class EngineInterface(ABC):
     #: (k, r): num_frames must satisfy num_frames % k == r (e.g. (4, 1) for "4k+1"); None for images
     frame_rule: ClassVar[tuple[int, int] | None] = None
     max_frames: ClassVar[int] = 0
+    #: how many reference images (request key `images`) the engine takes; 0: none
+    max_images: ClassVar[int] = 0
     #: values used when neither request nor preset gives them
     defaults: ClassVar[dict[str, Any]] = {}
     #: extra request keys this engine understands beyond the common ones
@@ -64,6 +66,7 @@ class EngineInterface(ABC):
             "max_size": cls.max_size,
             "frame_rule": (f"{cls.frame_rule[0]}k+{cls.frame_rule[1]}" if cls.frame_rule else None),
             "max_frames": cls.max_frames or None,
+            "max_images": cls.max_images or None,
             "extra_keys": sorted(cls.extra_keys),
             "defaults": dict(cls.defaults),
         }

@@ -50,6 +50,8 @@ class Params:
     loras: list[dict[str, Any]] = field(default_factory=list)
     hires: Optional[dict[str, Any]] = None
     init_image: Any = None
+    #: decoded reference images (request key `images`), in order
+    images: list[Any] = field(default_factory=list)
     mask: Any = None
     denoising_strength: float = 0.75
     mask_blur: int = 4
@@ -95,7 +97,7 @@ class Params:
         """JSON-able effective values (images left out)."""
         out = {}
         for key, value in asdict(self).items():
-            if key in ("init_image", "mask"):
+            if key in ("init_image", "mask", "images"):
                 continue
             out[key] = value.value if hasattr(value, "value") else value
         return out
@@ -131,7 +133,7 @@ def parse_params(engine: EngineKey | str, task: Task | str, request: dict[str, A
     values: dict[str, Any] = {**cls.defaults, **data}
     known = set(Params.__dataclass_fields__)
     kwargs = {k: v for k, v in values.items() if k in known}
-    for key in ("init_image", "mask"):
+    for key in ("init_image", "mask", "images"):
         kwargs.pop(key, None)
     if kwargs.get("loras") is not None:
         kwargs["loras"] = [dict(l) for l in kwargs["loras"]]
@@ -171,6 +173,15 @@ def parse_params(engine: EngineKey | str, task: Task | str, request: dict[str, A
         if image_loader is None:
             raise ValidationError("images cannot be decoded here (no image loader)", field="init_image")
         params.init_image = image_loader(req.init_image, "init_image")
+    if req.images:
+        if not cls.max_images:
+            raise ValidationError(f"engine {cls.key.value!r} takes no reference images", field="images")
+        if len(req.images) > cls.max_images:
+            raise ValidationError(f"at most {cls.max_images} reference images for {cls.key.value} "
+                                  f"(got {len(req.images)})", field="images", allowed=f"1..{cls.max_images} images")
+        if image_loader is None:
+            raise ValidationError("images cannot be decoded here (no image loader)", field="images")
+        params.images = [image_loader(value, f"images[{i}]") for i, value in enumerate(req.images)]
     if task is Task.INPAINT:
         if not req.mask:
             raise ValidationError("is required for task 'inpaint'", field="mask")

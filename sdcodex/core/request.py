@@ -94,6 +94,9 @@ class GenerationRequest(BaseModel):
     hires: Optional[HiresSpec] = None
 
     init_image: Str = None
+    #: reference images (FLUX.2 editing, Qwen-Image-Edit): each decoded like init_image, at most the engine's
+    #: `max_images`
+    images: Optional[list[StrictStr]] = Field(None, min_length=1, max_length=16)
     mask: Str = None
     denoising_strength: Float = Field(None, ge=0.0, le=1.0)
     mask_blur: Int = Field(None, ge=0, le=256)
@@ -134,7 +137,7 @@ _VIDEO = {"num_frames", "fps", "decode_chunk_size", "guidance_scale_2"}
 
 #: Which request keys apply to which task. A key given for a task outside its set is an error.
 TASK_KEYS: dict[Task, frozenset[str]] = {
-    Task.TXT2IMG: frozenset(_COMMON | _DIFFUSION | {"hires"}),
+    Task.TXT2IMG: frozenset(_COMMON | _DIFFUSION | {"hires", "images"}),
     Task.IMG2IMG: frozenset(_COMMON | _DIFFUSION | _IMG_IN),
     Task.INPAINT: frozenset(_COMMON | _DIFFUSION | _IMG_IN | _INPAINT),
     Task.UPSCALE: frozenset({"task", "model", "engine", "preset", "output_format", "init_image", "upscaler",

@@ -19,6 +19,7 @@ from diffusers import Flux2KleinPipeline, Flux2Pipeline
 
 from sdcodex.core.engine import EngineOutput
 from sdcodex.core.enums import EngineKey, Mode, Prediction, Task
+from sdcodex.core.errors import ValidationError
 from sdcodex.core.events import EventSink
 from sdcodex.core.params import Params
 from sdcodex.core.registry import ENGINES
@@ -28,6 +29,8 @@ from .flux import FlowEngineMixin
 
 FLUX2_DEV_GUIDANCE = 4.0   # black-forest-labs/FLUX.2-dev model card / Diffusers example: guidance_scale=4
 MAX_REFERENCES = 10        # black-forest-labs/FLUX.2-dev model card: up to 10 reference images
+# Flux2ImageProcessor.check_image_input: each reference at least 64 px a side, aspect ratio at most 8:1
+REFERENCE_MIN_SIDE, REFERENCE_MAX_RATIO = 64, 8
 
 
 class Flux2Base(FlowEngineMixin, DiffusersEngine):
@@ -44,18 +47,28 @@ class Flux2Base(FlowEngineMixin, DiffusersEngine):
     text_encoder_names = ("text_encoder",)
     pipeline_passes_sigmas = True  # linspace(1, 1/n, n), shifted by mu (image size and step count)
 
+    def validate(self, params: Params) -> list[str]:
+        warnings = super().validate(params)
+        for i, image in enumerate(params.images or []):
+            w, h = image.size
+            if min(w, h) < REFERENCE_MIN_SIDE or max(w, h) > REFERENCE_MAX_RATIO * min(w, h):
+                raise ValidationError(f"a FLUX.2 reference image needs sides of at least {REFERENCE_MIN_SIDE} pixels "
+                                      f"and an aspect ratio up to {REFERENCE_MAX_RATIO}:1 (got {w}x{h})",
+                                      field=f"images[{i}]", allowed=f"sides >= {REFERENCE_MIN_SIDE} px, aspect ratio "
+                                      f"<= {REFERENCE_MAX_RATIO}:1")
+        return warnings
+
     def base_kwargs(self, params: Params, batch_size: int) -> dict[str, Any]:
         prompt: Any = params.prompt if batch_size == 1 else [params.prompt] * batch_size
         kw: dict[str, Any] = {"prompt": prompt, "num_inference_steps": params.steps, "width": params.width,
                               "height": params.height, "output_type": "pil"}
-        references = list(getattr(params, "images", None) or [])
-        if references:
-            kw["image"] = [image.convert("RGB") for image in references]
+        if params.images:
+            kw["image"] = [image.convert("RGB") for image in params.images]
         return kw
 
     def run(self, params: Params, events: EventSink) -> EngineOutput:
         out = super().run(params, events)
-        out.info["reference_images"] = len(getattr(params, "images", None) or [])
+        out.info["reference_images"] = len(params.images or [])
         return out
 
 

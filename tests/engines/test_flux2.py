@@ -135,3 +135,59 @@ def test_classic_sampler_is_refused_naming_the_field(orch):
     with pytest.raises(UnsupportedSamplerError) as err:
         orch.run(req(sampler="DDIM"))
     assert err.value.field == "sampler" and "Euler" in err.value.allowed
+
+
+# ---- reference-image editing (request key `images`) ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def references(tmp_path_factory) -> list[str]:
+    """Two references of different sizes (the pipeline crops each to a multiple of 16 and keeps its size)."""
+    folder = tmp_path_factory.mktemp("flux2-refs")
+    paths = []
+    for i, (w, h) in enumerate([(80, 64), (72, 96)]):
+        image = Image.new("RGB", (w, h))
+        image.putdata([((5 * x + 40 * i) % 256, (4 * y) % 256, 128 + 60 * i) for y in range(h) for x in range(w)])
+        path = folder / f"ref{i}.png"
+        image.save(path)
+        paths.append(str(path))
+    return paths
+
+
+def _open(paths: list[str]) -> list[Image.Image]:
+    return [Image.open(p).convert("RGB") for p in paths]
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_dev_reference_editing_equals_diffusers(orch, root, references, count):
+    refs = references[:count]
+    result = orch.run(req(images=refs))
+    assert_same(result.pil_images[0], reference(root / DEV, guidance_scale=4.0, image=_open(refs)))
+    assert result.info["reference_images"] == count and result.info["request"]["images"] == refs
+    plain = orch.run(req()).pil_images[0]
+    assert not np.array_equal(np.asarray(plain), np.asarray(result.pil_images[0]))
+
+
+def test_klein_reference_editing_with_cfg_equals_diffusers(orch, root, references):
+    from diffusers import Flux2KleinPipeline
+
+    result = orch.run(req(KLEIN, cfg_scale=2.5, negative_prompt="fog", images=references, batch_size=2))
+    negative, _ = Flux2KleinPipeline.from_pretrained(root / KLEIN, local_files_only=True).encode_prompt(
+        prompt=["fog"], device="cpu")
+    for image, seed in zip(result.pil_images, (5, 6)):
+        assert_same(image, reference(root / KLEIN, guidance_scale=2.5, negative_prompt_embeds=negative,
+                                     image=_open(references), seed=seed))
+
+
+def test_reference_image_errors_name_the_field(orch, references, tmp_path):
+    from sdcodex.core.errors import ValidationError
+
+    with pytest.raises(ValidationError) as err:
+        orch.run(req(images=references * 6))  # 12 > FLUX.2's 10
+    assert err.value.field == "images" and "at most 10" in str(err.value)
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (48, 96)).save(tiny)
+    with pytest.raises(ValidationError) as err:
+        orch.run(req(images=[references[0], str(tiny)]))
+    assert err.value.field == "images[1]"
+    with pytest.raises(ValidationError) as err:
+        orch.run({**req(), "task": "img2img", "init_image": references[0], "images": references})
+    assert err.value.field == "images"
