@@ -71,6 +71,11 @@ class EngineInterface(ABC):
             "defaults": dict(cls.defaults),
         }
 
+    @classmethod
+    def check_params(cls, params: Any) -> list[str]:
+        """Family checks that need no model (run before it loads, so the API answers 422 at once)."""
+        return []
+
     def validate(self, params: Any) -> list[str]:
         """Family checks that need the loaded model; returns warnings, raises ValidationError."""
         return []

@@ -109,6 +109,7 @@ class Orchestrator:
         warnings += preset_warnings
         filled = fill(data, preset)
         params = parse_params(engine_key, req.task, filled.data, image_loader=self.image_loader)
+        warnings += engine_cls.check_params(params)
         meta = {"preset": filled.preset_id, "applied_preset_patch": filled.patch, "mode_ignored_reason": mode_reason}
         return entry, engine_cls, filled.data, meta, params, warnings
 

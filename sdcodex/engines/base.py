@@ -22,6 +22,7 @@ from sdcodex.core.samplers import create_sampler
 
 from . import step_cache
 from .preview import Previewer
+from .prompt_clip import call_pipeline
 
 
 def _clip_text_model_alias(encoder: Any) -> None:
@@ -118,6 +119,8 @@ class DiffusersEngine(EngineInterface):
     family_for_sampler: ClassVar[str | None] = None
     #: textual-inversion embeddings in prompts (CLIP text encoders: SD1.5, SDXL)
     supports_embeddings: ClassVar[bool] = False
+    #: prompts become A1111 CLIP conditioning (sdcodex.engines.prompt_clip): "sd15" (CLIP-L) or "sdxl" (L + G)
+    clip_conditioning: ClassVar[str | None] = None
     #: the model provider (sdcodex.runtime.LocalModels), set by the orchestrator: finds LoRAs, embeddings, upscalers
     provider: Any = None
 
@@ -150,20 +153,42 @@ class DiffusersEngine(EngineInterface):
                               dict(self.model.scheduler_config), prediction, mode=params.mode)
 
     # -- family hooks -------------------------------------------------------------------------
-    def call_kwargs(self, params: Params, pipe: Any, batch_size: int) -> dict[str, Any]:
-        """Keyword arguments for one pipeline call (without generator/callback)."""
+    def prompt_kwargs(self, params: Params, pipe: Any, batch_size: int, *, base_steps: int | None = None,
+                      field_prefix: str = "") -> dict[str, Any]:
+        """The prompt part of a pipeline call: A1111 conditioning (embeddings and a per-step plan) for CLIP
+        engines, else the texts. `base_steps`: a hires pass after that many first-pass steps."""
+        if self.clip_conditioning is not None:
+            from .prompt_clip import prompt_kwargs
+
+            return prompt_kwargs(pipe, params, batch_size, xl=self.clip_conditioning == "sdxl",
+                                 embeddings=self._embedding_counts, base_steps=base_steps, field_prefix=field_prefix)
         prompt: Any = params.prompt if batch_size == 1 else [params.prompt] * batch_size
         negative: Any = params.negative_prompt or None
         if negative is not None and batch_size > 1:
             negative = [negative] * batch_size
+        kw: dict[str, Any] = {"prompt": prompt, "negative_prompt": negative}
+        if params.clip_skip > 1:
+            kw["clip_skip"] = params.clip_skip - 1  # A1111's 2 is Diffusers' 1 (one layer skipped)
+        return kw
+
+    _embedding_counts: dict[str, int] = {}
+
+    @classmethod
+    def check_params(cls, params: Params) -> list[str]:
+        """Checks before any model loads: a prompt longer than the chunk limit is refused (CLIP engines)."""
+        if cls.clip_conditioning is not None:
+            from .prompt_clip import check_prompts
+
+            check_prompts(params)
+        return []
+
+    def call_kwargs(self, params: Params, pipe: Any, batch_size: int) -> dict[str, Any]:
+        """Keyword arguments for one pipeline call (without generator/callback)."""
         kw: dict[str, Any] = {
-            "prompt": prompt,
-            "negative_prompt": negative,
+            **self.prompt_kwargs(params, pipe, batch_size),
             "num_inference_steps": params.steps,
             "guidance_scale": params.cfg_scale,
         }
-        if params.clip_skip > 1:
-            kw["clip_skip"] = params.clip_skip - 1  # A1111's 2 is Diffusers' 1 (one layer skipped)
         if params.task is Task.TXT2IMG:
             kw.update(width=params.width, height=params.height)
         elif params.task is Task.IMG2IMG:
@@ -208,7 +233,7 @@ class DiffusersEngine(EngineInterface):
 
             return run_two_passes(self, pipe, params, kwargs, seeds, on_step, generators, self._hires, out.info,
                                   out.warnings)
-        return pipe(**kwargs, generator=generators(seeds), callback_on_step_end=on_step)
+        return call_pipeline(pipe, kwargs, generator=generators(seeds), callback_on_step_end=on_step)
 
     def apply_extras(self, params: Params, out: EngineOutput, stack: ExitStack) -> Params:
         """LoRAs (merged for this run), embeddings and hires settings; returns params with clean prompts.
@@ -246,6 +271,7 @@ class DiffusersEngine(EngineInterface):
                 pipes = [self.pipeline(params.task)] + ([self.pipeline(Task.IMG2IMG)] if hires else [])
                 ti = stack.enter_context(embeddings.applied(pipes, found, texts))
                 texts = ti.prompts
+                self._embedding_counts = ti.counts
                 out.info["embeddings"] = ti.used
                 native["ti_hashes"] = ti.hashes
         if hires is not None:
@@ -263,6 +289,7 @@ class DiffusersEngine(EngineInterface):
     def run(self, params: Params, events: EventSink) -> EngineOutput:
         out = EngineOutput()
         step_cache.check(self, params)
+        self._embedding_counts = {}
         with ExitStack() as stack:
             params = self.apply_extras(params, out, stack)
             self._run(params, events, out)

@@ -38,6 +38,7 @@ class EmbeddingReport:
     used: list[str] = field(default_factory=list)
     hashes: dict[str, str] = field(default_factory=dict)
     prompts: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)  # name -> number of vectors (tokens) it takes
 
 
 class _ExtendedEmbedding(torch.nn.Module):
@@ -158,6 +159,7 @@ def applied(pipes: list[Any], embeddings: list[Embedding], texts: list[str]) -> 
         report.prompts = rewritten
         report.used = [e.name for e in embeddings]
         report.hashes = {e.name: e.hash for e in embeddings}
+        report.counts = dict(counts)
         yield report
     finally:
         for pipe, tok_name, tok in restore:

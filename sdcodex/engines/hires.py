@@ -115,8 +115,10 @@ def run_two_passes(engine: Any, pipe: Any, params: Params, kwargs: dict[str, Any
                         "pixel space with Lanczos")
         upscaler = "Lanczos"
     latent = hp.latent and not flow
-    first = pipe(**{**kwargs, "output_type": "latent" if latent else "pil"}, generator=generators(seeds),
-                 callback_on_step_end=on_step)
+    from .prompt_clip import PLAN_KEY, call_pipeline
+
+    first = call_pipeline(pipe, {**kwargs, "output_type": "latent" if latent else "pil"}, generator=generators(seeds),
+                          callback_on_step_end=on_step)
     if latent:
         vae_scale = int(getattr(pipe, "vae_scale_factor", 8))
         image: Any = upscale_latents(first.images, hp, vae_scale)
@@ -146,14 +148,19 @@ def run_two_passes(engine: Any, pipe: Any, params: Params, kwargs: dict[str, Any
         kw2.update(width=hp.width, height=hp.height)
     if "guidance_scale" in kw2 and getattr(engine, "key", None) is not None and not flow:
         kw2["guidance_scale"] = hp.cfg_scale
-    if "prompt" in kw2:
+    if PLAN_KEY in kw2:  # A1111 conditioning: the hires prompts, scheduled over the hires pass
+        for key in ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds",
+                    "negative_pooled_prompt_embeds", PLAN_KEY):
+            kw2.pop(key, None)
+        kw2.update(engine.prompt_kwargs(p2, pipe2, batch, base_steps=params.steps, field_prefix="hires."))
+    elif "prompt" in kw2:
         kw2["prompt"] = hp.prompt if batch == 1 else [hp.prompt] * batch
-    if kw2.get("negative_prompt") is not None or hp.negative_prompt:
+    if PLAN_KEY not in kw2 and (kw2.get("negative_prompt") is not None or hp.negative_prompt):
         neg = hp.negative_prompt or None
         kw2["negative_prompt"] = neg if batch == 1 or neg is None else [neg] * batch
     if hasattr(pipe2.scheduler, "noise_sampler_seed"):
         pipe2.scheduler.noise_sampler_seed = seeds[0] if batch == 1 else list(seeds)
-    return pipe2(**kw2, generator=generators(seeds), callback_on_step_end=on_step)
+    return call_pipeline(pipe2, kw2, generator=generators(seeds), callback_on_step_end=on_step)
 
 
 def _takes_size(pipe: Any) -> bool:

@@ -44,6 +44,7 @@ class _StableDiffusion(DiffusersEngine):
 @ENGINES.register("sd15", "sd1.5", "sd1", "stable-diffusion-1.5")
 class SD15Engine(_StableDiffusion):
     key = EngineKey.SD15
+    clip_conditioning = "sd15"
     label = "Stable Diffusion 1.5"
     defaults = {"width": 512, "height": 512, "steps": 20, "cfg_scale": 7.0}
     pipelines = {
@@ -56,6 +57,7 @@ class SD15Engine(_StableDiffusion):
 @ENGINES.register("sdxl", "sd_xl", "stable-diffusion-xl")
 class SDXLEngine(_StableDiffusion):
     key = EngineKey.SDXL
+    clip_conditioning = "sdxl"
     label = "Stable Diffusion XL"
     defaults = {"width": 1024, "height": 1024, "steps": 25, "cfg_scale": 6.0}
     pipelines = {
