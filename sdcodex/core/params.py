@@ -43,6 +43,9 @@ class Params:
     batch_index: Optional[int] = None
     clip_skip: int = 1
     emphasis: Emphasis = Emphasis.ORIGINAL
+    #: pad the shorter of prompt/negative with empty chunks (A1111's option; changes pixels) instead of
+    #: denoising cond and uncond separately
+    pad_cond_uncond: bool = False
     vae: Optional[str] = None
     precision: Precision = Precision.AUTO
     weights_dtype: WeightsDtype = WeightsDtype.AUTO

@@ -86,6 +86,7 @@ class GenerationRequest(BaseModel):
     batch_index: Int = Field(None, ge=0, le=63)
     clip_skip: Int = Field(None, ge=1, le=12)
     emphasis: Optional[Emphasis] = None
+    pad_cond_uncond: Bool = None
     vae: Str = None
     precision: Optional[Precision] = None
     weights_dtype: Optional[WeightsDtype] = None
@@ -129,7 +130,7 @@ class GenerationRequest(BaseModel):
 _COMMON = {"task", "model", "engine", "mode", "preset", "precision", "weights_dtype", "output_format", "vae", "seed",
            "batch_size", "batch_count", "batch_index"}
 _DIFFUSION = {"prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "sampler", "scheduler",
-              "clip_skip", "emphasis", "loras", "distilled_cfg_scale", "flow_shift", "text_encoders", "offload", "vae_tiling",
+              "clip_skip", "emphasis", "pad_cond_uncond", "loras", "distilled_cfg_scale", "flow_shift", "text_encoders", "offload", "vae_tiling",
               "cache"}
 _IMG_IN = {"init_image", "denoising_strength", "resize_mode"}
 _INPAINT = {"mask", "mask_blur", "mask_invert", "inpaint_full_res", "inpaint_full_res_padding"}
