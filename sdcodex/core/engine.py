@@ -72,6 +72,11 @@ class EngineInterface(ABC):
         }
 
     @classmethod
+    def prompt_tokens(cls, text: str, emphasis: str = "Original", steps: int = 20) -> tuple[int, int] | None:
+        """(tokens used, counter limit) of a prompt as the UI's counter shows it ("12/75"); None: no counter."""
+        return None
+
+    @classmethod
     def check_params(cls, params: Any) -> list[str]:
         """Family checks that need no model (run before it loads, so the API answers 422 at once)."""
         return []

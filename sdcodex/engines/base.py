@@ -174,6 +174,14 @@ class DiffusersEngine(EngineInterface):
     _embedding_counts: dict[str, int] = {}
 
     @classmethod
+    def prompt_tokens(cls, text: str, emphasis: str = "Original", steps: int = 20) -> tuple[int, int] | None:
+        if cls.clip_conditioning is None:
+            return None
+        from .prompt_clip import count_tokens
+
+        return count_tokens(text, emphasis, steps)
+
+    @classmethod
     def check_params(cls, params: Params) -> list[str]:
         """Checks before any model loads: a prompt longer than the chunk limit is refused (CLIP engines)."""
         if cls.clip_conditioning is not None:

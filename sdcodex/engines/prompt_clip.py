@@ -128,7 +128,7 @@ class ClipTokens:
     def ids(self, texts: list[str]) -> list[list[int]]:
         todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if todo:
-            for text, ids in zip(todo, self.tokenizer(todo, truncation=False, add_special_tokens=False)["input_ids"]):
+            for text, ids in zip(todo, self.tokenizer(todo, truncation=False, add_special_tokens=False, verbose=False)["input_ids"]):
                 self._cache[text] = list(ids)
         return [self._cache[t] for t in texts]
 
@@ -141,17 +141,18 @@ class ClipTokens:
 
 
 def count_tokens(text: str, emphasis: str = "Original", steps: int = 20) -> tuple[int, int]:
-    """(used, target) for a prompt box, as A1111's counter: the longest text of the prompt's schedule."""
+    """(used, target) for a prompt box, as A1111's counter: the longest text of the prompt's schedule, and
+    75, 150, ... as the chunks grow. Never raises (the counter runs on every keystroke)."""
     from sdcodex.core.prompt_syntax import prompt_schedules, split_and
     from sdcodex.models.tokenizers import clip_tokenizer
 
     tokens = _counter_tokens(clip_tokenizer())
+    emphasis = emphasis if emphasis in EMPHASIS_MODES else "Original"
     used = 0
     for part, _ in split_and(text or ""):
-        for _, variant in prompt_schedules(part, steps):
+        for _, variant in prompt_schedules(part, max(1, int(steps or 1))):
             used = max(used, tokens.chunk(variant, emphasis).token_count)
-    chunked = ChunkedPrompt([], used)
-    return used, chunked.target
+    return used, ChunkedPrompt([], used).target
 
 
 _COUNTERS: dict[int, ClipTokens] = {}
@@ -496,6 +497,12 @@ def call_pipeline(pipe: Any, kwargs: dict[str, Any], *, callback_on_step_end: An
         return pipe(**kwargs, callback_on_step_end=callback_on_step_end, **extra)
 
 
+def emphasis_of(params: Any) -> str:
+    """The request's emphasis mode as its A1111 name ("Original" when absent)."""
+    value = getattr(params, "emphasis", None)
+    return str(getattr(value, "value", value) or "Original")
+
+
 # -- what an engine calls -----------------------------------------------------------------------
 def prompt_kwargs(pipe: Any, params: Any, batch: int, *, xl: bool, embeddings: dict[str, int] | None = None,
                   base_steps: int | None = None, field_prefix: str = "") -> dict[str, Any]:
@@ -505,8 +512,8 @@ def prompt_kwargs(pipe: Any, params: Any, batch: int, *, xl: bool, embeddings: d
     Second-order samplers (scheduler order 2: Heun, DPM2) count two model calls a step, as A1111 does."""
     from sdcodex.core.prompt_syntax import split_and
 
-    cond = ClipConditioner(pipe, xl=xl, clip_skip=params.clip_skip,
-                           emphasis=getattr(params, "emphasis", None) or "Original", embeddings=embeddings)
+    cond = ClipConditioner(pipe, xl=xl, clip_skip=params.clip_skip, emphasis=emphasis_of(params),
+                           embeddings=embeddings)
     order = int(getattr(pipe.scheduler, "order", 1) or 1)
     steps = int(params.steps) * order
     when = dict(steps=steps) if base_steps is None else dict(steps=base_steps * order, hires_steps=steps)
@@ -530,7 +537,7 @@ def check_prompts(params: Any) -> None:
     from sdcodex.models.tokenizers import clip_tokenizer
 
     tokens = _counter_tokens(clip_tokenizer())
-    emphasis = getattr(params, "emphasis", None) or "Original"
+    emphasis = emphasis_of(params)
     limit = max_chunks()
     texts = [("prompt", params.prompt), ("negative_prompt", params.negative_prompt)]
     hires = getattr(params, "hires", None) or {}

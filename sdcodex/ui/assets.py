@@ -19,6 +19,7 @@ CSS = """
 .codex-error { border: 1px solid #dc2626; background: #fef2f2; color: #991b1b; border-radius: 6px;
                padding: 8px 10px; margin: 4px 0; }
 .codex-rules { font-size: 0.85em; opacity: 0.8; }
+.codex-token-counter { font-size: 0.8em; opacity: 0.75; text-align: right; min-height: 0; margin-top: -0.5em; }
 .codex-demo { border: 2px dashed #f97316; border-radius: 8px; padding: 8px; }
 """
 

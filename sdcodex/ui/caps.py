@@ -137,3 +137,16 @@ def frame_rule(engine: str | None) -> str:
     if c.get("max_frames"):
         parts.append(f"at most {c['max_frames']}")
     return ", ".join(parts) or "any count"
+
+
+def prompt_tokens(engine: str | None, text: str | None, emphasis: str | None = None, steps: Any = None) -> str:
+    """The token counter of a prompt box ("12/75", "80/150"), from the engine's own count; "" when the engine's
+    encoder has no 75-token chunks."""
+    cls = _engines().get(engine or "")
+    if cls is None:
+        return ""
+    try:
+        count = cls.prompt_tokens(text or "", emphasis or "Original", int(steps or 20))
+    except Exception:  # noqa: BLE001 - the counter must never break the page
+        return ""
+    return "" if count is None else f"{count[0]}/{count[1]}"

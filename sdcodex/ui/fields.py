@@ -105,6 +105,7 @@ class GenTab:
     last_request: Any
     reuse_seed: Any
     json_box: Any = None
+    token_counters: dict[str, Any] = field(default_factory=dict)  # prompt key -> counter
     send: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -155,6 +156,7 @@ def build_gen_tab(task: Task, label: str, *, visible: bool = True) -> GenTab:
     """Lay out one generation tab (inside a gr.Blocks context)."""
     p = f"codex-{task.value}"
     fields: dict[str, Any] = {}
+    counters: dict[str, Any] = {}
     image = None
     with gr.Tab(label, id=task.value, elem_id=f"{p}-tab", visible=visible) as tab:
         with gr.Row(equal_height=False):
@@ -163,8 +165,12 @@ def build_gen_tab(task: Task, label: str, *, visible: bool = True) -> GenTab:
                 if "prompt" in TASK_KEYS[task]:
                     fields["prompt"] = gr.Textbox(label="Prompt", lines=3, elem_id=f"{p}-prompt",
                                                   placeholder="Prompt (Ctrl+Enter to generate, Esc to interrupt)")
+                    counters["prompt"] = gr.HTML("", elem_id=f"{p}-prompt-tokens",
+                                                 elem_classes=["codex-token-counter"])
                     fields["negative_prompt"] = gr.Textbox(label="Negative prompt", lines=2,
                                                            elem_id=f"{p}-negative-prompt")
+                    counters["negative_prompt"] = gr.HTML("", elem_id=f"{p}-negative-prompt-tokens",
+                                                          elem_classes=["codex-token-counter"])
                     prompt_keys = ("prompt", "negative_prompt")
                 elif task is Task.UPSCALE:
                     gr.Markdown("Upscale an image (as A1111's Extras tab): drop it below or use **Send to upscale** "
@@ -230,7 +236,8 @@ def build_gen_tab(task: Task, label: str, *, visible: bool = True) -> GenTab:
     return GenTab(task=task, tab=tab, fields=fields, image=image, prompt_keys=prompt_keys, generate=generate,
                   interrupt=interrupt, skip=skip, progress=progress, error=error, gallery=gallery, video=video,
                   infotext=infotext, json_view=json_view, edit_json=edit_json, rules=rules, result=result,
-                  last_request=last_request, reuse_seed=reuse_seed, json_box=json_box, send=send)
+                  last_request=last_request, reuse_seed=reuse_seed, json_box=json_box, send=send,
+                  token_counters=counters)
 
 
 def field_updates(tab: GenTab, engine: str | None, mode: str | None, *, reset: bool = True) -> list[Any]:

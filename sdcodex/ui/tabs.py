@@ -97,6 +97,7 @@ def wire_tab(tab: GenTab, quick: Quick, jobs: UIJobs, tabs: Any, all_tabs: dict[
           show_progress="hidden", queue=False)
     tab.edit_json.change(lambda on: gr.update(interactive=bool(on)), inputs=tab.edit_json, outputs=tab.json_view,
                          show_progress="hidden", queue=False)
+    wire_token_counters(tab, quick)
 
     def generate(data: dict[Any, Any], request: gr.Request):
         session = getattr(request, "session_hash", None)
@@ -153,6 +154,21 @@ def wire_tab(tab: GenTab, quick: Quick, jobs: UIJobs, tabs: Any, all_tabs: dict[
     for target_name, button in tab.send.items():
         target = all_tabs[target_name]
         wire_send(button, tab, target, tabs)
+
+
+def wire_token_counters(tab: GenTab, quick: Quick) -> None:
+    """`used/75` under each prompt box (growing by chunks, as A1111's), counted by the engine's own encoder."""
+    extra = [tab.fields[k] for k in ("emphasis", "steps") if k in tab.fields]
+    for key, counter in tab.token_counters.items():
+        box = tab.fields[key]
+
+        def count(text: str, engine: str, *rest: Any) -> str:
+            values = dict(zip([k for k in ("emphasis", "steps") if k in tab.fields], rest))
+            return caps.prompt_tokens(engine, text, values.get("emphasis"), values.get("steps"))
+
+        gr.on([box.change, quick.engine.change] + [c.change for c in extra], count,
+              inputs=[box, quick.engine, *extra], outputs=counter, trigger_mode="always_last",
+              show_progress="hidden", queue=False)
 
 
 def wire_send(button: Any, source: GenTab, target: GenTab, tabs: Any) -> None:

@@ -89,7 +89,7 @@ def _encoders(model, xl):
     return [(comps["text_encoder"], EOS, "clip_l", False), (comps["text_encoder_2"], pad, "clip_g", True)]
 
 
-def ref_encode(model, xl, texts, vectors=None, clip_skip=1):
+def ref_encode(model, xl, texts, vectors=None, clip_skip=1, emphasis="Original"):
     """texts: chunk lists of one schedule (encoded together). -> embeds (V, 77n, D), pooled (V, P) or None."""
     count = max(len(c) for c in texts)
     empty = ([BOS] + [EOS] * 76, [1.0] * 77, [])
@@ -127,7 +127,8 @@ def ref_encode(model, xl, texts, vectors=None, clip_skip=1):
             with torch.no_grad():
                 before = z.mean()
                 z = z * mult
-                z = z * (before / z.mean())
+                if emphasis == "Original":
+                    z = z * (before / z.mean())
                 if projects and i == 0:
                     ends = torch.tensor([r.index(EOS) for r in rows])
                     pooled = te.text_projection(o.last_hidden_state[torch.arange(len(rows)), ends])
@@ -344,6 +345,18 @@ def test_prompt_editing_and_alternation_per_step(forch, models, family):
         assert torch.allclose(embeds, cond_at(i)[0][0][0], atol=1e-5), f"step {i}"
     # A1111's rule: steps 0 and 1 use the first text (end 1), step 2 the second (end 2)
     assert torch.equal(conds[0], conds[1]) and not torch.allclose(conds[1], conds[2])
+
+
+def test_emphasis_no_norm_and_none(forch, models):
+    neg = ref_encode(models["sd15"], False, [ref_chunks(NEG_PARSED + [B, ("x", 1.0)])], emphasis="No norm")
+    pos = ref_encode(models["sd15"], False, [ref_chunks(NESTED_PARSED)], emphasis="No norm")
+    out = product(forch, "sd15", prompt=NESTED, negative_prompt=NEG + " BREAK x", emphasis="No norm")
+    assert_close(out, ref_pipeline(models["sd15"], False, pos, neg))
+    # None: the syntax is plain text (brackets, numbers and BREAK are words; one chunk each here)
+    neg = ref_encode(models["sd15"], False, [ref_chunks([(NEG + " BREAK x", 1.0)])])
+    pos = ref_encode(models["sd15"], False, [ref_chunks([(NESTED, 1.0)])])
+    out = product(forch, "sd15", prompt=NESTED, negative_prompt=NEG + " BREAK x", emphasis="None")
+    assert_close(out, ref_pipeline(models["sd15"], False, pos, neg))
 
 
 def test_composable_and_prompts(forch, models):
