@@ -179,7 +179,8 @@ def quiet_libraries() -> None:
 
 def build_orchestrator(models_dir: str | Path | None = None, outdir: str | Path | None = None, *,
                        allow_paths: bool = False, allow_pickle: bool = False, device: str | None = None,
-                       models: LocalModels | None = None, save: bool = True) -> Orchestrator:
+                       models: LocalModels | None = None, save: bool = True,
+                       offload: str | None = None) -> Orchestrator:
     """The orchestrator every face uses. `allow_paths`: image fields may be file paths (CLI only)."""
     import sdcodex.engines  # noqa: F401  (registers the engines)
 
@@ -188,7 +189,7 @@ def build_orchestrator(models_dir: str | Path | None = None, outdir: str | Path 
     models = models or LocalModels(models_dir, allow_pickle=allow_pickle, device=device)
     return Orchestrator(models, MediaSaver(outdir) if save else None,
                         image_loader=lambda value, field: load_request_image(value, field, allow_path=allow_paths),
-                        device=device)
+                        device=device, offload=offload or os.environ.get("SDCODEX_OFFLOAD") or None)
 
 
 def _default_device() -> str:

@@ -60,6 +60,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    default=_env_int("SDCODEX_MAX_PROMPT_BYTES", DEFAULT_MAX_PROMPT_BYTES),
                    help="longest prompt in UTF-8 bytes (default %(default)s; 0: no limit)")
     p.add_argument("--device", default=None, help="cuda, cuda:1, cpu ... (default: cuda when available)")
+    p.add_argument("--offload", default=None, choices=["auto", "none", "model", "group", "sequential"],
+                   help="where weights live: auto (from model size and free memory; default), none, model, group, "
+                        "sequential; a request's `offload` wins (env SDCODEX_OFFLOAD)")
     p.add_argument("--no-ui", action="store_true", help="do not mount the web UI at /")
     p.add_argument("--models-dir", dest="models_dir_sub", default=None)
     p.set_defaults(func=run)
@@ -92,7 +95,8 @@ def settings_from_args(args: argparse.Namespace) -> "ServerSettings":
                           max_body_bytes=int(args.max_body_mb * 2**20), max_image_pixels=args.max_image_pixels,
                           max_output_pixels=args.max_output_pixels, max_steps=args.max_steps,
                           max_frames=args.max_frames, max_images=args.max_images,
-                          max_prompt_bytes=args.max_prompt_bytes, allowed_hosts=hosts, device=args.device)
+                          max_prompt_bytes=args.max_prompt_bytes, allowed_hosts=hosts, device=args.device,
+                          offload=getattr(args, "offload", None))
 
 
 def run(args: argparse.Namespace) -> int:

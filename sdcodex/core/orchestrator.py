@@ -68,8 +68,10 @@ class Orchestrator:
 
     def __init__(self, models: ModelProvider, saver: Saver | None = None, *,
                  image_loader: ImageLoader | None = None, device: str = "cpu",
-                 default_model: Callable[[], str | None] | None = None) -> None:
+                 default_model: Callable[[], str | None] | None = None, offload: str | None = None) -> None:
         self.models = models
+        #: the server's offload policy (--offload): auto|none|model|group|sequential; a request's `offload` wins
+        self.offload = offload
         self.saver = saver
         self.image_loader = image_loader
         self.device = device
@@ -125,6 +127,7 @@ class Orchestrator:
         timings["load"] = time.perf_counter() - t
         engine = engine_cls(model, device=self.device)
         engine.provider = self.models  # engines find LoRAs, embeddings and upscalers through it
+        engine.server_offload = self.offload
         warnings += engine.validate(params)
         effective_request = copy.deepcopy(filled)
         effective_request["seed"] = params.seed

@@ -77,8 +77,8 @@ class Params:
     guidance_scale_2: Optional[float] = None
     flow_shift: Optional[float] = None
     text_encoders: list[str] = field(default_factory=list)
-    offload: str = "none"
-    vae_tiling: bool = False
+    offload: str = "auto"
+    vae_tiling: str = "auto"
     #: step caching spec ({"kind": ..., "threshold"/"interval"/"warmup": ...}); None: off
     cache: Optional[dict[str, Any]] = None
 
@@ -144,6 +144,8 @@ def parse_params(engine: EngineKey | str, task: Task | str, request: dict[str, A
         kwargs["hires"] = {k: v for k, v in dict(kwargs["hires"]).items() if v is not None}
     if kwargs.get("cache") is not None:
         kwargs["cache"] = {k: v for k, v in dict(kwargs["cache"]).items() if v is not None}
+    if isinstance(kwargs.get("vae_tiling"), bool):
+        kwargs["vae_tiling"] = "on" if kwargs["vae_tiling"] else "off"
     kwargs["mode"] = Mode(kwargs.get("mode", Mode.NORMAL))
     kwargs["seed"] = resolve_seed(values.get("seed"))
     params = Params(engine=cls.key, task=task, **{k: v for k, v in kwargs.items() if k not in ("engine", "task")})

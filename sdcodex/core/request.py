@@ -2,9 +2,9 @@
 apply to the task are errors that name the JSON path of the field and what is allowed."""
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 from pydantic import ValidationError as PydanticValidationError
 
 from .enums import Emphasis, EngineKey, Mode, OutputFormat, Precision, ResizeMode, Task, WeightsDtype
@@ -39,6 +39,11 @@ class HiresSpec(BaseModel):
     prompt: Str = None
     negative_prompt: Str = None
     cfg_scale: Float = Field(None, ge=0.0, le=30.0)
+
+
+def _on_off(value: Any) -> Any:
+    """true/false (the earlier boolean form) read as "on"/"off"."""
+    return ("on" if value else "off") if isinstance(value, bool) else value
 
 
 #: step-caching kinds (Diffusers' cache hooks) and the spec keys each one takes
@@ -122,8 +127,9 @@ class GenerationRequest(BaseModel):
     guidance_scale_2: Float = Field(None, ge=0.0, le=50.0)
     flow_shift: Float = Field(None, gt=0.0, le=100.0)
     text_encoders: Optional[list[StrictStr]] = None
-    offload: Optional[str] = Field(None, pattern="^(none|model|sequential)$")
-    vae_tiling: Bool = None
+    offload: Optional[Literal["auto", "none", "model", "group", "sequential"]] = None
+    #: "auto" (video, or an image whose decode would not fit), "on", "off"; true/false are "on"/"off"
+    vae_tiling: Optional[Annotated[Literal["auto", "on", "off"], BeforeValidator(_on_off)]] = None
     cache: Optional[CacheSpec] = None
 
 

@@ -108,34 +108,11 @@ class FlowEngineMixin:
         return bool(choice.accepts_sigmas or choice.config.get("use_flow_sigmas"))
 
     def apply_memory_options(self, pipe: Any, params: Params, out: EngineOutput) -> None:
-        """Offload (none|model|sequential, Diffusers' own hooks; CUDA only) and VAE tiling/slicing."""
-        state = self.model.__dict__.setdefault("_memory", {})
-        on_cuda = torch.device(self.device).type == "cuda"
-        wanted = params.offload or "none"
-        if wanted != "none" and not on_cuda:
-            out.warnings.append(f"offload={wanted!r} needs a CUDA device; ignored on {self.device}")
-            wanted = "none"
-        if state.get(id(pipe)) != wanted:
-            if state.get(id(pipe), "none") != "none":
-                pipe.remove_all_hooks()
-                pipe.to(self.device)
-            if wanted == "model":
-                pipe.enable_model_cpu_offload(device=self.device)
-            elif wanted == "sequential":
-                pipe.enable_sequential_cpu_offload(device=self.device)
-            state[id(pipe)] = wanted
-        vae = getattr(pipe, "vae", None)
-        tiling = False
-        if vae is not None and hasattr(vae, "enable_tiling"):
-            try:
-                if params.vae_tiling:
-                    vae.enable_tiling()
-                    tiling = True
-                else:
-                    vae.disable_tiling()
-            except NotImplementedError:
-                out.warnings.append(f"vae_tiling: {type(vae).__name__} has no tiled decoding; ignored")
-        out.info["memory"] = {"offload": wanted, "vae_tiling": tiling}
+        """Offload policy and VAE tiling/slicing (sdcodex.engines.memory), reported in info['memory']."""
+        from . import memory
+
+        memory.apply(pipe, self.model.components, self.device, params, out.info, out.warnings,
+                     self.model.__dict__.setdefault("_memory", {}), getattr(self, "server_offload", None))
 
     def apply_extras(self, params: Params, out: EngineOutput, stack: Any) -> Params:
         """For encoders that take no weights ("llm"), the prompts (hires ones too) lose the syntax here."""

@@ -49,6 +49,7 @@ class ServerSettings:
     allowed_hosts: list[str] = field(default_factory=list)   # Host names accepted besides the bound address
     sync_timeout: float | None = None      # A1111/OpenAI sync routes: give up waiting after this (504)
     device: str | None = None
+    offload: str | None = None             # auto|none|model|group|sequential (a request's `offload` wins)
     start_worker: bool = True
     max_bypass: int = 3
     max_attempts: int = 3
@@ -124,7 +125,8 @@ class CodexService:
         self.outdir.mkdir(parents=True, exist_ok=True)
         device = settings.device or os.environ.get("SDCODEX_DEVICE") or None
         self.models = settings.models or LocalModels(settings.models_dir, device=device or "cpu")
-        self.orchestrator = build_orchestrator(models=self.models, outdir=self.outdir, device=device)
+        self.orchestrator = build_orchestrator(models=self.models, outdir=self.outdir, device=device,
+                                               offload=settings.offload)
         self.orchestrator.image_loader = image_loader(settings.max_image_pixels)
         self.orchestrator.default_model = self.default_model_ref
         self.device = self.orchestrator.device

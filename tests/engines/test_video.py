@@ -107,7 +107,9 @@ def test_video_engine_writes_a_decodable_video(orch, still, family, task):
     assert "a red fox" in info["parameters"]
     metrics = result.info["metrics"]
     assert {"load", "text_encode", "denoise", "decode", "save", "total", "peak_rss_mb"} <= set(metrics)
-    assert result.info["memory"] == {"offload": "none", "vae_tiling": False}
+    memory = result.info["memory"]
+    assert memory["offload"] == "none" and "device is cpu" in memory["offload_reason"]
+    assert memory["vae_tiling"] is (family != "svd")       # video tiles automatically where the VAE can
 
 
 def test_svd_conditioning_values_and_cpu_offload_warning(orch, still):
@@ -122,7 +124,7 @@ def test_svd_conditioning_values_and_cpu_offload_warning(orch, still):
                                   "motion_bucket_id": 60, "noise_aug_strength": 0.1, "decode_chunk_size": 2}
     assert any("offload='model' needs a CUDA device" in w for w in result.info["warnings"])
     assert any("AutoencoderKLTemporalDecoder has no tiled decoding" in w for w in result.info["warnings"])
-    assert result.info["memory"] == {"offload": "none", "vae_tiling": False}
+    assert result.info["memory"]["offload"] == "none" and result.info["memory"]["vae_tiling"] is False
 
 
 def test_wan_a14b_experts_split_at_the_boundary(orch, provider):
