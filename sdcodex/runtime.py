@@ -187,9 +187,33 @@ def build_orchestrator(models_dir: str | Path | None = None, outdir: str | Path 
     quiet_libraries()
     device = device or os.environ.get("SDCODEX_DEVICE") or _default_device()
     models = models or LocalModels(models_dir, allow_pickle=allow_pickle, device=device)
+    _set_cpu_threads(device)
     return Orchestrator(models, MediaSaver(outdir) if save else None,
                         image_loader=lambda value, field: load_request_image(value, field, allow_path=allow_paths),
                         device=device, offload=offload or os.environ.get("SDCODEX_OFFLOAD") or None)
+
+
+def cpu_threads(env: dict[str, str] | None = None, affinity: set[int] | None = None) -> int:
+    """Threads for a CPU worker: SDCODEX_THREADS, else OMP_NUM_THREADS, else the cores this process may run on
+    (its CPU affinity: a container or `taskset` share, not the machine's count)."""
+    env = os.environ if env is None else env
+    for key in ("SDCODEX_THREADS", "OMP_NUM_THREADS"):
+        value = env.get(key, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    if affinity is None:
+        affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    return max(1, len(affinity))
+
+
+def _set_cpu_threads(device: str) -> None:
+    import torch
+
+    if torch.device(device).type == "cpu":
+        threads = cpu_threads()
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+            logging.getLogger("sdcodex").info("cpu worker: %d threads", threads)
 
 
 def _default_device() -> str:
