@@ -29,6 +29,7 @@ class EngineKey(StrEnum):
     CHROMA = "chroma"
     SD3 = "sd3"
     QWEN_IMAGE = "qwen_image"
+    QWEN_IMAGE_EDIT = "qwen_image_edit"
     FLUX2 = "flux2"
     FLUX2_KLEIN = "flux2_klein"
 

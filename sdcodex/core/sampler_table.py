@@ -126,6 +126,7 @@ FAMILIES: tuple[FamilyRow, ...] = (
     FamilyRow("sd3", True, "Euler"),
     # Qwen-Image: FlowMatch Euler with a resolution-dependent shift (base 0.5, max 0.9, terminal 0.02)
     FamilyRow("qwen_image", True),  # FlowMatch Euler with the model's fixed shift (3.0 for SD3.5)
+    FamilyRow("qwen_image_edit", True),  # Qwen-Image-Edit ships Qwen-Image's scheduler config
     # FLUX.2 dev and Klein: FlowMatch Euler with a resolution- and step-dependent shift (the pipeline passes mu from
     # its compute_empirical_mu; the folders ship use_dynamic_shifting), so flow_shift does not apply
     FamilyRow("flux2", True),

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from diffusers import QwenImageImg2ImgPipeline, QwenImageInpaintPipeline, QwenImagePipeline
+from types import SimpleNamespace
 
+from diffusers import (QwenImageEditPipeline, QwenImageEditPlusPipeline, QwenImageImg2ImgPipeline,
+                       QwenImageInpaintPipeline, QwenImagePipeline)
+
+from sdcodex.core.engine import EngineOutput
 from sdcodex.core.enums import EngineKey, Prediction, Task
+from sdcodex.core.errors import ValidationError
+from sdcodex.core.events import EventSink
 from sdcodex.core.params import Params
 from sdcodex.core.registry import ENGINES
 
-from .base import DiffusersEngine, prepare_mask, register_pipelines, resize_image
+from .base import DiffusersEngine, build_pipeline, prepare_mask, register_pipelines, resize_image
 from .flux import FlowEngineMixin
 
 
@@ -52,4 +58,85 @@ class QwenImageEngine(FlowEngineMixin, DiffusersEngine):
         return kw
 
 
+#: Qwen/Qwen-Image-Edit-2509 model card: "multi-image editing ... optimal performance with 1 to 3 input images"
+MAX_EDIT_IMAGES = 3
+
+
+@ENGINES.register("qwen_image_edit", "qwen-image-edit", "qwenimageedit", "qwen-edit")
+class QwenImageEditEngine(FlowEngineMixin, DiffusersEngine):
+    """Qwen-Image-Edit: `txt2img` with the request key `images` (the pictures to edit) and the prompt as the
+    instruction. Each image goes twice into the model: through the Qwen2.5-VL vision tower (the pipeline resizes it
+    to about 384x384 px) into the prompt embedding, and through the VAE (about 1024x1024 px) as extra latent tokens
+    the transformer attends to. The output size is the request's `width` x `height`.
+
+    Which Diffusers pipeline runs follows the model folder's class: QwenImageEditPlusPipeline (Qwen-Image-Edit-2509
+    and -2511: one to three images, each named "Picture N" in the prompt template) or QwenImageEditPipeline (the
+    first Qwen-Image-Edit: exactly one image). `cfg_scale` is the true CFG, as for Qwen-Image."""
+
+    key = EngineKey.QWEN_IMAGE_EDIT
+    label = "Qwen-Image-Edit"
+    tasks = frozenset({Task.TXT2IMG})
+    prediction = Prediction.FLOW
+    default_sampler = "Euler"
+    default_scheduler = "Automatic"
+    size_multiple = 16
+    min_size = 64
+    max_size = 2048
+    max_images = MAX_EDIT_IMAGES
+    # Qwen/Qwen-Image-Edit-2509 model card: 40 steps, true_cfg_scale 4.0, negative prompt " " (output ~1024x1024)
+    defaults = {"width": 1024, "height": 1024, "steps": 40, "cfg_scale": 4.0}
+    pipelines = {Task.TXT2IMG: QwenImageEditPlusPipeline}
+    text_encoder_names = ("text_encoder",)
+    pipeline_passes_sigmas = True
+
+    @property
+    def plus(self) -> bool:
+        """True for QwenImageEditPlusPipeline models (several images); from the folder's pipeline class."""
+        variant = getattr(self.model, "variant", {}) or {}
+        return variant.get("pipeline") != "QwenImageEditPipeline" and variant.get("plus", True)
+
+    def pipeline(self, task: Task) -> Any:
+        cache = self.model.__dict__.setdefault("_pipelines", {})
+        if task not in cache:
+            cls = QwenImageEditPlusPipeline if self.plus else QwenImageEditPipeline
+            cache[task] = build_pipeline(cls, self.model.components)
+        return cache[task]
+
+    def validate(self, params: Params) -> list[str]:
+        warnings = super().validate(params)
+        count = len(params.images or [])
+        limit = MAX_EDIT_IMAGES if self.plus else 1
+        if not 1 <= count <= limit:
+            raise ValidationError(f"Qwen-Image-Edit needs the image(s) to edit in `images` (got {count})",
+                                  field="images", allowed=f"1..{limit} images" + ("" if self.plus else
+                                  " (this model is the first Qwen-Image-Edit: one image)"))
+        return warnings
+
+    def call_kwargs(self, params: Params, pipe: Any, batch_size: int) -> dict[str, Any]:
+        images = [image.convert("RGB") for image in params.images]
+        kw: dict[str, Any] = {"prompt": params.prompt, "image": images if self.plus else images[0],
+                              "num_inference_steps": params.steps, "true_cfg_scale": params.cfg_scale,
+                              "width": params.width, "height": params.height, "output_type": "pil"}
+        if params.cfg_scale > 1.0:
+            kw["negative_prompt"] = params.negative_prompt or " "
+        return kw
+
+    def generate(self, pipe: Any, params: Params, kwargs: dict[str, Any], seeds: list[int], on_step: Any,
+                 out: EngineOutput) -> Any:
+        """The Edit pipelines take one prompt per call: a batch is one call per seed."""
+        import torch
+
+        images = []
+        for seed in seeds:
+            result = pipe(**kwargs, generator=torch.Generator("cpu").manual_seed(seed), callback_on_step_end=on_step)
+            images.extend(result.images)
+        return SimpleNamespace(images=images)
+
+    def run(self, params: Params, events: EventSink) -> EngineOutput:
+        out = super().run(params, events)
+        out.info["input_images"] = len(params.images or [])
+        return out
+
+
 register_pipelines(QwenImageEngine.key.value, QwenImageEngine.pipelines)
+register_pipelines(QwenImageEditEngine.key.value, QwenImageEditEngine.pipelines)

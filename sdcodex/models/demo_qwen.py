@@ -33,8 +33,9 @@ def tiny_qwen_image_vae():
                                   temperal_downsample=[False, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
 
 
-def tiny_qwen25_vl(vocab_size: int):
-    """A 2-layer Qwen2.5-VL (text model + 1-block vision tower) as the Qwen-Image text encoder."""
+def tiny_qwen25_vl(vocab_size: int, **token_ids: int):
+    """A 2-layer Qwen2.5-VL (text model + 1-block vision tower) as the Qwen-Image text encoder; `token_ids` set the
+    vision special tokens (image_token_id, video_token_id, vision_start_token_id) to the tokenizer's ids."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     text = {"hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
@@ -44,7 +45,7 @@ def tiny_qwen25_vl(vocab_size: int):
     vision = {"depth": 1, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": 16,
               "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}
     config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, vocab_size=vocab_size, bos_token_id=None,
-                              eos_token_id=258, pad_token_id=256)
+                              eos_token_id=258, pad_token_id=256, **token_ids)
     return Qwen2_5_VLForConditionalGeneration(config).eval()
 
 
@@ -56,3 +57,33 @@ def build_qwen_image():
     return QwenImagePipeline(transformer=tiny_qwen_image_transformer(), vae=tiny_qwen_image_vae(),
                              text_encoder=tiny_qwen25_vl(len(tokenizer)), tokenizer=tokenizer,
                              scheduler=FlowMatchEulerDiscreteScheduler.from_config(QWEN_IMAGE_SCHEDULER))
+
+
+def qwen_vl_tokenizer():
+    """The demo Qwen tokenizer with the Qwen2-VL vision tokens (<|vision_start|>, <|image_pad|>, ...) added."""
+    from sdcodex.models.processors import QWEN_VL_TOKENS
+
+    tok = qwen_tokenizer(1024)
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>", *QWEN_VL_TOKENS]})
+    return tok
+
+
+@register_demo("qwen_image_edit", "qwen-image-edit-demo")
+def build_qwen_image_edit():
+    """Qwen-Image-Edit-2509/2511 in small (QwenImageEditPlusPipeline): the Qwen-Image parts, a Qwen2.5-VL that
+    knows the vision tokens, and the image-only Qwen2-VL processor (patch 14, merge 2, as the real one). The folder's
+    model_index names the processor transformers' Qwen2VLProcessor, as Qwen/Qwen-Image-Edit-2509's does."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, QwenImageEditPlusPipeline
+
+    from sdcodex.models.processors import qwen_vl_processor
+
+    tokenizer = qwen_vl_tokenizer()
+    ids = dict(zip(("vision_start_token_id", "image_token_id", "video_token_id"),
+                   tokenizer.convert_tokens_to_ids(["<|vision_start|>", "<|image_pad|>", "<|video_pad|>"])))
+    pipe = QwenImageEditPlusPipeline(
+        transformer=tiny_qwen_image_transformer(), vae=tiny_qwen_image_vae(),
+        text_encoder=tiny_qwen25_vl(len(tokenizer), **ids), tokenizer=tokenizer,
+        processor=qwen_vl_processor(tokenizer, patch_size=14, merge_size=2, temporal_patch_size=2),
+        scheduler=FlowMatchEulerDiscreteScheduler.from_config(QWEN_IMAGE_SCHEDULER))
+    pipe.register_to_config(processor=("transformers", "Qwen2VLProcessor"))
+    return pipe

@@ -191,6 +191,9 @@ PIPELINE_FAMILIES: dict[str, EngineKey] = {
     "QwenImagePipeline": EngineKey.QWEN_IMAGE,
     "QwenImageImg2ImgPipeline": EngineKey.QWEN_IMAGE,
     "QwenImageInpaintPipeline": EngineKey.QWEN_IMAGE,
+    # Qwen/Qwen-Image-Edit (one input image) and Qwen-Image-Edit-2509/2511 (one to three): the folder's class
+    "QwenImageEditPipeline": EngineKey.QWEN_IMAGE_EDIT,
+    "QwenImageEditPlusPipeline": EngineKey.QWEN_IMAGE_EDIT,
     "Flux2Pipeline": EngineKey.FLUX2,
     "Flux2KleinPipeline": EngineKey.FLUX2_KLEIN,
 }
@@ -244,6 +247,8 @@ def detect_folder(path: str | Path) -> Detection:
     if family is EngineKey.SD3:
         variant["model"] = ("sd3_medium" if not transformer.get("qk_norm") else
                             "sd35_medium" if transformer.get("dual_attention_layers") else "sd35_large")
+    if family is EngineKey.QWEN_IMAGE_EDIT:
+        variant["plus"] = cls == "QwenImageEditPlusPipeline"  # several input images
     if family is EngineKey.FLUX2_KLEIN:
         variant["step_distilled"] = bool(index.get("is_distilled", False))  # model_index.json of the Klein folders
     if cls in WAN_PIPELINES:

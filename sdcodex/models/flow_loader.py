@@ -20,12 +20,14 @@ from sdcodex.core.errors import ModelLoadError, TokenizerMissingError, Validatio
 from sdcodex.models.shapes import clip_text_config, t5_config
 from sdcodex.models.build import build_module
 from sdcodex.models.loader import LoadedModel, cached_short_hash, load_vae_file, resolve_dtype, resolve_ref
+from sdcodex.models.processors import load_qwen_vl_processor
 from sdcodex.models.model_configs import CONFIG_ROOT, bundled, configs_from
 from sdcodex.models.safetensors_io import TensorView, open_mapped
 
 FLOW_FAMILIES = (EngineKey.FLUX, EngineKey.SVD, EngineKey.HUNYUAN_VIDEO, EngineKey.HUNYUAN_VIDEO15,
                  EngineKey.WAN22_TI2V_5B, EngineKey.WAN22_T2V_A14B, EngineKey.WAN22_I2V_A14B, EngineKey.Z_IMAGE,
-                 EngineKey.CHROMA, EngineKey.SD3, EngineKey.QWEN_IMAGE, EngineKey.FLUX2, EngineKey.FLUX2_KLEIN)
+                 EngineKey.CHROMA, EngineKey.SD3, EngineKey.QWEN_IMAGE, EngineKey.QWEN_IMAGE_EDIT, EngineKey.FLUX2,
+                 EngineKey.FLUX2_KLEIN)
 #: families whose VAE is the 2-D AutoencoderKL (a separate `vae` file loads with loader.load_vae_file)
 KL_VAE_FAMILIES = (EngineKey.FLUX, EngineKey.Z_IMAGE, EngineKey.CHROMA, EngineKey.SD3)
 #: tokenizer slot of a family -> the cache-models entry that fetches it (models/tokenizers/<name>/)
@@ -175,6 +177,9 @@ def load_flow_folder(path: Path, *, family: EngineKey | None, dtype: torch.dtype
         if (slot.startswith("tokenizer") and slot not in kwargs and isinstance(value, list) and value[0]
                 and not (path / slot).is_dir()):
             kwargs[slot] = builtin_tokenizer(fam, slot) or load_tokenizer(tokenizer_folder(fam, slot, models_dir))
+    if index.get("processor", [None, None])[1] == "Qwen2VLProcessor" and "processor" not in kwargs:
+        # transformers builds Qwen2VLProcessor only with torchvision (its video processor): ours is images-only
+        kwargs["processor"] = load_qwen_vl_processor(path / "processor")
     cls = getattr(diffusers, str(index.get("_class_name")), None)
     if cls is None:
         raise ModelLoadError(f"{path}: pipeline class {index.get('_class_name')!r} is not in this Diffusers",

@@ -290,7 +290,8 @@ FAMILIES = {"sd15": (SD15, False), "sdxl": (VPRED, False), "svd": (SVD, False), 
             "flux_schnell": (SCHNELL, True), "hunyuan_video": (HUNYUAN, True), "hunyuan_video15": (HUNYUAN, True),
             "wan22_ti2v_5b": (WAN, True), "wan22_t2v_a14b": ({**WAN, "flow_shift": 12.0}, True),
             "wan22_i2v_a14b": (WAN, True), "z_image": (ZIMAGE, True), "chroma": (FLUX, True),
-            "sd3": (SD35, True), "qwen_image": (QWEN_IMAGE, True), "flux2": (FLUX2, True),
+            "sd3": (SD35, True), "qwen_image": (QWEN_IMAGE, True), "qwen_image_edit": (QWEN_IMAGE, True),
+            "flux2": (FLUX2, True),
             "flux2_klein": (FLUX2, True)}
 ENGINE_KEY = {"flux_schnell": "flux"}
 NAMES = [*ref.CLASSIC, *ref.LEGACY]
