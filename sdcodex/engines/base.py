@@ -293,10 +293,20 @@ class DiffusersEngine(EngineInterface):
         return dataclasses.replace(params, prompt=texts[0], negative_prompt=texts[1])
 
     _hires: Any = None
+    #: the server's offload policy (--offload), set by the orchestrator; a request's `offload` wins
+    server_offload: str | None = None
+
+    def apply_memory_options(self, pipe: Any, params: Params, out: EngineOutput) -> None:
+        """Offload policy and VAE tiling/slicing (sdcodex.engines.memory), reported in info['memory']."""
+        from . import memory
+
+        memory.apply(pipe, self.model.components, self.device, params, out.info, out.warnings,
+                     self.model.__dict__.setdefault("_memory", {}), self.server_offload)
 
     def run(self, params: Params, events: EventSink) -> EngineOutput:
         out = EngineOutput()
         step_cache.check(self, params)
+        self.apply_memory_options(self.pipeline(params.task), params, out)
         self._embedding_counts = {}
         with ExitStack() as stack:
             params = self.apply_extras(params, out, stack)

@@ -1,6 +1,5 @@
 """FLUX.1 engine (txt2img, img2img, inpaint) and the helpers every flow-matching engine shares: the flow
-sampler rules (shift override, samplers the pipeline cannot drive), memory options (offload, VAE tiling)
-and turning any pipeline output into PIL frames. Dev-type models (guidance embedding) take
+sampler rules (shift override, samplers the pipeline cannot drive) and turning any pipeline output into PIL frames. Dev-type models (guidance embedding) take
 `distilled_cfg_scale`; schnell-type models (no guidance embedding) run with cfg off in a few steps.
 """
 from __future__ import annotations
@@ -62,7 +61,7 @@ def flow_pipeline_samplers() -> list[str]:
 
 
 class FlowEngineMixin:
-    """Sampler, memory and output handling shared by FLUX, HunyuanVideo and WAN (mixed into DiffusersEngine)."""
+    """Sampler, prompt and output handling shared by the flow families (mixed into DiffusersEngine)."""
 
     #: the pipeline passes custom `sigmas` to set_timesteps (FLUX, HunyuanVideo): samplers must accept them
     pipeline_passes_sigmas: ClassVar[bool] = False
@@ -107,13 +106,6 @@ class FlowEngineMixin:
             return False
         return bool(choice.accepts_sigmas or choice.config.get("use_flow_sigmas"))
 
-    def apply_memory_options(self, pipe: Any, params: Params, out: EngineOutput) -> None:
-        """Offload policy and VAE tiling/slicing (sdcodex.engines.memory), reported in info['memory']."""
-        from . import memory
-
-        memory.apply(pipe, self.model.components, self.device, params, out.info, out.warnings,
-                     self.model.__dict__.setdefault("_memory", {}), getattr(self, "server_offload", None))
-
     def apply_extras(self, params: Params, out: EngineOutput, stack: Any) -> Params:
         """For encoders that take no weights ("llm"), the prompts (hires ones too) lose the syntax here."""
         params = super().apply_extras(params, out, stack)  # type: ignore[misc]
@@ -153,11 +145,7 @@ class FlowEngineMixin:
             return super().generate(pipe, params, kwargs, seeds, cond.wrap(on_step), out)  # type: ignore[misc]
 
     def run(self, params: Params, events: EventSink) -> EngineOutput:
-        pre = EngineOutput()
-        self.apply_memory_options(self.pipeline(params.task), params, pre)
         out = super().run(params, events)  # type: ignore[misc]
-        out.warnings[:0] = pre.warnings
-        out.info.update(pre.info)
         out.info.pop("warnings", None)  # the sampler's warnings are in out.warnings; info["warnings"] is the job's
         return out
 

@@ -13,7 +13,7 @@ from sdcodex.core.params import Params
 from sdcodex.core.registry import ENGINES
 
 from .base import DiffusersEngine, register_pipelines, resize_image
-from .flux import FlowEngineMixin, collect_videos
+from .flux import collect_videos
 
 # stabilityai/stable-video-diffusion-img2vid-xt model card and the pipeline's own call defaults
 SVD_DEFAULTS = {"fps": 7.0, "motion_bucket_id": 127, "noise_aug_strength": 0.02}
@@ -63,12 +63,7 @@ class SVDEngine(DiffusersEngine):
     collect = staticmethod(collect_videos)  # type: ignore[assignment]
 
     def run(self, params: Params, events: EventSink) -> EngineOutput:
-        pipe = self.pipeline(params.task)
-        pre = EngineOutput()
-        FlowEngineMixin.apply_memory_options(self, pipe, params, pre)  # type: ignore[arg-type]
         out = super().run(params, events)
-        out.warnings[:0] = [w for w in pre.warnings if w not in out.warnings]
-        out.info.update(pre.info)
         out.info.pop("warnings", None)  # the sampler's warnings are in out.warnings; info["warnings"] is the job's
         kw = self.conditioning(params)
         out.info["svd"] = kw
