@@ -15,6 +15,7 @@ shorter one with empty chunks (A1111's "pad_cond_uncond") is an explicit option 
 """
 from __future__ import annotations
 
+import bisect
 import math
 import os
 from contextlib import contextmanager
@@ -121,16 +122,35 @@ class ClipTokens:
         self.tokenizer = tokenizer
         self.start = int(tokenizer.bos_token_id)
         self.end = int(tokenizer.eos_token_id)
-        self.comma = tokenizer.get_vocab().get(",</w>")
+        comma = tokenizer.convert_tokens_to_ids(",</w>")
+        self.comma = comma if comma != tokenizer.unk_token_id else None
+        self._backend = getattr(tokenizer, "backend_tokenizer", None)  # the Rust tokenizer: no per-call overhead
         self.groups = groups or {}
         self._cache: dict[str, list[int]] = {}
 
     def ids(self, texts: list[str]) -> list[list[int]]:
         todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if todo:
-            for text, ids in zip(todo, self.tokenizer(todo, truncation=False, add_special_tokens=False, verbose=False)["input_ids"]):
+            if self._backend is not None:
+                found = self._backend_ids(todo)
+            else:
+                found = self.tokenizer(todo, truncation=False, add_special_tokens=False, verbose=False)["input_ids"]
+            for text, ids in zip(todo, found):
                 self._cache[text] = list(ids)
         return [self._cache[t] for t in texts]
+
+    def _backend_ids(self, texts: list[str]) -> list[list[int]]:
+        """Each text tokenized alone, in one call of the Rust tokenizer: the texts joined by spaces (CLIP never
+        merges across whitespace), each token given back to the text its offset falls in."""
+        starts, pos = [], 0
+        for text in texts:
+            starts.append(pos)
+            pos += len(text) + 1
+        encoding = self._backend.encode(" ".join(texts), add_special_tokens=False)
+        out: list[list[int]] = [[] for _ in texts]
+        for token, (begin, _) in zip(encoding.ids, encoding.offsets):
+            out[bisect.bisect_right(starts, begin) - 1].append(token)
+        return out
 
     def chunk(self, text: str, emphasis: str = "Original") -> ChunkedPrompt:
         parsed = weighted_text(text, emphasis)

@@ -19,5 +19,5 @@ def test_token_counters_grow_by_chunks(page):
     counter(page, "codex-txt2img-prompt-tokens", "76/150")
     set_value(page, "codex-txt2img-negative-prompt", "blurry, ugly")
     counter(page, "codex-txt2img-negative-prompt-tokens", "3/75")
-    choose(page, "codex-engine", "WAN 2.2 TI2V 5B")  # UMT5: no 75-token chunks, no counter
+    choose(page, "codex-engine", "FLUX.1")  # T5: no 75-token chunks, no counter
     counter(page, "codex-txt2img-prompt-tokens", "")
