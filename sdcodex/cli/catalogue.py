@@ -50,6 +50,10 @@ def _tokenizer(folder: str) -> Part:
     return Part(pats, (vocab,))
 
 
+_FLUX2_TOK = Part(("tokenizer/*.json", "tokenizer/*.txt", "tokenizer/*.model", "tokenizer/*.jinja"),
+                  (("tokenizer/tokenizer.json", "tokenizer/vocab.json", "tokenizer/tokenizer.model"),))
+
+
 def _configs(folder: str) -> Part:
     return Part((f"{folder}/*.json",), ((f"{folder}/*.json",),))
 
@@ -159,6 +163,19 @@ _ENTRIES: list[CatalogueEntry] = [
       for name, repo in (("sd35-large", "stabilityai/stable-diffusion-3.5-large"),
                          ("sd35-large-turbo", "stabilityai/stable-diffusion-3.5-large-turbo"),
                          ("sd35-medium", "stabilityai/stable-diffusion-3.5-medium"))],
+    # FLUX.2: the tokenizer folders keep their chat template in chat_template.jinja (dev's is a Pixtral processor)
+    _pipeline("flux2-dev", "black-forest-labs/FLUX.2-dev", "flux2",
+              [_SCHED, _transformers_model("text_encoder"), _FLUX2_TOK, _diffusers_model("transformer"),
+               _diffusers_model("vae")],
+              gated=True, licence="FLUX [dev] Non-Commercial License (accept it on the model page)"),
+    *[_pipeline(name, repo, "flux2_klein",
+                [_SCHED, _transformers_model("text_encoder"), _FLUX2_TOK, _diffusers_model("transformer"),
+                 _diffusers_model("vae")], licence=licence)
+      for name, repo, licence in (
+          ("flux2-klein-4b", "black-forest-labs/FLUX.2-klein-4B", "Apache-2.0"),
+          ("flux2-klein-base-4b", "black-forest-labs/FLUX.2-klein-base-4B", "Apache-2.0"),
+          ("flux2-klein-9b", "black-forest-labs/FLUX.2-klein-9B", "FLUX Non-Commercial License"),
+          ("flux2-klein-base-9b", "black-forest-labs/FLUX.2-klein-base-9B", "FLUX Non-Commercial License"))],
     _tokenizer_only("tokenizer-t5-xxl", "black-forest-labs/FLUX.1-schnell", "tokenizer_2",
                     licence="Apache-2.0", note="T5-XXL tokenizer used by FLUX, Chroma and SD3.5"),
     _tokenizer_only("tokenizer-umt5-xxl", "Wan-AI/Wan2.2-TI2V-5B-Diffusers", "tokenizer",
