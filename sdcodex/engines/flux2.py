@@ -44,6 +44,7 @@ class Flux2Base(FlowEngineMixin, DiffusersEngine):
     min_size = 64
     max_size = 2048
     max_images = MAX_REFERENCES
+    extra_keys = frozenset({"images"})  # reference images: the UI shows their field only on engines that take them
     text_encoder_names = ("text_encoder",)
     pipeline_passes_sigmas = True  # linspace(1, 1/n, n), shifted by mu (image size and step count)
 

@@ -21,6 +21,7 @@ VIDEO_FORMATS = ["mp4", "webm", "gif", "webp"]
 # key -> (kind, label, options). Kinds: text, number, slider, dropdown, checkbox, radio.
 SPECS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "sampler": ("dropdown", "Sampling method", {}),
+    "images": ("files", "Reference images (editing; FLUX.2 takes up to 10)", {}),
     "scheduler": ("dropdown", "Schedule type", {}),
     "steps": ("slider", "Sampling steps", {"minimum": 1, "maximum": 150, "step": 1, "value": 20}),
     "width": ("number", "Width", {"value": 512, "step": 8, "precision": 0}),
@@ -63,6 +64,7 @@ SPECS: dict[str, tuple[str, str, dict[str, Any]]] = {
 }
 #: layout groups, in order; a key shows in a tab when the task takes it
 GROUPS: tuple[tuple[str, ...], ...] = (
+    ("images",),
     ("sampler", "scheduler", "steps"),
     ("width", "height", "num_frames", "fps"),
     ("batch_count", "batch_size", "seed"),
@@ -145,6 +147,8 @@ def make_field(key: str, task: Task) -> Any:
         return gr.Number(label=label, elem_id=elem_id, **opts)
     if kind == "slider":
         return gr.Slider(label=label, elem_id=elem_id, **opts)
+    if kind == "files":
+        return gr.File(label=label, elem_id=elem_id, file_count="multiple", file_types=["image"], type="filepath")
     if kind == "checkbox":
         return gr.Checkbox(label=label, elem_id=elem_id, **opts)
     if kind == "radio":

@@ -55,7 +55,7 @@ def build_request(task: Task | str, quick: dict[str, Any], values: dict[str, Any
         if vae and str(vae).lower() not in ("automatic", "none", "auto"):
             req["vae"] = vae
     for key, value in values.items():
-        if "." in key or key not in allowed or _empty(value):
+        if "." in key or key not in allowed or _empty(value) or key == "images":
             continue
         req[key] = _number(key, value)
     if "hires" in allowed and values.get("hires.enabled"):
@@ -68,7 +68,22 @@ def build_request(task: Task | str, quick: dict[str, Any], values: dict[str, Any
         image = (images or {}).get(key)
         if key in allowed and image is not None:
             req[key] = encode_png(image) if encode else image
+    references = reference_images(values.get("images"))
+    if "images" in allowed and references:
+        req["images"] = [encode_png(image) if encode else image for image in references]
     return req
+
+
+def reference_images(paths: Any) -> list[Any]:
+    """The reference images of the `images` file field (a list of file paths) as RGB PIL images."""
+    from PIL import Image
+
+    out = []
+    for path in paths or []:
+        path = getattr(path, "name", path)  # a file object from older Gradio versions
+        with Image.open(path) as image:
+            out.append(image.convert("RGB"))
+    return out
 
 
 def encode_png(image: Any) -> str:
@@ -85,6 +100,10 @@ def preview_json(request: dict[str, Any]) -> str:
             w, h = getattr(value, "size", (0, 0))
             shown[key] = PLACEHOLDER.format(key=key, w=w, h=h) if not isinstance(value, str) or len(value) > 200 \
                 else value
+        elif key == "images" and isinstance(value, list):
+            shown[key] = [PLACEHOLDER.format(key=f"images[{i}]", w=getattr(v, "size", (0, 0))[0],
+                                             h=getattr(v, "size", (0, 0))[1])
+                          if not isinstance(v, str) or len(v) > 200 else v for i, v in enumerate(value)]
         else:
             shown[key] = value
     return json.dumps(shown, indent=2, ensure_ascii=False)
@@ -107,6 +126,15 @@ def parse_edited(text: str, images: dict[str, Any] | None = None) -> dict[str, A
             if image is None:
                 raise ValidationError("the placeholder refers to an image field that is empty", field=key)
             data[key] = encode_png(image)
+    references = data.get("images")
+    if isinstance(references, list):
+        given = (images or {}).get("images") or []
+        for i, value in enumerate(references):
+            if isinstance(value, str) and value.startswith(f"<images[{i}]:"):
+                if i >= len(given):
+                    raise ValidationError("the placeholder refers to a reference image that is not in the field",
+                                          field=f"images[{i}]")
+                references[i] = encode_png(given[i])
     return data
 
 
@@ -147,7 +175,8 @@ def request_to_fields(request: dict[str, Any], task: Task | str) -> dict[str, An
     keys = TASK_KEYS[task]
     out: dict[str, Any] = {}
     for key, value in (request or {}).items():
-        if key in IMAGE_KEYS or key not in keys or key in ("task", "model", "engine", "mode", "vae", "preset"):
+        if key in IMAGE_KEYS or key == "images" or key not in keys or key in ("task", "model", "engine", "mode",
+                                                                              "vae", "preset"):
             continue
         if key == "hires":
             if isinstance(value, dict):

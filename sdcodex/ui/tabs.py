@@ -15,7 +15,8 @@ from sdcodex.core.errors import CodexError
 from . import caps
 from .fields import GenTab
 from .progress import Status, UIJobs, error_html, progress_html
-from .request import build_request, editor_images, parse_edited, preview_json, request_to_fields
+from .request import (build_request, editor_images, parse_edited, preview_json, reference_images,
+                      request_to_fields)
 
 log = logging.getLogger("sdcodex.ui")
 
@@ -39,6 +40,8 @@ class Quick:
 
 
 def tab_images(tab: GenTab, data: dict[Any, Any]) -> dict[str, Any]:
+    if "images" in tab.fields:  # reference images (txt2img on FLUX.2): replace placeholders of an edited request
+        return {"images": reference_images(data.get(tab.fields["images"]))}
     if tab.image is None:
         return {}
     value = data.get(tab.image)

@@ -124,3 +124,36 @@ def test_chroma_tabs_and_fields_come_from_the_registry():
     start = caps.start_values("chroma", "normal", "txt2img")
     assert start["cfg_scale"] == 3.0 and start["negative_prompt"].startswith("low quality")
     assert "distilled_cfg_scale" not in caps.visible_keys("chroma", "txt2img")
+
+
+def test_flux2_tabs_fields_and_reference_images(tmp_path):
+    assert ("FLUX.2 dev", "flux2") in caps.engine_choices() and ("FLUX.2 Klein", "flux2_klein") in caps.engine_choices()
+    assert caps.tasks_for("flux2") == {"txt2img", "upscale"}
+    assert [m for _, m in caps.modes_for("flux2_klein")] == ["normal", "turbo"]
+    assert caps.start_values("flux2", "normal", "txt2img")["distilled_cfg_scale"] == 4.0
+    assert caps.start_values("flux2_klein", "turbo", "txt2img")["steps"] == 4
+    assert "images" in caps.visible_keys("flux2", "txt2img") and "images" in caps.visible_keys("flux2_klein", "txt2img")
+    assert "images" not in caps.visible_keys("sd15", "txt2img") and "images" not in caps.visible_keys("z_image",
+                                                                                                     "txt2img")
+    paths = []
+    for i, size in enumerate([(80, 64), (64, 96)]):
+        path = tmp_path / f"ref{i}.png"
+        Image.new("RGB", size, (10 * i, 20, 30)).save(path)
+        paths.append(str(path))
+    quick = {"engine": "flux2", "model": "flux2-dev-demo", "mode": "normal"}
+    visible = caps.visible_keys("flux2", "txt2img")
+    req = build_request("txt2img", quick, {"prompt": "p", "images": paths}, visible)
+    assert [Image.open(io.BytesIO(base64.b64decode(b))).size for b in req["images"]] == [(80, 64), (64, 96)]
+    validate_request(req)
+    assert "images" not in build_request("txt2img", QUICK, {"prompt": "p", "images": paths},
+                                         caps.visible_keys("sd15", "txt2img"))
+    shown = build_request("txt2img", quick, {"prompt": "p", "images": paths}, visible, encode=False)
+    text = preview_json(shown)
+    assert json.loads(text)["images"] == ["<images[0]: 80x64 PNG from the image field>",
+                                          "<images[1]: 64x96 PNG from the image field>"]
+    edited = parse_edited(text, {"images": [Image.open(p).convert("RGB") for p in paths]})
+    assert Image.open(io.BytesIO(base64.b64decode(edited["images"][1]))).size == (64, 96)
+    with pytest.raises(ValidationError) as err:
+        parse_edited(text, {"images": []})
+    assert err.value.field == "images[0]"
+    assert "images" not in request_to_fields(req, "txt2img")
