@@ -42,6 +42,9 @@ class EngineInterface(ABC):
     max_frames: ClassVar[int] = 0
     #: how many reference images (request key `images`) the engine takes; 0: none
     max_images: ClassVar[int] = 0
+    #: each reference image's shortest side at least this many pixels, its aspect ratio at most this (0: no rule)
+    reference_min_side: ClassVar[int] = 0
+    reference_max_ratio: ClassVar[float] = 0
     #: values used when neither request nor preset gives them
     defaults: ClassVar[dict[str, Any]] = {}
     #: extra request keys this engine understands beyond the common ones

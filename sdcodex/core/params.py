@@ -116,6 +116,17 @@ def _check_multiple(name: str, value: int, multiple: int, lo: int, hi: int) -> N
                               allowed=f"multiples of {multiple} from {lo} to {hi}")
 
 
+def _check_references(cls: Any, images: list[Any]) -> None:
+    """The engine's declared rules for reference images (shortest side, aspect ratio): a 422 naming images[i]."""
+    side, ratio = cls.reference_min_side, cls.reference_max_ratio
+    allowed = f"sides >= {side} px" + (f", aspect ratio <= {ratio:g}:1" if ratio else "")
+    for i, image in enumerate(images):
+        w, h = image.size
+        if min(w, h) < side or (ratio and max(w, h) > ratio * min(w, h)):
+            raise ValidationError(f"a reference image for {cls.key.value} needs {allowed} (got {w}x{h})",
+                                  field=f"images[{i}]", allowed=allowed)
+
+
 def resolve_seed(seed: int | None) -> int:
     """-1 (or missing) is random; 0 is a valid seed."""
     if seed is None or seed == -1:
@@ -187,6 +198,7 @@ def parse_params(engine: EngineKey | str, task: Task | str, request: dict[str, A
         if image_loader is None:
             raise ValidationError("images cannot be decoded here (no image loader)", field="images")
         params.images = [image_loader(value, f"images[{i}]") for i, value in enumerate(req.images)]
+        _check_references(cls, params.images)
     if task is Task.INPAINT:
         if not req.mask:
             raise ValidationError("is required for task 'inpaint'", field="mask")

@@ -19,7 +19,6 @@ from diffusers import Flux2KleinPipeline, Flux2Pipeline
 
 from sdcodex.core.engine import EngineOutput
 from sdcodex.core.enums import EngineKey, Mode, Prediction, Task
-from sdcodex.core.errors import ValidationError
 from sdcodex.core.events import EventSink
 from sdcodex.core.params import Params
 from sdcodex.core.registry import ENGINES
@@ -44,20 +43,10 @@ class Flux2Base(FlowEngineMixin, DiffusersEngine):
     min_size = 64
     max_size = 2048
     max_images = MAX_REFERENCES
+    reference_min_side, reference_max_ratio = REFERENCE_MIN_SIDE, REFERENCE_MAX_RATIO
     extra_keys = frozenset({"images"})  # reference images: the UI shows their field only on engines that take them
     text_encoder_names = ("text_encoder",)
     pipeline_passes_sigmas = True  # linspace(1, 1/n, n), shifted by mu (image size and step count)
-
-    def validate(self, params: Params) -> list[str]:
-        warnings = super().validate(params)
-        for i, image in enumerate(params.images or []):
-            w, h = image.size
-            if min(w, h) < REFERENCE_MIN_SIDE or max(w, h) > REFERENCE_MAX_RATIO * min(w, h):
-                raise ValidationError(f"a FLUX.2 reference image needs sides of at least {REFERENCE_MIN_SIDE} pixels "
-                                      f"and an aspect ratio up to {REFERENCE_MAX_RATIO}:1 (got {w}x{h})",
-                                      field=f"images[{i}]", allowed=f"sides >= {REFERENCE_MIN_SIDE} px, aspect ratio "
-                                      f"<= {REFERENCE_MAX_RATIO}:1")
-        return warnings
 
     def base_kwargs(self, params: Params, batch_size: int) -> dict[str, Any]:
         prompt: Any = params.prompt if batch_size == 1 else [params.prompt] * batch_size

@@ -92,7 +92,9 @@ def wire_tab(tab: GenTab, quick: Quick, jobs: UIJobs, tabs: Any, all_tabs: dict[
 
     # user edits (.input), quicksettings, the image and opening the view refresh it; programmatic field
     # updates (engine switch, send-to) do not each fire a round trip
-    triggers = [c.input for c in tab.field_components] + [c.change for c in quick.components]
+    # (a file field has no .input event: its .change fires on upload and clear)
+    triggers = [c.input if hasattr(c, "input") else c.change for c in tab.field_components]
+    triggers += [c.change for c in quick.components]
     triggers += [tab.edit_json.change, tab.json_box.expand]
     if tab.image is not None:
         triggers.append(tab.image.change)

@@ -187,7 +187,7 @@ def test_reference_image_errors_name_the_field(orch, references, tmp_path):
     Image.new("RGB", (48, 96)).save(tiny)
     with pytest.raises(ValidationError) as err:
         orch.run(req(images=[references[0], str(tiny)]))
-    assert err.value.field == "images[1]"
+    assert err.value.field == "images[1]" and "aspect ratio" in str(err.value)
     with pytest.raises(ValidationError) as err:
         orch.run({**req(), "task": "img2img", "init_image": references[0], "images": references})
     assert err.value.field == "images"
