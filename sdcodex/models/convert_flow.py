@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from sdcodex.core.errors import ModelLoadError
-from sdcodex.models.shapes import chroma_config, flux_config, qwen_image_config, sd3_config, wan_config, z_image_config  # noqa: F401  (re-exported)
+from sdcodex.models.shapes import chroma_config, flux2_config, flux_config, qwen_image_config, sd3_config, wan_config, z_image_config  # noqa: F401  (re-exported)
 from sdcodex.models.shapes import need as _need
 
 #: key prefixes tools add in front of a bare transformer (ComfyUI, A1111/Forge, kohya)
@@ -83,6 +83,47 @@ FLUX_ROWS: dict[str, Row] = {
                                       "single_transformer_blocks.{i}.proj_mlp"),
     }, op="split"),
     # BFL's final adaLN projects to (shift, scale); Diffusers' AdaLayerNormContinuous reads (scale, shift)
+    **_rows({"final_layer.adaLN_modulation.1": "norm_out.linear"}, op="swap"),
+}
+
+# ---- FLUX.2 (black-forest-labs layout: flux2-dev.safetensors, flux-2-klein-*.safetensors) -------------------------
+# The renames of Diffusers' convert_flux2_transformer_checkpoint_to_diffusers: shared modulations keep their names
+# (`.lin` -> `.linear`), the double blocks' fused qkv is split into q/k/v, the single blocks keep their fused
+# qkv+MLP projection (`linear1` -> `attn.to_qkv_mlp_proj`), and the final adaLN's (shift, scale) is swapped.
+FLUX2_ROWS: dict[str, Row] = {
+    **_rows({
+        "img_in": "x_embedder",
+        "txt_in": "context_embedder",
+        "time_in.in_layer": "time_guidance_embed.timestep_embedder.linear_1",
+        "time_in.out_layer": "time_guidance_embed.timestep_embedder.linear_2",
+        "guidance_in.in_layer": "time_guidance_embed.guidance_embedder.linear_1",
+        "guidance_in.out_layer": "time_guidance_embed.guidance_embedder.linear_2",
+        "double_stream_modulation_img.lin": "double_stream_modulation_img.linear",
+        "double_stream_modulation_txt.lin": "double_stream_modulation_txt.linear",
+        "single_stream_modulation.lin": "single_stream_modulation.linear",
+        "final_layer.linear": "proj_out",
+        "double_blocks.{i}.img_attn.norm.query_norm": "transformer_blocks.{i}.attn.norm_q",
+        "double_blocks.{i}.img_attn.norm.key_norm": "transformer_blocks.{i}.attn.norm_k",
+        "double_blocks.{i}.txt_attn.norm.query_norm": "transformer_blocks.{i}.attn.norm_added_q",
+        "double_blocks.{i}.txt_attn.norm.key_norm": "transformer_blocks.{i}.attn.norm_added_k",
+        "double_blocks.{i}.img_attn.proj": "transformer_blocks.{i}.attn.to_out.0",
+        "double_blocks.{i}.txt_attn.proj": "transformer_blocks.{i}.attn.to_add_out",
+        "double_blocks.{i}.img_mlp.0": "transformer_blocks.{i}.ff.linear_in",
+        "double_blocks.{i}.img_mlp.2": "transformer_blocks.{i}.ff.linear_out",
+        "double_blocks.{i}.txt_mlp.0": "transformer_blocks.{i}.ff_context.linear_in",
+        "double_blocks.{i}.txt_mlp.2": "transformer_blocks.{i}.ff_context.linear_out",
+        "single_blocks.{i}.linear1": "single_transformer_blocks.{i}.attn.to_qkv_mlp_proj",
+        "single_blocks.{i}.linear2": "single_transformer_blocks.{i}.attn.to_out",
+        "single_blocks.{i}.norm.query_norm": "single_transformer_blocks.{i}.attn.norm_q",
+        "single_blocks.{i}.norm.key_norm": "single_transformer_blocks.{i}.attn.norm_k",
+    }),
+    **_rows({
+        "double_blocks.{i}.img_attn.qkv": ("transformer_blocks.{i}.attn.to_q", "transformer_blocks.{i}.attn.to_k",
+                                           "transformer_blocks.{i}.attn.to_v"),
+        "double_blocks.{i}.txt_attn.qkv": ("transformer_blocks.{i}.attn.add_q_proj",
+                                           "transformer_blocks.{i}.attn.add_k_proj",
+                                           "transformer_blocks.{i}.attn.add_v_proj"),
+    }, op="split"),
     **_rows({"final_layer.adaLN_modulation.1": "norm_out.linear"}, op="swap"),
 }
 
@@ -279,6 +320,11 @@ def flux_split_sizes(config: Mapping[str, Any]) -> Callable[[str, int], list[int
 def convert_chroma(sd: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """BFL-layout Chroma transformer (prefix stripped) -> ChromaTransformer2DModel state dict."""
     return convert(sd, CHROMA_ROWS, flux_split_sizes(config), "part of a Chroma transformer")
+
+
+def convert_flux2(sd: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """BFL-layout FLUX.2 transformer (prefix stripped) -> Flux2Transformer2DModel state dict."""
+    return convert(sd, FLUX2_ROWS, lambda key, rows: [rows // 3] * 3, "part of a FLUX.2 transformer")
 
 
 def convert_z_image(sd: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -511,7 +557,7 @@ def text_encoder_keys(keys: Sequence[str], prefix: str, kind: str, expected: set
     return {k: v for k, v in local.items() if k in expected or k not in tied}
 
 
-__all__ = ["FLUX_ROWS", "SD3_ROWS", "sd3_config", "convert_sd3", "WAN_ROWS", "Z_IMAGE_ROWS", "z_image_config", "convert_z_image", "CHROMA_ROWS",
+__all__ = ["FLUX_ROWS", "FLUX2_ROWS", "convert_flux2", "flux2_config", "SD3_ROWS", "sd3_config", "convert_sd3", "WAN_ROWS", "Z_IMAGE_ROWS", "z_image_config", "convert_z_image", "CHROMA_ROWS",
            "chroma_config", "convert_chroma", "WAN_VAE_BLOCKS", "WAN_VAE_FIXED", "WAN_VAE_PARTS", "Row", "VaeEntry", "convert",
            "convert_flux", "convert_wan", "find_prefix", "flux_config", "flux_split_sizes", "plan", "strip_prefix",
            "text_encoder_keys", "vae_entries", "wan_config", "wan_vae_config", "wan_vae_keymap", "wan_vae_version",

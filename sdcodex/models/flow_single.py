@@ -62,11 +62,19 @@ class Layout:
 #: one row per single-file transformer layout; a new family adds its row here
 LAYOUTS: tuple[Layout, ...] = (
     Layout("flux", ("double_blocks.0.img_attn.qkv.weight", "img_in.weight"), "FluxTransformer2DModel",
-           cv.flux_config, cv.convert_flux, E.FLUX, absent=("distilled_guidance_layer.in_proj.weight",),
+           cv.flux_config, cv.convert_flux, E.FLUX,
+           absent=("distilled_guidance_layer.in_proj.weight", "single_stream_modulation.lin.weight"),
            rows=cv.FLUX_ROWS),
     # lodestones' BFL layout with the distilled guidance approximator (Chroma1-HD.safetensors)
     Layout("chroma", ("double_blocks.0.img_attn.qkv.weight", "img_in.weight", "distilled_guidance_layer.in_proj.weight"),
            "ChromaTransformer2DModel", cv.chroma_config, cv.convert_chroma, E.CHROMA, rows=cv.CHROMA_ROWS),
+    # FLUX.2 in BFL's layout (flux2-dev.safetensors, flux-2-klein-*.safetensors, ComfyUI diffusion_models/): the
+    # guidance embedding tells dev from Klein
+    Layout("flux2", ("single_stream_modulation.lin.weight", "img_in.weight", "guidance_in.in_layer.weight"),
+           "Flux2Transformer2DModel", cv.flux2_config, cv.convert_flux2, E.FLUX2, rows=cv.FLUX2_ROWS),
+    Layout("flux2_klein", ("single_stream_modulation.lin.weight", "img_in.weight"), "Flux2Transformer2DModel",
+           cv.flux2_config, cv.convert_flux2, E.FLUX2_KLEIN, absent=("guidance_in.in_layer.weight",),
+           rows=cv.FLUX2_ROWS),
     Layout("wan", ("head.modulation", "patch_embedding.weight"), "WanTransformer3DModel", cv.wan_config,
            lambda view, config: cv.convert_wan(view), rows=cv.WAN_ROWS),
     # Tongyi-MAI's layout, ComfyUI's split_files/diffusion_models/z_image_turbo_bf16.safetensors

@@ -432,6 +432,32 @@ def chroma_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+def flux2_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, Any]:
+    """Flux2Transformer2DModel config for BFL-layout keys (flux2-dev.safetensors, flux-2-klein-*.safetensors): block
+    counts, head width (the q-norm), heads (img_in width / head width), text width (txt_in), timestep channels
+    (time_in), MLP ratio (img_mlp.0 is a SwiGLU: 2 x ratio x width rows), the guidance embedding (dev only). Rope axes
+    and theta come from `base`; their sum must be the head width read."""
+    what = "FLUX.2 transformer"
+    img_in = need(shapes, "img_in.weight", what)
+    hidden, in_channels = img_in[0], img_in[1]
+    norm_key = "double_blocks.0.img_attn.norm.query_norm.scale"
+    head_dim = need(shapes, norm_key, what)[0]
+    axes = list(base.get("axes_dims_rope") or (32, 32, 32, 32))
+    if hidden % head_dim or sum(axes) != head_dim:
+        raise _bad(norm_key, shapes[norm_key], f"a head width of {sum(axes)} (rope axes {axes}) dividing the width "
+                   f"{hidden}; give a config beside the file for other head widths", what)
+    mlp = need(shapes, "double_blocks.0.img_mlp.0.weight", what)[0]
+    out = need(shapes, "final_layer.linear.weight", what)[0]
+    cfg = dict(base)
+    cfg.update(in_channels=in_channels, out_channels=None if out == in_channels else out,
+               num_layers=depth(shapes, "double_blocks."), num_single_layers=depth(shapes, "single_blocks."),
+               attention_head_dim=head_dim, num_attention_heads=hidden // head_dim,
+               joint_attention_dim=need(shapes, "txt_in.weight", what)[1],
+               timestep_guidance_channels=need(shapes, "time_in.in_layer.weight", what)[1],
+               mlp_ratio=mlp / 2 / hidden, guidance_embeds="guidance_in.in_layer.weight" in shapes)
+    return cfg
+
+
 # ---- what was read ---------------------------------------------------------------------------------------------
 #: config keys each summary reports, per component kind
 SUMMARY_KEYS: dict[str, tuple[str, ...]] = {
@@ -450,6 +476,8 @@ SUMMARY_KEYS: dict[str, tuple[str, ...]] = {
                "joint_attention_dim", "approximator_hidden_dim", "approximator_layers"),
     "hunyuan_video": ("num_layers", "num_single_layers", "num_attention_heads", "attention_head_dim", "in_channels",
                       "text_embed_dim", "guidance_embeds"),
+    **{k: ("num_layers", "num_single_layers", "num_attention_heads", "attention_head_dim", "in_channels",
+           "joint_attention_dim", "guidance_embeds") for k in ("flux2", "flux2_klein")},
     "sd3": ("num_layers", "num_attention_heads", "attention_head_dim", "in_channels", "joint_attention_dim",
             "pos_embed_max_size", "qk_norm", "dual_attention_layers"),
 }
@@ -498,7 +526,7 @@ def summary(kind: str, name: str, config: Mapping[str, Any], base: Mapping[str, 
     elif kind == "t5":
         parts = [f"width {c['d_model']}", _plural(c["num_layers"], "layer"), _plural(c["num_heads"], "head"),
                  f"ff {c['d_ff']}"]
-    elif kind in ("flux", "hunyuan_video"):
+    elif kind in ("flux", "hunyuan_video", "flux2", "flux2_klein"):
         parts = [f"{c['num_layers']} double + {c['num_single_layers']} single blocks",
                  f"width {c['num_attention_heads'] * c['attention_head_dim']}",
                  "guidance embedding" if c.get("guidance_embeds") else "no guidance embedding"]
@@ -617,6 +645,6 @@ def architecture_of(shapes: Shapes, kind: str, family: Any, prefix: str, variant
     return {}
 
 
-__all__ = ["sd_configs", "architecture_of", "unet_config", "kl_vae_config", "clip_text_config", "open_clip_text_config", "t5_config", "flux_config",
+__all__ = ["flux2_config", "sd_configs", "architecture_of", "unet_config", "kl_vae_config", "clip_text_config", "open_clip_text_config", "t5_config", "flux_config",
            "wan_config", "hunyuan_video_config", "z_image_config", "HUNYUAN_VIDEO_TRANSFORMER", "chroma_config", "sd3_config", "qwen_image_config", "summary", "differences", "need", "depth", "SUMMARY_KEYS",
            "SD15_HEADS", "UNET_HEAD_WIDTH", "CLIP_HEAD_WIDTH", "WAN_HEAD_WIDTH"]

@@ -336,3 +336,57 @@ def export_sd3(module: torch.nn.Module, path: Path, prefix: str = "",
     state = {prefix + k: v for k, v in sd3_to_original(module.state_dict()).items()}
     state.update(extra or {})
     return _save(state, path)
+
+
+def flux2_to_bfl(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Flux2Transformer2DModel state dict -> black-forest-labs FLUX.2 layout (flux2-dev.safetensors,
+    flux-2-klein-*.safetensors): fused double-block qkv, `.lin` modulations, `.scale` norms, (shift, scale) final."""
+    out: dict[str, torch.Tensor] = {}
+    plain = {"x_embedder": "img_in", "context_embedder": "txt_in", "proj_out": "final_layer.linear",
+             "time_guidance_embed.timestep_embedder.linear_1": "time_in.in_layer",
+             "time_guidance_embed.timestep_embedder.linear_2": "time_in.out_layer",
+             "time_guidance_embed.guidance_embedder.linear_1": "guidance_in.in_layer",
+             "time_guidance_embed.guidance_embedder.linear_2": "guidance_in.out_layer",
+             "double_stream_modulation_img.linear": "double_stream_modulation_img.lin",
+             "double_stream_modulation_txt.linear": "double_stream_modulation_txt.lin",
+             "single_stream_modulation.linear": "single_stream_modulation.lin"}
+    for theirs, ours in plain.items():
+        if f"{theirs}.weight" in sd:
+            out[f"{ours}.weight"] = sd[f"{theirs}.weight"]
+    scale, shift = sd["norm_out.linear.weight"].chunk(2, dim=0)
+    out["final_layer.adaLN_modulation.1.weight"] = torch.cat([shift, scale])
+    n_double = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("transformer_blocks."))
+    n_single = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("single_transformer_blocks."))
+    for i in range(n_double):
+        d, b = f"double_blocks.{i}", f"transformer_blocks.{i}"
+        out[f"{d}.img_attn.qkv.weight"] = torch.cat([sd[f"{b}.attn.to_{x}.weight"] for x in "qkv"])
+        out[f"{d}.txt_attn.qkv.weight"] = torch.cat([sd[f"{b}.attn.add_{x}_proj.weight"] for x in "qkv"])
+        for ours, theirs in (("img_attn.norm.query_norm.scale", "attn.norm_q.weight"),
+                             ("img_attn.norm.key_norm.scale", "attn.norm_k.weight"),
+                             ("txt_attn.norm.query_norm.scale", "attn.norm_added_q.weight"),
+                             ("txt_attn.norm.key_norm.scale", "attn.norm_added_k.weight"),
+                             ("img_attn.proj.weight", "attn.to_out.0.weight"),
+                             ("txt_attn.proj.weight", "attn.to_add_out.weight"),
+                             ("img_mlp.0.weight", "ff.linear_in.weight"), ("img_mlp.2.weight", "ff.linear_out.weight"),
+                             ("txt_mlp.0.weight", "ff_context.linear_in.weight"),
+                             ("txt_mlp.2.weight", "ff_context.linear_out.weight")):
+            out[f"{d}.{ours}"] = sd[f"{b}.{theirs}"]
+    for i in range(n_single):
+        s, b = f"single_blocks.{i}", f"single_transformer_blocks.{i}"
+        out[f"{s}.linear1.weight"] = sd[f"{b}.attn.to_qkv_mlp_proj.weight"]
+        out[f"{s}.linear2.weight"] = sd[f"{b}.attn.to_out.weight"]
+        out[f"{s}.norm.query_norm.scale"] = sd[f"{b}.attn.norm_q.weight"]
+        out[f"{s}.norm.key_norm.scale"] = sd[f"{b}.attn.norm_k.weight"]
+    missing = set(sd) - _flux2_used(sd)
+    assert not missing, f"exporter left tensors out: {sorted(missing)[:5]}"
+    return out
+
+
+def _flux2_used(sd: dict[str, torch.Tensor]) -> set[str]:
+    """The Diffusers names flux2_to_bfl reads (to check it writes every tensor)."""
+    skip = ("pos_embed",)
+    return {k for k in sd if not k.startswith(skip)}
+
+
+def export_flux2(module: torch.nn.Module, path: Path, prefix: str = "") -> Path:
+    return _save(flux2_to_bfl(module.state_dict()), path, prefix)
