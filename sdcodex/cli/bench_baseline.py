@@ -12,7 +12,8 @@ from sdcodex.runtime import LocalModels
 COMPARE_TASKS: dict[str, tuple[Task, ...]] = {"sd15": (Task.TXT2IMG, Task.INPAINT),
                                               "sdxl": (Task.TXT2IMG, Task.INPAINT), "flux": (Task.TXT2IMG,),
                                               "z_image": (Task.TXT2IMG,), "chroma": (Task.TXT2IMG,),
-                                              "sd3": (Task.TXT2IMG,), "qwen_image": (Task.TXT2IMG,)}
+                                              "sd3": (Task.TXT2IMG,), "qwen_image": (Task.TXT2IMG,),
+                                              "flux2": (Task.TXT2IMG,), "flux2_klein": (Task.TXT2IMG,)}
 
 
 def not_implemented_reason(engine_cls: type, task: Task) -> str | None:
@@ -69,6 +70,11 @@ CALL_KWARGS: dict[str, Any] = {
     "chroma": lambda model, r: _cfg_kwargs(r["cfg_scale"], r),
     "sd3": _sd_kwargs,
     "qwen_image": _qwen_image_kwargs,
+    # FLUX.2 dev: the guidance embedding (distilled_cfg_scale, 4.0 by default); Klein: real CFG on cfg_scale
+    "flux2": lambda model, r: {"prompt": r["prompt"], "num_inference_steps": r["steps"], "width": r["width"],
+                               "height": r["height"], "guidance_scale": r.get("distilled_cfg_scale") or 4.0},
+    "flux2_klein": lambda model, r: {"prompt": r["prompt"], "num_inference_steps": r["steps"], "width": r["width"],
+                                     "height": r["height"], "guidance_scale": r["cfg_scale"]},
 }
 
 

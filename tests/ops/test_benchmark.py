@@ -147,7 +147,8 @@ def test_parse_size_and_chart_helpers(tmp_path):
     assert Image.open(path).size == chart_size(report) == (1000, 74 + 2 * 46 + 40)
 
 
-@pytest.mark.parametrize("engine,pipeline", [("z_image", "ZImagePipeline"), ("chroma", "ChromaPipeline")])
+@pytest.mark.parametrize("engine,pipeline", [("z_image", "ZImagePipeline"), ("chroma", "ChromaPipeline"),
+                                             ("flux2", "Flux2Pipeline"), ("flux2_klein", "Flux2KleinPipeline")])
 def test_compare_diffusers_covers_the_newer_image_families(capsys, tmp_path, engine, pipeline):
     """An empty models folder: the demo model is built, then ours and the raw pipeline give the same pixels."""
     report_path = tmp_path / "bench.json"
