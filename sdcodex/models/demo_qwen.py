@@ -68,22 +68,37 @@ def qwen_vl_tokenizer():
     return tok
 
 
-@register_demo("qwen_image_edit", "qwen-image-edit-demo")
-def build_qwen_image_edit():
-    """Qwen-Image-Edit-2509/2511 in small (QwenImageEditPlusPipeline): the Qwen-Image parts, a Qwen2.5-VL that
-    knows the vision tokens, and the image-only Qwen2-VL processor (patch 14, merge 2, as the real one). The folder's
-    model_index names the processor transformers' Qwen2VLProcessor, as Qwen/Qwen-Image-Edit-2509's does."""
-    from diffusers import FlowMatchEulerDiscreteScheduler, QwenImageEditPlusPipeline
+def _qwen_image_edit(pipeline_cls: type):
+    """An Edit pipeline in small: the Qwen-Image parts, a Qwen2.5-VL that knows the vision tokens, and the image-only
+    Qwen2-VL processor (patch 14, merge 2, as the real one). The folder's model_index names the processor
+    transformers' Qwen2VLProcessor, as Qwen/Qwen-Image-Edit(-2509)'s does."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
 
     from sdcodex.models.processors import qwen_vl_processor
 
     tokenizer = qwen_vl_tokenizer()
     ids = dict(zip(("vision_start_token_id", "image_token_id", "video_token_id"),
                    tokenizer.convert_tokens_to_ids(["<|vision_start|>", "<|image_pad|>", "<|video_pad|>"])))
-    pipe = QwenImageEditPlusPipeline(
+    pipe = pipeline_cls(
         transformer=tiny_qwen_image_transformer(), vae=tiny_qwen_image_vae(),
         text_encoder=tiny_qwen25_vl(len(tokenizer), **ids), tokenizer=tokenizer,
         processor=qwen_vl_processor(tokenizer, patch_size=14, merge_size=2, temporal_patch_size=2),
         scheduler=FlowMatchEulerDiscreteScheduler.from_config(QWEN_IMAGE_SCHEDULER))
     pipe.register_to_config(processor=("transformers", "Qwen2VLProcessor"))
     return pipe
+
+
+@register_demo("qwen_image_edit", "qwen-image-edit-demo")
+def build_qwen_image_edit():
+    """Qwen-Image-Edit-2509/2511 (QwenImageEditPlusPipeline: several input images)."""
+    from diffusers import QwenImageEditPlusPipeline
+
+    return _qwen_image_edit(QwenImageEditPlusPipeline)
+
+
+@register_demo("qwen_image_edit_v1", "qwen-image-edit-v1-demo")
+def build_qwen_image_edit_v1():
+    """The first Qwen-Image-Edit (QwenImageEditPipeline: one input image)."""
+    from diffusers import QwenImageEditPipeline
+
+    return _qwen_image_edit(QwenImageEditPipeline)

@@ -1,10 +1,11 @@
-"""Qwen-Image-Edit (2509/2511, QwenImageEditPlusPipeline) with a tiny random-weight model through the orchestrator:
-editing one and two input images gives the pixels of Diffusers' own pipeline on the same components, fed the same
+"""Qwen-Image-Edit with tiny random-weight models through the orchestrator: 2509/2511 (QwenImageEditPlusPipeline)
+editing one and two input images, and the first Edit model (QwenImageEditPipeline) editing one, give the pixels of
+Diffusers' own pipelines on the same components, fed the same
 images-only Qwen2-VL processor (transformers builds its own only with torchvision) and a scheduler built here from
 Diffusers' class; folder detection; the `images` rules; the processor's save/load round trip.
 
-The pipeline resizes each input to about 384x384 px for the vision tower and 1024x1024 px for the VAE (module
-constants). Both sides run the same Diffusers code, so the test lowers those constants to keep the tiny model fast on
+The Plus pipeline resizes each input to about 384x384 px for the vision tower and 1024x1024 px for the VAE (module
+constants), the first Edit pipeline to about 1024x1024 px for both (its calculate_dimensions). Both sides run the same Diffusers code, so the test lowers those constants to keep the tiny model fast on
 a CPU; nothing of ours reads them."""
 from __future__ import annotations
 
@@ -25,16 +26,19 @@ from sdcodex.models.processors import QwenVLProcessor, load_qwen_vl_processor
 from sdcodex.runtime import MediaSaver
 from tests.engines.test_flux2 import Flux2Models
 
-PROMPT, NEGATIVE, MODEL = "make it blue", "blurry", "qwen-image-edit-demo"
+PROMPT, NEGATIVE, MODEL, V1 = "make it blue", "blurry", "qwen-image-edit-demo", "qwen-image-edit-v1-demo"
 
 
 @pytest.fixture(scope="module", autouse=True)
 def small_inputs():
+    from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit as edit
     from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit_plus as plus
 
+    dimensions = edit.calculate_dimensions
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(plus, "CONDITION_IMAGE_SIZE", 56 * 56)
         mp.setattr(plus, "VAE_IMAGE_SIZE", 64 * 64)
+        mp.setattr(edit, "calculate_dimensions", lambda area, ratio: dimensions(64 * 64, ratio))
         yield
 
 
@@ -42,6 +46,7 @@ def small_inputs():
 def root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("qwen-edit-models")
     build_demo_model("qwen_image_edit", root)
+    build_demo_model("qwen_image_edit_v1", root)
     return root
 
 
@@ -64,13 +69,13 @@ def orch(root, tmp_path) -> Orchestrator:
                         image_loader=lambda value, field: Image.open(value))
 
 
-def req(images: list[str], **extra) -> dict:
-    return {"task": "txt2img", "model": MODEL, "prompt": PROMPT, "negative_prompt": NEGATIVE, "images": images,
+def req(images: list[str], model: str = MODEL, **extra) -> dict:
+    return {"task": "txt2img", "model": model, "prompt": PROMPT, "negative_prompt": NEGATIVE, "images": images,
             "width": 64, "height": 64, "steps": 3, "cfg_scale": 4.0, "seed": 5, **extra}
 
 
 def reference(folder: Path, images: list[str], seed: int = 5) -> np.ndarray:
-    """Diffusers' QwenImageEditPlusPipeline on the folder's modules (each loaded by its own class), the processor of
+    """Diffusers' Edit pipeline of the folder's model_index on the folder's modules (each loaded by its own class), the processor of
     the folder's processor/, the published Qwen-Image scheduler settings given to Diffusers' class here."""
     import diffusers
     import transformers
@@ -86,9 +91,11 @@ def reference(folder: Path, images: list[str], seed: int = 5) -> np.ndarray:
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=True,
                                                 base_shift=0.5, max_shift=0.9, base_image_seq_len=256,
                                                 max_image_seq_len=8192, shift_terminal=0.02)
-    pipe = diffusers.QwenImageEditPlusPipeline(scheduler=scheduler, **comps)
+    cls = getattr(diffusers, json.loads((folder / "model_index.json").read_text())["_class_name"])
+    pipe = cls(scheduler=scheduler, **comps)
     pipe.set_progress_bar_config(disable=True)
-    out = pipe(image=[Image.open(p).convert("RGB") for p in images], prompt=PROMPT, negative_prompt=NEGATIVE,
+    pictures = [Image.open(p).convert("RGB") for p in images]
+    out = pipe(image=pictures if cls is diffusers.QwenImageEditPlusPipeline else pictures[0], prompt=PROMPT, negative_prompt=NEGATIVE,
                true_cfg_scale=4.0, num_inference_steps=3, width=64, height=64,
                generator=torch.Generator("cpu").manual_seed(seed))
     return np.asarray(out.images[0], dtype=np.int16)
@@ -107,6 +114,15 @@ def test_edit_equals_diffusers(orch, root, inputs, count):
     assert_same(result.pil_images[0], reference(root / MODEL, inputs[:count]))
 
 
+def test_first_edit_model_equals_diffusers_and_takes_one_image(orch, root, inputs):
+    result = orch.run(req(inputs[:1], model=V1))
+    assert result.info["engine"] == "qwen_image_edit" and result.info["input_images"] == 1
+    assert_same(result.pil_images[0], reference(root / V1, inputs[:1]))
+    with pytest.raises(ValidationError) as err:
+        orch.run(req(inputs, model=V1))
+    assert err.value.field == "images" and "1..1 images" in str(err.value.allowed)
+
+
 def test_batch_is_one_call_per_seed(orch, root, inputs):
     result = orch.run(req(inputs[:1], batch_size=2))
     assert len(result.pil_images) == 2
@@ -116,6 +132,8 @@ def test_batch_is_one_call_per_seed(orch, root, inputs):
 def test_folder_is_detected_as_qwen_image_edit(root):
     found = detect_folder(root / MODEL)
     assert found.family.value == "qwen_image_edit" and found.variant["plus"] is True
+    first = detect_folder(root / V1)
+    assert first.family.value == "qwen_image_edit" and first.variant["plus"] is False
 
 
 @pytest.mark.parametrize("count", [0, 4])
