@@ -24,7 +24,7 @@ from sdcodex.core.params import Params
 #: cache_interval / disable_cache_before_step)
 DEFAULTS = {"first_block": {"threshold": 0.05}, "mag": {"threshold": 0.06},
             "taylorseer": {"interval": 5, "warmup": 3}}
-#: family (engine key prefix) -> name of the magnitude-ratio table in diffusers.hooks.mag_cache
+#: engine key -> name of the magnitude-ratio table in diffusers.hooks.mag_cache (FLUX.1 only: FLUX.2 differs)
 MAG_RATIOS = {"flux": "FLUX_MAG_RATIOS"}
 _BLOCK = re.compile(r"^[^.]*blocks\.\d+$")
 
@@ -65,7 +65,7 @@ def check(engine: Any, params: Params) -> None:
                 f"step caching is not available for {what}: its Diffusers pipeline "
                 f"({pipelines[task].__name__ if task in pipelines else 'none'}) sets no cache context",
                 field="cache", allowed=supported_tasks([cls for _, cls in ENGINES.items()]))
-    if kind == "mag" and not any(family.startswith(f) for f in MAG_RATIOS):
+    if kind == "mag" and family not in MAG_RATIOS:
         raise ValidationError(f"cache kind 'mag' needs per-model magnitude ratios; Diffusers ships them for "
                               f"{', '.join(MAG_RATIOS)} only, not {family}", field="cache.kind",
                               allowed=["first_block", "taylorseer"])
@@ -83,7 +83,7 @@ def hook_config(spec: dict[str, Any], family: str, steps: int, dtype: torch.dtyp
                                      taylor_factors_dtype=dtype)
     from diffusers.hooks import mag_cache
 
-    table = next(name for prefix, name in MAG_RATIOS.items() if family.startswith(prefix))
+    table = MAG_RATIOS[family]
     return MagCacheConfig(threshold=spec["threshold"], num_inference_steps=steps,
                           mag_ratios=getattr(mag_cache, table).clone())
 

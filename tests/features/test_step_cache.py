@@ -121,3 +121,18 @@ def test_bad_cache_spec_names_the_field(spec, field):
     with pytest.raises(ValidationError) as err:
         validate_request({"task": "txt2img", "cache": spec})
     assert err.value.field == field
+
+
+def test_mag_ratios_only_for_flux1():
+    """FLUX.2 klein takes a cache (its pipeline has a cache context) but not FLUX.1's magnitude ratios."""
+    from sdcodex.core.enums import Task
+    from sdcodex.core.params import Params
+    from sdcodex.core.registry import get_engine
+    from sdcodex.engines import step_cache
+
+    klein = get_engine("flux2_klein")
+    params = Params(engine=klein.key, task=Task.TXT2IMG, cache={"kind": "first_block"})
+    step_cache.check(klein, params)
+    with pytest.raises(ValidationError) as err:
+        step_cache.check(klein, Params(engine=klein.key, task=Task.TXT2IMG, cache={"kind": "mag"}))
+    assert err.value.field == "cache.kind"
