@@ -83,6 +83,7 @@ class QwenImageEditEngine(FlowEngineMixin, DiffusersEngine):
     min_size = 64
     max_size = 2048
     max_images = MAX_EDIT_IMAGES
+    extra_keys = frozenset({"images"})  # the pictures to edit: the UI shows their field on this engine
     # Qwen/Qwen-Image-Edit-2509 model card: 40 steps, true_cfg_scale 4.0, negative prompt " " (output ~1024x1024)
     defaults = {"width": 1024, "height": 1024, "steps": 40, "cfg_scale": 4.0}
     pipelines = {Task.TXT2IMG: QwenImageEditPlusPipeline}

@@ -21,7 +21,7 @@ VIDEO_FORMATS = ["mp4", "webm", "gif", "webp"]
 # key -> (kind, label, options). Kinds: text, number, slider, dropdown, checkbox, radio.
 SPECS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "sampler": ("dropdown", "Sampling method", {}),
-    "images": ("files", "Reference images (editing; FLUX.2 takes up to 10)", {}),
+    "images": ("files", "Input images for editing (FLUX.2: up to 10 references; Qwen-Image-Edit: 1-3 to edit)", {}),
     "scheduler": ("dropdown", "Schedule type", {}),
     "steps": ("slider", "Sampling steps", {"minimum": 1, "maximum": 150, "step": 1, "value": 20}),
     "width": ("number", "Width", {"value": 512, "step": 8, "precision": 0}),

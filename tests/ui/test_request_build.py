@@ -126,6 +126,14 @@ def test_chroma_tabs_and_fields_come_from_the_registry():
     assert "distilled_cfg_scale" not in caps.visible_keys("chroma", "txt2img")
 
 
+def test_qwen_image_edit_tab_fields_and_presets_come_from_the_registry():
+    assert ("Qwen-Image-Edit", "qwen_image_edit") in caps.engine_choices()
+    assert caps.tasks_for("qwen_image_edit") == {"txt2img", "upscale"}
+    assert "images" in caps.visible_keys("qwen_image_edit", "txt2img")
+    start = caps.start_values("qwen_image_edit", "normal", "txt2img")
+    assert start["steps"] == 40 and start["cfg_scale"] == 4.0 and start["width"] == 1024
+
+
 def test_flux2_tabs_fields_and_reference_images(tmp_path):
     assert ("FLUX.2 dev", "flux2") in caps.engine_choices() and ("FLUX.2 Klein", "flux2_klein") in caps.engine_choices()
     assert caps.tasks_for("flux2") == {"txt2img", "upscale"}
