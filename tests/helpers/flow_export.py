@@ -341,6 +341,7 @@ def export_sd3(module: torch.nn.Module, path: Path, prefix: str = "",
 def flux2_to_bfl(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Flux2Transformer2DModel state dict -> black-forest-labs FLUX.2 layout (flux2-dev.safetensors,
     flux-2-klein-*.safetensors): fused double-block qkv, `.lin` modulations, `.scale` norms, (shift, scale) final."""
+    sd = _Reads(sd)
     out: dict[str, torch.Tensor] = {}
     plain = {"x_embedder": "img_in", "context_embedder": "txt_in", "proj_out": "final_layer.linear",
              "time_guidance_embed.timestep_embedder.linear_1": "time_in.in_layer",
@@ -377,15 +378,21 @@ def flux2_to_bfl(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out[f"{s}.linear2.weight"] = sd[f"{b}.attn.to_out.weight"]
         out[f"{s}.norm.query_norm.scale"] = sd[f"{b}.attn.norm_q.weight"]
         out[f"{s}.norm.key_norm.scale"] = sd[f"{b}.attn.norm_k.weight"]
-    missing = set(sd) - _flux2_used(sd)
+    missing = set(sd) - sd.read
     assert not missing, f"exporter left tensors out: {sorted(missing)[:5]}"
     return out
 
 
-def _flux2_used(sd: dict[str, torch.Tensor]) -> set[str]:
-    """The Diffusers names flux2_to_bfl reads (to check it writes every tensor)."""
-    skip = ("pos_embed",)
-    return {k for k in sd if not k.startswith(skip)}
+class _Reads(dict):
+    """A state dict that remembers which names were read (so an exporter can say it wrote every tensor)."""
+
+    def __init__(self, sd: dict[str, torch.Tensor]) -> None:
+        super().__init__(sd)
+        self.read: set[str] = set()
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        self.read.add(key)
+        return super().__getitem__(key)
 
 
 def export_flux2(module: torch.nn.Module, path: Path, prefix: str = "") -> Path:
