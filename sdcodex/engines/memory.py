@@ -4,6 +4,7 @@ request, applied with Diffusers' own hooks and reported in `info.memory` with th
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ import torch
 
 from sdcodex.core.params import Params
 
+log = logging.getLogger("sdcodex.engines.memory")
 GIB = 2**30
 OFFLOAD_POLICIES = ("none", "model", "group", "sequential")
 #: kept free beside the weights for activations, the text encoders' outputs and the allocator's slack
@@ -148,6 +150,7 @@ def apply(pipe: Any, components: dict[str, Any], device: str, params: Params, in
         source = "request" if params.offload not in (None, "auto") else "server (--offload)"
         choice = Choice(asked, f"set by the {source}")
     _set_offload(pipe, device, choice.value, state)
+    log.info("offload=%s (%s)", choice.value, choice.reason)
 
     tiling = _vae_tiling(pipe, params, kind, device, warnings)
     info["memory"] = {"offload": choice.value, "offload_reason": choice.reason,
