@@ -160,3 +160,19 @@ def test_processor_saves_and_loads_without_torchvision(root, tmp_path):
     assert int((a["input_ids"] == proc.image_token_id).sum()) == 6
     with pytest.raises(ValueError, match="video"):
         proc(text=[text], videos=[[image]])
+
+
+def test_processor_reads_the_qwen2_vl_config_format(root, tmp_path):
+    """The Qwen2-VL preprocessor_config.json keys (min_pixels/max_pixels, image_processor_type Qwen2VLImageProcessor,
+    processor_class Qwen2VLProcessor) load into the PIL image processor."""
+    import shutil
+
+    folder = tmp_path / "processor"
+    shutil.copytree(root / MODEL / "processor", folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps({
+        "min_pixels": 3136, "max_pixels": 12845056, "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2,
+        "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
+        "image_processor_type": "Qwen2VLImageProcessor", "processor_class": "Qwen2VLProcessor"}))
+    proc = load_qwen_vl_processor(folder)
+    assert proc.image_processor.size.shortest_edge == 3136 and proc.image_processor.size.longest_edge == 12845056
+    assert proc.image_processor.merge_size == 2 and proc.image_processor.patch_size == 14
