@@ -131,8 +131,12 @@ def demo_requests(name: str) -> list[dict[str, Any]]:
     if "inpaint" in name:
         return [{**base, **image, "task": "inpaint", "denoising_strength": 0.6, "mask": _demo_image_b64("mask")}]
     if any(t.value == "txt2img" for t in tasks):
-        return [{**base, "task": "txt2img", "batch_size": 2},
-                {**base, **image, "task": "img2img", "denoising_strength": 0.6}]
+        runs = [{**base, "task": "txt2img", "batch_size": 2}]
+        if any(t.value == "img2img" for t in tasks):
+            runs.append({**base, **image, "task": "img2img", "denoising_strength": 0.6})
+        elif ENGINES.get(engine).max_images:  # reference-image editing (FLUX.2)
+            runs.append({**base, "task": "txt2img", "images": [image["init_image"]]})
+        return runs
     video = {**base, "steps": 2, "num_frames": 5, "fps": 8.0}
     if "i2v" in name or not any(t.value == "txt2vid" for t in tasks):
         return [{**video, **image, "task": "img2vid"}]

@@ -159,6 +159,19 @@ def test_demo_builds_and_generates(capsys, tmp_path, monkeypatch):
     assert (tmp_path / "models" / "demo" / "sd15-demo" / "README.txt").exists()
 
 
+def test_demo_runs_engines_without_img2img_and_their_reference_images(capsys, tmp_path, monkeypatch):
+    """FLUX.2 does txt2img only: the demo runs a batch of two, then one edit with a reference image."""
+    from sdcodex.cli.main import demo_requests
+
+    assert [r["task"] for r in demo_requests("flux2")] == ["txt2img", "txt2img"]
+    assert len(demo_requests("flux2_klein_distilled")[1]["images"]) == 1
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "--models-dir", str(tmp_path / "models"), "demo", "--only", "flux2",
+                             "--outdir", str(tmp_path / "out"))
+    assert code == 0, err
+    assert len(list((tmp_path / "out").rglob("*.png"))) == 3
+
+
 def test_console_script_installed():
     exe = shutil.which("sdcodex", path=str(Path(sys.executable).parent))
     assert exe, "the sdcodex console script is not installed in the virtualenv"
