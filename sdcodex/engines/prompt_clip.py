@@ -115,6 +115,18 @@ def chunk_tokens(segments: Sequence[tuple[Sequence[int], float]], *, start: int,
     return ChunkedPrompt(chunks, count)
 
 
+def _unpadded(backend: Any) -> Any:
+    """A private copy of a Rust tokenizer without padding or truncation: transformers leaves the padding of a
+    `padding="max_length"` call (as Diffusers' encode_prompt makes) set on the shared backend, and a later
+    plain `encode` would then come back padded to 77 with end tokens."""
+    if backend is None:
+        return None
+    backend = type(backend).from_str(backend.to_str())
+    backend.no_padding()
+    backend.no_truncation()
+    return backend
+
+
 class ClipTokens:
     """Tokenizes weighted text with a CLIP tokenizer (segments cached) and chunks it the A1111 way."""
 
@@ -124,7 +136,7 @@ class ClipTokens:
         self.end = int(tokenizer.eos_token_id)
         comma = tokenizer.convert_tokens_to_ids(",</w>")
         self.comma = comma if comma != tokenizer.unk_token_id else None
-        self._backend = getattr(tokenizer, "backend_tokenizer", None)  # the Rust tokenizer: no per-call overhead
+        self._backend = _unpadded(getattr(tokenizer, "backend_tokenizer", None))  # Rust: no per-call overhead
         self.groups = groups or {}
         self._cache: dict[str, list[int]] = {}
 
@@ -134,7 +146,7 @@ class ClipTokens:
             if self._backend is not None:
                 found = self._backend_ids(todo)
             else:
-                found = self.tokenizer(todo, truncation=False, add_special_tokens=False, verbose=False)["input_ids"]
+                found = self.tokenizer(todo, padding=False, truncation=False, add_special_tokens=False, verbose=False)["input_ids"]
             for text, ids in zip(todo, found):
                 self._cache[text] = list(ids)
         return [self._cache[t] for t in texts]

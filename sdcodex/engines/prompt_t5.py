@@ -62,7 +62,7 @@ def weighted_tokens(tokenizer: Any, runs: Sequence[tuple[str, float]], max_lengt
     for text, weight in runs:
         if (text, weight) == BREAK or not text:
             continue
-        piece = tokenizer(text, add_special_tokens=False)["input_ids"]
+        piece = tokenizer(text, padding=False, truncation=False, add_special_tokens=False)["input_ids"]
         ids += piece
         weights += [float(weight)] * len(piece)
     head, tail = special_tokens(tokenizer)
@@ -82,8 +82,8 @@ def weighted_tokens(tokenizer: Any, runs: Sequence[tuple[str, float]], max_lengt
 def special_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
     """The ids the tokenizer puts before and after a text (CLIP: start/end; T5, UMT5: end only)."""
     probe = "a"
-    bare = tokenizer(probe, add_special_tokens=False)["input_ids"]
-    full = tokenizer(probe, add_special_tokens=True)["input_ids"]
+    bare = tokenizer(probe, padding=False, add_special_tokens=False)["input_ids"]
+    full = tokenizer(probe, padding=False, add_special_tokens=True)["input_ids"]
     for start in range(len(full) - len(bare) + 1):
         if full[start:start + len(bare)] == bare:
             return full[:start], full[start + len(bare):]
