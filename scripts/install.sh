@@ -23,8 +23,8 @@ if [ -n "${TORCH_INDEX_URL:-}" ]; then
   pip_install --index-url "$TORCH_INDEX_URL" "torch==$(grep -E '^torch==' constraints.txt | cut -d= -f3 | cut -d+ -f1)"
 fi
 pip_install -e ".${EXTRAS}"
-# No CPU torchvision exists for this torch: these two are installed without their dependencies.
-pip_install --no-deps spandrel open-clip-torch
+# No CPU torchvision exists for this torch: these are installed without their dependencies.
+pip_install --no-deps spandrel open-clip-torch controlnet-aux
 if .venv/bin/python -c "import torchvision" 2>/dev/null; then
   echo "install.sh: torchvision got installed; it breaks the CPU torch here. Removing it." >&2
   .venv/bin/python -m pip uninstall -y -q torchvision

@@ -73,7 +73,8 @@ class CatalogueEntry:
     repo_id: str
     allow_patterns: tuple[str, ...]
     required: tuple[tuple[str, ...], ...] = ()
-    kind: str = "diffusers"              # "diffusers" -> <models>/diffusers/<name>; "tokenizer" -> <models>/tokenizers/<name>
+    kind: str = "diffusers"              # "diffusers" -> <models>/diffusers/<name>; "tokenizer" -> <models>/tokenizers/<name>;
+    #                                      "annotators" -> <models>/annotators (ControlNet preprocessor weights)
     family: str | None = None
     subfolder: str | None = None         # tokenizer entries: this repo folder becomes the destination's root
     ignore_patterns: tuple[str, ...] = DEFAULT_IGNORE_PATTERNS
@@ -83,6 +84,8 @@ class CatalogueEntry:
 
     def dest(self, models_dir: Path | str) -> Path:
         """Destination folder under the models directory."""
+        if self.kind == "annotators":
+            return Path(models_dir) / "annotators"
         sub = "tokenizers" if self.kind == "tokenizer" else "diffusers"
         return Path(models_dir) / sub / self.name
 
@@ -111,6 +114,13 @@ _WAN_COMMON = [_SCHED, _transformers_model("text_encoder"), _tokenizer("tokenize
                _diffusers_model("vae")]
 _OPENRAIL = "CreativeML Open RAIL-M"
 _WAN_LICENCE = "Apache-2.0"
+
+# ControlNet preprocessor weights (controlnet-aux's files; .pth state dicts read with weights_only=True), the ones
+# sdcodex/engines/preprocessors.py lists: HED, PiDiNet, lineart (fine, coarse), lineart_anime, openpose, MLSD.
+ANNOTATOR_FILES: tuple[str, ...] = (
+    "ControlNetHED.pth", "table5_pidinet.pth", "sk_model.pth", "sk_model2.pth", "netG.pth",
+    "body_pose_model.pth", "hand_pose_model.pth", "facenet.pth", "mlsd_large_512_fp32.pth",
+)
 
 _ENTRIES: list[CatalogueEntry] = [
     _pipeline("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", "sd15",
@@ -176,6 +186,10 @@ _ENTRIES: list[CatalogueEntry] = [
           ("flux2-klein-base-4b", "black-forest-labs/FLUX.2-klein-base-4B", "Apache-2.0"),
           ("flux2-klein-9b", "black-forest-labs/FLUX.2-klein-9B", "FLUX Non-Commercial License"),
           ("flux2-klein-base-9b", "black-forest-labs/FLUX.2-klein-base-9B", "FLUX Non-Commercial License"))],
+    CatalogueEntry(name="annotators", repo_id="lllyasviel/Annotators", kind="annotators",
+                   allow_patterns=ANNOTATOR_FILES, required=tuple((f,) for f in ANNOTATOR_FILES), ignore_patterns=(),
+                   licence="Apache-2.0 / per annotator (see the model page)",
+                   note="ControlNet preprocessor weights -> <models>/annotators"),
     _tokenizer_only("tokenizer-t5-xxl", "black-forest-labs/FLUX.1-schnell", "tokenizer_2",
                     licence="Apache-2.0", note="T5-XXL tokenizer used by FLUX, Chroma and SD3.5"),
     _tokenizer_only("tokenizer-umt5-xxl", "Wan-AI/Wan2.2-TI2V-5B-Diffusers", "tokenizer",

@@ -1,4 +1,4 @@
-"""The one place that handles spandrel's `torchvision` imports.
+"""The one place that handles `torchvision` imports of spandrel and controlnet-aux.
 
 spandrel (the upscaler architecture library) imports three names from
 `torchvision.transforms.functional` while its architecture registry is imported:
@@ -9,7 +9,8 @@ no CPU torchvision build to install here, so when the real one is not importable
 minimal stand-in module tree (`torchvision`, `torchvision.transforms`,
 `torchvision.transforms.functional`) into `sys.modules` that provides exactly those names:
 `normalize` is implemented with torch ops, `InterpolationMode` is the same string enum,
-`rotate` raises NotImplementedError naming itself.
+`rotate` raises NotImplementedError naming itself. controlnet-aux's openpose face module binds
+`torchvision.transforms.ToTensor`/`ToPILImage` at import; both are provided (small torch versions).
 
 `load_spandrel()` installs the stand-in only for the duration of `import spandrel` and then
 removes it again: spandrel binds the names at import time, and a fake `torchvision` left in
@@ -70,6 +71,31 @@ def rotate(*args: Any, **kwargs: Any) -> torch.Tensor:
         "Codex's stand-in only implements normalize (LaMa inpainting models are not supported)")
 
 
+class ToTensor:
+    """PIL image or uint8 (H, W, C) array -> float (C, H, W) in [0, 1], like torchvision's (openpose's face module
+    binds this name at import)."""
+
+    def __call__(self, pic: Any) -> torch.Tensor:
+        import numpy as np
+        arr = np.asarray(pic)
+        if arr.ndim == 2:
+            arr = arr[:, :, None]
+        tensor = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+        return tensor.float().div(255) if tensor.dtype == torch.uint8 else tensor.float()
+
+
+class ToPILImage:
+    """float (C, H, W) in [0, 1] -> PIL image (scaled by 255 and truncated, like torchvision's)."""
+
+    def __call__(self, pic: torch.Tensor) -> Any:
+        from PIL import Image
+        arr = pic.detach().cpu()
+        if arr.is_floating_point():
+            arr = arr.mul(255).byte()
+        arr = arr.permute(1, 2, 0).numpy()
+        return Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
+
+
 def real_torchvision_available() -> bool:
     """True when a real torchvision can be imported (our stand-in does not count)."""
     module = sys.modules.get("torchvision")
@@ -108,6 +134,8 @@ def ensure_torchvision() -> bool:
     functional.rotate = rotate
     transforms.functional = functional
     transforms.InterpolationMode = InterpolationMode
+    transforms.ToTensor = ToTensor
+    transforms.ToPILImage = ToPILImage
     root.transforms = transforms
     root.__version__ = "0.0.0+sdcodex-stand-in"
     for module in (root, transforms, functional):

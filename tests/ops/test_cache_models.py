@@ -38,7 +38,9 @@ def hub(env, monkeypatch):
                  "tokenizer_2/spiece.model": b"\x00sentencepiece",
                  "tokenizer_2/tokenizer_config.json": b"{}",
                  "tokenizer_2/special_tokens_map.json": b"{}",
-                 "transformer/diffusion_pytorch_model.safetensors": safetensors_bytes({"w": 4})}}
+                 "transformer/diffusion_pytorch_model.safetensors": safetensors_bytes({"w": 4})},
+             "lllyasviel/Annotators": {**{name: b"pth" + name.encode() for name in catalogue.ANNOTATOR_FILES},
+                                       "ZoeD_M12_N.pt": b"zoe", "other/readme.md": b"x"}}
     with FakeHub(repos) as server:
         monkeypatch.setenv("HF_ENDPOINT", server.url)
         yield server
@@ -176,6 +178,19 @@ def test_tokenizer_entry_fetches_only_tokenizer_folder(hub, env):
     assert hub.downloads("transformer/diffusion_pytorch_model.safetensors") == 0
 
 
+def test_annotators_entry_fetches_the_preprocessor_weights_into_models_annotators(hub, env):
+    """The one entry that takes .pth files: the ControlNet preprocessors' state dicts, which
+    sdcodex/engines/preprocessors_aux.py reads with torch.load(weights_only=True) (tensors only)."""
+    from sdcodex.engines.preprocessors import MODULES, annotators_dir
+    assert cli("annotators") == 0
+    dest = env / "models" / "annotators"
+    assert dest == annotators_dir(env / "models")
+    assert sorted(p.name for p in dest.iterdir()) == sorted([".sdcodex-download.json", *catalogue.ANNOTATOR_FILES])
+    assert hub.downloads("ZoeD_M12_N.pt") == 0
+    needed = {f for m in MODULES.values() for f in m.weights}
+    assert needed == set(catalogue.ANNOTATOR_FILES)
+
+
 def test_list_prints_catalogue(env, capsys):
     assert cli("--list") == 0
     out = capsys.readouterr().out
@@ -221,6 +236,7 @@ def test_catalogue_has_the_families_and_never_pickles():
     assert catalogue.CATALOGUE["flux-dev"].gated
     for entry in catalogue.CATALOGUE.values():
         assert not any(p.endswith((".bin", ".ckpt", ".pt", ".msgpack", ".onnx")) for p in entry.allow_patterns)
+        assert entry.kind == "annotators" or not any(p.endswith(".pth") for p in entry.allow_patterns)
         if entry.kind == "tokenizer":
             assert all(p.startswith(entry.subfolder + "/") for p in entry.allow_patterns)
             assert entry.dest("m") == Path("m/tokenizers") / entry.name
