@@ -188,7 +188,9 @@ def build_orchestrator(models_dir: str | Path | None = None, outdir: str | Path 
     device = device or os.environ.get("SDCODEX_DEVICE") or _default_device()
     models = models or LocalModels(models_dir, allow_pickle=allow_pickle, device=device)
     _set_cpu_threads(device)
-    return Orchestrator(models, MediaSaver(outdir) if save else None,
+    from sdcodex.media.grid import draw_xyz_grid
+
+    return Orchestrator(models, MediaSaver(outdir) if save else None, grid_drawer=draw_xyz_grid,
                         image_loader=lambda value, field: load_request_image(value, field, allow_path=allow_paths),
                         device=device, offload=offload or os.environ.get("SDCODEX_OFFLOAD") or None)
 

@@ -68,8 +68,11 @@ class Orchestrator:
 
     def __init__(self, models: ModelProvider, saver: Saver | None = None, *,
                  image_loader: ImageLoader | None = None, device: str = "cpu",
-                 default_model: Callable[[], str | None] | None = None, offload: str | None = None) -> None:
+                 default_model: Callable[[], str | None] | None = None, offload: str | None = None,
+                 grid_drawer: Callable[..., Any] | None = None) -> None:
         self.models = models
+        #: draws the X/Y/Z plot's grid (media.grid.draw_xyz_grid; core draws nothing itself)
+        self.grid_drawer = grid_drawer
         #: the server's offload policy (--offload): auto|none|model|group|sequential; a request's `offload` wins
         self.offload = offload
         self.saver = saver
@@ -80,7 +83,10 @@ class Orchestrator:
     # -- steps ---------------------------------------------------------------------------------
     def prepare(self, raw: dict[str, Any]) -> tuple[Any, type[EngineInterface], dict[str, Any], dict[str, Any],
                                                      Params, list[str]]:
-        """Validate, resolve the model and engine, fill from the preset, parse params. No generation."""
+        """Validate, resolve the model and engine, fill from the preset, parse params. No generation.
+        For an X/Y/Z plot every cell is prepared, and the first cell's values are returned."""
+        if isinstance(raw, dict) and raw.get("xyz") is not None:
+            return self.prepare_plot(raw)[1][0]
         req = validate_request(raw)
         data = req.model_dump(mode="json", exclude_unset=True)
         warnings: list[str] = []
@@ -115,9 +121,20 @@ class Orchestrator:
         meta = {"preset": filled.preset_id, "applied_preset_patch": filled.patch, "mode_ignored_reason": mode_reason}
         return entry, engine_cls, filled.data, meta, params, warnings
 
+    def prepare_plot(self, raw: dict[str, Any], *, transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+                     ) -> tuple[Any, list[tuple]]:
+        """An X/Y/Z plot request (`xyz`): its plan and every cell prepared (core/xyz_run.py)."""
+        from .xyz_run import prepare_plot
+
+        return prepare_plot(self, raw, transform=transform)
+
     def run(self, raw: dict[str, Any], *, events: EventSink | None = None, job_id: str | None = None) -> Result:
         t0 = time.perf_counter()
         events = events or EventSink()
+        if isinstance(raw, dict) and raw.get("xyz") is not None:  # an X/Y/Z plot: one job over its cells
+            from .xyz_run import run_plot
+
+            return run_plot(self, raw, events=events, job_id=job_id)
         entry, engine_cls, filled, meta, params, warnings = self.prepare(raw)
         timings: dict[str, float] = {}
         t = time.perf_counter()

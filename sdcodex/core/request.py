@@ -65,6 +65,42 @@ class CacheSpec(BaseModel):
     warmup: Int = Field(None, ge=0, le=500)
 
 
+def _axis_values(value: Any) -> Any:
+    """A string, or a list of strings and numbers."""
+    if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value)):
+        return value
+    raise ValueError("must be a string (A1111 syntax: 1-5, 1-10 (+2), 0.5-1.5 [5], a, b) or a list of values")
+
+
+class XyzAxis(BaseModel):
+    """One axis of an X/Y/Z plot: a request key (or prompt_sr, prompt_order, size) and its values, as A1111's
+    text (`1-5`, `1-10 (+2)`, `0.5-1.5 [5]`, comma separated with CSV quotes) or a JSON list (docs/xyz.md)."""
+
+    model_config = _STRICT
+    type: StrictStr
+    values: Annotated[Any, BeforeValidator(_axis_values)]
+
+
+class XyzSpec(BaseModel):
+    """An X/Y/Z plot over the request (A1111's script): one job, a labelled grid plus every cell's image."""
+
+    model_config = _STRICT
+    x: Optional[XyzAxis] = None
+    y: Optional[XyzAxis] = None
+    z: Optional[XyzAxis] = None
+    draw_legend: StrictBool = True
+    #: list every cell's image in the result after the grid (A1111 "Include Sub Images"); cells are saved anyway
+    include_sub_images: StrictBool = False
+    #: save each Z value's X/Y grid too (A1111 "Include Sub Grids")
+    include_sub_grids: StrictBool = False
+    #: leave seed -1 random per cell (A1111 "Keep -1 for seeds")
+    keep_random_seeds: StrictBool = False
+    vary_seeds_x: StrictBool = False
+    vary_seeds_y: StrictBool = False
+    vary_seeds_z: StrictBool = False
+    margin_size: StrictInt = Field(0, ge=0, le=500)
+
+
 class GenerationRequest(BaseModel):
     """Every native key. All are optional except `task`; a preset fills what the request leaves out."""
 
@@ -131,6 +167,8 @@ class GenerationRequest(BaseModel):
     #: "auto" (video, or an image whose decode would not fit), "on", "off"; true/false are "on"/"off"
     vae_tiling: Optional[Annotated[Literal["auto", "on", "off"], BeforeValidator(_on_off)]] = None
     cache: Optional[CacheSpec] = None
+    #: an X/Y/Z plot over this request (txt2img, img2img, inpaint); see docs/xyz.md
+    xyz: Optional[XyzSpec] = None
 
 
 _COMMON = {"task", "model", "engine", "mode", "preset", "precision", "weights_dtype", "output_format", "vae", "seed",
@@ -144,9 +182,9 @@ _VIDEO = {"num_frames", "fps", "decode_chunk_size", "guidance_scale_2"}
 
 #: Which request keys apply to which task. A key given for a task outside its set is an error.
 TASK_KEYS: dict[Task, frozenset[str]] = {
-    Task.TXT2IMG: frozenset(_COMMON | _DIFFUSION | {"hires", "images"}),
-    Task.IMG2IMG: frozenset(_COMMON | _DIFFUSION | _IMG_IN),
-    Task.INPAINT: frozenset(_COMMON | _DIFFUSION | _IMG_IN | _INPAINT),
+    Task.TXT2IMG: frozenset(_COMMON | _DIFFUSION | {"hires", "images", "xyz"}),
+    Task.IMG2IMG: frozenset(_COMMON | _DIFFUSION | _IMG_IN | {"xyz"}),
+    Task.INPAINT: frozenset(_COMMON | _DIFFUSION | _IMG_IN | _INPAINT | {"xyz"}),
     Task.UPSCALE: frozenset({"task", "model", "engine", "preset", "output_format", "init_image", "upscaler",
                              "scale", "resize_x", "resize_y", "tile_size", "tile_overlap", "seed"}),
     Task.TXT2VID: frozenset(_COMMON | _DIFFUSION | _VIDEO),
