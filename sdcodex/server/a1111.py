@@ -101,9 +101,20 @@ async def _generate(request: Request, body: Txt2ImgRequest, task: str) -> dict[s
     infotexts = [build_infotext({**fields, "seed": seed,
                                  "extra": {**(fields.get("extra") or {}), **batch_extras(seed, first, size)}})
                  for seed in info.get("seeds") or []]
-    images = [b64_file(p) for p in output_files(service, job)] if body.send_images else []
+    files = output_files(service, job)
+    if info.get("xyz"):  # a plot: the grid(s) first, the cells only with include_lone_images (as A1111)
+        files, infotexts = plot_outputs(files, info["xyz"])
+    images = [b64_file(p) for p in files] if body.send_images else []
     return {"images": images, "parameters": parameters(body, info.get("request") or {}),
             "info": info_string(job.id, info, infotexts, ignored)}
+
+
+def plot_outputs(files: list[Any], xyz: dict[str, Any]) -> tuple[list[Any], list[str]]:
+    """The files an A1111 client gets for an X/Y/Z plot, and their infotexts (read from the files)."""
+    from sdcodex.media.reader import read_info
+
+    keep = files if xyz.get("include_sub_images") else files[:int(xyz.get("grids") or 0)]
+    return keep, [str(read_info(str(p)).get("parameters") or "") for p in keep]
 
 
 @router.post("/txt2img", response_model=ImageResponse)

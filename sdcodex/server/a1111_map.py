@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sdcodex import __version__
 from sdcodex.core.errors import CodexError, ValidationError
 from sdcodex.core.samplers import split_legacy_name
+from sdcodex.core.xyz import from_script_args, is_xyz_script
 
 _ALLOW = ConfigDict(extra="allow")
 
@@ -129,7 +130,9 @@ NATIVE_TO_A1111 = {"batch_count": "n_iter", "sampler": "sampler_name", "init_ima
                    "hires.upscaler": "hr_upscaler", "hires.resize_x": "hr_resize_x", "hires.resize_y": "hr_resize_y",
                    "hires.sampler": "hr_sampler_name", "hires.scheduler": "hr_scheduler", "hires.prompt": "hr_prompt",
                    "hires.negative_prompt": "hr_negative_prompt", "hires.denoising_strength": "denoising_strength",
-                   "resize_mode": "resize_mode"}
+                   "resize_mode": "resize_mode",
+                   **{f"xyz.{a}.{k}": f"script_args[{3 * i + j}] ({a}_{k})" for i, a in enumerate("xyz")
+                      for j, k in ((0, "type"), (1, "values"))}}
 RESIZE_MODES = {0: "just_resize", 1: "crop_and_resize", 2: "resize_and_fill", 3: "just_resize"}
 _FORMATS = {"png": "png", "webp": "webp", "jpg": "jpeg", "jpeg": "jpeg"}
 
@@ -164,6 +167,9 @@ def to_request(body: Txt2ImgRequest, *, task: str, options: dict[str, Any]) -> t
             continue
         ignored.append(name)
     req: dict[str, Any] = {"prompt": body.prompt, "seed": int(body.seed)}
+    if is_xyz_script(body.script_name):  # A1111's X/Y/Z plot script: our `xyz` from its script_args
+        req["xyz"] = from_script_args(body.script_args, tab="txt2img" if task == "txt2img" else "img2img")
+        ignored = [k for k in ignored if k not in ("script_name", "script_args")]
     if body.negative_prompt:
         req["negative_prompt"] = body.negative_prompt
     for ours, theirs in (("steps", "steps"), ("width", "width"), ("height", "height")):
