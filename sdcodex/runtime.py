@@ -148,12 +148,13 @@ class MediaSaver:
         return f"{source.rstrip()}, {extra}" if extra else source
 
     def save_video(self, frames: list[Any], *, task: str, seed: int, fmt: str, fps: float,
-                   fields: dict[str, Any], request: dict[str, Any]) -> str:
+                   fields: dict[str, Any], request: dict[str, Any], audio: Any = None) -> str:
         from sdcodex.media.naming import next_output_path
         from sdcodex.media.video import save_video
 
         path = next_output_path(self.outdir, task, seed, fmt)
-        return str(save_video(frames, path, fps=fps, fmt=fmt, infotext=self.infotext(fields), request=request))
+        return str(save_video(frames, path, fps=fps, fmt=fmt, infotext=self.infotext(fields), request=request,
+                              audio=audio))
 
 
 def load_request_image(value: str, field: str, *, allow_path: bool) -> Any:

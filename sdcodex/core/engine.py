@@ -17,6 +17,9 @@ class EngineOutput:
     images: list[Any] = field(default_factory=list)          # PIL images (image tasks)
     videos: list[list[Any]] = field(default_factory=list)    # one list of PIL frames per video
     seeds: list[int] = field(default_factory=list)           # seed of each image/video, same order
+    #: one sound track per video, same order as `videos` (empty when the engine makes none): a float32 waveform
+    #: [channels, samples] in [-1, 1] and its sample rate, or None for a video without sound
+    audio: list[Any] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)       # sampler report, effective values...
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds

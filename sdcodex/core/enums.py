@@ -32,6 +32,7 @@ class EngineKey(StrEnum):
     QWEN_IMAGE_EDIT = "qwen_image_edit"
     FLUX2 = "flux2"
     FLUX2_KLEIN = "flux2_klein"
+    LTX2 = "ltx2"
 
 
 class Task(StrEnum):

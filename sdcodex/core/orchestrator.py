@@ -36,7 +36,7 @@ class Saver(Protocol):
     def save_image(self, image: Any, *, task: str, seed: int, fmt: str, fields: dict[str, Any],
                    request: dict[str, Any]) -> str: ...
     def save_video(self, frames: list[Any], *, task: str, seed: int, fmt: str, fps: float,
-                   fields: dict[str, Any], request: dict[str, Any]) -> str: ...
+                   fields: dict[str, Any], request: dict[str, Any], audio: Any = None) -> str: ...
 
 
 @dataclass
@@ -45,6 +45,7 @@ class Result:
     videos: list[str] = field(default_factory=list)      # saved video paths
     pil_images: list[Any] = field(default_factory=list)  # in-memory images, same order as `images`
     frames: list[list[Any]] = field(default_factory=list)
+    audio: list[Any] = field(default_factory=list)        # (waveform, sample rate) or None per video, as the engine's
     info: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -195,7 +196,7 @@ class Orchestrator:
         if weights:
             info["weights"] = weights
         fields = self._infotext_fields(params, {**info, "infotext_extra": out.info.get("infotext_extra")}, entry)
-        result = Result(pil_images=list(out.images), frames=list(out.videos), info=info)
+        result = Result(pil_images=list(out.images), frames=list(out.videos), audio=list(out.audio), info=info)
         t = time.perf_counter()
         if self.saver is not None:
             for image, seed in zip(out.images, out.seeds):
@@ -203,12 +204,18 @@ class Orchestrator:
                 result.images.append(self.saver.save_image(image, task=params.task.value, seed=seed,
                                                             fmt=params.output_format.value,
                                                             fields=fields_i, request=req_i))
-            for frames, seed in zip(out.videos, out.seeds[len(out.images):] or out.seeds):
+            tracks = list(out.audio) + [None] * (len(out.videos) - len(out.audio))
+            for frames, seed, track in zip(out.videos, out.seeds[len(out.images):] or out.seeds, tracks):
                 req_i, fields_i = self._member(params, effective_request, fields, seed)
                 fmt = params.output_format.value if params.output_format.value in ("mp4", "webm", "gif", "webp") else "mp4"
+                sound: dict[str, Any] = {}
+                if track is not None and fmt in ("mp4", "webm"):
+                    sound["audio"] = track
+                elif track is not None and not any(w.startswith("audio dropped") for w in warnings):
+                    warnings.append(f"audio dropped: {fmt} holds frames only (mp4 and webm keep the sound track)")
                 result.videos.append(self.saver.save_video(frames, task=params.task.value, seed=seed, fmt=fmt,
                                                            fps=params.fps or 8.0, fields=fields_i,
-                                                           request=req_i))
+                                                           request=req_i, **sound))
         timings["save"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0
         metrics: dict[str, Any] = {k: round(v, 4) for k, v in timings.items()}

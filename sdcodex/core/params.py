@@ -75,6 +75,8 @@ class Params:
     decode_chunk_size: Optional[int] = None
     distilled_cfg_scale: Optional[float] = None
     guidance_scale_2: Optional[float] = None
+    #: keep the sound track of an engine that makes one (LTX-2)
+    audio: bool = True
     flow_shift: Optional[float] = None
     text_encoders: list[str] = field(default_factory=list)
     offload: str = "auto"

@@ -161,6 +161,8 @@ class GenerationRequest(BaseModel):
     decode_chunk_size: Int = Field(None, ge=1, le=1024)
     distilled_cfg_scale: Float = Field(None, ge=0.0, le=50.0)
     guidance_scale_2: Float = Field(None, ge=0.0, le=50.0)
+    #: keep the sound track a video engine makes (LTX-2); false writes the video silent
+    audio: Bool = None
     flow_shift: Float = Field(None, gt=0.0, le=100.0)
     text_encoders: Optional[list[StrictStr]] = None
     offload: Optional[Literal["auto", "none", "model", "group", "sequential"]] = None
@@ -178,7 +180,7 @@ _DIFFUSION = {"prompt", "negative_prompt", "width", "height", "steps", "cfg_scal
               "cache"}
 _IMG_IN = {"init_image", "denoising_strength", "resize_mode"}
 _INPAINT = {"mask", "mask_blur", "mask_invert", "inpaint_full_res", "inpaint_full_res_padding"}
-_VIDEO = {"num_frames", "fps", "decode_chunk_size", "guidance_scale_2"}
+_VIDEO = {"num_frames", "fps", "decode_chunk_size", "guidance_scale_2", "audio"}
 
 #: Which request keys apply to which task. A key given for a task outside its set is an error.
 TASK_KEYS: dict[Task, frozenset[str]] = {

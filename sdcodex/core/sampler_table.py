@@ -131,6 +131,9 @@ FAMILIES: tuple[FamilyRow, ...] = (
     # its compute_empirical_mu; the folders ship use_dynamic_shifting), so flow_shift does not apply
     FamilyRow("flux2", True),
     FamilyRow("flux2_klein", True),
+    # LTX-2: FlowMatch Euler with a token-count-dependent shift (base 0.95, max 2.05, terminal 0.1; the pipeline
+    # passes mu and its own sigmas), one copy of the scheduler for the video latents and one for the audio latents
+    FamilyRow("ltx2", True),
 )
 FAMILY_ROWS: Mapping[str, FamilyRow] = MappingProxyType({row.family: row for row in FAMILIES})
 

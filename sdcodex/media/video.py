@@ -1,7 +1,8 @@
 """Write frame lists as MP4 (H.264), WebM (VP9), GIF or animated WebP, atomically, with our metadata.
 
 MP4/WebM go through PyAV: yuv420p, even size (odd width/height get one edge-replicated column/row on the
-right/bottom), a Fraction frame rate. Container tags: "comment" and "description" = infotext,
+right/bottom), a Fraction frame rate. A sound track (a float waveform [channels, samples] and its sample rate, as
+LTX-2 makes) is muxed beside the frames: AAC in MP4, Opus in WebM; GIF and animated WebP hold frames only. Container tags: "comment" and "description" = infotext,
 "sdcodex" = payload JSON (MP4 uses movflags=use_metadata_tags so the custom key survives; Matroska
 stores every tag; PyAV reads all of them back). GIF: infotext in the comment extension (what A1111's
 reader looks at) and the payload JSON in an application extension "SDCODEX1JSN". Animated WebP: the
@@ -26,6 +27,9 @@ GIF_APP_ID = b"SDCODEX1JSN"                 # 8-byte application identifier + 3-
 _H264_CANDIDATES = ("libx264", "libopenh264", "mpeg4")
 _DEFAULT_QUALITY = {"libx264": 65, "libopenh264": 65, "mpeg4": 65, "libvpx-vp9": 50, "webp": 90}
 _CRF_MAX = {"libx264": 51, "libvpx-vp9": 63}
+AUDIO_CODECS = {"mp4": "aac", "webm": "libopus"}
+_AUDIO_BIT_RATE = 128_000
+_OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 
 
 def _encoder_available(name: str) -> bool:
@@ -83,8 +87,49 @@ def _crf(codec: str, quality: int | None) -> int:
     return round(_CRF_MAX.get(codec, 51) * (100 - q) / 100)
 
 
+def audio_track(audio: Any) -> tuple[np.ndarray, int]:
+    """``(waveform, sample_rate)`` checked: float32 [channels (1 or 2), samples], values clipped to [-1, 1]."""
+    try:
+        wave, rate = audio
+        wave = np.asarray(wave, dtype=np.float32)
+        rate = int(rate)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"audio must be (waveform, sample_rate), got {type(audio).__name__}",
+                              field="audio") from exc
+    if wave.ndim == 1:
+        wave = wave[None]
+    if wave.ndim != 2 or wave.shape[0] not in (1, 2) or wave.shape[1] == 0 or rate <= 0:
+        raise ValidationError(f"audio waveform must be [1 or 2 channels, samples] with a positive sample rate, "
+                              f"got shape {list(wave.shape)} at {rate} Hz", field="audio")
+    return np.ascontiguousarray(np.clip(np.nan_to_num(wave), -1.0, 1.0)), rate
+
+
+def _add_audio(container: Any, fmt: str, wave: np.ndarray, rate: int) -> Any:
+    """An audio stream for ``wave`` (Opus only takes 8/12/16/24/48 kHz: other rates are resampled to 48 kHz)."""
+    codec = AUDIO_CODECS[fmt]
+    out_rate = rate if codec != "libopus" or rate in _OPUS_RATES else 48000
+    stream = container.add_stream(codec, rate=out_rate)
+    stream.layout = "stereo" if wave.shape[0] == 2 else "mono"
+    stream.codec_context.bit_rate = _AUDIO_BIT_RATE
+    return stream
+
+
+def _encode_audio(container: Any, stream: Any, wave: np.ndarray, rate: int) -> None:
+    import av
+
+    frame = av.AudioFrame.from_ndarray(wave, format="fltp", layout="stereo" if wave.shape[0] == 2 else "mono")
+    frame.sample_rate, frame.pts, frame.time_base = rate, 0, Fraction(1, rate)
+    resampler = av.AudioResampler(format=stream.codec_context.format.name, layout=stream.layout.name,
+                                  rate=stream.codec_context.sample_rate)
+    for chunk in [*resampler.resample(frame), *resampler.resample(None)]:
+        for packet in stream.encode(chunk):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
+
+
 def _write_av(frames: Sequence[Image.Image], tmp: Path, fmt: str, rate: Fraction, infotext: str,
-              payload: str, quality: int | None) -> None:
+              payload: str, quality: int | None, audio: tuple[np.ndarray, int] | None = None) -> None:
     import av
 
     codec = video_codec(fmt)
@@ -105,6 +150,7 @@ def _write_av(frames: Sequence[Image.Image], tmp: Path, fmt: str, rate: Fraction
                 stream.options.update({"row-mt": "1", "deadline": "good", "cpu-used": "4"})
         else:
             stream.codec_context.bit_rate = int(stream.width * stream.height * float(rate) * 0.3)
+        sound = _add_audio(container, fmt, *audio) if audio is not None else None
         for i, frame in enumerate(frames):
             vf = av.VideoFrame.from_ndarray(_even_rgb(frame, (w, h), i), format="rgb24")
             vf.pts, vf.time_base = i, 1 / rate
@@ -112,6 +158,8 @@ def _write_av(frames: Sequence[Image.Image], tmp: Path, fmt: str, rate: Fraction
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+        if sound is not None:
+            _encode_audio(container, sound, *audio)
 
 
 def _durations_ms(n: int, rate: Fraction, unit_ms: int) -> list[int]:
@@ -155,8 +203,11 @@ def _write_pillow(frames: Sequence[Image.Image], fh: BinaryIO, fmt: str, rate: F
 
 def save_video(frames: Sequence[Image.Image], path: str | Path, *, fps: float | Fraction, fmt: str = "mp4",
                infotext: str, request: dict[str, Any] | None, info: dict[str, Any] | None = None,
-               quality: int | None = None, date: Any = None) -> Path:
+               quality: int | None = None, date: Any = None, audio: Any = None) -> Path:
     """Encode ``frames`` to ``path`` (a file, or an existing folder: A1111 layout with request task/seed).
+
+    ``audio``: ``(waveform [channels, samples], sample_rate)`` muxed as the sound track (MP4: AAC, WebM: Opus);
+    GIF/WebP cannot hold one, and the caller says so (the orchestrator warns that the audio was dropped).
 
     ``quality`` 0-100, higher is better: mp4/webm map it to CRF = max_crf * (100 - q) / 100
     (None: x264 CRF 18, VP9 CRF 32); animated WebP uses it directly (None: 90); GIF ignores it.
@@ -168,6 +219,7 @@ def save_video(frames: Sequence[Image.Image], path: str | Path, *, fps: float | 
     if not frames:
         raise ValidationError("no frames to write", field="frames")
     rate = frame_rate(fps)
+    track = audio_track(audio) if audio is not None and fmt in AUDIO_CODECS else None
     request = request or {}
     payload = request_payload(request, info)
     target, reserved = Path(path), False
@@ -180,7 +232,7 @@ def save_video(frames: Sequence[Image.Image], path: str | Path, *, fps: float | 
     def write(fh: BinaryIO, tmp: Path) -> None:
         if fmt in ("mp4", "webm"):
             fh.flush()
-            _write_av(frames, tmp, fmt, rate, infotext or "", payload, quality)
+            _write_av(frames, tmp, fmt, rate, infotext or "", payload, quality, track)
             fh.seek(0, 2)  # PyAV wrote through the path; keep the handle at the end for fsync
         else:
             _write_pillow(frames, fh, fmt, rate, infotext or "", payload, quality)

@@ -27,7 +27,7 @@ DEMO_BUILDERS: dict[str, tuple[str, Builder]] = {}  # family key -> (folder name
 #: listed here, and every caller gets it through `load_demo_builders()`
 DEMO_MODULES: tuple[str, ...] = ("sdcodex.models.demo_video", "sdcodex.models.demo_image", "sdcodex.models.demo_sd3",
                                   "sdcodex.models.demo_qwen",
-                                  "sdcodex.models.demo_flux2")
+                                  "sdcodex.models.demo_flux2", "sdcodex.models.demo_ltx2")
 
 
 def register_demo(family: str, folder: str) -> Callable[[Builder], Builder]:

@@ -196,6 +196,8 @@ PIPELINE_FAMILIES: dict[str, EngineKey] = {
     "QwenImageEditPlusPipeline": EngineKey.QWEN_IMAGE_EDIT,
     "Flux2Pipeline": EngineKey.FLUX2,
     "Flux2KleinPipeline": EngineKey.FLUX2_KLEIN,
+    "LTX2Pipeline": EngineKey.LTX2,
+    "LTX2ImageToVideoPipeline": EngineKey.LTX2,
 }
 WAN_PIPELINES = ("WanPipeline", "WanImageToVideoPipeline")
 

@@ -27,7 +27,7 @@ from sdcodex.models.safetensors_io import TensorView, open_mapped
 FLOW_FAMILIES = (EngineKey.FLUX, EngineKey.SVD, EngineKey.HUNYUAN_VIDEO, EngineKey.HUNYUAN_VIDEO15,
                  EngineKey.WAN22_TI2V_5B, EngineKey.WAN22_T2V_A14B, EngineKey.WAN22_I2V_A14B, EngineKey.Z_IMAGE,
                  EngineKey.CHROMA, EngineKey.SD3, EngineKey.QWEN_IMAGE, EngineKey.QWEN_IMAGE_EDIT, EngineKey.FLUX2,
-                 EngineKey.FLUX2_KLEIN)
+                 EngineKey.FLUX2_KLEIN, EngineKey.LTX2)
 #: families whose VAE is the 2-D AutoencoderKL (a separate `vae` file loads with loader.load_vae_file)
 KL_VAE_FAMILIES = (EngineKey.FLUX, EngineKey.Z_IMAGE, EngineKey.CHROMA, EngineKey.SD3)
 #: tokenizer slot of a family -> the cache-models entry that fetches it (models/tokenizers/<name>/)
@@ -40,6 +40,7 @@ TOKENIZER_SOURCES: dict[tuple[EngineKey, str], str] = {
     (EngineKey.Z_IMAGE, "tokenizer"): "tokenizer-qwen3",
     (EngineKey.CHROMA, "tokenizer"): "tokenizer-t5-xxl",
     (EngineKey.SD3, "tokenizer_3"): "tokenizer-t5-xxl",  # SD3's T5-XXL tokenizer is FLUX's (google/t5-v1_1-xxl)
+    (EngineKey.LTX2, "tokenizer"): "tokenizer-gemma3",  # Lightricks/LTX-2 tokenizer/ (Gemma 3)
 }
 _WAN = (EngineKey.WAN22_TI2V_5B, EngineKey.WAN22_T2V_A14B, EngineKey.WAN22_I2V_A14B)
 #: text-encoder slots of the families that take separate text-encoder files:

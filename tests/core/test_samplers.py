@@ -286,13 +286,16 @@ QWEN_IMAGE = {"_class_name": "FlowMatchEulerDiscreteScheduler", "base_image_seq_
 FLUX2 = {"_class_name": "FlowMatchEulerDiscreteScheduler", "base_image_seq_len": 256, "base_shift": 0.5,
          "max_image_seq_len": 4096, "max_shift": 1.15, "num_train_timesteps": 1000, "shift": 3.0,
          "use_dynamic_shifting": True}
+# Lightricks/LTX-2 scheduler/scheduler_config.json: shift from the video token count, terminal 0.1
+LTX2 = {**QWEN_IMAGE, "base_image_seq_len": 1024, "max_image_seq_len": 4096, "base_shift": 0.95, "max_shift": 2.05,
+        "shift_terminal": 0.1}
 FAMILIES = {"sd15": (SD15, False), "sdxl": (VPRED, False), "svd": (SVD, False), "flux": (FLUX, True),
             "flux_schnell": (SCHNELL, True), "hunyuan_video": (HUNYUAN, True), "hunyuan_video15": (HUNYUAN, True),
             "wan22_ti2v_5b": (WAN, True), "wan22_t2v_a14b": ({**WAN, "flow_shift": 12.0}, True),
             "wan22_i2v_a14b": (WAN, True), "z_image": (ZIMAGE, True), "chroma": (FLUX, True),
             "sd3": (SD35, True), "qwen_image": (QWEN_IMAGE, True), "qwen_image_edit": (QWEN_IMAGE, True),
             "flux2": (FLUX2, True),
-            "flux2_klein": (FLUX2, True)}
+            "flux2_klein": (FLUX2, True), "ltx2": (LTX2, True)}
 ENGINE_KEY = {"flux_schnell": "flux"}
 NAMES = [*ref.CLASSIC, *ref.LEGACY]
 SCHEDULE_NAMES = ["Automatic", *ref.SCHEDULES]
@@ -368,6 +371,15 @@ def test_qwen_image_row_keeps_the_dynamic_shift_and_terminal():
     with pytest.raises(UnsupportedSamplerError) as err:
         create_sampler("Heun", None, "qwen_image", QWEN_IMAGE)
     assert "resolution-dependent shift" in str(err.value)
+
+
+def test_ltx2_row_keeps_the_token_count_shift_and_terminal():
+    auto = create_sampler(None, None, "ltx2", LTX2)
+    assert (auto.class_name, auto.sampler_effective) == ("FlowMatchEulerDiscreteScheduler", "Euler")
+    assert auto.needs_mu and auto.config["shift_terminal"] == 0.1 and auto.config["max_shift"] == 2.05
+    with pytest.raises(UnsupportedSamplerError) as err:
+        create_sampler("DDIM", None, "ltx2", LTX2)
+    assert err.value.field == "sampler"
 
 
 @pytest.mark.parametrize("family", ["flux2", "flux2_klein"])
