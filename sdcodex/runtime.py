@@ -163,6 +163,36 @@ def load_request_image(value: str, field: str, *, allow_path: bool) -> Any:
     return load_image(value, field=field, allow_path=allow_path)
 
 
+_PREPROCESS_LOCK = threading.Lock()
+
+
+def preprocessor_modules(alias_names: bool = False) -> tuple[list[str], dict[str, Any]]:
+    """(module names, per-module sliders) of the ControlNet preprocessors, as `/controlnet/module_list` answers."""
+    from sdcodex.engines import preprocessors
+
+    return preprocessors.list_modules(alias_names), preprocessors.module_details(alias_names)
+
+
+def preprocessor_bounds(module: str, resolution: float | None, threshold_a: float | None,
+                        threshold_b: float | None) -> tuple[int | None, float | None, float | None]:
+    """The A1111 extension's lenient slider rule (out of range, e.g. -1, means the default)."""
+    from sdcodex.engines import preprocessors
+
+    return preprocessors.bound_check(module, resolution, threshold_a, threshold_b)
+
+
+def preprocess(module: str, image: Any, *, resolution: int | None, threshold_a: float | None = None,
+               threshold_b: float | None = None, mask: Any = None, seed: int = 0,
+               models_dir: str | Path | None = None, device: str = "cpu", field: str = "module") -> Any:
+    """Run one ControlNet preprocessor on a PIL image (one at a time per process); see engines/preprocessors.py."""
+    from sdcodex.engines import preprocessors
+
+    with _PREPROCESS_LOCK:
+        return preprocessors.run_preprocessor(module, image, resolution=resolution or 512, threshold_a=threshold_a,
+                                              threshold_b=threshold_b, mask=mask, seed=seed,
+                                              models_dir=models_dir, device=device, field=field)
+
+
 def quiet_libraries() -> None:
     """Our own progress bar and log lines replace Diffusers'/transformers'/hub's tqdm bars and notices."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

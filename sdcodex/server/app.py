@@ -32,7 +32,7 @@ def error_body(path: str, exc: CodexError, status: int) -> dict[str, Any]:
         kind = "invalid_request_error" if status < 500 else "server_error"
         return {"error": {"message": str(exc), "type": kind, "param": exc.field, "code": exc.code}}
     body = exc.to_dict()
-    if path.startswith("/sdapi/"):
+    if path.startswith(("/sdapi/", "/controlnet/")):
         body.setdefault("detail", str(exc))
     return body
 
@@ -157,10 +157,11 @@ def create_app(settings: ServerSettings | None = None, *, with_ui: bool = False)
     app.state.codex = service
     _install_error_handlers(app)
 
-    from . import a1111, native, openai
+    from . import a1111, controlnet_api, native, openai
 
     app.include_router(native.router)
     app.include_router(a1111.router)
+    app.include_router(controlnet_api.router)
     app.include_router(openai.router)
     if with_ui:
         mount_ui(app, service)
