@@ -23,6 +23,7 @@ from PIL import Image
 from sdcodex.core.errors import ValidationError
 
 RESOLUTION_NAME = "Preprocessor Resolution"
+MAX_WORK_PIXELS = 4096 * 4096  # a thin image scaled to a large resolution must not exhaust memory
 CACHE_COMMAND = "sdcodex cache-models annotators"
 
 
@@ -434,6 +435,9 @@ def run_preprocessor(module: str, image: Image.Image, *, resolution: int, thresh
     if spec.resize:
         h, w = arr.shape[:2]
         tw, th = scaled_size(w, h, opts.resolution)
+        if tw * th > MAX_WORK_PIXELS:
+            raise ValidationError(f"a {w}x{h} image scaled to resolution {opts.resolution} would be {tw}x{th} "
+                                  f"pixels", field=f"{prefix}processor_res", allowed=f"at most {MAX_WORK_PIXELS} pixels")
         out = spec.run(_pad64(resize_array(arr, tw, th)), opts)[:th, :tw]
     else:
         out = spec.run(arr, opts)

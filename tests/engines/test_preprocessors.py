@@ -109,6 +109,9 @@ def test_module_table_matches_the_extension_and_errors_name_fields():
     with pytest.raises(ValidationError) as e:
         P.run_preprocessor("canny", Image.new("RGB", (8, 8)), resolution=8)
     assert e.value.field == "processor_res"
+    with pytest.raises(ValidationError) as e:  # a 1-pixel-high strip scaled to 2048 would be 2048 x 262144
+        P.run_preprocessor("canny", Image.new("RGB", (128, 1)), resolution=2048)
+    assert e.value.field == "processor_res" and "pixels" in str(e.value)
     # the A1111 API's lenient rule: out of range (-1) means "the default"
     assert P.bound_check("canny", -1, -1, 150) == (None, None, 150)
 
