@@ -18,6 +18,8 @@ from __future__ import annotations
 import bisect
 import math
 import os
+import threading
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
@@ -127,6 +129,27 @@ def _unpadded(backend: Any) -> Any:
     return backend
 
 
+_UNPADDED: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_UNPADDED_LOCK = threading.Lock()
+
+
+def unpadded_backend(tokenizer: Any) -> Any:
+    """The private unpadded copy of a tokenizer's Rust backend, made once per tokenizer object (a copy takes
+    ~0.4 s: made per prompt it cost every job and every keystroke of the token counter that much). A
+    textual-inversion run tokenizes with its own deep copy of the tokenizer, so added tokens get their own."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    with _UNPADDED_LOCK:
+        try:
+            found = _UNPADDED.get(tokenizer)
+        except TypeError:  # not weak-referenceable: no cache
+            return _unpadded(backend)
+        if found is None:
+            found = _UNPADDED[tokenizer] = _unpadded(backend)
+        return found
+
+
 class ClipTokens:
     """Tokenizes weighted text with a CLIP tokenizer (segments cached) and chunks it the A1111 way."""
 
@@ -136,7 +159,7 @@ class ClipTokens:
         self.end = int(tokenizer.eos_token_id)
         comma = tokenizer.convert_tokens_to_ids(",</w>")
         self.comma = comma if comma != tokenizer.unk_token_id else None
-        self._backend = _unpadded(getattr(tokenizer, "backend_tokenizer", None))  # Rust: no per-call overhead
+        self._backend = unpadded_backend(tokenizer)  # Rust: no per-call overhead
         self.groups = groups or {}
         self._cache: dict[str, list[int]] = {}
 
@@ -191,7 +214,10 @@ _COUNTERS: dict[int, ClipTokens] = {}
 
 
 def _counter_tokens(tokenizer: Any) -> ClipTokens:
-    return _COUNTERS.setdefault(id(tokenizer), ClipTokens(tokenizer))
+    found = _COUNTERS.get(id(tokenizer))
+    if found is None or found.tokenizer is not tokenizer or len(found._cache) > 4096:
+        found = _COUNTERS[id(tokenizer)] = ClipTokens(tokenizer)  # segments cached per keystroke: bounded
+    return found
 
 
 # -- encoding -------------------------------------------------------------------------------------

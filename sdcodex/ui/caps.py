@@ -3,6 +3,7 @@ per engine: which tabs an engine enables, its samplers and schedule types, which
 step sizes and the values a tab starts from."""
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 from typing import Any
 
@@ -137,6 +138,20 @@ def frame_rule(engine: str | None) -> str:
     if c.get("max_frames"):
         parts.append(f"at most {c['max_frames']}")
     return ", ".join(parts) or "any count"
+
+
+_WARMED = threading.Event()
+
+
+def warm_prompt_tokens() -> None:
+    """Build the CLIP tokenizer and the counter's chunker in the background, once per process, so the first
+    keystroke's count does not wait for them (seconds on a small machine)."""
+    if _WARMED.is_set():
+        return
+    _WARMED.set()
+    engine = next((key for key, cls in _engines().items() if cls.clip_conditioning is not None), None)
+    if engine is not None:
+        threading.Thread(target=prompt_tokens, args=(engine, "warm"), name="codex-token-warm", daemon=True).start()
 
 
 def prompt_tokens(engine: str | None, text: str | None, emphasis: str | None = None, steps: Any = None) -> str:

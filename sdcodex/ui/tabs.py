@@ -164,6 +164,8 @@ def wire_tab(tab: GenTab, quick: Quick, jobs: UIJobs, tabs: Any, all_tabs: dict[
 def wire_token_counters(tab: GenTab, quick: Quick) -> None:
     """`used/75` under each prompt box (growing by chunks, as A1111's), counted by the engine's own encoder."""
     extra = [tab.fields[k] for k in ("emphasis", "steps") if k in tab.fields]
+    if tab.token_counters:
+        caps.warm_prompt_tokens()
     for key, counter in tab.token_counters.items():
         box = tab.fields[key]
 

@@ -2,7 +2,6 @@
 engine's own CLIP chunker (attention syntax and BREAK included); no counter for an engine without CLIP chunks."""
 from __future__ import annotations
 
-import pytest
 
 from .test_browser import choose, set_value
 
@@ -12,8 +11,6 @@ def counter(page, elem_id: str, expected: str) -> None:
         f"(document.querySelector('#{elem_id}') || {{}}).innerText?.trim() === {expected!r}", timeout=30_000)
 
 
-@pytest.mark.xfail(strict=False, reason="known bug (#11): on the merged tree the txt2img token counter does "
-                   "not appear within 30 s in headless Chromium; not yet found")
 def test_token_counters_grow_by_chunks(page):
     set_value(page, "codex-txt2img-prompt", "a (red:1.3) fox")
     counter(page, "codex-txt2img-prompt-tokens", "3/75")
