@@ -12,4 +12,11 @@ if ! command -v chromium >/dev/null 2>&1 && [ -z "${SDCODEX_CHROMIUM:-}" ]; then
   fi
 fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1
+# Tests run in parallel over the cores (pytest-xdist), one torch thread per worker; tests that share one external
+# instance (the Ray cluster) carry an xdist_group mark and run in one worker. SDCODEX_TEST_WORKERS=0 runs serially.
+workers="${SDCODEX_TEST_WORKERS:-$(nproc 2>/dev/null || echo 1)}"
+if [ "$workers" -gt 1 ] 2>/dev/null; then
+  export SDCODEX_THREADS="${SDCODEX_THREADS:-1}" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+  exec .venv/bin/python -m pytest -n "$workers" --dist loadgroup "$@"
+fi
 exec .venv/bin/python -m pytest "$@"

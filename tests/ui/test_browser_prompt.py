@@ -2,7 +2,6 @@
 engine's own CLIP chunker (attention syntax and BREAK included); no counter for an engine without CLIP chunks."""
 from __future__ import annotations
 
-
 from .test_browser import choose, set_value
 
 
