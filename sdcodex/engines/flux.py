@@ -157,22 +157,60 @@ def collect_videos(result: Any, out: EngineOutput, seeds: list[int]) -> None:
     out.seeds.extend(seeds)
 
 
+def per_image(text: str, batch_size: int) -> Any:
+    """A prompt as a pipeline takes it for `batch_size` images of one call."""
+    return text if batch_size == 1 else [text] * batch_size
+
+
+class FlowImageEngine(FlowEngineMixin, DiffusersEngine):
+    """What the flow-matching image families declare alike (each engine states only what differs) and the
+    pipeline arguments they all build the same way."""
+
+    prediction = Prediction.FLOW
+    default_sampler = "Euler"
+    default_scheduler = "Automatic"
+    size_multiple = 16          # 8x VAE and 2x2 latent packing (or patches)
+    min_size = 64
+    max_size = 2048
+    text_encoder_names = ("text_encoder",)
+    pipeline_passes_sigmas = True  # the pipelines set their own sigmas (linspace(1, 1/n, n)), shifted
+
+    def image_kwargs(self, params: Params, batch_size: int, **guidance: Any) -> dict[str, Any]:
+        """Prompt, steps, size and the given guidance arguments; for img2img and inpaint the resized input image
+        and the strength, for inpaint the mask and the full-resolution crop padding."""
+        kw: dict[str, Any] = {"prompt": per_image(params.prompt, batch_size), "num_inference_steps": params.steps,
+                              "width": params.width, "height": params.height, "output_type": "pil", **guidance}
+        if params.task in (Task.IMG2IMG, Task.INPAINT):
+            kw.update(image=resize_image(params.init_image, params.width, params.height, params.resize_mode),
+                      strength=params.denoising_strength)
+        if params.task is Task.INPAINT:
+            kw["mask_image"] = prepare_mask(params.mask, params)
+            if params.inpaint_full_res:
+                kw["padding_mask_crop"] = params.inpaint_full_res_padding
+        return kw
+
+    def negative_kwargs(self, params: Params, batch_size: int, *, cfg: bool, blank: str | None = None
+                        ) -> dict[str, Any]:
+        """`negative_prompt` when the run uses CFG and there is one (or `blank` stands in for none)."""
+        negative = params.negative_prompt or blank
+        return {"negative_prompt": per_image(negative, batch_size)} if cfg and negative else {}
+
+    def warn_negative_without_cfg(self, params: Params, warnings: list[str]) -> list[str]:
+        if params.cfg_scale <= 1.0 and params.negative_prompt:
+            warnings.append(f"negative_prompt is ignored: cfg_scale 1 runs {self.label} without CFG")
+        return warnings
+
+
 # ------------------------------------------------------------------------------------------------ FLUX
 @ENGINES.register("flux", "flux1", "flux.1", "flux-dev", "flux-schnell")
-class FluxEngine(FlowEngineMixin, DiffusersEngine):
+class FluxEngine(FlowImageEngine):
     key = EngineKey.FLUX
     label = "FLUX.1"
     tasks = frozenset({Task.TXT2IMG, Task.IMG2IMG, Task.INPAINT})
     modes = frozenset({Mode.NORMAL, Mode.TURBO})
-    prediction = Prediction.FLOW
-    default_sampler = "Euler"
-    default_scheduler = "Automatic"
-    size_multiple = 16          # 8x VAE and 2x2 latent packing
-    min_size = 64
-    max_size = 2048
     defaults = {"width": 1024, "height": 1024, "steps": 28, "cfg_scale": 1.0}
     pipelines = {Task.TXT2IMG: FluxPipeline, Task.IMG2IMG: FluxImg2ImgPipeline, Task.INPAINT: FluxInpaintPipeline}
-    pipeline_passes_sigmas = True
+    text_encoder_names = ("text_encoder", "text_encoder_2")
     prompt_family = "flux"
 
     @property
@@ -197,26 +235,13 @@ class FluxEngine(FlowEngineMixin, DiffusersEngine):
         return warnings
 
     def call_kwargs(self, params: Params, pipe: Any, batch_size: int) -> dict[str, Any]:
-        prompt: Any = params.prompt if batch_size == 1 else [params.prompt] * batch_size
-        kw: dict[str, Any] = {"prompt": prompt, "num_inference_steps": params.steps, "width": params.width,
-                              "height": params.height, "output_type": "pil"}
-        if self.guidance_embed:
-            kw["guidance_scale"] = (params.distilled_cfg_scale if params.distilled_cfg_scale is not None
-                                    else FLUX_DEV_GUIDANCE)
-            if params.cfg_scale > 1.0 and params.negative_prompt:
-                negative = params.negative_prompt
-                kw.update(true_cfg_scale=params.cfg_scale,
-                          negative_prompt=negative if batch_size == 1 else [negative] * batch_size)
-        else:
-            kw["guidance_scale"] = 0.0
-        if params.task is Task.IMG2IMG:
-            kw.update(image=resize_image(params.init_image, params.width, params.height, params.resize_mode),
-                      strength=params.denoising_strength)
-        elif params.task is Task.INPAINT:
-            kw.update(image=resize_image(params.init_image, params.width, params.height, params.resize_mode),
-                      mask_image=prepare_mask(params.mask, params), strength=params.denoising_strength)
-            if params.inpaint_full_res:
-                kw["padding_mask_crop"] = params.inpaint_full_res_padding
+        if not self.guidance_embed:
+            return self.image_kwargs(params, batch_size, guidance_scale=0.0)
+        kw = self.image_kwargs(params, batch_size, guidance_scale=(
+            params.distilled_cfg_scale if params.distilled_cfg_scale is not None else FLUX_DEV_GUIDANCE))
+        negative = self.negative_kwargs(params, batch_size, cfg=params.cfg_scale > 1.0)
+        if negative:
+            kw.update(true_cfg_scale=params.cfg_scale, **negative)
         return kw
 
     def run(self, params: Params, events: EventSink) -> EngineOutput:
@@ -230,4 +255,4 @@ class FluxEngine(FlowEngineMixin, DiffusersEngine):
 
 
 register_pipelines(FluxEngine.key.value, FluxEngine.pipelines)
-__all__ = ["FluxEngine", "FlowEngineMixin", "to_pil_frames", "shifted_config", "collect_videos", "build_pipeline"]
+__all__ = ["FluxEngine", "FlowEngineMixin", "FlowImageEngine", "per_image", "to_pil_frames", "shifted_config", "collect_videos", "build_pipeline"]

@@ -18,13 +18,13 @@ from typing import Any
 from diffusers import Flux2KleinPipeline, Flux2Pipeline
 
 from sdcodex.core.engine import EngineOutput
-from sdcodex.core.enums import EngineKey, Mode, Prediction, Task
+from sdcodex.core.enums import EngineKey, Mode, Task
 from sdcodex.core.events import EventSink
 from sdcodex.core.params import Params
 from sdcodex.core.registry import ENGINES
 
-from .base import DiffusersEngine, register_pipelines
-from .flux import FlowEngineMixin
+from .base import register_pipelines
+from .flux import FlowImageEngine
 
 FLUX2_DEV_GUIDANCE = 4.0   # black-forest-labs/FLUX.2-dev model card / Diffusers example: guidance_scale=4
 MAX_REFERENCES = 10        # black-forest-labs/FLUX.2-dev model card: up to 10 reference images
@@ -32,26 +32,16 @@ MAX_REFERENCES = 10        # black-forest-labs/FLUX.2-dev model card: up to 10 r
 REFERENCE_MIN_SIDE, REFERENCE_MAX_RATIO = 64, 8
 
 
-class Flux2Base(FlowEngineMixin, DiffusersEngine):
-    """What dev and Klein share: sizes, the flow sampler, reference images."""
+class Flux2Base(FlowImageEngine):
+    """What dev and Klein share: reference images."""
 
     tasks = frozenset({Task.TXT2IMG})
-    prediction = Prediction.FLOW
-    default_sampler = "Euler"
-    default_scheduler = "Automatic"
-    size_multiple = 16          # 8x VAE and 2x2 latent patches
-    min_size = 64
-    max_size = 2048
     max_images = MAX_REFERENCES
     reference_min_side, reference_max_ratio = REFERENCE_MIN_SIDE, REFERENCE_MAX_RATIO
     extra_keys = frozenset({"images"})  # reference images: the UI shows their field only on engines that take them
-    text_encoder_names = ("text_encoder",)
-    pipeline_passes_sigmas = True  # linspace(1, 1/n, n), shifted by mu (image size and step count)
 
-    def base_kwargs(self, params: Params, batch_size: int) -> dict[str, Any]:
-        prompt: Any = params.prompt if batch_size == 1 else [params.prompt] * batch_size
-        kw: dict[str, Any] = {"prompt": prompt, "num_inference_steps": params.steps, "width": params.width,
-                              "height": params.height, "output_type": "pil"}
+    def base_kwargs(self, params: Params, batch_size: int, guidance: float) -> dict[str, Any]:
+        kw = self.image_kwargs(params, batch_size, guidance_scale=guidance)
         if params.images:
             kw["image"] = [image.convert("RGB") for image in params.images]
         return kw
@@ -83,7 +73,7 @@ class Flux2Engine(Flux2Base):
         return warnings
 
     def call_kwargs(self, params: Params, pipe: Any, batch_size: int) -> dict[str, Any]:
-        return {**self.base_kwargs(params, batch_size), "guidance_scale": self.distilled_guidance(params)}
+        return self.base_kwargs(params, batch_size, self.distilled_guidance(params))
 
     def run(self, params: Params, events: EventSink) -> EngineOutput:
         out = super().run(params, events)
@@ -119,7 +109,7 @@ class Flux2KleinEngine(Flux2Base):
         return warnings
 
     def call_kwargs(self, params: Params, pipe: Any, batch_size: int) -> dict[str, Any]:
-        kw = {**self.base_kwargs(params, batch_size), "guidance_scale": params.cfg_scale}
+        kw = self.base_kwargs(params, batch_size, params.cfg_scale)
         if self.cfg_on(params) and params.negative_prompt:
             # the pipeline encodes "" as the negative; a written negative prompt goes in as its embeddings
             embeds, _ = pipe.encode_prompt(prompt=[params.negative_prompt] * batch_size,

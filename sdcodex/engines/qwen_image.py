@@ -11,51 +11,29 @@ from diffusers import (QwenImageEditPipeline, QwenImageEditPlusPipeline, QwenIma
                        QwenImageInpaintPipeline, QwenImagePipeline)
 
 from sdcodex.core.engine import EngineOutput
-from sdcodex.core.enums import EngineKey, Prediction, Task
+from sdcodex.core.enums import EngineKey, Task
 from sdcodex.core.errors import ValidationError
 from sdcodex.core.events import EventSink
 from sdcodex.core.params import Params
 from sdcodex.core.registry import ENGINES
 
-from .base import DiffusersEngine, build_pipeline, prepare_mask, register_pipelines, resize_image
-from .flux import FlowEngineMixin
+from .base import build_pipeline, register_pipelines
+from .flux import FlowImageEngine
 
 
 @ENGINES.register("qwen_image", "qwen-image", "qwenimage", "qwen")
-class QwenImageEngine(FlowEngineMixin, DiffusersEngine):
+class QwenImageEngine(FlowImageEngine):
     key = EngineKey.QWEN_IMAGE
     label = "Qwen-Image"
     tasks = frozenset({Task.TXT2IMG, Task.IMG2IMG, Task.INPAINT})
-    prediction = Prediction.FLOW
-    default_sampler = "Euler"
-    default_scheduler = "Automatic"
-    size_multiple = 16          # 8x VAE and 2x2 latent packing
-    min_size = 64
-    max_size = 2048
     # Qwen/Qwen-Image model card: 1328x1328 (1:1), 50 steps, true_cfg_scale 4.0, negative prompt " "
     defaults = {"width": 1328, "height": 1328, "steps": 50, "cfg_scale": 4.0}
     pipelines = {Task.TXT2IMG: QwenImagePipeline, Task.IMG2IMG: QwenImageImg2ImgPipeline,
                  Task.INPAINT: QwenImageInpaintPipeline}
-    text_encoder_names = ("text_encoder",)
-    pipeline_passes_sigmas = True
 
     def call_kwargs(self, params: Params, pipe: Any, batch_size: int) -> dict[str, Any]:
-        def each(text: str) -> Any:
-            return text if batch_size == 1 else [text] * batch_size
-
-        kw: dict[str, Any] = {"prompt": each(params.prompt), "num_inference_steps": params.steps,
-                              "true_cfg_scale": params.cfg_scale, "width": params.width, "height": params.height,
-                              "output_type": "pil"}
-        if params.cfg_scale > 1.0:
-            kw["negative_prompt"] = each(params.negative_prompt or " ")
-        if params.task in (Task.IMG2IMG, Task.INPAINT):
-            kw.update(image=resize_image(params.init_image, params.width, params.height, params.resize_mode),
-                      strength=params.denoising_strength)
-        if params.task is Task.INPAINT:
-            kw["mask_image"] = prepare_mask(params.mask, params)
-            if params.inpaint_full_res:
-                kw["padding_mask_crop"] = params.inpaint_full_res_padding
-        return kw
+        return {**self.image_kwargs(params, batch_size, true_cfg_scale=params.cfg_scale),
+                **self.negative_kwargs(params, batch_size, cfg=params.cfg_scale > 1.0, blank=" ")}
 
 
 #: Qwen/Qwen-Image-Edit-2509 model card: "multi-image editing ... optimal performance with 1 to 3 input images"
@@ -63,7 +41,7 @@ MAX_EDIT_IMAGES = 3
 
 
 @ENGINES.register("qwen_image_edit", "qwen-image-edit", "qwenimageedit", "qwen-edit")
-class QwenImageEditEngine(FlowEngineMixin, DiffusersEngine):
+class QwenImageEditEngine(FlowImageEngine):
     """Qwen-Image-Edit: `txt2img` with the request key `images` (the pictures to edit) and the prompt as the
     instruction. Each image goes twice into the model: through the Qwen2.5-VL vision tower (the pipeline resizes it
     to about 384x384 px) into the prompt embedding, and through the VAE (about 1024x1024 px) as extra latent tokens
@@ -76,19 +54,11 @@ class QwenImageEditEngine(FlowEngineMixin, DiffusersEngine):
     key = EngineKey.QWEN_IMAGE_EDIT
     label = "Qwen-Image-Edit"
     tasks = frozenset({Task.TXT2IMG})
-    prediction = Prediction.FLOW
-    default_sampler = "Euler"
-    default_scheduler = "Automatic"
-    size_multiple = 16
-    min_size = 64
-    max_size = 2048
     max_images = MAX_EDIT_IMAGES
     extra_keys = frozenset({"images"})  # the pictures to edit: the UI shows their field on this engine
     # Qwen/Qwen-Image-Edit-2509 model card: 40 steps, true_cfg_scale 4.0, negative prompt " " (output ~1024x1024)
     defaults = {"width": 1024, "height": 1024, "steps": 40, "cfg_scale": 4.0}
     pipelines = {Task.TXT2IMG: QwenImageEditPlusPipeline}
-    text_encoder_names = ("text_encoder",)
-    pipeline_passes_sigmas = True
 
     @property
     def plus(self) -> bool:
@@ -114,13 +84,10 @@ class QwenImageEditEngine(FlowEngineMixin, DiffusersEngine):
         return warnings
 
     def call_kwargs(self, params: Params, pipe: Any, batch_size: int) -> dict[str, Any]:
-        images = [image.convert("RGB") for image in params.images]
-        kw: dict[str, Any] = {"prompt": params.prompt, "image": images if self.plus else images[0],
-                              "num_inference_steps": params.steps, "true_cfg_scale": params.cfg_scale,
-                              "width": params.width, "height": params.height, "output_type": "pil"}
-        if params.cfg_scale > 1.0:
-            kw["negative_prompt"] = params.negative_prompt or " "
-        return kw
+        images = [image.convert("RGB") for image in params.images]  # one prompt per call (see generate)
+        return {**self.image_kwargs(params, 1, true_cfg_scale=params.cfg_scale),
+                **self.negative_kwargs(params, 1, cfg=params.cfg_scale > 1.0, blank=" "),
+                "image": images if self.plus else images[0]}
 
     def generate(self, pipe: Any, params: Params, kwargs: dict[str, Any], seeds: list[int], on_step: Any,
                  out: EngineOutput) -> Any:

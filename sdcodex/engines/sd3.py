@@ -5,31 +5,26 @@ from __future__ import annotations
 
 from diffusers import StableDiffusion3Img2ImgPipeline, StableDiffusion3InpaintPipeline, StableDiffusion3Pipeline
 
-from sdcodex.core.enums import EngineKey, Mode, Prediction, Task
+from sdcodex.core.enums import EngineKey, Mode, Task
 from sdcodex.core.registry import ENGINES
 
-from .base import DiffusersEngine, register_pipelines
-from .flux import FlowEngineMixin
+from .base import register_pipelines
+from .flux import FlowImageEngine
 
 
 @ENGINES.register("sd3", "sd35", "sd3.5", "sd3_5", "stable-diffusion-3.5", "sd35_large", "sd35_medium")
-class SD3Engine(FlowEngineMixin, DiffusersEngine):
+class SD3Engine(FlowImageEngine):
     key = EngineKey.SD3
     label = "Stable Diffusion 3.5"
     tasks = frozenset({Task.TXT2IMG, Task.IMG2IMG, Task.INPAINT})
     modes = frozenset({Mode.NORMAL, Mode.TURBO})
-    prediction = Prediction.FLOW
-    default_sampler = "Euler"
-    default_scheduler = "Automatic"
-    size_multiple = 16          # 8x VAE and 2x2 transformer patches
-    min_size = 64
-    max_size = 2048
     # stabilityai/stable-diffusion-3.5-large model card: 1024x1024, 28 steps, guidance 3.5
     # (3.5 Medium's card: 40 steps, guidance 4.5; 3.5 Large Turbo: 4 steps, guidance 0 — the `turbo` presets)
     defaults = {"width": 1024, "height": 1024, "steps": 28, "cfg_scale": 3.5}
     pipelines = {Task.TXT2IMG: StableDiffusion3Pipeline, Task.IMG2IMG: StableDiffusion3Img2ImgPipeline,
                  Task.INPAINT: StableDiffusion3InpaintPipeline}
     text_encoder_names = ("text_encoder", "text_encoder_2", "text_encoder_3")
+    pipeline_passes_sigmas = False  # the SD3 pipelines pass timesteps only
 
 
 register_pipelines(SD3Engine.key.value, SD3Engine.pipelines)

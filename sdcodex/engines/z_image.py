@@ -14,13 +14,13 @@ from typing import Any
 from diffusers import ZImageImg2ImgPipeline, ZImagePipeline
 
 from sdcodex.core.engine import EngineOutput
-from sdcodex.core.enums import EngineKey, Mode, Prediction, Task
+from sdcodex.core.enums import EngineKey, Mode, Task
 from sdcodex.core.events import EventSink
 from sdcodex.core.params import Params
 from sdcodex.core.registry import ENGINES
 
-from .base import DiffusersEngine, register_pipelines, resize_image
-from .flux import FlowEngineMixin
+from .base import register_pipelines
+from .flux import FlowImageEngine
 
 
 def pipeline_guidance(cfg_scale: float) -> float:
@@ -29,41 +29,23 @@ def pipeline_guidance(cfg_scale: float) -> float:
 
 
 @ENGINES.register("z_image", "z-image", "zimage", "z_image_turbo", "z-image-turbo")
-class ZImageEngine(FlowEngineMixin, DiffusersEngine):
+class ZImageEngine(FlowImageEngine):
     key = EngineKey.Z_IMAGE
     label = "Z-Image"
     tasks = frozenset({Task.TXT2IMG, Task.IMG2IMG})
     modes = frozenset({Mode.NORMAL, Mode.TURBO})
-    prediction = Prediction.FLOW
-    default_sampler = "Euler"
-    default_scheduler = "Automatic"
-    size_multiple = 16          # 8x VAE and 2x2 transformer patches
-    min_size = 64
-    max_size = 2048
     # Tongyi-MAI/Z-Image model card: 50 steps, guidance_scale 4.0 (= cfg_scale 5.0 here)
     defaults = {"width": 1024, "height": 1024, "steps": 50, "cfg_scale": 5.0}
     pipelines = {Task.TXT2IMG: ZImagePipeline, Task.IMG2IMG: ZImageImg2ImgPipeline}
     extra_keys = frozenset({"flow_shift"})  # the scheduler's shift (3.0) is the knob Z-Image users tune
-    text_encoder_names = ("text_encoder",)
-    pipeline_passes_sigmas = True  # the pipeline sets its own sigmas (linspace(1, 1/n, n)), shifted by the scheduler
 
     def call_kwargs(self, params: Params, pipe: Any, batch_size: int) -> dict[str, Any]:
-        prompt: Any = params.prompt if batch_size == 1 else [params.prompt] * batch_size
         guidance = pipeline_guidance(params.cfg_scale)
-        kw: dict[str, Any] = {"prompt": prompt, "num_inference_steps": params.steps, "width": params.width,
-                              "height": params.height, "guidance_scale": guidance, "output_type": "pil"}
-        if guidance > 0 and params.negative_prompt:
-            kw["negative_prompt"] = params.negative_prompt if batch_size == 1 else [params.negative_prompt] * batch_size
-        if params.task is Task.IMG2IMG:
-            kw.update(image=resize_image(params.init_image, params.width, params.height, params.resize_mode),
-                      strength=params.denoising_strength)
-        return kw
+        return {**self.image_kwargs(params, batch_size, guidance_scale=guidance),
+                **self.negative_kwargs(params, batch_size, cfg=guidance > 0)}
 
     def validate(self, params: Params) -> list[str]:
-        warnings = super().validate(params)
-        if params.cfg_scale <= 1.0 and params.negative_prompt:
-            warnings.append("negative_prompt is ignored: cfg_scale 1 runs Z-Image without CFG")
-        return warnings
+        return self.warn_negative_without_cfg(params, super().validate(params))
 
     def run(self, params: Params, events: EventSink) -> EngineOutput:
         out = super().run(params, events)
