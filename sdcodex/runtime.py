@@ -119,19 +119,35 @@ class LocalModels:
 
 
 class MediaSaver:
-    """Writes outputs with A1111 names and metadata under outdir/<task>/<date>/."""
+    """Writes outputs with A1111 names and metadata under outdir/<task>/<date>/. With a settings store
+    (core/settings.py) the file name pattern, JPEG/WebP quality, lossless WebP and whether infotext is written
+    are read from it at each save."""
 
-    def __init__(self, outdir: str | Path | None = None) -> None:
+    def __init__(self, outdir: str | Path | None = None, settings: Any = None) -> None:
         self.outdir = Path(outdir) if outdir else default_outdir()
+        self.settings = settings
+
+    def _options(self) -> dict[str, Any]:
+        return self.settings.values() if self.settings is not None else {}
+
+    def _path(self, task: str, seed: int, ext: str, fields: dict[str, Any], options: dict[str, Any]) -> Path:
+        from sdcodex.media.naming import expand_pattern, next_output_path
+
+        pattern = options.get("samples_filename_pattern") or "[seed]"
+        name = None if pattern == "[seed]" else expand_pattern(pattern, fields, seed=seed, task=task)
+        return next_output_path(self.outdir, task, seed, ext, name=name)
 
     def save_image(self, image: Any, *, task: str, seed: int, fmt: str, fields: dict[str, Any],
                    request: dict[str, Any]) -> str:
         from sdcodex.media.images import save_image
-        from sdcodex.media.naming import next_output_path
 
+        options = self._options()
         ext = {"jpeg": "jpg"}.get(fmt, fmt)
-        path = next_output_path(self.outdir, task, seed, ext)
-        return str(save_image(image, path, fmt=fmt, infotext=self.infotext(fields), request=request))
+        path = self._path(task, seed, ext, fields, options)
+        keep_info = options.get("enable_pnginfo", True)
+        return str(save_image(image, path, fmt=fmt, infotext=self.infotext(fields) if keep_info else "",
+                              request=request if keep_info else None, quality=int(options.get("jpeg_quality", 95)),
+                              lossless=bool(options.get("webp_lossless", False))))
 
     @staticmethod
     def infotext(fields: dict[str, Any]) -> str:
@@ -149,12 +165,13 @@ class MediaSaver:
 
     def save_video(self, frames: list[Any], *, task: str, seed: int, fmt: str, fps: float,
                    fields: dict[str, Any], request: dict[str, Any], audio: Any = None) -> str:
-        from sdcodex.media.naming import next_output_path
         from sdcodex.media.video import save_video
 
-        path = next_output_path(self.outdir, task, seed, fmt)
-        return str(save_video(frames, path, fps=fps, fmt=fmt, infotext=self.infotext(fields), request=request,
-                              audio=audio))
+        options = self._options()
+        path = self._path(task, seed, fmt, fields, options)
+        keep_info = options.get("enable_pnginfo", True)
+        return str(save_video(frames, path, fps=fps, fmt=fmt, infotext=self.infotext(fields) if keep_info else "",
+                              request=request if keep_info else None, audio=audio))
 
 
 def load_request_image(value: str, field: str, *, allow_path: bool) -> Any:
@@ -211,8 +228,9 @@ def quiet_libraries() -> None:
 def build_orchestrator(models_dir: str | Path | None = None, outdir: str | Path | None = None, *,
                        allow_paths: bool = False, allow_pickle: bool = False, device: str | None = None,
                        models: LocalModels | None = None, save: bool = True,
-                       offload: str | None = None) -> Orchestrator:
-    """The orchestrator every face uses. `allow_paths`: image fields may be file paths (CLI only)."""
+                       offload: str | None = None, settings: Any = None) -> Orchestrator:
+    """The orchestrator every face uses. `allow_paths`: image fields may be file paths (CLI only); `settings`:
+    the server's settings store (core/settings.py), read by the orchestrator and the saver."""
     import sdcodex.engines  # noqa: F401  (registers the engines)
 
     quiet_libraries()
@@ -221,9 +239,10 @@ def build_orchestrator(models_dir: str | Path | None = None, outdir: str | Path 
     _set_cpu_threads(device)
     from sdcodex.media.grid import draw_xyz_grid
 
-    return Orchestrator(models, MediaSaver(outdir) if save else None, grid_drawer=draw_xyz_grid,
+    return Orchestrator(models, MediaSaver(outdir, settings) if save else None, grid_drawer=draw_xyz_grid,
                         image_loader=lambda value, field: load_request_image(value, field, allow_path=allow_paths),
-                        device=device, offload=offload or os.environ.get("SDCODEX_OFFLOAD") or None)
+                        device=device, offload=offload or os.environ.get("SDCODEX_OFFLOAD") or None,
+                        settings=settings)
 
 
 def cpu_threads(env: dict[str, str] | None = None, affinity: set[int] | None = None) -> int:

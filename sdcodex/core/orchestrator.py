@@ -70,10 +70,13 @@ class Orchestrator:
     def __init__(self, models: ModelProvider, saver: Saver | None = None, *,
                  image_loader: ImageLoader | None = None, device: str = "cpu",
                  default_model: Callable[[], str | None] | None = None, offload: str | None = None,
-                 grid_drawer: Callable[..., Any] | None = None) -> None:
+                 grid_drawer: Callable[..., Any] | None = None, settings: Any = None) -> None:
         self.models = models
         #: draws the X/Y/Z plot's grid (media.grid.draw_xyz_grid; core draws nothing itself)
         self.grid_drawer = grid_drawer
+        #: the settings store (core/settings.py): fills output format, emphasis, clip skip and per-family
+        #: defaults a request leaves out, before the preset (`info.applied_settings` says what it filled)
+        self.settings = settings
         #: the server's offload policy (--offload): auto|none|model|group|sequential; a request's `offload` wins
         self.offload = offload
         self.saver = saver
@@ -114,12 +117,16 @@ class Orchestrator:
             warnings.append(f"mode {mode!r} ignored: {mode_reason}")
             mode = Mode.NORMAL.value
             data["mode"] = mode
+        applied = (self.settings.request_defaults(engine_key.value, req.task, data)
+                   if self.settings is not None else {})
+        data = {**applied, **data}
         preset, preset_warnings = find_preset(engine_key.value, mode, req.task.value, name=req.preset)
         warnings += preset_warnings
         filled = fill(data, preset)
         params = parse_params(engine_key, req.task, filled.data, image_loader=self.image_loader)
         warnings += engine_cls.check_params(params)
-        meta = {"preset": filled.preset_id, "applied_preset_patch": filled.patch, "mode_ignored_reason": mode_reason}
+        meta = {"preset": filled.preset_id, "applied_preset_patch": filled.patch, "mode_ignored_reason": mode_reason,
+                "applied_settings": applied}
         return entry, engine_cls, filled.data, meta, params, warnings
 
     def prepare_plot(self, raw: dict[str, Any], *, transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
@@ -184,6 +191,7 @@ class Orchestrator:
             "scheduler_effective": out.info.get("scheduler_effective"),
             "preset": meta["preset"],
             "applied_preset_patch": meta["applied_preset_patch"],
+            "applied_settings": meta["applied_settings"],
             "mode_ignored_reason": meta["mode_ignored_reason"],
             "warnings": warnings,
             "interrupted": out.interrupted,

@@ -13,6 +13,7 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from sdcodex.core.errors import CodexError
 
@@ -81,16 +82,63 @@ def output_folder(outdir: str | Path, task: str, date: _dt.date | str | None = N
     return Path(outdir) / str(task) / day
 
 
+_UNSAFE = re.compile(r'[\x00-\x1f<>:"/\\|?*]')
+_TOKEN = re.compile(r"\[([a-z_]+)\]", re.IGNORECASE)
+MAX_STEM = 120
+
+
+def sanitize(text: str, limit: int = MAX_STEM) -> str:
+    """Text made safe as part of a file name on every OS: no separators, reserved or control characters, no
+    leading/trailing dots or spaces, at most `limit` characters."""
+    text = _UNSAFE.sub("_", str(text)).replace("..", "_")
+    text = " ".join(text.split())[:limit]
+    return text.strip(" .")
+
+
+def expand_pattern(pattern: str, fields: dict[str, Any], *, seed: int | None, task: str,
+                   now: _dt.datetime | None = None) -> str:
+    """A1111's file name pattern (``[seed]``, ``[prompt_words]``, ``[model_name]``, ``[steps]``, ...; the names in
+    ``core.settings.FILENAME_TOKENS``) filled from one image's infotext fields; an unknown token stays as typed."""
+    now = now or _dt.datetime.now()
+    prompt = str(fields.get("prompt") or "")
+    extra = fields.get("extra") or {}
+    values = {
+        "seed": "" if seed is None else str(int(seed)),
+        "prompt": prompt, "prompt_no_styles": prompt,
+        "prompt_words": " ".join(re.findall(r"[\w']+", prompt)[:8]),
+        "model_name": fields.get("model") or "", "model_hash": fields.get("model_hash") or "",
+        "steps": fields.get("steps"), "cfg": fields.get("cfg_scale"), "sampler": fields.get("sampler"),
+        "scheduler": fields.get("scheduler"), "width": fields.get("width"), "height": fields.get("height"),
+        "engine": extra.get("Engine") or "", "task": task, "date": now.strftime("%Y-%m-%d"),
+        "datetime": now.strftime("%Y%m%d%H%M%S"), "job_timestamp": now.strftime("%Y%m%d%H%M%S"),
+        "batch_number": extra.get("Batch pos", 0),
+    }
+
+    def one(m: re.Match) -> str:
+        key = m.group(1).lower()
+        if key not in values:
+            return m.group(0)
+        value = values[key]
+        return "" if value is None else sanitize(f"{value:g}" if isinstance(value, float) else str(value), 60)
+
+    return sanitize(_TOKEN.sub(one, pattern or "[seed]"))
+
+
 def next_output_path(outdir: str | Path, task: str, seed: int | None, ext: str,
-                     date: _dt.date | str | None = None) -> Path:
-    """Reserve and return ``<outdir>/<task>/<YYYY-MM-DD>/<NNNNN>-<seed>.<ext>`` (``NNNNN.<ext>`` without seed).
+                     date: _dt.date | str | None = None, *, name: str | None = None) -> Path:
+    """Reserve and return ``<outdir>/<task>/<YYYY-MM-DD>/<NNNNN>-<seed>.<ext>`` (``NNNNN.<ext>`` without seed;
+    ``<NNNNN>-<name>.<ext>`` when ``name`` — an expanded file name pattern — is given).
 
     The returned file exists and is empty; folders are created as needed.
     """
     folder = output_folder(outdir, task, date)
     folder.mkdir(parents=True, exist_ok=True)
     ext = str(ext).lstrip(".").lower()
-    suffix = f"-{int(seed)}" if seed is not None else ""
+    if name is not None:
+        name = sanitize(name)
+        suffix = f"-{name}" if name else ""
+    else:
+        suffix = f"-{int(seed)}" if seed is not None else ""
     with _thread_lock, _FolderLock(folder):
         number = next_number(folder)
         while True:

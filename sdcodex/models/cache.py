@@ -74,6 +74,19 @@ class ModelCache:
                 free_memory()
             return model
 
+    def resize(self, max_loaded: int) -> None:
+        """Hold at most `max_loaded` models from now on; the least recently used ones beyond it are dropped."""
+        if max_loaded < 1:
+            raise ValidationError("must be at least 1", field="max_loaded", allowed=">= 1")
+        with self._lock:
+            self.max_loaded = int(max_loaded)
+            evicted = False
+            while len(self._items) > self.max_loaded:
+                self._items.popitem(last=False)
+                evicted = True
+        if evicted:
+            free_memory()
+
     def evict(self, key: Hashable) -> bool:
         """Drop one model; True when it was held."""
         with self._lock:

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdcodex.core.enums import Emphasis
-from sdcodex.core.errors import ModelNotFoundError, ValidationError
+from sdcodex.core.errors import CodexError, ModelNotFoundError, ValidationError
+from sdcodex.core.settings import SETTINGS_NAME, SettingsStore, check_value
 from sdcodex.jobs import Job, JobQueue, JobStore, Worker
 
 from .checks import NameChecker, check_unicode, confine, prompt_texts
@@ -88,30 +88,11 @@ def migrate_db(old: Path, new: Path) -> None:
 
 
 def default_options() -> dict[str, Any]:
-    """The A1111 options this server knows (others posted by clients are ignored)."""
-    return {"sd_model_checkpoint": None, "sd_checkpoint_hash": None, "sd_vae": "Automatic",
-            "CLIP_stop_at_last_layers": 1, "emphasis": "Original", "samples_format": "png", "sd_checkpoints_limit": 2,
-            "eta_noise_seed_delta": 0, "live_previews_enable": True, "show_progress_every_n_steps": 10,
-            "sd_vae_checkpoint_cache": 0, "samples_save": True, "grid_save": False, "jpeg_quality": 80,
-            "outdir_samples": "", "enable_pnginfo": True}
+    """The settings this server knows with their schema defaults (core/settings.py); others posted by clients are
+    ignored."""
+    from sdcodex.core.settings import OPTIONS
 
-
-def check_option_type(key: str, value: Any, default: Any) -> None:
-    """An option's value has its default's type (bool, int, float or string; None where it may be unset)."""
-    if value is None or default is None:
-        if value is None or isinstance(value, str):
-            return
-        raise ValidationError("must be a string or null", field=key)
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, str)
-    if not ok:
-        raise ValidationError(f"must be {type(default).__name__}, not {type(value).__name__}", field=key)
+    return {o.key: o.default for o in OPTIONS}
 
 
 class CodexService:
@@ -125,12 +106,14 @@ class CodexService:
         self.outdir.mkdir(parents=True, exist_ok=True)
         device = settings.device or os.environ.get("SDCODEX_DEVICE") or None
         self.models = settings.models or LocalModels(settings.models_dir, device=device or "cpu")
+        db = settings.resolved_db()
+        self.store = JobStore(db)
+        self.options_store = self._open_options(db.parent / SETTINGS_NAME)
         self.orchestrator = build_orchestrator(models=self.models, outdir=self.outdir, device=device,
-                                               offload=settings.offload)
+                                               offload=settings.offload, settings=self.options_store)
         self.orchestrator.image_loader = image_loader(settings.max_image_pixels)
         self.orchestrator.default_model = self.default_model_ref
         self.device = self.orchestrator.device
-        self.store = JobStore(settings.resolved_db())
         self.queue = JobQueue(self.store, max_bypass=settings.max_bypass)
         self.worker = Worker(self.queue, self.orchestrator, outdir=self.outdir, loaded=self.loaded_model_paths,
                              preview_every=self.preview_every)
@@ -193,33 +176,68 @@ class CodexService:
         except (TypeError, ValueError):
             return 0
 
-    # -- options -------------------------------------------------------------------------------
+    # -- options (the settings store, core/settings.py) ----------------------------------------
+    def _open_options(self, path: Path) -> SettingsStore:
+        """The settings store beside the job database. The server's limits (flags, env) and the model cache size
+        are its defaults; options an older version kept in the job database are moved into it once."""
+        s = self.settings
+        cache = getattr(self.models, "cache", None)
+        defaults = {"max_steps": s.max_steps or 0, "max_frames": s.max_frames or 0, "max_images": s.max_images or 0,
+                    "max_output_pixels": s.max_output_pixels or 0, "max_prompt_bytes": s.max_prompt_bytes or 0}
+        if cache is not None:
+            defaults["sd_checkpoints_limit"] = int(cache.max_loaded)
+        existed = path.is_file()
+        store = SettingsStore(path, defaults=defaults, checks={"sd_model_checkpoint": self._check_checkpoint})
+        old = self.store.get_value(OPTIONS_KEY, None)
+        if not existed and isinstance(old, dict) and old:
+            kept = {}
+            for key, value in old.items():
+                try:
+                    check_value(key, value)
+                    kept[key] = value
+                except CodexError:
+                    log.warning("option %s=%r from the job database is not valid now; dropped", key, value)
+            try:
+                store.update(kept)
+            except CodexError as exc:  # e.g. the default checkpoint is gone
+                log.warning("could not move the options out of the job database: %s", exc)
+            log.warning("moved the A1111 options from the job database to %s", path)
+        store.listeners.append(self._options_changed)
+        self._options_changed({"sd_checkpoints_limit"}, store)
+        return store
+
+    def _check_checkpoint(self, ref: Any) -> dict[str, Any]:
+        if not ref:
+            return {"sd_model_checkpoint": None, "sd_checkpoint_hash": None}
+        entry = self.find_model(str(ref), "sd_model_checkpoint")
+        return {"sd_model_checkpoint": self.title(entry), "sd_checkpoint_hash": self._sha(entry)}
+
+    def _options_changed(self, keys: set[str], store: SettingsStore | None = None) -> None:
+        store = store or self.options_store
+        cache = getattr(self.models, "cache", None)
+        if "sd_checkpoints_limit" in keys and cache is not None and hasattr(cache, "resize"):
+            cache.resize(int(store.get("sd_checkpoints_limit")))
+
     def options(self) -> dict[str, Any]:
-        out = default_options()
-        out.update({k: v for k, v in (self.store.get_value(OPTIONS_KEY, {}) or {}).items() if k in out})
-        return out
+        """Every setting (saved value, else its default)."""
+        return self.options_store.values()
 
     def set_options(self, values: dict[str, Any]) -> dict[str, Any]:
-        """Store posted options; sd_model_checkpoint must name an existing model (404 listing them),
-        emphasis one of A1111's modes (422). Only the options this server knows are kept (others are
-        ignored, so posting back a whole dict works); each must have its default's type (422 naming the key)."""
+        """Check and save posted settings (core/settings.py): all or none. sd_model_checkpoint must name an existing
+        model (404 listing them); any other bad value is a 422 naming the setting and what is allowed. Keys this
+        server does not know are ignored, so posting back a whole dict works. Queued jobs keep what they were
+        submitted with."""
         check_unicode(values)
-        known = default_options()
-        values = {k: v for k, v in values.items() if k in known}
-        for key, value in values.items():
-            check_option_type(key, value, known[key])
-        if "emphasis" in values and values["emphasis"] not in Emphasis.values():
-            raise ValidationError(f"unknown emphasis mode {values['emphasis']!r}", field="emphasis",
-                                  allowed=Emphasis.values())
-        ckpt = values.get("sd_model_checkpoint")
-        if ckpt:
-            entry = self.find_model(str(ckpt), "sd_model_checkpoint")
-            values["sd_model_checkpoint"] = self.title(entry)
-            values["sd_checkpoint_hash"] = self._sha(entry)
-        stored = dict(self.store.get_value(OPTIONS_KEY, {}) or {})
-        stored.update(values)
-        self.store.set_value(OPTIONS_KEY, stored)
+        if not isinstance(values, dict):
+            raise ValidationError("must be a JSON object of option -> value", field="(options)")
+        self.options_store.update(values)
         return self.options()
+
+    def limits(self) -> dict[str, int]:
+        """The job-size limits in force (settings, whose defaults are the server's flags; 0 = none)."""
+        v = self.options()
+        return {k: int(v[k] or 0) for k in ("max_steps", "max_frames", "max_images", "max_output_pixels",
+                                             "max_prompt_bytes")}
 
     @staticmethod
     def _sha(entry: Any) -> str | None:
@@ -232,25 +250,28 @@ class CodexService:
     def prepare(self, request: dict[str, Any]) -> tuple[Any, Any]:
         """Full validation without generating: strict request, model, preset, family rules, images,
         limits. Returns (model entry or None, params). Raises CodexError (422/404/413)."""
-        entry, params, _request = self._prepare(request)
+        entry, params, _request, _applied = self._prepare(request)
         return entry, params
 
-    def _prepare(self, request: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
-        """prepare(), plus the request to store (its paths checked against the models folder)."""
-        s = self.settings
+    def _prepare(self, request: dict[str, Any]) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
+        """prepare(), plus the request to store (its paths checked against the models folder, with what the
+        settings filled) and what the settings filled."""
         if not isinstance(request, dict):
             raise ValidationError("the request must be a JSON object", field="(request)")
+        limits = self.limits()
         check_unicode(request)
-        check_prompt_size(prompt_texts(request), s.max_prompt_bytes)
+        check_prompt_size(prompt_texts(request), limits["max_prompt_bytes"])
         names = NameChecker(self.models)
         if isinstance(request.get("xyz"), dict):  # an X/Y/Z plot: every cell is checked like a job of its own
             return self._prepare_plot(request, names)
         request = names.confine_paths(request)
-        entry, engine, _filled, _meta, params, _warnings = self.orchestrator.prepare(request)
-        check_job_size(params, max_output_pixels=s.max_output_pixels, max_steps=s.max_steps,
-                       max_frames=s.max_frames, max_images=s.max_images)
+        entry, engine, _filled, meta, params, _warnings = self.orchestrator.prepare(request)
+        check_job_size(params, max_output_pixels=limits["max_output_pixels"], max_steps=limits["max_steps"],
+                       max_frames=limits["max_frames"], max_images=limits["max_images"])
         names.check(request, engine)
-        return entry, params, request
+        # what the settings filled is stored with the job: a queued job keeps it when the settings change
+        applied = dict(meta.get("applied_settings") or {})
+        return entry, params, {**applied, **request}, applied
 
     def _prepare_plot(self, request: dict[str, Any], names: NameChecker) -> tuple[Any, Any, dict[str, Any]]:
         from sdcodex.core.xyz_run import cell_errors
@@ -268,9 +289,11 @@ class CodexService:
                meta: dict[str, Any] | None = None) -> Job:
         """Validate then persist (committed before returning). The model is pinned now, so a later
         change of the default model does not change what a queued job makes."""
-        entry, _params, request = self._prepare(request)
+        entry, _params, request, applied = self._prepare(request)
         if meta is not None:
             check_unicode(meta)
+        if applied:
+            meta = {**(meta or {}), "applied_settings": applied}
         return self.queue.submit(request, kind=kind, priority=priority, model=entry.name if entry else None,
                                  model_path=str(entry.path) if entry else None, meta=meta)
 
