@@ -263,7 +263,7 @@ class CodexService:
         check_prompt_size(prompt_texts(request), limits["max_prompt_bytes"])
         names = NameChecker(self.models)
         if isinstance(request.get("xyz"), dict):  # an X/Y/Z plot: every cell is checked like a job of its own
-            return self._prepare_plot(request, names)
+            return self._prepare_plot(request, names, limits)
         request = names.confine_paths(request)
         entry, engine, _filled, meta, params, _warnings = self.orchestrator.prepare(request)
         check_job_size(params, max_output_pixels=limits["max_output_pixels"], max_steps=limits["max_steps"],
@@ -273,17 +273,17 @@ class CodexService:
         applied = dict(meta.get("applied_settings") or {})
         return entry, params, {**applied, **request}, applied
 
-    def _prepare_plot(self, request: dict[str, Any], names: NameChecker) -> tuple[Any, Any, dict[str, Any]]:
+    def _prepare_plot(self, request: dict[str, Any], names: NameChecker,
+                      limits: dict[str, int]) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
         from sdcodex.core.xyz_run import cell_errors
 
-        s = self.settings
         plan, cells = self.orchestrator.prepare_plot(request, transform=names.confine_paths)
         for cell, (_entry, engine, _filled, _meta, params, _warnings) in zip(plan.cells, cells):
             with cell_errors(plan, cell):
-                check_job_size(params, max_output_pixels=s.max_output_pixels, max_steps=s.max_steps,
-                               max_frames=s.max_frames, max_images=s.max_images)
+                check_job_size(params, max_output_pixels=limits["max_output_pixels"], max_steps=limits["max_steps"],
+                               max_frames=limits["max_frames"], max_images=limits["max_images"])
                 names.check(cell.request, engine)
-        return cells[0][0], cells[0][4], request
+        return cells[0][0], cells[0][4], request, {}
 
     def submit(self, request: dict[str, Any], *, kind: str = "native", priority: int = 0,
                meta: dict[str, Any] | None = None) -> Job:
