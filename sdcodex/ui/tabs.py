@@ -12,7 +12,7 @@ import gradio as gr
 from sdcodex.core.enums import Task
 from sdcodex.core.errors import CodexError
 
-from . import caps
+from . import caps, xyz_panel
 from .fields import GenTab
 from .progress import Status, UIJobs, error_html, progress_html
 from .request import (build_request, editor_images, parse_edited, preview_json, reference_images,
@@ -55,7 +55,11 @@ def tab_request(tab: GenTab, quick: Quick, data: dict[Any, Any], *, encode: bool
     q = quick.values(data)
     values = {key: data.get(comp) for key, comp in tab.fields.items()}
     visible = caps.visible_keys(q["engine"], tab.task)
-    return build_request(tab.task, q, values, visible, tab_images(tab, data), encode=encode)
+    request = build_request(tab.task, q, values, visible, tab_images(tab, data), encode=encode)
+    plot = xyz_panel.request_part(tab.script, data)
+    if plot is not None:
+        request["xyz"] = plot
+    return request
 
 
 def media_info(path: str) -> tuple[str, dict[str, Any]]:
@@ -73,6 +77,8 @@ def _inputs(tab: GenTab, quick: Quick) -> set[Any]:
     comps = set(quick.components) | set(tab.field_components) | {tab.edit_json, tab.json_view}
     if tab.image is not None:
         comps.add(tab.image)
+    if tab.script is not None:
+        comps |= set(tab.script.components)
     return comps
 
 
@@ -96,6 +102,8 @@ def wire_tab(tab: GenTab, quick: Quick, jobs: UIJobs, tabs: Any, all_tabs: dict[
     triggers = [c.input if hasattr(c, "input") else c.change for c in tab.field_components]
     triggers += [c.change for c in quick.components]
     triggers += [tab.edit_json.change, tab.json_box.expand]
+    if tab.script is not None:
+        triggers += [c.change for c in tab.script.components]
     if tab.image is not None:
         triggers.append(tab.image.change)
     gr.on(triggers, preview, inputs=inputs, outputs=[tab.json_view, tab.last_request], trigger_mode="always_last",
