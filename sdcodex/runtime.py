@@ -2,6 +2,7 @@
 saver and image decoder, and the engines — so CLI, server and UI build the SAME orchestrator."""
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import threading
@@ -13,6 +14,8 @@ from sdcodex.core.orchestrator import Orchestrator
 from sdcodex.core.params import Params
 
 log = logging.getLogger("sdcodex.runtime")
+#: serializes model loading between the workers of one process (see LocalModels.load)
+_LOAD_LOCK = threading.Lock()
 
 def default_outdir() -> Path:
     return Path(os.environ.get("SDCODEX_OUTPUTS_DIR", "outputs"))
@@ -34,6 +37,15 @@ class LocalModels:
         self.device = device
         self._scanned = False
         self._lock = threading.Lock()
+
+    def on_device(self, device: str) -> "LocalModels":
+        """A provider over the same inventory with its own model cache, for another worker on `device`."""
+        from sdcodex.models.cache import ModelCache
+
+        other = copy.copy(self)
+        other.cache = ModelCache(max_loaded=self.cache.max_loaded)
+        other.device = device
+        return other
 
     # -- inventory ------------------------------------------------------------------------------
     def refresh(self) -> list[Any]:
@@ -111,11 +123,15 @@ class LocalModels:
         family = entry.family or (params.engine if params else None)
         weights_dtype = str(params.weights_dtype.value) if params is not None else "auto"
         key = (str(entry.path), vae_path, precision, text_encoders, weights_dtype)
-        return self.cache.get(key, lambda: load_model(str(entry.path), family=family, vae=vae_path,
-                                                      precision=precision, device=self.device,
-                                                      allow_pickle=self.allow_pickle,
-                                                      models_dir=self.models_dir, text_encoders=text_encoders,
-                                                      weights_dtype=weights_dtype))
+
+        def load() -> Any:
+            # one load at a time per process: loaders build modules under process-wide patches (empty weights)
+            with _LOAD_LOCK:
+                return load_model(str(entry.path), family=family, vae=vae_path, precision=precision,
+                                  device=self.device, allow_pickle=self.allow_pickle, models_dir=self.models_dir,
+                                  text_encoders=text_encoders, weights_dtype=weights_dtype)
+
+        return self.cache.get(key, load)
 
 
 class MediaSaver:
@@ -266,6 +282,30 @@ def _set_cpu_threads(device: str) -> None:
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
             logging.getLogger("sdcodex").info("cpu worker: %d threads", threads)
+
+
+def parse_devices(spec: str | list[str] | None) -> list[str]:
+    """`--devices`: "cpu,cpu", "cuda:0,cuda:1" or "auto" (every CUDA device, else one CPU) -> one device per
+    worker. ValidationError naming `devices` for an empty list or a name torch does not know."""
+    from sdcodex.core.errors import ValidationError
+
+    items = [d.strip() for d in (spec.split(",") if isinstance(spec, str) else list(spec or [])) if d.strip()]
+    if items == ["auto"]:
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return [f"cuda:{i}" for i in range(count)] or ["cpu"]
+    if not items:
+        raise ValidationError("give at least one device", field="devices", allowed=["auto", "cpu", "cuda:N"])
+    import torch
+
+    for item in items:
+        try:
+            torch.device(item)
+        except (RuntimeError, ValueError) as exc:
+            raise ValidationError(f"unknown device {item!r}: {exc}", field="devices",
+                                  allowed=["auto", "cpu", "cuda", "cuda:N", "mps"]) from exc
+    return items
 
 
 def _default_device() -> str:

@@ -60,6 +60,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    default=_env_int("SDCODEX_MAX_PROMPT_BYTES", DEFAULT_MAX_PROMPT_BYTES),
                    help="longest prompt in UTF-8 bytes (default %(default)s; 0: no limit)")
     p.add_argument("--device", default=None, help="cuda, cuda:1, cpu ... (default: cuda when available)")
+    p.add_argument("--devices", default=os.environ.get("SDCODEX_DEVICES"),
+                   help="one worker per device over the same queue: cpu,cpu | cuda:0,cuda:1 | auto (every CUDA "
+                        "device); env SDCODEX_DEVICES (default: one worker on --device)")
+    p.add_argument("--backend", default="local", choices=["local", "ray"],
+                   help="local: workers in this process; ray: jobs run on Ray Serve replicas (pip install .[ray]; "
+                        "see docs/scale.md)")
+    p.add_argument("--ray-address", default=None,
+                   help="Ray cluster to join (e.g. ray://head:10001 or auto); default: start a local Ray instance")
+    p.add_argument("--replicas", type=int, default=1, help="Ray Serve replicas of the orchestrator (default 1)")
+    p.add_argument("--models-per-replica", type=int, default=2,
+                   help="models one replica keeps loaded; the least recently used goes first (default 2)")
+    p.add_argument("--ray-gpus-per-replica", type=float, default=0.0,
+                   help="GPUs each replica reserves (ray_actor_options num_gpus; default 0: CPU replicas)")
+    p.add_argument("--ray-cpus-per-replica", type=float, default=1.0,
+                   help="CPUs each replica reserves (ray_actor_options num_cpus; default 1)")
+    p.add_argument("--ray-models-dir", default=None,
+                   help="the models folder as the replicas' nodes see it (default: this server's models folder)")
     p.add_argument("--offload", default=None, choices=["auto", "none", "model", "group", "sequential"],
                    help="where weights live: auto (from model size and free memory; default), none, model, group, "
                         "sequential; a request's `offload` wins (env SDCODEX_OFFLOAD)")
@@ -96,7 +113,27 @@ def settings_from_args(args: argparse.Namespace) -> "ServerSettings":
                           max_output_pixels=args.max_output_pixels, max_steps=args.max_steps,
                           max_frames=args.max_frames, max_images=args.max_images,
                           max_prompt_bytes=args.max_prompt_bytes, allowed_hosts=hosts, device=args.device,
-                          offload=getattr(args, "offload", None))
+                          offload=getattr(args, "offload", None), **scale_settings(args))
+
+
+def scale_settings(args: argparse.Namespace) -> dict:
+    """The settings of --devices and the Ray backend (see docs/scale.md)."""
+    from sdcodex.core.errors import ValidationError
+    from sdcodex.runtime import parse_devices
+
+    out: dict = {"backend": getattr(args, "backend", "local") or "local"}
+    if getattr(args, "devices", None):
+        out["devices"] = parse_devices(args.devices)
+    for flag, name in (("--replicas", "replicas"), ("--models-per-replica", "models_per_replica")):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise ValidationError("must be at least 1", field=flag, allowed=">= 1")
+        if value is not None:
+            out[name] = value
+    for name in ("ray_address", "ray_gpus_per_replica", "ray_cpus_per_replica", "ray_models_dir"):
+        if getattr(args, name, None) is not None:
+            out[name] = getattr(args, name)
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,5 +148,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"sdcodex: error: {exc}", file=sys.stderr)
         return 2
     print(f"sdcodex serve: http://{args.host}:{args.port}  (docs at /docs; A1111 API at /sdapi/v1)", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=30)
+    # h11 and asyncio even where uvloop/httptools are installed (the Ray extra brings them): one behaviour
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=30,
+                http="h11", loop="asyncio")
     return 0

@@ -16,17 +16,29 @@ class Skipped(Exception):
 
 
 class Control:
-    """Flags a face sets from another thread; the engine checks them between steps."""
+    """Flags a face sets from another thread; the engine checks them between steps. Whoever runs the job
+    elsewhere (a Ray replica) hears of each request through `on_signal`."""
 
     def __init__(self) -> None:
         self._interrupt = threading.Event()
         self._skip = threading.Event()
+        self._listeners: list[Callable[[str], None]] = []
+
+    def on_signal(self, listener: Callable[[str], None]) -> None:
+        """Call `listener("interrupt")` / `listener("skip")` whenever a face asks for it."""
+        self._listeners.append(listener)
+
+    def _signal(self, what: str) -> None:
+        for listener in list(self._listeners):
+            listener(what)
 
     def interrupt(self) -> None:
         self._interrupt.set()
+        self._signal("interrupt")
 
     def skip(self) -> None:
         self._skip.set()
+        self._signal("skip")
 
     @property
     def interrupted(self) -> bool:

@@ -224,14 +224,16 @@ class JobStore:
             return self._event(db, job_id, kind, data)
 
     def finish(self, job_id: str, state: str, *, result: dict[str, Any] | None = None,
-               error: dict[str, Any] | None = None) -> Job | None:
-        """End a running job in a terminal state with its result or error, and its closing event."""
+               error: dict[str, Any] | None = None, attempt: int | None = None) -> Job | None:
+        """End a running job in a terminal state with its result or error, and its closing event. With `attempt`,
+        only that run of the job may end it (an earlier run that comes back late changes nothing)."""
         if state not in TERMINAL:
             raise ValueError(f"not a terminal state: {state!r}")
         with self._tx() as db:
-            cur = db.execute("UPDATE jobs SET state=?, result=?, error=?, finished=? WHERE id=? AND state='running'",
+            cur = db.execute("UPDATE jobs SET state=?, result=?, error=?, finished=? WHERE id=? AND state='running' "
+                             "AND (? IS NULL OR attempts=?)",
                              (state, None if result is None else _dumps(result),
-                              None if error is None else _dumps(error), time.time(), job_id))
+                              None if error is None else _dumps(error), time.time(), job_id, attempt, attempt))
             if cur.rowcount != 1:
                 return None
             kind = {"done": "result", "failed": "error"}.get(state, state)
@@ -243,11 +245,12 @@ class JobStore:
             self._event(db, job_id, kind, data)
         return self.get(job_id)
 
-    def requeue(self, job_id: str, reason: str) -> bool:
-        """Put a running job back in the queue (shutdown or restart), keeping its place."""
+    def requeue(self, job_id: str, reason: str, *, attempt: int | None = None) -> bool:
+        """Put a running job back in the queue (shutdown, restart, or its worker died), keeping its place;
+        with `attempt`, only if that run is still the job's latest."""
         with self._tx() as db:
             cur = db.execute("UPDATE jobs SET state='queued', started=NULL, progress=NULL WHERE id=? "
-                             "AND state='running'", (job_id,))
+                             "AND state='running' AND (? IS NULL OR attempts=?)", (job_id, attempt, attempt))
             if cur.rowcount != 1:
                 return False
             self._event(db, job_id, "requeued", {"id": job_id, "state": "queued", "reason": reason})

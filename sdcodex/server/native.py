@@ -283,6 +283,28 @@ async def presets() -> dict[str, Any]:
     return {"presets": [p.to_dict() for p in all_presets().values()]}
 
 
+class WorkerView(BaseModel):
+    id: str = Field(description="worker name (in-process) or Ray Serve replica id; results name it in info.worker")
+    device: Optional[str] = None
+    node: Optional[str] = Field(None, description="host name of the machine it runs on")
+    pid: Optional[int] = None
+    models: list[str] = Field(description="model paths it holds loaded")
+    job: Optional[str] = Field(None, description="the job it runs now")
+
+
+class WorkerList(BaseModel):
+    backend: str = Field(description="local (workers in the server process) or ray (Ray Serve replicas)")
+    workers: list[WorkerView]
+
+
+@router.get("/workers", response_model=WorkerList, summary="Every worker or Ray replica and what it holds")
+def workers(request: Request) -> dict[str, Any]:
+    """One entry per worker (`--devices`) or Ray Serve replica (`--backend ray`): where it runs, the models it
+    holds loaded and the job it runs now."""
+    service = _service(request)
+    return {"backend": service.settings.backend, "workers": service.worker.listing()}
+
+
 @router.get("/health", summary="Liveness, device, worker and queue counts")
 async def health(request: Request) -> dict[str, Any]:
     service = _service(request)

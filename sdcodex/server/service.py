@@ -11,7 +11,7 @@ from typing import Any
 
 from sdcodex.core.errors import CodexError, ModelNotFoundError, ValidationError
 from sdcodex.core.settings import SETTINGS_NAME, SettingsStore, check_value
-from sdcodex.jobs import Job, JobQueue, JobStore, Worker
+from sdcodex.jobs import Job, JobQueue, JobStore, LocalExecutor, Worker, WorkerPool
 
 from .checks import NameChecker, check_unicode, confine, prompt_texts
 from .limits import (DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_FRAMES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_IMAGES,
@@ -49,7 +49,15 @@ class ServerSettings:
     allowed_hosts: list[str] = field(default_factory=list)   # Host names accepted besides the bound address
     sync_timeout: float | None = None      # A1111/OpenAI sync routes: give up waiting after this (504)
     device: str | None = None
+    devices: list[str] | None = None       # one worker per entry ("cpu,cpu", "cuda:0,cuda:1"); see runtime.parse_devices
     offload: str | None = None             # auto|none|model|group|sequential (a request's `offload` wins)
+    backend: str = "local"                 # local: workers in this process | ray: Ray Serve replicas (ray_backend.py)
+    ray_address: str | None = None         # join this Ray cluster; None: start a local Ray instance
+    replicas: int = 1                      # Ray Serve replicas of the orchestrator
+    models_per_replica: int = 2            # models one replica keeps loaded (@serve.multiplexed, LRU)
+    ray_gpus_per_replica: float = 0.0      # ray_actor_options num_gpus of each replica
+    ray_cpus_per_replica: float = 1.0      # ray_actor_options num_cpus of each replica
+    ray_models_dir: str | None = None      # the models folder as replicas see it (default: this server's)
     start_worker: bool = True
     max_bypass: int = 3
     max_attempts: int = 3
@@ -99,24 +107,42 @@ class CodexService:
     """The server's state. `start()` recovers the queue and starts the worker; `stop()` ends both."""
 
     def __init__(self, settings: ServerSettings) -> None:
-        from sdcodex.runtime import LocalModels, build_orchestrator
+        from sdcodex.runtime import LocalModels, build_orchestrator, parse_devices
 
         self.settings = settings
         self.outdir = settings.resolved_outdir()
         self.outdir.mkdir(parents=True, exist_ok=True)
-        device = settings.device or os.environ.get("SDCODEX_DEVICE") or None
+        devices = parse_devices(settings.devices) if settings.devices else [None]
+        device = devices[0] or settings.device or os.environ.get("SDCODEX_DEVICE") or None
         self.models = settings.models or LocalModels(settings.models_dir, device=device or "cpu")
         db = settings.resolved_db()
         self.store = JobStore(db)
         self.options_store = self._open_options(db.parent / SETTINGS_NAME)
-        self.orchestrator = build_orchestrator(models=self.models, outdir=self.outdir, device=device,
-                                               offload=settings.offload, settings=self.options_store)
-        self.orchestrator.image_loader = image_loader(settings.max_image_pixels)
-        self.orchestrator.default_model = self.default_model_ref
+        #: one orchestrator per device (each with its own model cache); the first also validates submissions
+        self.orchestrators = [build_orchestrator(models=self.models if i == 0 else self.models.on_device(dev),
+                                                 outdir=self.outdir, device=dev or device, offload=settings.offload,
+                                                 settings=self.options_store)
+                              for i, dev in enumerate(devices)]
+        for orchestrator in self.orchestrators:
+            orchestrator.image_loader = image_loader(settings.max_image_pixels)
+            orchestrator.default_model = self.default_model_ref
+        self.orchestrator = self.orchestrators[0]
         self.device = self.orchestrator.device
         self.queue = JobQueue(self.store, max_bypass=settings.max_bypass)
-        self.worker = Worker(self.queue, self.orchestrator, outdir=self.outdir, loaded=self.loaded_model_paths,
-                             preview_every=self.preview_every)
+        self.backend: Any = None
+        if settings.backend == "ray":
+            from .ray_backend import RayBackend
+
+            self.backend = RayBackend(settings, models_dir=self.models.models_dir, saver=self.orchestrator.saver)
+            executors, listing = self.backend.executors(), self.backend.listing
+        elif settings.backend == "local":
+            executors, listing = [LocalExecutor(o) for o in self.orchestrators], None
+        else:
+            raise ValidationError("must be local or ray", field="backend", allowed=["local", "ray"])
+        #: the faces' one handle on the workers (interrupt, skip, previews, listing), whatever runs the jobs
+        self.worker = WorkerPool(self.queue, [Worker(self.queue, ex, outdir=self.outdir, name=f"worker-{i}",
+                                                     preview_every=self.preview_every)
+                                              for i, ex in enumerate(executors)], listing=listing)
         self.recovered: tuple[list[str], list[str]] = ([], [])
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -124,18 +150,21 @@ class CodexService:
         self.recovered = self.store.recover(max_attempts=self.settings.max_attempts)
         if self.recovered[0]:
             log.warning("re-queued %d job(s) that were running when the server stopped", len(self.recovered[0]))
+        if self.backend is not None:
+            self.backend.start()
         if self.settings.start_worker:
             self.worker.start()
 
     def stop(self) -> None:
         self.worker.stop()
+        if self.backend is not None:
+            self.backend.close()
         self.store.close()
 
     # -- models --------------------------------------------------------------------------------
     def loaded_model_paths(self) -> set[str]:
-        cache = getattr(self.models, "cache", None)
-        keys = cache.loaded_keys() if cache is not None and hasattr(cache, "loaded_keys") else []
-        return {str(k[0]) if isinstance(k, tuple) else str(k) for k in keys}
+        """Model paths some worker (or replica) holds loaded."""
+        return {m for w in self.worker.listing() for m in w.get("models") or ()}
 
     def checkpoints(self) -> list[Any]:
         return list(self.models.checkpoints())

@@ -130,16 +130,16 @@ class UIJobs:
         job = self.store.get(job_id)
         if job is None or job.terminal:
             return None
-        if self.service.worker.current_job == job_id:
-            self.service.worker.interrupt()
+        if self.service.worker.runs(job_id):
+            self.service.worker.interrupt(job_id)
         else:
             self.service.queue.cancel(job_id)
         return job_id
 
     def skip(self, session: str | None) -> str | None:
         job_id = self.active.get(session or "")
-        if job_id and self.service.worker.current_job == job_id:
-            self.service.worker.skip()
+        if job_id and self.service.worker.runs(job_id):
+            self.service.worker.skip(job_id)
             return job_id
         return None
 

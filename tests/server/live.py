@@ -35,7 +35,7 @@ class LiveServer:
         self.service = self.app.state.codex
         self.url = f"http://127.0.0.1:{settings.port}"
         config = uvicorn.Config(self.app, host="127.0.0.1", port=settings.port, log_level="warning",
-                                lifespan="on", timeout_graceful_shutdown=5)
+                                lifespan="on", timeout_graceful_shutdown=5, http="h11", loop="asyncio")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
