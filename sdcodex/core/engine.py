@@ -50,6 +50,8 @@ class EngineInterface(ABC):
     reference_max_ratio: ClassVar[float] = 0
     #: values used when neither request nor preset gives them
     defaults: ClassVar[dict[str, Any]] = {}
+    #: ControlNet units (request key `controls`) are taken
+    supports_controls: ClassVar[bool] = False
     #: extra request keys this engine understands beyond the common ones
     extra_keys: ClassVar[frozenset[str]] = frozenset()
 
@@ -74,6 +76,7 @@ class EngineInterface(ABC):
             "max_frames": cls.max_frames or None,
             "max_images": cls.max_images or None,
             "extra_keys": sorted(cls.extra_keys),
+            "controls": cls.supports_controls,
             "defaults": dict(cls.defaults),
         }
 

@@ -83,6 +83,8 @@ class Params:
     vae_tiling: str = "auto"
     #: step caching spec ({"kind": ..., "threshold"/"interval"/"warmup": ...}); None: off
     cache: Optional[dict[str, Any]] = None
+    #: ControlNet units (request key `controls`), each a dict of its keys with `image` decoded
+    controls: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def images_total(self) -> int:
@@ -104,6 +106,8 @@ class Params:
         for key, value in asdict(self).items():
             if key in ("init_image", "mask", "images"):
                 continue
+            if key == "controls":
+                value = [{k: v for k, v in unit.items() if k != "image"} for unit in value]
             out[key] = value.value if hasattr(value, "value") else value
         return out
 
@@ -149,7 +153,7 @@ def parse_params(engine: EngineKey | str, task: Task | str, request: dict[str, A
     values: dict[str, Any] = {**cls.defaults, **data}
     known = set(Params.__dataclass_fields__)
     kwargs = {k: v for k, v in values.items() if k in known}
-    for key in ("init_image", "mask", "images"):
+    for key in ("init_image", "mask", "images", "controls"):
         kwargs.pop(key, None)
     if kwargs.get("loras") is not None:
         kwargs["loras"] = [dict(l) for l in kwargs["loras"]]
@@ -201,6 +205,13 @@ def parse_params(engine: EngineKey | str, task: Task | str, request: dict[str, A
             raise ValidationError("images cannot be decoded here (no image loader)", field="images")
         params.images = [image_loader(value, f"images[{i}]") for i, value in enumerate(req.images)]
         _check_references(cls, params.images)
+    if req.controls:
+        if not cls.supports_controls:
+            raise ValidationError(f"engine {cls.key.value!r} takes no ControlNet units", field="controls")
+        if image_loader is None:
+            raise ValidationError("images cannot be decoded here (no image loader)", field="controls")
+        params.controls = [{**unit.model_dump(), "image": image_loader(unit.image, f"controls[{i}].image")}
+                           for i, unit in enumerate(req.controls)]
     if task is Task.INPAINT:
         if not req.mask:
             raise ValidationError("is required for task 'inpaint'", field="mask")

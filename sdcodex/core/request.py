@@ -101,6 +101,43 @@ class XyzSpec(BaseModel):
     margin_size: StrictInt = Field(0, ge=0, le=500)
 
 
+#: a control unit's resize modes (sd-webui-controlnet's "Just Resize", "Crop and Resize", "Resize and Fill")
+CONTROL_RESIZE_MODES = ("just_resize", "crop_and_resize", "resize_and_fill")
+#: balanced: the control applies to both CFG halves at its weight; prompt: A1111's "My prompt is more important"
+#: (soft injection: deeper residuals weaker); controlnet: "ControlNet is more important" (guess mode: the control
+#: applies to the conditional half only)
+CONTROL_MODES = ("balanced", "prompt", "controlnet")
+#: sd-webui-controlnet's names (UI, API strings, infotext) of the resize and control modes, in its index order
+CONTROL_RESIZE_NAMES = {"just_resize": "Just Resize", "crop_and_resize": "Crop and Resize",
+                        "resize_and_fill": "Resize and Fill"}
+CONTROL_MODE_NAMES = {"balanced": "Balanced", "prompt": "My prompt is more important",
+                      "controlnet": "ControlNet is more important"}
+CONTROL_WEIGHT_MAX = 2.0
+MAX_CONTROLS = 8
+
+
+class ControlSpec(BaseModel):
+    """One ControlNet unit: a control image, the ControlNet that reads it, and how strongly and when it steers."""
+
+    model_config = _STRICT
+    image: StrictStr
+    model: StrictStr
+    #: preprocessor run on `image` first ("none": the image already is the control map)
+    module: StrictStr = "none"
+    weight: StrictFloat = Field(1.0, ge=0.0, le=CONTROL_WEIGHT_MAX)
+    guidance_start: StrictFloat = Field(0.0, ge=0.0, le=1.0)
+    guidance_end: StrictFloat = Field(1.0, ge=0.0, le=1.0)
+    control_mode: Literal["balanced", "prompt", "controlnet"] = "balanced"
+    resize_mode: Literal["just_resize", "crop_and_resize", "resize_and_fill"] = "crop_and_resize"
+    #: the preprocessor resolution follows the output size (A1111's "Pixel Perfect")
+    pixel_perfect: StrictBool = False
+    processor_res: StrictInt = Field(512, ge=64, le=4096)
+    threshold_a: Float = None
+    threshold_b: Float = None
+    #: ControlNet-Union models: which control type the image is (e.g. "canny", "depth", "openpose")
+    union_type: Str = None
+
+
 class GenerationRequest(BaseModel):
     """Every native key. All are optional except `task`; a preset fills what the request leaves out."""
 
@@ -171,6 +208,8 @@ class GenerationRequest(BaseModel):
     cache: Optional[CacheSpec] = None
     #: an X/Y/Z plot over this request (txt2img, img2img, inpaint); see docs/xyz.md
     xyz: Optional[XyzSpec] = None
+    #: ControlNet units (txt2img, img2img, inpaint); see docs/controlnet.md
+    controls: Optional[list[ControlSpec]] = Field(None, max_length=MAX_CONTROLS)
 
 
 _COMMON = {"task", "model", "engine", "mode", "preset", "precision", "weights_dtype", "output_format", "vae", "seed",
@@ -184,9 +223,9 @@ _VIDEO = {"num_frames", "fps", "decode_chunk_size", "guidance_scale_2", "audio"}
 
 #: Which request keys apply to which task. A key given for a task outside its set is an error.
 TASK_KEYS: dict[Task, frozenset[str]] = {
-    Task.TXT2IMG: frozenset(_COMMON | _DIFFUSION | {"hires", "images", "xyz"}),
-    Task.IMG2IMG: frozenset(_COMMON | _DIFFUSION | _IMG_IN | {"xyz"}),
-    Task.INPAINT: frozenset(_COMMON | _DIFFUSION | _IMG_IN | _INPAINT | {"xyz"}),
+    Task.TXT2IMG: frozenset(_COMMON | _DIFFUSION | {"hires", "images", "xyz", "controls"}),
+    Task.IMG2IMG: frozenset(_COMMON | _DIFFUSION | _IMG_IN | {"xyz", "controls"}),
+    Task.INPAINT: frozenset(_COMMON | _DIFFUSION | _IMG_IN | _INPAINT | {"xyz", "controls"}),
     Task.UPSCALE: frozenset({"task", "model", "engine", "preset", "output_format", "init_image", "upscaler",
                              "scale", "resize_x", "resize_y", "tile_size", "tile_overlap", "seed"}),
     Task.TXT2VID: frozenset(_COMMON | _DIFFUSION | _VIDEO),
@@ -260,6 +299,11 @@ def validate_request(data: Any, *, prefix: str = "") -> GenerationRequest:
     check_task_keys(data, req.task)
     if req.cache is not None:
         check_cache_keys(req.cache, prefix)
+    for i, unit in enumerate(req.controls or []):
+        if unit.guidance_start > unit.guidance_end:
+            raise ValidationError(f"must not be below guidance_start ({unit.guidance_start:g})",
+                                  field=f"{prefix + '.' if prefix else ''}controls[{i}].guidance_end",
+                                  allowed=f"{unit.guidance_start:g}..1")
     return req
 
 

@@ -115,6 +115,9 @@ class DiffusersEngine(EngineInterface):
     """Declare `pipelines` (task → Diffusers class) and override `call_kwargs` for family extras."""
 
     pipelines: ClassVar[dict[Task, type]] = {}
+    #: ControlNet pipelines (task -> Diffusers class) and those of ControlNet-Union models; see engines/controlnet.py
+    control_pipelines: ClassVar[dict[Task, type]] = {}
+    union_pipelines: ClassVar[dict[Task, type]] = {}
     text_encoder_names: ClassVar[tuple[str, ...]] = ("text_encoder", "text_encoder_2")
     family_for_sampler: ClassVar[str | None] = None
     #: textual-inversion embeddings in prompts (CLIP text encoders: SD1.5, SDXL)
@@ -141,7 +144,11 @@ class DiffusersEngine(EngineInterface):
         return []
 
     # -- pipeline and sampler -----------------------------------------------------------------
+    _control: Any = None  # the run's ControlNet units (engines/controlnet.py ControlRun), None without
+
     def pipeline(self, task: Task) -> Any:
+        if self._control is not None and task is self._control.task:
+            return self._control.pipe
         cache = self.model.__dict__.setdefault("_pipelines", {})
         if task not in cache:
             cache[task] = build_pipeline(self.pipelines[task], self.model.components)
@@ -183,7 +190,12 @@ class DiffusersEngine(EngineInterface):
 
     @classmethod
     def check_params(cls, params: Params) -> list[str]:
-        """Checks before any model loads: a prompt longer than the chunk limit is refused (CLIP engines)."""
+        """Checks before any model loads: a prompt longer than the chunk limit is refused (CLIP engines), a
+        ControlNet unit's preprocessor must exist."""
+        if getattr(params, "controls", None):
+            from .controlnet import check_units
+
+            check_units(params)
         if cls.clip_conditioning is not None:
             from .prompt_clip import check_prompts
 
@@ -306,11 +318,25 @@ class DiffusersEngine(EngineInterface):
     def run(self, params: Params, events: EventSink) -> EngineOutput:
         out = EngineOutput()
         step_cache.check(self, params)
+        self._control = None
+        if params.controls:
+            from . import controlnet
+
+            self._control = controlnet.prepare(self, params)
         self.apply_memory_options(self.pipeline(params.task), params, out)
         self._embedding_counts = {}
-        with ExitStack() as stack:
-            params = self.apply_extras(params, out, stack)
-            self._run(params, events, out)
+        try:
+            with ExitStack() as stack:
+                params = self.apply_extras(params, out, stack)
+                if self._control is not None:
+                    stack.enter_context(controlnet.soft_injection(self._control.soft))
+                    out.info["controls"] = self._control.report
+                    out.info.setdefault("infotext_extra", {}).update(controlnet.infotext_fields(self._control.report))
+                    if self._hires is not None:
+                        out.warnings.append("hires fix: the second pass runs without the ControlNet units")
+                self._run(params, events, out)
+        finally:
+            self._control = None
         if params.cache:
             out.info.setdefault("infotext_extra", {})["Step cache"] = step_cache.infotext_value(params.cache)
         if self._hires is not None and "hires" in out.info:
@@ -348,6 +374,12 @@ class DiffusersEngine(EngineInterface):
                     # Brownian-tree SDE samplers draw their own noise: seed it per image, as A1111 does
                     pipe.scheduler.noise_sampler_seed = batch_seeds[0] if len(batch_seeds) == 1 else list(batch_seeds)
                 kwargs = self.call_kwargs(params, pipe, len(batch_seeds))
+                if self._control is not None:
+                    from .controlnet import fit_kwargs
+
+                    for warning in fit_kwargs(pipe, kwargs, self._control.kwargs):
+                        if warning not in out.warnings:
+                            out.warnings.append(warning)
                 te_before = clock.text_encode
                 start = time.perf_counter()
                 try:

@@ -9,7 +9,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from diffusers import FluxImg2ImgPipeline, FluxInpaintPipeline, FluxPipeline
+from diffusers import (FluxControlNetImg2ImgPipeline, FluxControlNetInpaintPipeline, FluxControlNetPipeline,
+                       FluxImg2ImgPipeline, FluxInpaintPipeline, FluxPipeline)
 from PIL import Image
 
 from sdcodex.core.engine import EngineOutput
@@ -211,6 +212,10 @@ class FluxEngine(FlowImageEngine):
     defaults = {"width": 1024, "height": 1024, "steps": 28, "cfg_scale": 1.0}
     pipelines = {Task.TXT2IMG: FluxPipeline, Task.IMG2IMG: FluxImg2ImgPipeline, Task.INPAINT: FluxInpaintPipeline}
     text_encoder_names = ("text_encoder", "text_encoder_2")
+    control_pipelines = {Task.TXT2IMG: FluxControlNetPipeline, Task.IMG2IMG: FluxControlNetImg2ImgPipeline,
+                         Task.INPAINT: FluxControlNetInpaintPipeline}
+    union_pipelines = control_pipelines  # a FLUX Union model takes the same pipelines with a control_mode
+    supports_controls = True
     prompt_family = "flux"
 
     @property

@@ -137,8 +137,10 @@ def run_two_passes(engine: Any, pipe: Any, params: Params, kwargs: dict[str, Any
                      "denoising_strength": hp.denoising_strength, "sampler_effective": choice.sampler_effective,
                      "scheduler_effective": choice.scheduler_effective, "cfg_scale": hp.cfg_scale,
                      "first_pass": [params.width, params.height]}
+    from .controlnet import CALL_KEYS
+
     kw2 = dict(kwargs)
-    for key in ("width", "height", "output_type"):
+    for key in ("width", "height", "output_type", *CALL_KEYS):
         kw2.pop(key, None)
     batch = len(seeds)
     kw2.update(image=image if not isinstance(image, list) or batch > 1 else image[0],

@@ -2,9 +2,18 @@
 from __future__ import annotations
 
 from diffusers import (
+    StableDiffusionControlNetImg2ImgPipeline,
+    StableDiffusionControlNetInpaintPipeline,
+    StableDiffusionControlNetPipeline,
     StableDiffusionImg2ImgPipeline,
     StableDiffusionInpaintPipeline,
     StableDiffusionPipeline,
+    StableDiffusionXLControlNetImg2ImgPipeline,
+    StableDiffusionXLControlNetInpaintPipeline,
+    StableDiffusionXLControlNetPipeline,
+    StableDiffusionXLControlNetUnionImg2ImgPipeline,
+    StableDiffusionXLControlNetUnionInpaintPipeline,
+    StableDiffusionXLControlNetUnionPipeline,
     StableDiffusionXLImg2ImgPipeline,
     StableDiffusionXLInpaintPipeline,
     StableDiffusionXLPipeline,
@@ -27,6 +36,7 @@ class _StableDiffusion(DiffusersEngine):
     default_scheduler = "Karras"
     size_multiple = 8
     supports_embeddings = True
+    supports_controls = True
 
     def validate(self, params: Params) -> list[str]:
         warnings = super().validate(params)
@@ -52,6 +62,11 @@ class SD15Engine(_StableDiffusion):
         Task.IMG2IMG: StableDiffusionImg2ImgPipeline,
         Task.INPAINT: StableDiffusionInpaintPipeline,
     }
+    control_pipelines = {
+        Task.TXT2IMG: StableDiffusionControlNetPipeline,
+        Task.IMG2IMG: StableDiffusionControlNetImg2ImgPipeline,
+        Task.INPAINT: StableDiffusionControlNetInpaintPipeline,
+    }
 
 
 @ENGINES.register("sdxl", "sd_xl", "stable-diffusion-xl")
@@ -64,6 +79,16 @@ class SDXLEngine(_StableDiffusion):
         Task.TXT2IMG: StableDiffusionXLPipeline,
         Task.IMG2IMG: StableDiffusionXLImg2ImgPipeline,
         Task.INPAINT: StableDiffusionXLInpaintPipeline,
+    }
+    control_pipelines = {
+        Task.TXT2IMG: StableDiffusionXLControlNetPipeline,
+        Task.IMG2IMG: StableDiffusionXLControlNetImg2ImgPipeline,
+        Task.INPAINT: StableDiffusionXLControlNetInpaintPipeline,
+    }
+    union_pipelines = {
+        Task.TXT2IMG: StableDiffusionXLControlNetUnionPipeline,
+        Task.IMG2IMG: StableDiffusionXLControlNetUnionImg2ImgPipeline,
+        Task.INPAINT: StableDiffusionXLControlNetUnionInpaintPipeline,
     }
 
 

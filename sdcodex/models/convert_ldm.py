@@ -219,3 +219,51 @@ def convert_open_clip(sd: Mapping[str, torch.Tensor], *, text_model_prefix: bool
     if not text_model_prefix:
         out = {k[len("text_model."):] if k.startswith("text_model.") else k: v for k, v in out.items()}
     return out
+
+
+# ---- ControlNet (the original ControlNet layout: control_model.input_blocks / input_hint_block / zero_convs) ------
+CONTROLNET_PREFIX = "control_model."
+
+
+def ldm_controlnet_levels(keys: Iterable[str]) -> tuple[list[int], list[bool]]:
+    """(blocks per level, attention per level) of an original-layout ControlNet (its `control_model.` prefix
+    stripped), read from which input blocks exist: an `.0.op` block ends a level."""
+    keys = list(keys)
+    count = 1 + max((int(k.split(".")[1]) for k in keys if k.startswith("input_blocks.")), default=0)
+    per: list[int] = [0]
+    attn: list[bool] = [False]
+    for i in range(1, count):
+        if f"input_blocks.{i}.0.op.weight" in keys:
+            per.append(0)
+            attn.append(False)
+            continue
+        per[-1] += 1
+        attn[-1] = attn[-1] or any(k.startswith(f"input_blocks.{i}.1.") for k in keys)
+    return per, attn
+
+
+def controlnet_table(per: list[int], attn: list[bool], hint_convs: int) -> BlockTable:
+    """Original ControlNet prefixes -> ControlNetModel prefixes: the UNet encoder half (as `unet_table`), the hint
+    encoder (`hint_convs` convolutions at even indices), one zero convolution per input block and the middle one."""
+    down = ["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attn]
+    config = {"down_block_types": down, "up_block_types": [], "layers_per_block": per}
+    table = {k: v for k, v in unet_table(config).items() if not k.startswith(("out.", "output_blocks."))}
+    none: dict[str, str] = {}
+    for n in range(hint_convs):
+        name = "conv_in" if n == 0 else "conv_out" if n == hint_convs - 1 else f"blocks.{n - 1}"
+        table[f"input_hint_block.{2 * n}"] = (f"controlnet_cond_embedding.{name}", none)
+    for i in range(1 + sum(per) + len(per) - 1):
+        table[f"zero_convs.{i}.0"] = (f"controlnet_down_blocks.{i}", none)
+    table["middle_block_out.0"] = ("controlnet_mid_block", none)
+    return table
+
+
+def convert_controlnet(sd: Mapping[str, Any]) -> dict[str, Any]:
+    """Original ControlNet keys (`control_model.` prefix stripped or not) -> ControlNetModel keys. Works on any
+    mapping whose values are tensors or shapes (so the config can be read from the converted shapes)."""
+    plain = {(k[len(CONTROLNET_PREFIX):] if k.startswith(CONTROLNET_PREFIX) else k): k for k in sd}
+    per, attn = ldm_controlnet_levels(plain)
+    hints = len({k.split(".")[1] for k in plain if k.startswith("input_hint_block.") and k.endswith(".weight")})
+    table = controlnet_table(per, attn, hints)
+    view = {local: sd[full] for local, full in plain.items()}
+    return _apply_table(view, table)

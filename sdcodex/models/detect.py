@@ -31,7 +31,8 @@ from sdcodex.models.safetensors_io import read_header
 from sdcodex.models.shapes import architecture_of
 from sdcodex.models.weights_io import GGUF_SUFFIXES, storage_facts
 
-KINDS = ("checkpoint", "diffusion_model", "vae", "lora", "text_encoder", "upscaler", "embedding", "unknown")
+KINDS = ("checkpoint", "diffusion_model", "vae", "lora", "text_encoder", "upscaler", "embedding", "controlnet",
+         "unknown")
 PICKLE_SUFFIXES = {".ckpt": "checkpoint", ".pt": "embedding", ".pth": "upscaler", ".bin": "unknown"}
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 #: `general.architecture` of ComfyUI-GGUF diffusion models -> family (WAN's "wan" covers three models: not mapped)
@@ -281,6 +282,8 @@ def _detect_component_folder(root: Path) -> Detection:
     cls = str(config.get("_class_name") or (config.get("architectures") or [""])[0])
     if not cls:
         return Detection("unknown", variant={"reason": "no model_index.json or config.json"})
+    if "ControlNet" in cls:
+        return controlnet_folder(config, cls)
     if cls.startswith("Autoencoder"):
         kind = "vae"
     elif "Transformer" in cls or cls.startswith("UNet"):
@@ -291,6 +294,37 @@ def _detect_component_folder(root: Path) -> Detection:
     else:
         kind = "unknown"
     return Detection(kind, None, "", {"class_name": cls})
+
+
+#: Diffusers ControlNet classes (a component folder: config.json + weights) -> family
+CONTROLNET_CLASSES = {"ControlNetModel": None, "ControlNetUnionModel": EngineKey.SDXL,
+                      "FluxControlNetModel": EngineKey.FLUX}
+
+
+def controlnet_folder(config: Mapping[str, Any], cls: str) -> Detection:
+    """A Diffusers ControlNet folder: the family from its config (SDXL: the text_time ADM embedding; SD1.5: a
+    context width other than SD2's 1024)."""
+    variant: dict[str, Any] = {"class_name": cls, "layout": "diffusers"}
+    family = CONTROLNET_CLASSES.get(cls)
+    if cls == "ControlNetUnionModel" or config.get("num_mode"):
+        variant["union"] = True
+    if cls in ("ControlNetModel", "ControlNetUnionModel"):
+        if config.get("addition_embed_type") == "text_time":
+            family = EngineKey.SDXL
+        elif config.get("cross_attention_dim") != 1024:
+            family = EngineKey.SD15
+    elif family is None:
+        return Detection("unknown", variant={"class_name": cls, "reason": "a ControlNet of a family Codex does not run"})
+    return Detection("controlnet", family, "", variant, (family,) if family else ())
+
+
+def is_controlnet_folder(path: str | Path) -> bool:
+    """A folder whose config.json names a Diffusers ControlNet class (listed as one inventory entry)."""
+    try:
+        cls = str(_read_json(Path(path) / "config.json").get("_class_name") or "")
+    except ModelLoadError:
+        return False
+    return "ControlNet" in cls
 
 
 def detect_path(path: str | Path) -> Detection:

@@ -124,6 +124,8 @@ UNET_TABLE: tuple[Row, ...] = (
 def rule_unet(k: Keys) -> list[Found]:
     out = []
     for p in DENOISER_PREFIXES:
+        if is_controlnet(k, p):
+            continue  # rule_controlnet
         if f"{p}input_blocks.0.0.weight" in k and f"{p}time_embed.0.weight" in k:
             layout, conv_in, adm_key, temporal = "ldm", f"{p}input_blocks.0.0.weight", f"{p}label_emb.0.0.weight", (
                 k.any_with(p + "input_blocks.", ".time_stack.") or k.any_with(p + "input_blocks.", ".time_mixer."))
@@ -156,6 +158,8 @@ def rule_flux(k: Keys) -> list[Found]:
                k.prefixes_of("double_blocks.0.img_attn.norm.key_norm.weight"))
         if f"{p}distilled_guidance_layer.in_proj.weight" in k:  # Chroma: rule_chroma
             continue
+        if is_controlnet(k, p):
+            continue  # a FLUX ControlNet: rule_controlnet
         if f"{p}single_stream_modulation.lin.weight" in k or f"{p}single_stream_modulation.linear.weight" in k:
             continue  # FLUX.2: rule_flux2
         if p in bfl and f"{p}img_in.weight" in k and f"{p}double_stream_modulation_img.lin.weight" not in k:
@@ -178,6 +182,53 @@ def rule_flux(k: Keys) -> list[Found]:
                  "quantization": "nf4" if any("bitsandbytes__nf4" in x for x in k.sorted) else None}
         out.append(_from_table("flux", "denoiser", p, FLUX_TABLE, facts))
     return out
+
+
+# ---- ControlNets ---------------------------------------------------------------------------------------------
+CONTROLNET_PREFIXES = ("", "control_model.")
+#: facts: layout ("original" / "diffusers" / "flux"), context (cross-attention width), adm (SDXL's ADM input)
+CONTROLNET_TABLE: tuple[Row, ...] = (
+    ("controlnet_sd15", E.SD15, (), lambda f: f["layout"] != "flux" and f["adm"] is None and f["context"] != 1024),
+    ("controlnet_sd2", None, (), lambda f: f["layout"] != "flux" and f["adm"] is None and f["context"] == 1024),
+    ("controlnet_sdxl", E.SDXL, (), lambda f: f["layout"] != "flux" and f["adm"] is not None),
+    ("controlnet_flux", E.FLUX, (), lambda f: f["layout"] == "flux"),
+)
+
+
+def controlnet_layout(k: Keys, p: str) -> str | None:
+    """"original" (input_hint_block + zero_convs), "diffusers" (controlnet_cond_embedding + controlnet_down_blocks)
+    or "flux" (controlnet_x_embedder + controlnet_blocks) when the keys under `p` are a ControlNet; else None."""
+    if f"{p}input_hint_block.0.weight" in k and f"{p}zero_convs.0.0.weight" in k:
+        return "original"
+    if f"{p}controlnet_cond_embedding.conv_in.weight" in k and f"{p}controlnet_down_blocks.0.weight" in k:
+        return "diffusers"
+    if f"{p}controlnet_x_embedder.weight" in k and (f"{p}controlnet_blocks.0.weight" in k
+                                                     or f"{p}controlnet_single_blocks.0.weight" in k):
+        return "flux"
+    return None
+
+
+def is_controlnet(k: Keys, p: str = "") -> bool:
+    return any(controlnet_layout(k, q) for q in {p, *CONTROLNET_PREFIXES})
+
+
+def rule_controlnet(k: Keys) -> list[Found]:
+    """ControlNets: the original layout (SD1.5 / SDXL, `control_model.` prefix or none), the Diffusers layout
+    (ControlNetModel; ControlNet-Union adds a task embedding) and FLUX ControlNets (FluxControlNetModel)."""
+    for p in CONTROLNET_PREFIXES:
+        layout = controlnet_layout(k, p)
+        if layout is None:
+            continue
+        context = next((k.dim(key, 1) for key in k.sorted if key.startswith(p) and key.endswith("attn2.to_k.weight")),
+                       None)
+        adm = k.dim(f"{p}label_emb.0.0.weight", 1) or k.dim(f"{p}add_embedding.linear_1.weight", 1)
+        union = True if (f"{p}task_embedding" in k or f"{p}controlnet_mode_embedder.weight" in k) else None
+        facts = {"layout": layout, "context": context, "adm": adm, "union": union,
+                 "hint_channels": k.dim(f"{p}input_hint_block.0.weight", 1)
+                 or k.dim(f"{p}controlnet_cond_embedding.conv_in.weight", 1)}
+        found = _from_table("controlnet", "whole", p, CONTROLNET_TABLE, facts, kind="controlnet")
+        return [found]
+    return []
 
 
 HUNYUAN_TABLE: tuple[Row, ...] = (
@@ -732,6 +783,6 @@ RULES: tuple[Callable[[Keys], list[Found]], ...] = (
     rule_unet, rule_flux, rule_hunyuan, rule_wan, rule_z_image, rule_chroma, rule_sd3, rule_qwen_image, rule_flux2,
     rule_vae_kl, rule_vae_svd, rule_vae_wan, rule_vae_causal3d,
     rule_clip, rule_t5, rule_decoder_lm,
-    rule_lora, rule_embedding, rule_upscaler_esrgan, rule_upscaler_rrdbnet, rule_upscaler_swinir,
+    rule_lora, rule_embedding, rule_controlnet, rule_upscaler_esrgan, rule_upscaler_rrdbnet, rule_upscaler_swinir,
     rule_upscaler_compact,
 )

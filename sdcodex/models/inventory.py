@@ -178,7 +178,8 @@ class Inventory:
                     dirs[:] = []
                     continue
                 walked[here] = key
-                if "model_index.json" in files and here != self.models_dir:
+                if here != self.models_dir and ("model_index.json" in files or (
+                        "config.json" in files and _detect.is_controlnet_folder(here))):
                     found.append(entry_for(here, self._hash_entry))
                     dirs[:] = []
                     continue

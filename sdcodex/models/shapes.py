@@ -172,6 +172,63 @@ def _adm(shapes: Shapes, base: Mapping[str, Any], pooled_dim: int | None) -> dic
             "addition_time_embed_dim": per_value, "class_embed_type": None}
 
 
+# ---- ControlNets (Diffusers layout; the original layout is renamed first by convert_ldm.convert_controlnet) --------
+#: SDXL's pooled text width (OpenCLIP bigG projection): splits a ControlNet's ADM width into time and text parts
+SDXL_POOLED_WIDTH = 1280
+
+
+def controlnet_config(shapes: Shapes, base: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """ControlNetModel config of a Diffusers-layout ControlNet: widths and blocks per level, transformer depth, context,
+    linear or conv projections, the SDXL ADM embedding and the hint encoder's channels. Heads follow the UNet
+    convention (8 heads with conv projections, a head width of 64 with linear ones) unless `base` gives them."""
+    what = "ControlNet"
+    cfg = dict(base or {})
+    conv_in = need(shapes, "conv_in.weight", what)
+    channels, layers, depths = [], [], []
+    for b in range(depth(shapes, "down_blocks.")):
+        channels.append(need(shapes, f"down_blocks.{b}.resnets.0.conv1.weight", what)[0])
+        layers.append(depth(shapes, f"down_blocks.{b}.resnets."))
+        depths.append(depth(shapes, f"down_blocks.{b}.attentions.0.transformer_blocks."))
+    if not channels:
+        raise ModelLoadError("not a complete ControlNet: it has no down_blocks", field="model")
+    mid_depth = depth(shapes, "mid_block.attentions.0.transformer_blocks.")
+    hint = [need(shapes, "controlnet_cond_embedding.conv_in.weight", what)]
+    hint += [list(shapes[f"controlnet_cond_embedding.blocks.{i}.weight"])
+             for i in range(depth(shapes, "controlnet_cond_embedding.blocks."))]
+    down_depth = [d or NO_ATTENTION_DEPTH for d in depths]
+    if mid_depth and not depths[-1]:
+        down_depth[-1] = mid_depth
+    cfg.update(
+        in_channels=conv_in[1], conditioning_channels=hint[0][1], block_out_channels=channels,
+        layers_per_block=_uniform(layers),
+        down_block_types=["CrossAttnDownBlock2D" if d else "DownBlock2D" for d in depths],
+        mid_block_type="UNetMidBlock2DCrossAttn" if mid_depth else "UNetMidBlock2D",
+        transformer_layers_per_block=_uniform(down_depth),
+        conditioning_embedding_out_channels=[hint[0][0]] + [h[0] for h in hint[2::2]],
+    )
+    to_k = next((k for k in sorted(shapes) if k.endswith(".attn2.to_k.weight")), None)
+    proj_in = next((k for k in sorted(shapes) if k.endswith(".proj_in.weight")), None)
+    if to_k is not None:
+        cfg["cross_attention_dim"] = shapes[to_k][1]
+    if proj_in is not None:
+        cfg["use_linear_projection"] = len(shapes[proj_in]) == 2
+    if "attention_head_dim" not in (base or {}):
+        cfg["attention_head_dim"] = (_uniform([max(1, c // UNET_HEAD_WIDTH) for c in channels])
+                                     if cfg.get("use_linear_projection") else SD15_HEADS)
+        cfg["num_attention_heads"] = None
+    adm = shapes.get("add_embedding.linear_1.weight")
+    if adm is not None:
+        width = adm[1]
+        per_value = (width - SDXL_POOLED_WIDTH) // 6 if width > SDXL_POOLED_WIDTH else None
+        per_value = cfg.get("addition_time_embed_dim") or per_value
+        if not per_value:
+            raise _bad("add_embedding.linear_1.weight", adm, f"an input width of 6 x time width + "
+                       f"{SDXL_POOLED_WIDTH} (SDXL), or a config giving addition_time_embed_dim", what)
+        cfg.update(addition_embed_type="text_time", projection_class_embeddings_input_dim=width,
+                   addition_time_embed_dim=per_value)
+    return cfg
+
+
 # ---- KL VAEs (LDM or Diffusers layout) ------------------------------------------------------------------------
 def kl_vae_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, Any]:
     """AutoencoderKL config: channels per level, blocks per level, latent / in / out channels, quant convs,
@@ -645,6 +702,6 @@ def architecture_of(shapes: Shapes, kind: str, family: Any, prefix: str, variant
     return {}
 
 
-__all__ = ["flux2_config", "sd_configs", "architecture_of", "unet_config", "kl_vae_config", "clip_text_config", "open_clip_text_config", "t5_config", "flux_config",
+__all__ = ["controlnet_config", "flux2_config", "sd_configs", "architecture_of", "unet_config", "kl_vae_config", "clip_text_config", "open_clip_text_config", "t5_config", "flux_config",
            "wan_config", "hunyuan_video_config", "z_image_config", "HUNYUAN_VIDEO_TRANSFORMER", "chroma_config", "sd3_config", "qwen_image_config", "summary", "differences", "need", "depth", "SUMMARY_KEYS",
            "SD15_HEADS", "UNET_HEAD_WIDTH", "CLIP_HEAD_WIDTH", "WAN_HEAD_WIDTH"]

@@ -1,0 +1,264 @@
+"""ControlNet units for the engines over Diffusers (SD1.5, SDXL, FLUX): find and load each unit's ControlNet, make
+its control image (preprocessor, pixel-perfect resolution, resize mode), and run the family's ControlNet pipeline
+built from the loaded base components (no reload of the base) with the units' weights, guidance start/end and
+control modes. Several units run as Diffusers' MultiControlNetModel / FluxMultiControlNetModel.
+
+An engine opts in by declaring `control_pipelines` (task -> Diffusers class) and, for ControlNet-Union models,
+`union_pipelines`; the shared base calls `prepare` before a run and `pipeline()` then returns the ControlNet one.
+
+Control modes (A1111's names in brackets):
+  * balanced ("Balanced"): the control steers both CFG halves at its weight.
+  * prompt ("My prompt is more important"): soft injection — residual i of n is scaled by 0.825^(n-1-i), so the
+    shallow layers that fix details are weakest and the deepest (the middle block) is at full weight.
+  * controlnet ("ControlNet is more important"): Diffusers' guess mode — the control applies to the conditional
+    half only, its residuals scaled from 0.1 (shallowest) to 1.0 (middle block).
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import torch
+
+from sdcodex.core.enums import ResizeMode, Task
+from sdcodex.core.errors import ValidationError
+from sdcodex.core.request import CONTROL_MODE_NAMES, CONTROL_RESIZE_NAMES
+
+from .base import build_pipeline, resize_image
+from .lora import check_family, resolve_file
+
+#: the pipeline call keys a ControlNet run adds (a hires second pass, a plain img2img, drops them)
+CALL_KEYS = ("controlnet_conditioning_scale", "control_guidance_start", "control_guidance_end", "guess_mode",
+             "control_image", "control_mode")
+SOFT_INJECTION_BASE = 0.825   # sd-webui-controlnet's "My prompt is more important" layer decay
+MAX_CACHED = 4                # ControlNets kept loaded beside one base model
+
+#: ControlNet-Union control types, in the order of the model's control_mode index (xinsir's SDXL Union / ProMax)
+SDXL_UNION_TYPES = ("openpose", "depth", "hed", "canny", "normal", "segment", "tile", "repaint")
+#: InstantX / Shakker-Labs FLUX.1-dev ControlNet-Union
+FLUX_UNION_TYPES = ("canny", "tile", "depth", "blur", "pose", "gray", "lq")
+
+
+def known_modules() -> list[str]:
+    """Preprocessor names a unit's `module` may take ("none" always; the rest once preprocessors exist)."""
+    try:
+        from .preprocessors import list_modules
+    except ImportError:
+        return ["none"]
+    return sorted({"none", *list_modules()})
+
+
+def check_units(params: Any) -> None:
+    """Checks that need no model: each unit's module is one the preprocessors know."""
+    modules = None
+    for i, unit in enumerate(getattr(params, "controls", None) or []):
+        if unit["module"] == "none":
+            continue
+        modules = modules if modules is not None else known_modules()
+        if unit["module"] not in modules:
+            raise ValidationError(f"unknown preprocessor {unit['module']!r}", field=f"controls[{i}].module",
+                                  allowed=modules)
+
+
+def pixel_perfect_resolution(image_size: tuple[int, int], width: int, height: int, resize_mode: str) -> int:
+    """A1111's "Pixel Perfect": the preprocessor resolution at which the control map lands on the output size — the
+    short side scaled by the larger (crop) or smaller (fill) of the two output/input ratios."""
+    raw_w, raw_h = image_size
+    k_h, k_w = height / raw_h, width / raw_w
+    k = min(k_h, k_w) if resize_mode == ResizeMode.RESIZE_AND_FILL.value else max(k_h, k_w)
+    return int(round(k * min(raw_w, raw_h)))
+
+
+def control_image(unit: dict[str, Any], width: int, height: int) -> Any:
+    """The unit's control map at the output size: its preprocessor (module) first, then its resize mode."""
+    image = unit["image"].convert("RGB")
+    if unit["module"] != "none":
+        from .preprocessors import run_preprocessor
+
+        res = (pixel_perfect_resolution(image.size, width, height, unit["resize_mode"]) if unit["pixel_perfect"]
+               else unit["processor_res"])
+        image = run_preprocessor(unit["module"], image, resolution=res, threshold_a=unit.get("threshold_a"),
+                                 threshold_b=unit.get("threshold_b")).convert("RGB")
+    return resize_image(image, width, height, ResizeMode(unit["resize_mode"]))
+
+
+@dataclass
+class ControlRun:
+    """What a run with controls uses: the ControlNet pipeline for `task`, the kwargs every call adds, the nets
+    soft injection scales, and the report (info and infotext)."""
+
+    task: Task
+    pipe: Any
+    kwargs: dict[str, Any]
+    soft: list[Any] = field(default_factory=list)
+    report: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _load(engine: Any, entry: Any) -> Any:
+    """The unit's ControlNet, loaded once per base model (on its device and dtype) and kept for the next run."""
+    from sdcodex.models.controlnet import load_controlnet
+
+    cache: dict[str, Any] = engine.model.__dict__.setdefault("_controlnets", {})
+    key = str(entry.path)
+    if key not in cache:
+        base = engine.model.components.get("unet") or engine.model.components.get("transformer")
+        ref = next(base.parameters())
+        dtype = ref.dtype if ref.is_floating_point() and ref.dtype.itemsize >= 2 else torch.float32
+        while len(cache) >= MAX_CACHED:
+            cache.pop(next(iter(cache)))
+        cache[key] = load_controlnet(entry.path, dtype=dtype, device=engine.device)
+    else:
+        cache[key] = cache.pop(key)  # most recently used last
+    return cache[key]
+
+
+def _union_index(engine: Any, unit: dict[str, Any], field_: str) -> int:
+    types = FLUX_UNION_TYPES if engine.key.value == "flux" else SDXL_UNION_TYPES
+    kind = (unit.get("union_type") or "").lower()
+    if kind not in types:
+        raise ValidationError("a ControlNet-Union model needs the control type of its image", field=f"{field_}.union_type",
+                              allowed=list(types))
+    return types.index(kind)
+
+
+def _title(engine: Any, entry: Any) -> str:
+    provider = engine.provider
+    digest = provider.short_hash(entry) if provider is not None and hasattr(provider, "short_hash") else None
+    return f"{entry.name} [{digest[:8]}]" if digest else entry.name
+
+
+def prepare(engine: Any, params: Any) -> ControlRun | None:
+    """Resolve, check and load every unit; build the ControlNet pipeline for the run's task. None without units."""
+    units = params.controls or []
+    if not units:
+        return None
+    family = engine.key.value
+    flux = family == "flux"
+    nets, images, report, union_modes = [], [], [], []
+    for i, unit in enumerate(units):
+        where = f"controls[{i}]"
+        entry = resolve_file(engine.provider, unit["model"], "controlnet", f"{where}.model", family)
+        check_family(entry, family, f"{where}.model", "ControlNet")
+        if entry.family is None:
+            raise ValidationError(f"ControlNet {entry.name!r} is for a model family Codex cannot tell; this model is "
+                                  f"{family}", field=f"{where}.model", allowed=[family])
+        if flux and unit["control_mode"] != "balanced":
+            raise ValidationError("FLUX ControlNets have no prompt/controlnet modes", field=f"{where}.control_mode",
+                                  allowed=["balanced"])
+        net = _load(engine, entry)
+        union = bool(entry.variant.get("union"))
+        if union:
+            union_modes.append(_union_index(engine, unit, where))
+        elif unit.get("union_type"):
+            raise ValidationError(f"ControlNet {entry.name!r} is not a ControlNet-Union model",
+                                  field=f"{where}.union_type")
+        nets.append(net)
+        images.append(control_image(unit, params.width, params.height))
+        report.append({"module": unit["module"], "model": _title(engine, entry), "weight": unit["weight"],
+                       "resize_mode": unit["resize_mode"], "processor_res": unit["processor_res"],
+                       "threshold_a": unit.get("threshold_a"), "threshold_b": unit.get("threshold_b"),
+                       "guidance_start": unit["guidance_start"], "guidance_end": unit["guidance_end"],
+                       "pixel_perfect": unit["pixel_perfect"], "control_mode": unit["control_mode"],
+                       **({"union_type": unit["union_type"]} if union else {})})
+    if union_modes and len(union_modes) != len(units):
+        raise ValidationError("ControlNet-Union units cannot be mixed with plain ControlNets in one request",
+                              field="controls")
+    guess = [u["control_mode"] == "controlnet" for u in units]
+    if any(guess) and not all(guess):
+        first = guess.index(not guess[0])
+        raise ValidationError("control_mode 'controlnet' (guess mode) applies to every unit of a request: give all "
+                              "units 'controlnet' or none", field=f"controls[{first}].control_mode",
+                              allowed=[units[0]["control_mode"]])
+    one = len(units) == 1
+    table = engine.union_pipelines if union_modes else engine.control_pipelines
+    if params.task not in table:
+        raise ValidationError(f"{family} has no ControlNet pipeline for {params.task.value}", field="controls")
+    if union_modes and not flux:
+        if len({id(n) for n in nets}) != 1:
+            raise ValidationError("SDXL ControlNet-Union units must all name the same Union model (it reads every "
+                                  "image itself)", field="controls")
+        controlnet: Any = nets[0]   # one Union model reads every image (SDXL Union pipelines take image lists)
+        one = True
+    elif one:
+        controlnet = nets[0]
+    else:
+        from diffusers import FluxMultiControlNetModel, MultiControlNetModel
+
+        controlnet = (FluxMultiControlNetModel if flux else MultiControlNetModel)(nets)
+    pipe = build_pipeline(table[params.task], engine.model.components, controlnet=controlnet, add_watermarker=False)
+
+    def each(key: str) -> Any:
+        values = [u[key] for u in units]
+        return values[0] if one and not union_modes else values
+
+    kw: dict[str, Any] = {"controlnet_conditioning_scale": each("weight"),
+                          "control_guidance_start": each("guidance_start"),
+                          "control_guidance_end": each("guidance_end")}
+    if union_modes and not flux and one:
+        kw["controlnet_conditioning_scale"] = units[0]["weight"]
+    image = images[0] if one and not union_modes else images
+    image_key = "image" if params.task is Task.TXT2IMG and not flux and not union_modes else "control_image"
+    kw[image_key] = image
+    if union_modes:
+        kw["control_mode"] = union_modes if not (flux and one) else union_modes[0]
+    if not flux:
+        kw["guess_mode"] = all(guess)
+    soft = [n for n, u in zip(nets, units) if u["control_mode"] == "prompt"]
+    return ControlRun(params.task, pipe, kw, soft, report)
+
+
+def fit_kwargs(pipe: Any, kwargs: dict[str, Any], control: dict[str, Any]) -> list[str]:
+    """Add the control kwargs to a call's kwargs; drop (and say so) what the ControlNet pipeline does not take
+    (e.g. FLUX's true CFG in its ControlNet img2img/inpaint pipelines)."""
+    import inspect
+
+    kwargs.update(control)
+    takes = set(inspect.signature(type(pipe).__call__).parameters)
+    dropped = [k for k in kwargs if not k.startswith("_") and k not in takes]
+    for key in dropped:
+        kwargs.pop(key)
+    return [f"{key} is not applied with ControlNet units ({type(pipe).__name__} does not take it)" for key in dropped]
+
+
+@contextmanager
+def soft_injection(nets: list[Any]) -> Iterator[None]:
+    """While active, each net's residuals are scaled by 0.825^(n-1-i) (A1111's "My prompt is more important")."""
+    patched = []
+    for net in {id(n): n for n in nets}.values():
+        original = net.forward
+
+        def forward(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            kwargs["return_dict"] = False
+            down, mid = _original(*args, **kwargs)
+            n = len(down) + 1
+            down = [d * SOFT_INJECTION_BASE ** (n - 1 - i) for i, d in enumerate(down)]
+            return down, mid
+
+        net.forward = forward
+        patched.append(net)
+    try:
+        yield
+    finally:
+        for net in patched:
+            del net.forward
+
+
+def infotext_fields(report: list[dict[str, Any]]) -> dict[str, str]:
+    """A1111's `ControlNet N: "Module: ..., Model: ..., ..."` infotext fields (the extension's labels)."""
+    out = {}
+    for i, unit in enumerate(report):
+        parts = [("Module", unit["module"]), ("Model", unit["model"]), ("Weight", unit["weight"]),
+                 ("Resize Mode", CONTROL_RESIZE_NAMES[unit["resize_mode"]]),
+                 ("Processor Res", unit["processor_res"]), ("Threshold A", unit.get("threshold_a")),
+                 ("Threshold B", unit.get("threshold_b")), ("Guidance Start", unit["guidance_start"]),
+                 ("Guidance End", unit["guidance_end"]), ("Pixel Perfect", unit["pixel_perfect"]),
+                 ("Control Mode", CONTROL_MODE_NAMES[unit["control_mode"]])]
+        if unit.get("union_type"):
+            parts.append(("Union Control Type", unit["union_type"]))
+        out[f"ControlNet {i}"] = ", ".join(f"{k}: {v}" for k, v in parts if v is not None)
+    return out
+
+
+__all__ = ["prepare", "soft_injection", "check_units", "control_image", "pixel_perfect_resolution",
+           "infotext_fields", "known_modules", "ControlRun"]

@@ -1,0 +1,97 @@
+"""Loading a ControlNet: a Diffusers folder (ControlNetModel, ControlNetUnionModel, FluxControlNetModel with its
+config.json) or a single safetensors file — the original layout (`control_model.input_hint_block`, `zero_convs`:
+A1111's SD1.5/SDXL files, converted by `convert_ldm.convert_controlnet`) or Diffusers keys — whose architecture
+is read from its shapes (`shapes.controlnet_config`, `flux_controlnet_config`). Every module is made by
+`build.build_module`: meta device, weights assigned from the memory-mapped file."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from sdcodex.core.errors import ModelLoadError
+from sdcodex.models import convert_ldm
+from sdcodex.models.build import build_module
+from sdcodex.models.detect_rules import CONTROLNET_PREFIXES, Keys, controlnet_layout
+from sdcodex.models.safetensors_io import TensorView, open_mapped
+from sdcodex.models.shapes import controlnet_config, depth, need
+
+#: FLUX ControlNet conventions the shapes cannot show (Diffusers' FluxControlNetModel defaults)
+FLUX_CONTROLNET_BASE = {"patch_size": 1, "axes_dims_rope": [16, 56, 56]}
+
+
+def flux_controlnet_config(shapes: Mapping[str, Sequence[int]]) -> dict[str, Any]:
+    """FluxControlNetModel config from a Diffusers-layout file: widths, depths, head width (q norm), the union mode
+    embedding and the hint encoder."""
+    what = "FLUX ControlNet"
+    x_in = need(shapes, "x_embedder.weight", what)
+    head = need(shapes, "transformer_blocks.0.attn.norm_q.weight", what)[0] if depth(shapes, "transformer_blocks.") \
+        else need(shapes, "single_transformer_blocks.0.attn.norm_q.weight", what)[0]
+    cfg: dict[str, Any] = dict(FLUX_CONTROLNET_BASE)
+    cfg.update(in_channels=x_in[1], num_layers=depth(shapes, "transformer_blocks."),
+               num_single_layers=depth(shapes, "single_transformer_blocks."), attention_head_dim=head,
+               num_attention_heads=x_in[0] // head,
+               joint_attention_dim=need(shapes, "context_embedder.weight", what)[1],
+               pooled_projection_dim=need(shapes, "time_text_embed.text_embedder.linear_1.weight", what)[1],
+               guidance_embeds=any(k.startswith("time_text_embed.guidance_embedder.") for k in shapes),
+               num_mode=shapes["controlnet_mode_embedder.weight"][0] if "controlnet_mode_embedder.weight" in shapes
+               else None,
+               conditioning_embedding_channels=shapes["input_hint_block.0.weight"][1]
+               if "input_hint_block.0.weight" in shapes else None)
+    return cfg
+
+
+def _folder_state(path: Path) -> dict[str, Any]:
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise ModelLoadError(f"{path}: a ControlNet folder needs its weights as .safetensors (found none)",
+                             field="model")
+    state: dict[str, Any] = {}
+    for file in files:
+        source = open_mapped(file)
+        state.update(TensorView(source, {k: k for k in source.keys()}))
+    return state
+
+
+def load_controlnet(path: str | Path, *, dtype: torch.dtype | None = None, device: str | torch.device = "cpu"
+                    ) -> torch.nn.Module:
+    """The ControlNet at `path` (a Diffusers folder or a single file) as a Diffusers module on `device`."""
+    p = Path(path)
+    if p.is_dir():
+        config = json.loads((p / "config.json").read_text(encoding="utf-8"))
+        cls = str(config.get("_class_name") or "ControlNetModel")
+        return build_module(cls, config, _folder_state(p), source=p, component="controlnet", device=device,
+                            dtype=dtype)
+    source = open_mapped(p)
+    names = list(source.keys())
+    shapes = {k: list(source.shape(k)) for k in names}
+    keys = Keys(shapes)
+    found = next(((q, lay) for q in CONTROLNET_PREFIXES if (lay := controlnet_layout(keys, q))), None)
+    if found is None:
+        raise ModelLoadError(f"{p}: not a ControlNet file (no input_hint_block / controlnet_cond_embedding / "
+                             f"controlnet_x_embedder tensors)", field="model")
+    prefix, layout = found
+    local = {k[len(prefix):]: k for k in names if k.startswith(prefix)}
+    view = TensorView(source, local)
+    if layout == "original":
+        state = convert_ldm.convert_controlnet(view)
+        config = controlnet_config(convert_ldm.convert_controlnet({k: shapes[f] for k, f in local.items()}))
+        cls = "ControlNetModel"
+    elif layout == "diffusers":
+        state = dict(view)
+        local_shapes = {k: shapes[f] for k, f in local.items()}
+        config = controlnet_config(local_shapes)
+        cls = "ControlNetModel"
+        if "task_embedding" in local_shapes:
+            raise ModelLoadError(f"{p}: a ControlNet-Union single file needs its config.json: put the file in a "
+                                 f"folder with the model's config.json (Diffusers layout)", field="model")
+    else:
+        state = dict(view)
+        config = flux_controlnet_config({k: shapes[f] for k, f in local.items()})
+        cls = "FluxControlNetModel"
+    return build_module(cls, config, state, source=p, component="controlnet", device=device, dtype=dtype)
+
+
+__all__ = ["load_controlnet", "flux_controlnet_config"]
