@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import torch
+from PIL import Image
 
 from sdcodex.core.enums import ResizeMode, Task
 from sdcodex.core.errors import ValidationError
@@ -40,25 +41,12 @@ SDXL_UNION_TYPES = ("openpose", "depth", "hed", "canny", "normal", "segment", "t
 FLUX_UNION_TYPES = ("canny", "tile", "depth", "blur", "pose", "gray", "lq")
 
 
-def known_modules() -> list[str]:
-    """Preprocessor names a unit's `module` may take ("none" always; the rest once preprocessors exist)."""
-    try:
-        from .preprocessors import list_modules
-    except ImportError:
-        return ["none"]
-    return sorted({"none", *list_modules()})
-
-
 def check_units(params: Any) -> None:
-    """Checks that need no model: each unit's module is one the preprocessors know."""
-    modules = None
+    """Checks that need no model: each unit's module is a preprocessor that exists (extension key or UI alias)."""
+    from .preprocessors import get_module
+
     for i, unit in enumerate(getattr(params, "controls", None) or []):
-        if unit["module"] == "none":
-            continue
-        modules = modules if modules is not None else known_modules()
-        if unit["module"] not in modules:
-            raise ValidationError(f"unknown preprocessor {unit['module']!r}", field=f"controls[{i}].module",
-                                  allowed=modules)
+        get_module(unit["module"], field=f"controls[{i}].module")
 
 
 def pixel_perfect_resolution(image_size: tuple[int, int], width: int, height: int, resize_mode: str) -> int:
@@ -70,17 +58,24 @@ def pixel_perfect_resolution(image_size: tuple[int, int], width: int, height: in
     return int(round(k * min(raw_w, raw_h)))
 
 
-def control_image(unit: dict[str, Any], width: int, height: int) -> Any:
-    """The unit's control map at the output size: its preprocessor (module) first, then its resize mode."""
-    image = unit["image"].convert("RGB")
-    if unit["module"] != "none":
-        from .preprocessors import run_preprocessor
+def control_image(unit: dict[str, Any], width: int, height: int, *, index: int = 0, seed: int = 0,
+                  models_dir: Any = None, device: str = "cpu") -> Any:
+    """The unit's control map at the output size: its preprocessor (module) first, then its resize mode. An inpaint
+    module's RGBA result becomes the float control tensor inpaint ControlNets take (-1 on masked pixels)."""
+    from .preprocessors import get_module, inpaint_condition, run_preprocessor
 
+    image = unit["image"]
+    if get_module(unit["module"]).name != "none":
         res = (pixel_perfect_resolution(image.size, width, height, unit["resize_mode"]) if unit["pixel_perfect"]
                else unit["processor_res"])
         image = run_preprocessor(unit["module"], image, resolution=res, threshold_a=unit.get("threshold_a"),
-                                 threshold_b=unit.get("threshold_b")).convert("RGB")
-    return resize_image(image, width, height, ResizeMode(unit["resize_mode"]))
+                                 threshold_b=unit.get("threshold_b"), seed=seed, models_dir=models_dir,
+                                 device=device, field=f"controls[{index}].module")
+    if image.mode == "RGBA" and unit["module"] != "none":
+        if image.size != (width, height):
+            image = image.resize((width, height), Image.NEAREST)
+        return torch.from_numpy(inpaint_condition(image)).permute(2, 0, 1)[None]
+    return resize_image(image.convert("RGB"), width, height, ResizeMode(unit["resize_mode"]))
 
 
 @dataclass
@@ -154,7 +149,8 @@ def prepare(engine: Any, params: Any) -> ControlRun | None:
             raise ValidationError(f"ControlNet {entry.name!r} is not a ControlNet-Union model",
                                   field=f"{where}.union_type")
         nets.append(net)
-        images.append(control_image(unit, params.width, params.height))
+        images.append(control_image(unit, params.width, params.height, index=i, seed=params.seed,
+                                    models_dir=getattr(engine.provider, "models_dir", None), device=engine.device))
         report.append({"module": unit["module"], "model": _title(engine, entry), "weight": unit["weight"],
                        "resize_mode": unit["resize_mode"], "processor_res": unit["processor_res"],
                        "threshold_a": unit.get("threshold_a"), "threshold_b": unit.get("threshold_b"),
@@ -261,4 +257,4 @@ def infotext_fields(report: list[dict[str, Any]]) -> dict[str, str]:
 
 
 __all__ = ["prepare", "soft_injection", "check_units", "control_image", "pixel_perfect_resolution",
-           "infotext_fields", "known_modules", "ControlRun"]
+           "infotext_fields", "fit_kwargs", "ControlRun", "CALL_KEYS"]

@@ -158,6 +158,16 @@ def test_sd15_units_equal_diffusers_controlnet_pipelines(orch, cn_models, cn_roo
     ref = _reference(StableDiffusionControlNetPipeline, model, net_a, image=a, guess_mode=True, **common)
     _close(guess.pil_images[0], ref)
 
+    # a preprocessor first (pixel perfect: the 64 px image is read at 64 px), then the map as the control image
+    from sdcodex.engines.preprocessors import run_preprocessor
+
+    canny = orch.run({"task": "txt2img", "model": "sd15-demo", **BASE, "controls": [
+        _unit(b, "cn-sd15-b", module="canny", pixel_perfect=True, threshold_a=50.0, threshold_b=150.0)]})
+    edges = run_preprocessor("canny", b, resolution=64, threshold_a=50.0, threshold_b=150.0)
+    ref = _reference(StableDiffusionControlNetPipeline, model, net_b, image=edges, **common)
+    _close(canny.pil_images[0], ref)
+    assert "Module: canny" in canny.info["infotext_fields"]["extra"]["ControlNet 0"]
+
 
 def test_sd15_img2img_and_inpaint_units_equal_diffusers(orch, cn_models, cn_root, control_maps, sample_image,
                                                          sample_mask):
