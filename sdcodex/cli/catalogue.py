@@ -186,6 +186,12 @@ _ENTRIES: list[CatalogueEntry] = [
           ("flux2-klein-base-4b", "black-forest-labs/FLUX.2-klein-base-4B", "Apache-2.0"),
           ("flux2-klein-9b", "black-forest-labs/FLUX.2-klein-9B", "FLUX Non-Commercial License"),
           ("flux2-klein-base-9b", "black-forest-labs/FLUX.2-klein-base-9B", "FLUX Non-Commercial License"))],
+    # LTX-2: the Diffusers subfolders only (the repo root also holds the all-in-one ltx-2-19b-*.safetensors files)
+    _pipeline("ltx2", "Lightricks/LTX-2", "ltx2",
+              [_SCHED, _transformers_model("text_encoder"), _tokenizer("tokenizer"), _diffusers_model("transformer"),
+               _diffusers_model("vae"), _diffusers_model("audio_vae"), _diffusers_model("connectors"),
+               _diffusers_model("vocoder")],
+              licence="LTX-2 Community License (see the model page)"),
     CatalogueEntry(name="annotators", repo_id="lllyasviel/Annotators", kind="annotators",
                    allow_patterns=ANNOTATOR_FILES, required=tuple((f,) for f in ANNOTATOR_FILES), ignore_patterns=(),
                    licence="Apache-2.0 / per annotator (see the model page)",
@@ -196,6 +202,8 @@ _ENTRIES: list[CatalogueEntry] = [
                     licence=_WAN_LICENCE, note="UMT5-XXL tokenizer used by WAN 2.2"),
     _tokenizer_only("tokenizer-qwen3", "Tongyi-MAI/Z-Image-Turbo", "tokenizer",
                     licence="Apache-2.0", note="Qwen3 tokenizer used by Z-Image"),
+    _tokenizer_only("tokenizer-gemma3", "Lightricks/LTX-2", "tokenizer",
+                    licence="Gemma Terms of Use", note="Gemma 3 tokenizer used by LTX-2"),
     _tokenizer_only("tokenizer-llama-hunyuan", "hunyuanvideo-community/HunyuanVideo", "tokenizer",
                     licence="Tencent Hunyuan Community License", note="Llama tokenizer used by HunyuanVideo"),
 ]

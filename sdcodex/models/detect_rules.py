@@ -466,6 +466,56 @@ def rule_flux2(k: Keys) -> list[Found]:
     return out
 
 
+# LTX-2 (Lightricks): an audio-video transformer — a video stream and an audio stream, each with self- and
+# cross-attention, and attention between the two, modulated by four extra AdaLN tables (audio-video cross-attention
+# scale/shift and gates). Facts from the published files: Lightricks/LTX-2 ltx-2-19b-dev.safetensors (and -distilled,
+# -fp8; ComfyUI loads the same file from checkpoints/) holds everything but the Gemma 3 text encoder under four
+# prefixes: model.diffusion_model. (transformer + the text connectors video_embeddings_connector. /
+# audio_embeddings_connector.), vae., audio_vae., vocoder. — the prefixes in Diffusers' LTX-2 conversion script and
+# its CHECKPOINT_KEY_NAMES["ltx2"] markers (av_ca_a2v_gate_adaln_single.emb.timestep_embedder.linear_1.weight,
+# vae./audio_vae.per_channel_statistics.mean-of-means). Original names (Diffusers' names after the renames of
+# convert_ltx2_transformer_to_diffusers): patchify_proj [4096, 128] (proj_in), audio_patchify_proj [2048, 128]
+# (audio_proj_in), adaln_single (time_embed), av_ca_{video_scale_shift,a2v_gate,audio_scale_shift,v2a_gate}_adaln_single
+# (av_cross_attn_*), caption_projection.linear_1 [4096, 3840] (Gemma 3 12B width; LTX-2.3 projects in the connector
+# instead), transformer_blocks.N.{attn1,attn2,audio_attn1,audio_attn2,audio_to_video_attn,video_to_audio_attn}
+# with q_norm/k_norm (norm_q/norm_k); 48 blocks of 32 x 128 video and 32 x 64 audio heads.
+LTX2_TABLE: tuple[Row, ...] = (
+    ("ltx2", E.LTX2, (), lambda f: f["audio_hidden"] is not None),
+)
+
+
+def rule_ltx2(k: Keys) -> list[Found]:
+    out = []
+    for p in DENOISER_PREFIXES:
+        if f"{p}av_ca_a2v_gate_adaln_single.emb.timestep_embedder.linear_1.weight" in k:
+            layout, proj, audio_proj = "ltx", f"{p}patchify_proj.weight", f"{p}audio_patchify_proj.weight"
+        elif f"{p}av_cross_attn_video_a2v_gate.emb.timestep_embedder.linear_1.weight" in k:
+            layout, proj, audio_proj = "diffusers", f"{p}proj_in.weight", f"{p}audio_proj_in.weight"
+        else:
+            continue
+        facts = {"layout": layout, "hidden": k.dim(proj, 0), "in_channels": k.dim(proj, 1, ndim=2),
+                 "audio_hidden": k.dim(audio_proj, 0), "audio_in_channels": k.dim(audio_proj, 1, ndim=2),
+                 "caption_channels": k.dim(f"{p}caption_projection.linear_1.weight", 1, ndim=2),
+                 "depth": k.count_blocks(p + "transformer_blocks."),
+                 "text_connectors": True if k.any_with(p + "video_embeddings_connector.") else None,
+                 "audio_vae": True if "audio_vae.per_channel_statistics.mean-of-means" in k else None,
+                 "vocoder": True if k.any_with("vocoder.") else None}
+        out.append(_from_table("ltx2", "denoiser", p, LTX2_TABLE, facts))
+    return out
+
+
+def _ltx2_vae(k: Keys, p: str) -> bool:
+    """LTX-2's video VAE: per-channel latent statistics beside a causal 3-D decoder (original or Diffusers names)."""
+    return f"{p}per_channel_statistics.mean-of-means" in k or (f"{p}latents_mean" in k and k.dim(
+        f"{p}decoder.conv_in.conv.weight", 1, ndim=5) is not None)
+
+
+def rule_vae_ltx2(k: Keys) -> list[Found]:
+    """The LTX-2 video VAE (128 latent channels, 32x space / 8x time), alone or in the all-in-one file (vae.)."""
+    return [Found("vae_ltx2", "vae", p, None, {"model": "ltx2_video_vae", "latent_channels": k.dim(
+        f"{p}decoder.conv_in.conv.weight", 1, ndim=5)}, (E.LTX2,)) for p in VAE_PREFIXES if _ltx2_vae(k, p)]
+
+
 # ---- VAEs ----------------------------------------------------------------------------------------
 
 # Image VAEs of the LDM/diffusers AutoencoderKL shape: family from latent channels.
@@ -531,6 +581,8 @@ def rule_vae_causal3d(k: Keys) -> list[Found]:
         if conv is None and not (plain == 32 and f"{p}decoder.mid_block.resnets.0.norm1.gamma" not in k):
             continue
         if f"{p}decoder.mid_block.resnets.0.norm1.norm_layer.weight" in k:  # CogVideoX: not ours
+            continue
+        if _ltx2_vae(k, p):  # LTX-2's video VAE: rule_vae_ltx2
             continue
         out.append(_from_table("vae_causal3d", "vae", p, CAUSAL3D_VAE_TABLE, {"latent_channels": conv or plain}))
     return out
@@ -781,7 +833,7 @@ def rule_upscaler_compact(k: Keys) -> list[Found]:
 
 RULES: tuple[Callable[[Keys], list[Found]], ...] = (
     rule_unet, rule_flux, rule_hunyuan, rule_wan, rule_z_image, rule_chroma, rule_sd3, rule_qwen_image, rule_flux2,
-    rule_vae_kl, rule_vae_svd, rule_vae_wan, rule_vae_causal3d,
+    rule_ltx2, rule_vae_kl, rule_vae_svd, rule_vae_wan, rule_vae_causal3d, rule_vae_ltx2,
     rule_clip, rule_t5, rule_decoder_lm,
     rule_lora, rule_embedding, rule_controlnet, rule_upscaler_esrgan, rule_upscaler_rrdbnet, rule_upscaler_swinir,
     rule_upscaler_compact,

@@ -18,7 +18,7 @@ GEN_TASKS: tuple[tuple[Task, str], ...] = (
 #: keys a family only understands when it declares them (extra_keys), gives them a default, or a preset of
 #: that family fills them
 ENGINE_SPECIFIC = frozenset({"distilled_cfg_scale", "guidance_scale_2", "flow_shift", "motion_bucket_id",
-                             "noise_aug_strength", "decode_chunk_size", "clip_skip", "images"})
+                             "noise_aug_strength", "decode_chunk_size", "clip_skip", "images", "audio"})
 #: tasks that do not run a checkpoint (the quicksettings model/engine/mode/VAE are not sent)
 MODEL_FREE = frozenset({Task.UPSCALE})
 MODE_LABELS = {Mode.NORMAL.value: "Normal", Mode.LCM.value: "LCM", Mode.TURBO.value: "Turbo",

@@ -50,6 +50,7 @@ SPECS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "tile_overlap": ("slider", "Tile overlap", {"minimum": 0, "maximum": 256, "step": 4, "value": 16}),
     "num_frames": ("number", "Frames", {"value": 25, "precision": 0}),
     "fps": ("number", "FPS", {"value": 8}),
+    "audio": ("checkbox", "Sound track (LTX-2: AAC in mp4, Opus in webm)", {"value": True}),
     "motion_bucket_id": ("slider", "Motion bucket id", {"minimum": 0, "maximum": 255, "step": 1, "value": 127}),
     "noise_aug_strength": ("number", "Noise augmentation", {"value": 0.02}),
     "decode_chunk_size": ("number", "Decode chunk size", {"value": None, "precision": 0}),
@@ -66,7 +67,7 @@ SPECS: dict[str, tuple[str, str, dict[str, Any]]] = {
 GROUPS: tuple[tuple[str, ...], ...] = (
     ("images",),
     ("sampler", "scheduler", "steps"),
-    ("width", "height", "num_frames", "fps"),
+    ("width", "height", "num_frames", "fps", "audio"),
     ("batch_count", "batch_size", "seed"),
     ("cfg_scale", "distilled_cfg_scale", "guidance_scale_2", "flow_shift"),
     ("denoising_strength", "resize_mode"),

@@ -786,3 +786,52 @@ def mistral3_small_keys() -> KeySet:
     k.update(_blocks("model.layers.{}.", range(40), {"self_attn.q_proj.weight": [4096, 5120],
                                                       "self_attn.o_proj.weight": [5120, 4096]}))
     return k
+
+
+def ltx2_keys(layout: str = "ltx", bundled: bool = True) -> KeySet:
+    """LTX-2 19B. layout "ltx": the published all-in-one file (Lightricks/LTX-2 ltx-2-19b-dev.safetensors; ComfyUI
+    checkpoints/): transformer and text connectors under model.diffusion_model., then vae., audio_vae., vocoder.
+    (`bundled`); original names (patchify_proj, adaln_single, av_ca_*_adaln_single, q_norm). layout "diffusers": the
+    Diffusers folder's transformer/ (proj_in, time_embed, av_cross_attn_*, norm_q). 48 blocks, video 32 x 128 heads,
+    audio 32 x 64, 128 latent channels each, Gemma 3 12B width 3840."""
+    h, a = 4096, 2048
+    names = {"ltx": ("patchify_proj", "audio_patchify_proj", "adaln_single", "audio_adaln_single",
+                     "av_ca_video_scale_shift_adaln_single", "av_ca_a2v_gate_adaln_single",
+                     "av_ca_audio_scale_shift_adaln_single", "av_ca_v2a_gate_adaln_single", "q_norm", "k_norm"),
+             "diffusers": ("proj_in", "audio_proj_in", "time_embed", "audio_time_embed",
+                           "av_cross_attn_video_scale_shift", "av_cross_attn_video_a2v_gate",
+                           "av_cross_attn_audio_scale_shift", "av_cross_attn_audio_v2a_gate", "norm_q", "norm_k")}[layout]
+    proj, audio_proj, ada, audio_ada, v_ss, a2v, a_ss, v2a, qn, kn = names
+    k: KeySet = {f"{proj}.weight": [h, 128], f"{audio_proj}.weight": [a, 128], "scale_shift_table": [2, h],
+                 "audio_scale_shift_table": [2, a], "caption_projection.linear_1.weight": [h, 3840],
+                 "audio_caption_projection.linear_1.weight": [a, 3840], "proj_out.weight": [128, h],
+                 "audio_proj_out.weight": [128, a], f"{ada}.linear.weight": [6 * h, h],
+                 f"{audio_ada}.linear.weight": [6 * a, a]}
+    for name, width in ((ada, h), (audio_ada, a), (v_ss, h), (a2v, h), (a_ss, a), (v2a, a)):
+        k[f"{name}.emb.timestep_embedder.linear_1.weight"] = [width, 256]
+    k.update(_blocks("transformer_blocks.{}.", range(48), {
+        "scale_shift_table": [6, h], "audio_scale_shift_table": [6, a], "attn1.to_q.weight": [h, h],
+        f"attn1.{qn}.weight": [h], f"attn1.{kn}.weight": [h], "attn2.to_k.weight": [h, h],
+        "audio_attn1.to_q.weight": [a, a], "audio_to_video_attn.to_q.weight": [a, h],
+        "video_to_audio_attn.to_k.weight": [a, h], "ff.net.0.proj.weight": [4 * h, h],
+        "audio_ff.net.0.proj.weight": [4 * a, a]}))
+    if layout == "diffusers":
+        return k
+    k.update(_blocks("video_embeddings_connector.transformer_1d_blocks.{}.", range(2),
+                     {"attn1.to_q.weight": [3840, 3840], "attn1.q_norm.weight": [3840]}))
+    k["video_embeddings_connector.learnable_registers"] = [128, 3840]
+    k["audio_embeddings_connector.learnable_registers"] = [128, 3840]
+    k = prefixed("model.diffusion_model.", k)
+    if bundled:
+        k.update({"vae.per_channel_statistics.mean-of-means": [128], "vae.per_channel_statistics.std-of-means": [128],
+                  "vae.encoder.conv_in.conv.weight": [128, 48, 3, 3, 3],
+                  "vae.encoder.down_blocks.0.res_blocks.0.conv1.conv.weight": [128, 128, 3, 3, 3],
+                  "vae.decoder.conv_in.conv.weight": [1024, 128, 3, 3, 3],
+                  "vae.decoder.up_blocks.0.res_blocks.0.conv1.conv.weight": [1024, 1024, 3, 3, 3],
+                  "vae.decoder.conv_out.conv.weight": [48, 128, 3, 3, 3],
+                  "audio_vae.per_channel_statistics.mean-of-means": [128],
+                  "audio_vae.encoder.conv_in.conv.weight": [128, 2, 3, 3],
+                  "audio_vae.decoder.conv_out.conv.weight": [2, 128, 3, 3],
+                  "vocoder.conv_pre.weight": [1024, 128, 7], "vocoder.ups.0.weight": [1024, 512, 16],
+                  "vocoder.conv_post.weight": [2, 32, 7]})
+    return k

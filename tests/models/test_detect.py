@@ -152,6 +152,15 @@ CASES = [
     ("te_mistral3_small", fh.mistral3_small_keys, "text_encoder", None, "model.",
      {"text_encoder": "mistral3_small"}, (E.FLUX2,)),
     ("vae_flux2", lambda: fh.ldm_vae_keys(32, quant_conv=True), "vae", None, "", {}, (E.FLUX2, E.FLUX2_KLEIN)),
+    # LTX-2: the all-in-one file (transformer + connectors, video VAE, audio VAE, vocoder); its VAE is not HunyuanVideo's
+    ("ltx2_all_in_one", fh.ltx2_keys, "checkpoint", E.LTX2, "model.diffusion_model.",
+     {"layout": "ltx", "hidden": 4096, "audio_hidden": 2048, "in_channels": 128, "caption_channels": 3840,
+      "depth": 48, "text_connectors": True, "audio_vae": True, "vocoder": True, "vae_prefix": "vae.",
+      "latent_channels": 128}, ()),
+    ("ltx2_transformer_only", lambda: fh.ltx2_keys(bundled=False), "diffusion_model", E.LTX2,
+     "model.diffusion_model.", {"layout": "ltx", "depth": 48}, ()),
+    ("ltx2_diffusers_transformer", lambda: fh.ltx2_keys("diffusers"), "diffusion_model", E.LTX2, "",
+     {"layout": "diffusers", "audio_in_channels": 128, "depth": 48}, ()),
 ]
 
 

@@ -165,3 +165,15 @@ def test_flux2_tabs_fields_and_reference_images(tmp_path):
         parse_edited(text, {"images": []})
     assert err.value.field == "images[0]"
     assert "images" not in request_to_fields(req, "txt2img")
+
+
+def test_ltx2_tabs_sound_field_and_presets_come_from_the_registry():
+    assert ("LTX-2", "ltx2") in caps.engine_choices()
+    assert caps.tasks_for("ltx2") == {"txt2vid", "img2vid", "upscale"}
+    assert "audio" in caps.visible_keys("ltx2", "txt2vid") and "audio" in caps.visible_keys("ltx2", "img2vid")
+    assert "audio" not in caps.visible_keys("wan22_ti2v_5b", "txt2vid")
+    start = caps.start_values("ltx2", "normal", "txt2vid")
+    assert (start["num_frames"], start["width"], start["height"], start["audio"]) == (121, 768, 512, True)
+    req = build_request("txt2vid", {"engine": "ltx2"}, {"prompt": "a drum", "audio": False},
+                        visible=caps.visible_keys("ltx2", "txt2vid"))
+    assert validate_request(req).audio is False
