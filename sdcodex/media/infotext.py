@@ -12,6 +12,7 @@ from typing import Any
 
 from sdcodex import __version__
 from sdcodex.core.enums import Emphasis
+from sdcodex.core.request import CONTROL_MODE_NAMES, CONTROL_RESIZE_NAMES
 
 DEFAULT_VERSION = f"sdcodex-v{__version__}"
 
@@ -194,6 +195,34 @@ def _convert(value: str, kind: str) -> Any:
 
 _META_LABELS = {"Prompt", "Negative prompt", "Size-1", "Size-2", "width", "height", "Version"}
 
+# the ControlNet extension's unit text: `ControlNet 0: "Module: canny, Model: name [hash], Weight: 1, ..."`
+_RE_CONTROLNET = re.compile(r"^ControlNet (\d+)$")
+_RE_UNIT_PART = re.compile(r"\s*([A-Z][\w ]*?):\s*([^,]*)(?:,|$)")
+_UNIT_LABELS: dict[str, tuple[str, Any]] = {
+    "Module": ("module", str), "Model": ("model", str), "Weight": ("weight", float),
+    "Resize Mode": ("resize_mode", {v: k for k, v in CONTROL_RESIZE_NAMES.items()}.__getitem__),
+    "Processor Res": ("processor_res", lambda v: int(float(v))), "Threshold A": ("threshold_a", float),
+    "Threshold B": ("threshold_b", float), "Guidance Start": ("guidance_start", float),
+    "Guidance End": ("guidance_end", float), "Pixel Perfect": ("pixel_perfect", lambda v: v == "True"),
+    "Control Mode": ("control_mode", {v: k for k, v in CONTROL_MODE_NAMES.items()}.__getitem__),
+    "Union Control Type": ("union_type", str),
+}
+
+
+def parse_controlnet_unit(text: str) -> dict[str, Any]:
+    """One `ControlNet N` value -> a unit's native keys (no image: the infotext does not hold it). Labels or values
+    we do not know are left out."""
+    unit: dict[str, Any] = {}
+    for label, value in _RE_UNIT_PART.findall(text):
+        key, convert = _UNIT_LABELS.get(label.strip(), (None, None))
+        if key is None:
+            continue
+        try:
+            unit[key] = convert(value.strip())
+        except (KeyError, ValueError):
+            continue
+    return unit
+
 
 def infotext_to_request(parsed: dict[str, Any]) -> dict[str, Any]:
     """Map a ``parse_infotext`` result to native keys (the inverse of ``build_infotext``'s inputs).
@@ -215,6 +244,10 @@ def infotext_to_request(parsed: dict[str, Any]) -> dict[str, Any]:
             if label.endswith("-1"):  # an "AxB" value A1111 split in two: join it back
                 extra[label[:-2]] = f"{parsed[label]}x{parsed[label[:-2] + '-2']}"
             continue
+        unit = _RE_CONTROLNET.match(label)
+        if unit is not None and isinstance(value, str):
+            out.setdefault("controls", []).append((int(unit.group(1)), parse_controlnet_unit(value)))
+            continue
         field = _LABEL_TO_FIELD.get(label)
         if field is None or field[1] == "size":
             extra[label] = value
@@ -223,6 +256,8 @@ def infotext_to_request(parsed: dict[str, Any]) -> dict[str, Any]:
             out[field[0]] = _convert(value, field[1]) if isinstance(value, str) else value
         except ValueError:
             extra[label] = value
+    if "controls" in out:  # ControlNet units in their index order (the image is not in the infotext)
+        out["controls"] = [u for _, u in sorted(out["controls"], key=lambda pair: pair[0])]
     if "Version" in parsed:
         out["version"] = parsed["Version"]
     if extra:

@@ -118,7 +118,7 @@ _MAPPED = {"prompt", "negative_prompt", "seed", "sampler_name", "scheduler", "ba
            "hr_upscaler", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y", "hr_sampler_name", "hr_scheduler",
            "hr_prompt", "hr_negative_prompt", "send_images", "init_images", "resize_mode", "mask", "mask_blur",
            "mask_blur_x", "mask_blur_y", "inpaint_full_res", "inpaint_full_res_padding", "inpainting_mask_invert",
-           "include_init_images", "sampler_index", "force_task_id"}
+           "include_init_images", "sampler_index", "force_task_id", "alwayson_scripts"}
 _OVERRIDES = {"sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers", "samples_format", "emphasis"}
 
 #: our field -> the A1111 field a client sent, so an error names what the client knows
@@ -139,12 +139,111 @@ _FORMATS = {"png": "png", "webp": "webp", "jpg": "jpeg", "jpeg": "jpeg"}
 
 def to_a1111_field(exc: CodexError) -> CodexError:
     """Rename the field of an error from our name to the A1111 one the client used."""
-    if exc.field in NATIVE_TO_A1111:
-        exc.field = NATIVE_TO_A1111[exc.field]
+    unit = _CONTROL_FIELD.match(exc.field or "")
+    theirs = NATIVE_TO_A1111.get(exc.field or "")
+    if unit:  # controls[i].x -> the ControlNet extension's unit, under the name the client sent
+        name = _UNIT_FIELDS_BACK.get(unit["key"], unit["key"]) if unit["key"] else ""
+        theirs = f"alwayson_scripts.controlnet.args[{unit['i']}]" + (f".{name}" if name else "")
+    if theirs is not None:
+        exc.field = theirs
         if isinstance(exc, ValidationError) and exc.errors:
             exc.errors[0]["field"] = exc.field
         exc.args = (str(exc),)
     return exc
+
+
+# ---- the ControlNet extension's units (alwayson_scripts.controlnet.args) -----------------------------------------
+_CONTROL_FIELD = re.compile(r"^controls\[(?P<i>\d+)\](?:\.(?P<key>\w+))?")
+_UNIT_FIELDS_BACK = {"union_type": "union_control_type"}
+#: the extension's resize/control mode names (and legacy aliases) and indices -> ours
+CN_RESIZE = {0: "just_resize", 1: "crop_and_resize", 2: "resize_and_fill", "just resize": "just_resize",
+             "crop and resize": "crop_and_resize", "resize and fill": "resize_and_fill",
+             "inner fit (scale to fit)": "crop_and_resize", "scale to fit (inner fit)": "crop_and_resize",
+             "outer fit (shrink to fit)": "resize_and_fill", "envelope (outer fit)": "resize_and_fill"}
+CN_CONTROL = {0: "balanced", 1: "prompt", 2: "controlnet", "balanced": "balanced",
+              "my prompt is more important": "prompt", "controlnet is more important": "controlnet"}
+#: the extension's Union control type names -> ours (engines/controlnet.py SDXL_UNION_TYPES / FLUX_UNION_TYPES)
+CN_UNION = {"openpose": "openpose", "depth": "depth", "softedge": "hed", "soft edge": "hed", "canny": "canny",
+            "lineart": "canny", "normal": "normal", "normal map": "normal", "segment": "segment",
+            "segmentation": "segment", "tile": "tile", "inpaint": "repaint", "repaint": "repaint", "blur": "blur",
+            "pose": "pose", "gray": "gray", "lq": "lq"}
+
+
+def _cn_choice(value: Any, table: dict[Any, str], where: str) -> str:
+    key = value.strip().lower() if isinstance(value, str) else value
+    if isinstance(key, bool) or key not in table and key not in table.values():
+        allowed = sorted({k for k in table if isinstance(k, int)}) + sorted({k for k in table if isinstance(k, str)})
+        raise ValidationError(f"unknown value {value!r}", field=where, allowed=allowed)
+    return table.get(key, key)
+
+
+def controls_from_units(args: Any, *, init_image: str | None) -> tuple[list[dict[str, Any]], list[str]]:
+    """`alwayson_scripts.controlnet.args` (the sd-webui-controlnet unit shape, old and new field names) -> our
+    `controls` units, and the unit fields we accepted but do not use. Disabled units and units with model "None" are
+    skipped; a unit without an image uses the img2img input image, as the extension does."""
+    base = "alwayson_scripts.controlnet.args"
+    if not isinstance(args, list):
+        raise ValidationError("must be a list of ControlNet units", field=base)
+    controls: list[dict[str, Any]] = []
+    ignored: list[str] = []
+    for i, raw in enumerate(args):
+        where = f"{base}[{i}]"
+        if not isinstance(raw, dict):
+            raise ValidationError("a ControlNet unit must be an object", field=where)
+        if raw.get("enabled", True) is False or str(raw.get("model") or "none").lower() == "none":
+            continue
+        image = raw.get("image", raw.get("input_image"))
+        mask = None
+        if isinstance(image, dict):  # {"image": b64, "mask": b64}
+            image, mask = image.get("image"), image.get("mask")
+        if mask or raw.get("mask") or raw.get("mask_image"):
+            ignored.append(f"{where}.mask")
+        image = image or init_image
+        if not image:
+            raise ValidationError("is required: a base64 control image (or an img2img input image)",
+                                  field=f"{where}.image")
+        module = str(raw.get("module") or "none")
+        module = "none" if module.lower() == "none" else module
+        unit: dict[str, Any] = {"image": image, "model": model_name_of(str(raw["model"])), "module": module}
+        for key in ("weight", "guidance_start", "guidance_end"):
+            if raw.get(key) is not None:
+                unit[key] = float(raw[key])
+        if raw.get("pixel_perfect") is not None:
+            unit["pixel_perfect"] = bool(raw["pixel_perfect"])
+        if raw.get("resize_mode") is not None:
+            unit["resize_mode"] = _cn_choice(raw["resize_mode"], CN_RESIZE, f"{where}.resize_mode")
+        if raw.get("control_mode") is not None:
+            unit["control_mode"] = _cn_choice(raw["control_mode"], CN_CONTROL, f"{where}.control_mode")
+        elif raw.get("guessmode"):  # the old API's flag
+            unit["control_mode"] = "controlnet"
+        union = raw.get("union_control_type")
+        if union and str(union).lower() not in ("unknown", "none"):
+            unit["union_type"] = _cn_choice(union, CN_UNION, f"{where}.union_control_type")
+        res, a, b = _lenient(module, raw.get("processor_res"), raw.get("threshold_a"), raw.get("threshold_b"))
+        for key, value in (("processor_res", res), ("threshold_a", a), ("threshold_b", b)):
+            if value is not None:
+                unit[key] = int(value) if key == "processor_res" else float(value)
+        for key in sorted(set(raw) - _UNIT_USED):
+            if raw[key] not in (None, False, "", [], {}):
+                ignored.append(f"{where}.{key}")
+        controls.append(unit)
+    return controls, ignored
+
+
+_UNIT_USED = {"enabled", "image", "input_image", "mask", "mask_image", "module", "model", "weight", "guidance_start",
+              "guidance_end", "pixel_perfect", "resize_mode", "control_mode", "guessmode", "union_control_type",
+              "processor_res", "threshold_a", "threshold_b", "lowvram", "low_vram", "guidance", "save_detected_map"}
+
+
+def _lenient(module: str, res: Any, a: Any, b: Any) -> tuple[Any, Any, Any]:
+    """The extension's slider rule: a value outside the module's slider (its clients send -1) means the default."""
+    from sdcodex import runtime
+
+    try:
+        return runtime.preprocessor_bounds(module, res, a, b)
+    except CodexError:  # an unknown module: the strict request names it
+        return (res if res not in (None, -1) else None, a if a not in (None, -1) else None,
+                b if b not in (None, -1) else None)
 
 
 def _sampler(name: Optional[str], schedule: Optional[str]) -> tuple[Optional[str], Optional[str]]:
@@ -172,6 +271,16 @@ def to_request(body: Txt2ImgRequest, *, task: str, options: dict[str, Any]) -> t
         ignored = [k for k in ignored if k not in ("script_name", "script_args")]
     if body.negative_prompt:
         req["negative_prompt"] = body.negative_prompt
+    for name, script in sorted((body.alwayson_scripts or {}).items()):
+        if name.lower() != "controlnet":
+            ignored.append(f"alwayson_scripts.{name}")
+            continue
+        init = (getattr(body, "init_images", None) or [None])[0]
+        args = script.get("args") if isinstance(script, dict) else script
+        controls, unused = controls_from_units(args if args is not None else [], init_image=init)
+        ignored += unused
+        if controls:
+            req["controls"] = controls
     for ours, theirs in (("steps", "steps"), ("width", "width"), ("height", "height")):
         if getattr(body, theirs) is not None:
             req[ours] = int(getattr(body, theirs))

@@ -66,6 +66,33 @@ def _detect(service: Any, body: DetectRequest) -> dict[str, Any]:
     return {"info": "Success", "images": images}
 
 
+#: what `GET /controlnet/version` answers (the sd-webui-controlnet API version its clients check)
+EXTENSION_API_VERSION = 2
+
+
+@router.get("/version")
+async def version() -> dict[str, Any]:
+    return {"version": EXTENSION_API_VERSION}
+
+
+@router.get("/model_list")
+async def model_list(request: Request, update: bool = Query(True)) -> dict[str, Any]:
+    """Every ControlNet in the models folder as the extension lists them: "name [hash]" (the short hash once it is
+    known; a file not hashed yet is listed by name), any family; `update` rescans the folder first."""
+    models = request.app.state.codex.models
+
+    def listing() -> list[str]:
+        if update and hasattr(models, "refresh"):
+            models.refresh()
+        names = []
+        for entry in models.entries(kind="controlnet"):
+            digest = models.inventory.cached_short_hash(entry)
+            names.append(f"{entry.name} [{digest[:8]}]" if digest else entry.name)
+        return names
+
+    return {"model_list": await run_in_threadpool(listing)}
+
+
 @router.post("/detect")
 async def detect(request: Request, body: DetectRequest = Body(...)) -> dict[str, Any]:
     """Run a preprocessor on each of `controlnet_input_images` (with `controlnet_masks[i]` for the inpaint

@@ -248,3 +248,48 @@ def test_bad_units_name_the_unit_and_field(orch, control_maps, unit, field):
     with pytest.raises(ValidationError) as err:
         orch.run({"task": "txt2img", "model": "sd15-demo", **BASE, "controls": [good, {**good, **unit}]})
     assert err.value.field == field
+
+
+def test_a1111_controlnet_units_infotext_and_model_list(cn_models, tmp_path, control_maps, orch):
+    """alwayson_scripts.controlnet.args (the extension's unit shape: input_image, int modes, -1 sliders) equals the
+    native `controls`; the infotext's `ControlNet 0` reads back into a unit; /controlnet/model_list and /version."""
+    import base64
+    import io
+    import json
+
+    from sdcodex.media.infotext import infotext_to_request, parse_infotext
+    from tests.server.live import live_server
+
+    a, _ = control_maps
+    native = orch.run({"task": "txt2img", "model": "sd15-demo", **BASE, "controls": [
+        _unit(a, "cn-sd15-a", weight=0.75, guidance_end=0.6, control_mode="prompt", resize_mode="just_resize")]})
+    body = {"prompt": BASE["prompt"], "negative_prompt": BASE["negative_prompt"], "seed": BASE["seed"], "steps": 2,
+            "width": 64, "height": 64, "cfg_scale": 6.0, "sampler_name": "Euler",
+            "override_settings": {"sd_model_checkpoint": "sd15-demo"},
+            "alwayson_scripts": {"controlnet": {"args": [
+                {"enabled": False, "model": "cn-sd15-b", "input_image": png_b64(a)},
+                {"input_image": png_b64(a), "module": "none", "model": "cn-sd15-a [0123abcd]", "weight": 0.75,
+                 "guidance_start": 0.0, "guidance_end": 0.6, "control_mode": 1, "resize_mode": "Just Resize",
+                 "processor_res": -1, "threshold_a": -1, "threshold_b": -1, "pixel_perfect": False,
+                 "lowvram": False}]}}}
+    with live_server(models=cn_models, outdir=str(tmp_path / "srv"), db_path=str(tmp_path / "jobs.sqlite"),
+                     device="cpu") as srv, srv.client() as client:
+        listed = client.get("/controlnet/model_list").json()["model_list"]
+        assert {n.split(" [")[0] for n in listed} >= {"cn-sd15-a", "cn-sdxl", "cn-flux", "cn_sd15_single"}
+        assert client.get("/controlnet/version").json() == {"version": 2}
+        r = client.post("/sdapi/v1/txt2img", json=body)
+        assert r.status_code == 200, r.text
+        bad = client.post("/sdapi/v1/txt2img", json={**body, "alwayson_scripts": {"controlnet": {"args": [
+            {"input_image": png_b64(a), "model": "cn-sd15-a", "weight": 5}]}}})
+        assert bad.status_code == 422 and bad.json()["field"] == "alwayson_scripts.controlnet.args[0].weight"
+    image = Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0])))
+    assert np.array_equal(np.asarray(image.convert("RGB")), np.asarray(native.pil_images[0]))
+    info = json.loads(r.json()["info"])
+    assert info["extra_generation_params"]["ControlNet 0"].startswith("Module: none, Model: cn-sd15-a [")
+    units = infotext_to_request(parse_infotext(image.info["parameters"]))["controls"]
+    assert len(units) == 1
+    assert {k: units[0][k] for k in ("module", "weight", "guidance_start", "guidance_end", "control_mode",
+                                     "resize_mode", "pixel_perfect", "processor_res")} == {
+        "module": "none", "weight": 0.75, "guidance_start": 0.0, "guidance_end": 0.6, "control_mode": "prompt",
+        "resize_mode": "just_resize", "pixel_perfect": False, "processor_res": 512}
+    assert units[0]["model"].startswith("cn-sd15-a [")

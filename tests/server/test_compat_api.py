@@ -30,7 +30,7 @@ def test_txt2img_shapes_and_info(client, sd15_name):
     assert info["sd_model_name"] == sd15_name and len(info["infotexts"]) == 2
     assert "Seed: 12" in info["infotexts"][1] and "Negative prompt: blurry" in info["infotexts"][0]
     assert "Batch size: 2, Batch pos: 1" in info["infotexts"][1]  # as in the image file (A1111 writes them too)
-    assert set(info["ignored_fields"]) == {"made_up_field", "alwayson_scripts", "script_args",
+    assert set(info["ignored_fields"]) == {"made_up_field", "script_args",
                                            "override_settings.show_progress_every_n_steps"}
     assert out["parameters"]["steps"] == 2 and out["parameters"]["n_iter"] == 1
     image = Image.open(io.BytesIO(base64.b64decode(out["images"][0])))
