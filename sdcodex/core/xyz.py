@@ -138,7 +138,16 @@ def _num(text: str) -> str:
     return text.replace(" ", "")
 
 
+def _capped(count: Any, text: str) -> Any:
+    """A range may give at most MAX_CELLS values (checked before it is expanded)."""
+    if (len(count) if isinstance(count, range) else count) > MAX_CELLS:
+        raise ValidationError(f"range {text!r} gives more than {MAX_CELLS} values", allowed=f"at most {MAX_CELLS}")
+    return count
+
+
 def _linspace(start: float, stop: float, num: int) -> list[float]:
+    if num <= 0:
+        return []
     if num == 1:
         return [start]
     step = (stop - start) / (num - 1)
@@ -160,12 +169,14 @@ def expand_int(value: str) -> list[Any]:
     if m:
         start, end = int(_num(m.group(1))), int(_num(m.group(2))) + 1
         step = int(m.group(3)) if m.group(3) is not None else 1
-        return list(range(start, end, step))
+        if step == 0:
+            return []
+        return list(_capped(range(start, end, step), value))
     m = RANGE_INT_COUNT.fullmatch(value)
     if m:
         start, end = int(_num(m.group(1))), int(_num(m.group(2)))
         num = int(m.group(3)) if m.group(3) is not None else 1
-        return [int(v) for v in _linspace(start, end, num)]
+        return [int(v) for v in _linspace(start, end, _capped(num, value))]
     return [value]
 
 
@@ -176,12 +187,14 @@ def expand_float(value: str) -> list[Any]:
     if m:
         start, end = float(_num(m.group(1))), float(_num(m.group(2)))
         step = float(m.group(3)) if m.group(3) is not None else 1.0
+        if step != 0:
+            _capped(max(0, math.ceil((end + step - start) / step)), value)
         return _arange(start, end + step, step)
     m = RANGE_FLOAT_COUNT.fullmatch(value)
     if m:
         start, end = float(_num(m.group(1))), float(_num(m.group(2)))
         num = int(m.group(3)) if m.group(3) is not None else 1
-        return _linspace(start, end, num)
+        return _linspace(start, end, _capped(num, value))
     return [value]
 
 
@@ -227,7 +240,11 @@ def parse_values(values: Any, kind: str, *, where: str = "values") -> list[Any]:
     out: list[Any] = []
     for item in items:
         if isinstance(item, str) and kind in ("int", "float"):
-            expanded = (expand_int if kind == "int" else expand_float)(item)
+            try:
+                expanded = (expand_int if kind == "int" else expand_float)(item)
+            except ValidationError as exc:
+                exc.field = where
+                raise
             if not expanded:
                 raise ValidationError(f"range {item!r} gives no values (a falling range needs a negative step, "
                                       f"e.g. '10-1 (-1)')", field=where)
@@ -236,7 +253,11 @@ def parse_values(values: Any, kind: str, *, where: str = "values") -> list[Any]:
             out.append(item)
     if kind == "perm":
         tokens = [str(v) for v in out]
-        return [list(p) for p in itertools.permutations(tokens)] if tokens else []
+        if not tokens or math.factorial(len(tokens)) > MAX_CELLS:
+            raise ValidationError(f"needs 1 to 6 prompt fragments (got {len(tokens)})", field=where)
+        return [list(p) for p in itertools.permutations(tokens)]
+    if len(out) > MAX_CELLS:
+        raise ValidationError(f"gives {len(out)} values", field=where, allowed=f"at most {MAX_CELLS}")
     out = [_convert(v, kind, where) for v in out]
     if not out:
         raise ValidationError("gives no values", field=where)

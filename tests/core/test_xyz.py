@@ -176,3 +176,24 @@ def test_script_args_errors(args, field):
     with pytest.raises(ValidationError) as e:
         from_script_args(args, tab="txt2img")
     assert e.value.field == field
+
+
+def test_img2img_denoising_and_hires_axes():
+    plan = plan_plot({"task": "img2img", "init_image": "x", "prompt": "p",
+                      "xyz": {"x": {"type": "denoising_strength", "values": "0.3-0.7 [3]"}}})
+    assert [c.request["denoising_strength"] for c in plan.cells] == pytest.approx([0.3, 0.5, 0.7])
+    assert all(c.request["init_image"] == "x" for c in plan.cells)
+    plan = plan_plot({**BASE, "hires": {"scale": 2.0}, "xyz": {"x": {"type": "hires.steps", "values": "1, 3"},
+                                                               "y": {"type": "vae", "values": "Automatic, my-vae"}}})
+    assert [c.request["hires"] for c in plan.cells[:2]] == [{"scale": 2.0, "steps": 1}, {"scale": 2.0, "steps": 3}]
+    assert "vae" not in plan.cells[0].request and plan.cells[2].request["vae"] == "my-vae"
+    assert [plan.cells[i].iy for i in plan.order] == [0, 0, 1, 1]  # the VAE axis (y) outermost: one change
+
+
+@pytest.mark.parametrize("kind,text", [("int", "1-1000000000"), ("float", "0-1000000 (+0.0001)"),
+                                       ("int", "1-10 [99999999]"), ("int", "1-5 (+0)"), ("perm", "a,b,c,d,e,f,g"),
+                                       ("perm", "")])
+def test_huge_or_empty_ranges_are_refused_before_expanding(kind, text):
+    with pytest.raises(ValidationError) as e:
+        parse_values(text, kind, where="xyz.x.values")
+    assert e.value.field == "xyz.x.values"
