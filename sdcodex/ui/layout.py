@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from . import caps, demo, pnginfo, presets_view
+from . import caps, controlnet_panel, demo, pnginfo, presets_view
 from .fields import GenTab, build_gen_tab, field_updates
 from .progress import UIJobs, error_html, progress_html
 from .tabs import Quick, render_job, wire_tab
@@ -97,6 +97,7 @@ def build_blocks(service: Any) -> gr.Blocks:
             queue = _queue_tab()
         for tab in gen_tabs.values():
             wire_tab(tab, quick, jobs, tabs, gen_tabs)
+        controlnet_panel.wire(gen_tabs, models)
         _wire_png_info(png, gen_tabs, tabs)
         _wire_presets(presets, gen_tabs, tabs)
         queue_rows = _wire_queue(queue, jobs, queue_line)

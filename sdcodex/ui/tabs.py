@@ -12,7 +12,7 @@ import gradio as gr
 from sdcodex.core.enums import Task
 from sdcodex.core.errors import CodexError
 
-from . import caps, xyz_panel
+from . import caps, controlnet_panel, xyz_panel
 from .fields import GenTab
 from .progress import Status, UIJobs, error_html, progress_html
 from .request import (build_request, editor_images, parse_edited, preview_json, reference_images,
@@ -59,6 +59,9 @@ def tab_request(tab: GenTab, quick: Quick, data: dict[Any, Any], *, encode: bool
     plot = xyz_panel.request_part(tab.script, data)
     if plot is not None:
         request["xyz"] = plot
+    units = controlnet_panel.request_part(tab.controlnet, data, encode=encode)
+    if units:
+        request["controls"] = units
     return request
 
 
@@ -79,6 +82,8 @@ def _inputs(tab: GenTab, quick: Quick) -> set[Any]:
         comps.add(tab.image)
     if tab.script is not None:
         comps |= set(tab.script.components)
+    if tab.controlnet is not None:
+        comps |= set(tab.controlnet.components)
     return comps
 
 
@@ -104,6 +109,8 @@ def wire_tab(tab: GenTab, quick: Quick, jobs: UIJobs, tabs: Any, all_tabs: dict[
     triggers += [tab.edit_json.change, tab.json_box.expand]
     if tab.script is not None:
         triggers += [c.change for c in tab.script.components]
+    if tab.controlnet is not None:
+        triggers += [c.change for c in tab.controlnet.components]
     if tab.image is not None:
         triggers.append(tab.image.change)
     gr.on(triggers, preview, inputs=inputs, outputs=[tab.json_view, tab.last_request], trigger_mode="always_last",
