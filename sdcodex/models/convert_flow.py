@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from sdcodex.core.errors import ModelLoadError
-from sdcodex.models.shapes import chroma_config, flux2_config, flux_config, qwen_image_config, sd3_config, wan_config, z_image_config  # noqa: F401  (re-exported)
+from sdcodex.models.shapes import chroma_config, flux2_config, flux_config, ltx2_config, qwen_image_config, sd3_config, wan_config, z_image_config  # noqa: F401  (re-exported)
 from sdcodex.models.shapes import need as _need
 
 #: key prefixes tools add in front of a bare transformer (ComfyUI, A1111/Forge, kohya)
@@ -306,6 +306,36 @@ def convert(sd: Mapping[str, torch.Tensor], rows: Mapping[str, Row], split_sizes
     return out
 
 
+# ---- LTX-2 (Lightricks layout: ltx-2-19b-dev.safetensors, model.diffusion_model.) ------------------------------
+# Whole name parts renamed (the renames of Diffusers' convert_ltx2_transformer_to_diffusers, applied per dotted part
+# so a name that contains another, audio_patchify_proj / patchify_proj, cannot be half-renamed); nothing is split.
+LTX2_PARTS: dict[str, str] = {
+    "patchify_proj": "proj_in", "audio_patchify_proj": "audio_proj_in",
+    "adaln_single": "time_embed", "audio_adaln_single": "audio_time_embed",
+    "av_ca_video_scale_shift_adaln_single": "av_cross_attn_video_scale_shift",
+    "av_ca_a2v_gate_adaln_single": "av_cross_attn_video_a2v_gate",
+    "av_ca_audio_scale_shift_adaln_single": "av_cross_attn_audio_scale_shift",
+    "av_ca_v2a_gate_adaln_single": "av_cross_attn_audio_v2a_gate",
+    "scale_shift_table_a2v_ca_video": "video_a2v_cross_attn_scale_shift_table",
+    "scale_shift_table_a2v_ca_audio": "audio_a2v_cross_attn_scale_shift_table",
+    "q_norm": "norm_q", "k_norm": "norm_k",
+}
+#: parts of the file under the transformer's prefix that are not the transformer (the text connectors: Diffusers
+#: keeps them in their own `connectors` component, which comes from the base folder)
+LTX2_NOT_TRANSFORMER = ("video_embeddings_connector.", "audio_embeddings_connector.")
+
+
+def ltx2_name(key: str) -> str:
+    """A Lightricks-layout transformer key -> its LTX2VideoTransformer3DModel name."""
+    return ".".join(LTX2_PARTS.get(part, part) for part in key.split("."))
+
+
+def convert_ltx2(sd: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Lightricks-layout LTX-2 transformer (prefix stripped) -> LTX2VideoTransformer3DModel state dict; the text
+    connectors in the same file are left out (the base folder's `connectors` is used)."""
+    return {ltx2_name(k): sd[k] for k in sd if not k.startswith(LTX2_NOT_TRANSFORMER)}
+
+
 # ---- configs implied by a file: the rules live in shapes.py (flux_config, wan_config are re-exported here) ----
 def flux_split_sizes(config: Mapping[str, Any]) -> Callable[[str, int], list[int]]:
     hidden = int(config["num_attention_heads"]) * int(config["attention_head_dim"])
@@ -557,7 +587,7 @@ def text_encoder_keys(keys: Sequence[str], prefix: str, kind: str, expected: set
     return {k: v for k, v in local.items() if k in expected or k not in tied}
 
 
-__all__ = ["FLUX_ROWS", "FLUX2_ROWS", "convert_flux2", "flux2_config", "SD3_ROWS", "sd3_config", "convert_sd3", "WAN_ROWS", "Z_IMAGE_ROWS", "z_image_config", "convert_z_image", "CHROMA_ROWS",
+__all__ = ["LTX2_PARTS", "convert_ltx2", "ltx2_name", "ltx2_config", "FLUX_ROWS", "FLUX2_ROWS", "convert_flux2", "flux2_config", "SD3_ROWS", "sd3_config", "convert_sd3", "WAN_ROWS", "Z_IMAGE_ROWS", "z_image_config", "convert_z_image", "CHROMA_ROWS",
            "chroma_config", "convert_chroma", "WAN_VAE_BLOCKS", "WAN_VAE_FIXED", "WAN_VAE_PARTS", "Row", "VaeEntry", "convert",
            "convert_flux", "convert_wan", "find_prefix", "flux_config", "flux_split_sizes", "plan", "strip_prefix",
            "text_encoder_keys", "vae_entries", "wan_config", "wan_vae_config", "wan_vae_keymap", "wan_vae_version",

@@ -86,6 +86,10 @@ LAYOUTS: tuple[Layout, ...] = (
     # Qwen/Qwen-Image transformer/ and ComfyUI's qwen_image_bf16.safetensors: already the Diffusers names
     Layout("qwen_image", ("txt_norm.weight", "img_in.weight", "transformer_blocks.0.img_mod.1.weight"),
            "QwenImageTransformer2DModel", cv.qwen_image_config, lambda view, config: dict(view), E.QWEN_IMAGE),
+    # Lightricks' layout: ltx-2-19b-dev.safetensors (and -distilled, -fp8) under model.diffusion_model. — the
+    # transformer only; the connectors, VAEs, vocoder, Gemma 3 and scheduler come from an LTX-2 Diffusers folder
+    Layout("ltx2", ("av_ca_a2v_gate_adaln_single.emb.timestep_embedder.linear_1.weight", "audio_patchify_proj.weight"),
+           "LTX2VideoTransformer3DModel", cv.ltx2_config, cv.convert_ltx2, E.LTX2),
 )
 LAYOUT_NAMES = tuple(layout.name for layout in LAYOUTS)
 

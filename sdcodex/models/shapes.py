@@ -515,6 +515,32 @@ def flux2_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+# ---- LTX-2 transformers (Lightricks' layout: ltx-2-19b-*.safetensors under model.diffusion_model.) ----------------
+def ltx2_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, Any]:
+    """LTX2VideoTransformer3DModel config for Lightricks-layout keys (prefix stripped): video and audio widths and
+    latent channels from the patchify projections, depth from the blocks, cross-attention widths from the text
+    attentions' keys, caption width from the caption projection (absent: the connector projects, LTX-2.3). The
+    q/k RMS norms span all heads, so head sizes come from `base` (the base folder's config); heads = width / head."""
+    what = "LTX-2 transformer"
+    hidden, in_channels = need(shapes, "patchify_proj.weight", what)
+    audio_hidden, audio_in = need(shapes, "audio_patchify_proj.weight", what)
+    head, audio_head = int(base.get("attention_head_dim", 128)), int(base.get("audio_attention_head_dim", 64))
+    if hidden % head or audio_hidden % audio_head:
+        raise _bad("patchify_proj.weight", shapes["patchify_proj.weight"], f"widths dividing into heads of {head} "
+                   f"(video) and {audio_head} (audio), the base config's; give a config beside the file", what)
+    cfg = dict(base)
+    cfg.update(in_channels=in_channels, out_channels=need(shapes, "proj_out.weight", what)[0],
+               audio_in_channels=audio_in, audio_out_channels=need(shapes, "audio_proj_out.weight", what)[0],
+               num_attention_heads=hidden // head, attention_head_dim=head,
+               audio_num_attention_heads=audio_hidden // audio_head, audio_attention_head_dim=audio_head,
+               cross_attention_dim=need(shapes, "transformer_blocks.0.attn2.to_k.weight", what)[1],
+               audio_cross_attention_dim=need(shapes, "transformer_blocks.0.audio_attn2.to_k.weight", what)[1],
+               num_layers=depth(shapes, "transformer_blocks."))
+    if "caption_projection.linear_1.weight" in shapes:
+        cfg.update(use_prompt_embeddings=True, caption_channels=shapes["caption_projection.linear_1.weight"][1])
+    return cfg
+
+
 # ---- what was read ---------------------------------------------------------------------------------------------
 #: config keys each summary reports, per component kind
 SUMMARY_KEYS: dict[str, tuple[str, ...]] = {
@@ -537,6 +563,8 @@ SUMMARY_KEYS: dict[str, tuple[str, ...]] = {
            "joint_attention_dim", "guidance_embeds") for k in ("flux2", "flux2_klein")},
     "sd3": ("num_layers", "num_attention_heads", "attention_head_dim", "in_channels", "joint_attention_dim",
             "pos_embed_max_size", "qk_norm", "dual_attention_layers"),
+    "ltx2": ("num_layers", "num_attention_heads", "attention_head_dim", "audio_num_attention_heads",
+             "audio_attention_head_dim", "in_channels", "audio_in_channels", "caption_channels"),
 }
 
 
@@ -598,6 +626,9 @@ def summary(kind: str, name: str, config: Mapping[str, Any], base: Mapping[str, 
             if c.get("dual_attention_layers") else []
     elif kind == "z_image":
         parts = [_plural(c["n_layers"], "layer"), f"width {c['dim']}", _plural(c["n_heads"], "head")]
+    elif kind == "ltx2":
+        parts = [_plural(c["num_layers"], "block"), f"video width {c['num_attention_heads'] * c['attention_head_dim']}",
+                 f"audio width {c['audio_num_attention_heads'] * c['audio_attention_head_dim']}"]
     elif kind == "chroma":
         parts = [f"{c['num_layers']} double + {c['num_single_layers']} single blocks",
                  f"width {c['num_attention_heads'] * c['attention_head_dim']}",

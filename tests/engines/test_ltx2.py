@@ -52,11 +52,13 @@ def still(tmp_path_factory) -> str:
     return str(path)
 
 
-def reference(folder: Path, image: Image.Image | None = None):
-    """Diffusers' own pipeline on the demo folder, with LTX-2's published scheduler built here from its class."""
+def reference(folder: Path, image: Image.Image | None = None, transformer=None):
+    """Diffusers' own pipeline on the demo folder (with `transformer` in place of the folder's, when given), with
+    LTX-2's published scheduler built here from its class."""
     from diffusers import FlowMatchEulerDiscreteScheduler, LTX2ImageToVideoPipeline, LTX2Pipeline
 
-    pipe = LTX2Pipeline.from_pretrained(folder, local_files_only=True)
+    extra_parts = {} if transformer is None else {"transformer": transformer}
+    pipe = LTX2Pipeline.from_pretrained(folder, local_files_only=True, **extra_parts)
     if image is not None:
         pipe = LTX2ImageToVideoPipeline(**pipe.components)
     pipe.scheduler = FlowMatchEulerDiscreteScheduler(

@@ -397,3 +397,44 @@ class _Reads(dict):
 
 def export_flux2(module: torch.nn.Module, path: Path, prefix: str = "") -> Path:
     return _save(flux2_to_bfl(module.state_dict()), path, prefix)
+
+
+def ltx2_to_original(transformer: torch.nn.Module, connectors: torch.nn.Module | None = None,
+                     vae_stats: int | None = None) -> dict[str, torch.Tensor]:
+    """LTX2VideoTransformer3DModel (+ its text connectors) -> Lightricks' all-in-one layout, with the prefixes of
+    ltx-2-19b-dev.safetensors: model.diffusion_model. for both; `vae_stats` (latent channels) adds the video and
+    audio VAEs' per-channel statistics under vae. / audio_vae., as the real file has them beside the transformer."""
+    top = {"proj_in": "patchify_proj", "audio_proj_in": "audio_patchify_proj", "time_embed": "adaln_single",
+           "audio_time_embed": "audio_adaln_single",
+           "av_cross_attn_video_scale_shift": "av_ca_video_scale_shift_adaln_single",
+           "av_cross_attn_video_a2v_gate": "av_ca_a2v_gate_adaln_single",
+           "av_cross_attn_audio_scale_shift": "av_ca_audio_scale_shift_adaln_single",
+           "av_cross_attn_audio_v2a_gate": "av_ca_v2a_gate_adaln_single"}
+    out: dict[str, torch.Tensor] = {}
+    for key, tensor in transformer.state_dict().items():
+        head, _, rest = key.partition(".")
+        if head in top:
+            key = f"{top[head]}.{rest}"
+        elif head == "transformer_blocks":
+            key = (key.replace(".video_a2v_cross_attn_scale_shift_table", ".scale_shift_table_a2v_ca_video")
+                   .replace(".audio_a2v_cross_attn_scale_shift_table", ".scale_shift_table_a2v_ca_audio")
+                   .replace(".norm_q.", ".q_norm.").replace(".norm_k.", ".k_norm."))
+        out["model.diffusion_model." + key] = tensor
+    if connectors is not None:
+        for key, tensor in connectors.state_dict().items():
+            if key.startswith(("video_connector.", "audio_connector.")):
+                key = (key.replace("video_connector.", "video_embeddings_connector.", 1)
+                       .replace("audio_connector.", "audio_embeddings_connector.", 1)
+                       .replace(".transformer_blocks.", ".transformer_1d_blocks.")
+                       .replace(".norm_q.", ".q_norm.").replace(".norm_k.", ".k_norm."))
+                out["model.diffusion_model." + key] = tensor
+    if vae_stats:
+        for part in ("vae", "audio_vae"):
+            for stat in ("mean-of-means", "std-of-means"):
+                out[f"{part}.per_channel_statistics.{stat}"] = torch.zeros(vae_stats)
+    return out
+
+
+def export_ltx2(transformer: torch.nn.Module, path: Path, connectors: torch.nn.Module | None = None,
+                vae_stats: int | None = None) -> Path:
+    return _save(ltx2_to_original(transformer, connectors, vae_stats), path)
