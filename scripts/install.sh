@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Install Codex into ./.venv (idempotent). Usage: scripts/install.sh [--test]
+# Install Codex into ./.venv (idempotent). Usage: scripts/install.sh [--test]  (--test: extras test and ray)
 # Pins every package with constraints.txt; torch is the CPU build 2.13.0 unless TORCH_INDEX_URL says otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 EXTRAS=""
-[ "${1:-}" = "--test" ] && EXTRAS="[test]"
+# --test: the test extras and the Ray extra (the Ray Serve backend's tests run in the suite)
+[ "${1:-}" = "--test" ] && EXTRAS="[test,ray]"
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi

@@ -133,7 +133,7 @@ class CodexService:
         if settings.backend == "ray":
             from .ray_backend import RayBackend
 
-            self.backend = RayBackend(settings, models_dir=self.models.models_dir, saver=self.orchestrator.saver)
+            self.backend = RayBackend(settings, models_dir=self.models.models_dir, orchestrator=self.orchestrator)
             executors, listing = self.backend.executors(), self.backend.listing
         elif settings.backend == "local":
             executors, listing = [LocalExecutor(o) for o in self.orchestrators], None
