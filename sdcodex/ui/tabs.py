@@ -118,6 +118,7 @@ def wire_tab(tab: GenTab, quick: Quick, jobs: UIJobs, tabs: Any, all_tabs: dict[
     tab.edit_json.change(lambda on: gr.update(interactive=bool(on)), inputs=tab.edit_json, outputs=tab.json_view,
                          show_progress="hidden", queue=False)
     wire_token_counters(tab, quick)
+    xyz_panel.wire(tab.script, quick.engine, jobs.service.models)
 
     def generate(data: dict[Any, Any], request: gr.Request):
         session = getattr(request, "session_hash", None)

@@ -32,6 +32,7 @@ class XyzPanel:
     group: Any
     axes: dict[str, tuple[Any, Any]]  # "x" -> (type dropdown, values textbox)
     options: dict[str, Any]           # xyz option key -> component
+    fills: dict[str, Any]             # "x" -> the 📒 button that fills the values with every choice
 
     @property
     def components(self) -> list[Any]:
@@ -44,6 +45,7 @@ def build(task: Task) -> XyzPanel:
     choices = axis_choices(task)
     script = gr.Dropdown([NONE, SCRIPT_TITLE], value=NONE, label="Script", elem_id=f"codex-{task.value}-script")
     axes: dict[str, tuple[Any, Any]] = {}
+    fills: dict[str, Any] = {}
     with gr.Group(visible=False, elem_id=p) as group:
         for axis, default in (("x", "seed"), ("y", "nothing"), ("z", "nothing")):
             with gr.Row():
@@ -51,6 +53,7 @@ def build(task: Task) -> XyzPanel:
                                    scale=1)
                 values = gr.Textbox(label=f"{axis.upper()} values", elem_id=f"{p}-{axis}-values", scale=3,
                                     placeholder="1-5, 1-10 (+2), 0.5-1.5 [5], or a, \"b, c\", d")
+                fills[axis] = gr.Button("📒", elem_id=f"{p}-{axis}-fill", scale=0, min_width=40)
             axes[axis] = (kind, values)
         with gr.Row():
             options = {
@@ -64,7 +67,49 @@ def build(task: Task) -> XyzPanel:
                                            elem_id=f"{p}-margin")
     script.change(lambda name: gr.update(visible=name == SCRIPT_TITLE), inputs=script, outputs=group,
                   show_progress="hidden", queue=False)
-    return XyzPanel(script, group, axes, options)
+    return XyzPanel(script, group, axes, options, fills)
+
+
+def choices_for(kind: str, engine: str | None, models: Any) -> list[str] | None:
+    """Every value an axis can take, for the 📒 button (A1111's "fill"): checkpoints of the engine, samplers,
+    schedule types, VAEs, hires upscalers; None for an axis without a fixed list."""
+    from . import caps, layout
+
+    if kind == "model":
+        return layout.checkpoint_names(models, engine)
+    if kind in ("sampler", "hires.sampler"):
+        return caps.samplers_for(engine)
+    if kind in ("scheduler", "hires.scheduler"):
+        return caps.schedulers()
+    if kind == "vae":
+        return layout.vae_names(models)
+    if kind == "hires.upscaler":
+        return layout.hires_upscaler_names(models)
+    return None
+
+
+def as_text(values: list[str]) -> str:
+    """Values as one A1111 list (CSV: a value holding a comma is quoted)."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    csv.writer(out).writerow(values)
+    return out.getvalue().strip()
+
+
+def wire(panel: XyzPanel | None, engine: Any, models: Any) -> None:
+    """The 📒 buttons: fill an axis' values with every choice of its type (the current text when it has none)."""
+    if panel is None:
+        return
+    for axis, button in panel.fills.items():
+        kind, values = panel.axes[axis]
+
+        def fill(kind_value: str, current: str, engine_key: str) -> str:
+            found = choices_for(kind_value, engine_key, models)
+            return as_text(found) if found else current
+
+        button.click(fill, inputs=[kind, values, engine], outputs=values, show_progress="hidden", queue=False)
 
 
 def request_part(panel: XyzPanel | None, data: dict[Any, Any]) -> dict[str, Any] | None:

@@ -1,5 +1,6 @@
 """The X/Y/Z plot from the page (Script dropdown on txt2img): a 2x2 plot of steps x CFG on the tiny demo model
-makes one job whose grid (first in the gallery) has the right size and four cell files with their infotext."""
+makes one job whose grid (first in the gallery) has the right size and four cell files with their infotext; the
+📒 button fills an axis with its choices."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,6 +20,9 @@ def test_xyz_plot_from_the_page(page, ui_server):
     page.wait_for_selector("#codex-txt2img-xyz", state="visible")
     choose(page, "codex-txt2img-xyz-x-type", "Steps")
     set_value(page, "codex-txt2img-xyz-x-values", "1-2")
+    choose(page, "codex-txt2img-xyz-y-type", "Sampler")  # 📒 fills every choice of the axis, as A1111's
+    page.click("#codex-txt2img-xyz-y-fill")
+    page.wait_for_function("document.querySelector('#codex-txt2img-xyz-y-values textarea').value.includes('Euler a')")
     choose(page, "codex-txt2img-xyz-y-type", "CFG Scale")
     set_value(page, "codex-txt2img-xyz-y-values", "3, 7")
     page.click("#codex-txt2img-generate")

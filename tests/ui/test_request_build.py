@@ -177,3 +177,39 @@ def test_ltx2_tabs_sound_field_and_presets_come_from_the_registry():
     req = build_request("txt2vid", {"engine": "ltx2"}, {"prompt": "a drum", "audio": False},
                         visible=caps.visible_keys("ltx2", "txt2vid"))
     assert validate_request(req).audio is False
+
+
+def test_xyz_panel_request_and_fill_choices():
+    from types import SimpleNamespace
+
+    from sdcodex.core.enums import Task
+    from sdcodex.ui import xyz_panel
+
+    class Models:  # what the 📒 button reads: the engine's checkpoints and the VAEs
+        def checkpoints(self, engine=None):
+            return [SimpleNamespace(name=f"{engine}-a"), SimpleNamespace(name=f"{engine}-b")]
+
+        def entries(self, kind=None):
+            return [SimpleNamespace(name="vae-x")] if kind == "vae" else []
+
+    class Comp:  # stands for a Gradio component: a key of the event's data dict
+        pass
+
+    script, kx, vx, ky, vy, kz, vz = (Comp() for _ in range(7))
+    options = {k: Comp() for k in ("draw_legend", "keep_random_seeds", "include_sub_images", "include_sub_grids",
+                                   "margin_size")}
+    panel = xyz_panel.XyzPanel(script, None, {"x": (kx, vx), "y": (ky, vy), "z": (kz, vz)}, options, {})
+    data = {script: "X/Y/Z plot", kx: "steps", vx: "1-3", ky: "nothing", vy: "ignored", kz: "model", vz: "a, b",
+            options["draw_legend"]: True, options["margin_size"]: 4.0}
+    part = xyz_panel.request_part(panel, data)
+    assert part["x"] == {"type": "steps", "values": "1-3"} and "y" not in part and part["z"]["type"] == "model"
+    assert part["draw_legend"] is True and part["margin_size"] == 4 and part["keep_random_seeds"] is False
+    assert xyz_panel.request_part(panel, {**data, script: "None"}) is None
+    kinds = [k for _label, k in xyz_panel.axis_choices(Task.TXT2IMG)]
+    assert kinds[:4] == ["nothing", "seed", "steps", "hires.steps"] and "denoising_strength" not in kinds
+    assert "denoising_strength" in [k for _label, k in xyz_panel.axis_choices(Task.IMG2IMG)]
+    assert xyz_panel.choices_for("model", "sd15", Models()) == ["sd15-a", "sd15-b"]
+    assert xyz_panel.choices_for("vae", "sd15", Models()) == ["Automatic", "vae-x"]
+    assert "Euler a" in xyz_panel.choices_for("sampler", "sd15", Models())
+    assert xyz_panel.choices_for("steps", "sd15", Models()) is None
+    assert xyz_panel.as_text(["a", "b, c"]) == 'a,"b, c"'
