@@ -85,6 +85,8 @@ class Params:
     cache: Optional[dict[str, Any]] = None
     #: ControlNet units (request key `controls`), each a dict of its keys with `image` decoded
     controls: list[dict[str, Any]] = field(default_factory=list)
+    #: IP-Adapter: {"model", "scale", "image_encoder", "images": [decoded PIL images]}; None: off
+    ip_adapter: Optional[dict[str, Any]] = None
 
     @property
     def images_total(self) -> int:
@@ -108,6 +110,8 @@ class Params:
                 continue
             if key == "controls":
                 value = [{k: v for k, v in unit.items() if k != "image"} for unit in value]
+            if key == "ip_adapter" and value is not None:
+                value = {k: v for k, v in value.items() if k != "images"}
             out[key] = value.value if hasattr(value, "value") else value
         return out
 
@@ -161,6 +165,7 @@ def parse_params(engine: EngineKey | str, task: Task | str, request: dict[str, A
         kwargs["hires"] = {k: v for k, v in dict(kwargs["hires"]).items() if v is not None}
     if kwargs.get("cache") is not None:
         kwargs["cache"] = {k: v for k, v in dict(kwargs["cache"]).items() if v is not None}
+    kwargs.pop("ip_adapter", None)
     if isinstance(kwargs.get("vae_tiling"), bool):
         kwargs["vae_tiling"] = "on" if kwargs["vae_tiling"] else "off"
     kwargs["mode"] = Mode(kwargs.get("mode", Mode.NORMAL))
@@ -212,6 +217,14 @@ def parse_params(engine: EngineKey | str, task: Task | str, request: dict[str, A
             raise ValidationError("images cannot be decoded here (no image loader)", field="controls")
         params.controls = [{**unit.model_dump(), "image": image_loader(unit.image, f"controls[{i}].image")}
                            for i, unit in enumerate(req.controls)]
+    if req.ip_adapter is not None:
+        if not getattr(cls, "supports_ip_adapter", False):
+            raise ValidationError(f"engine {cls.key.value!r} takes no IP-Adapter", field="ip_adapter")
+        if image_loader is None:
+            raise ValidationError("images cannot be decoded here (no image loader)", field="ip_adapter.images")
+        spec = req.ip_adapter
+        params.ip_adapter = {"model": spec.model, "scale": spec.scale, "image_encoder": spec.image_encoder,
+                             "images": [image_loader(v, f"ip_adapter.images[{i}]") for i, v in enumerate(spec.images)]}
     if task is Task.INPAINT:
         if not req.mask:
             raise ValidationError("is required for task 'inpaint'", field="mask")

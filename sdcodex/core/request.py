@@ -138,6 +138,19 @@ class ControlSpec(BaseModel):
     union_type: Str = None
 
 
+class IpAdapterSpec(BaseModel):
+    """IP-Adapter (image prompt): reference image(s) condition the denoiser through the adapter `model` (an
+    IP-Adapter file in the models folder), with the CLIP `image_encoder` it was trained on (default: the one in
+    the models folder whose size fits)."""
+
+    model_config = _STRICT
+    model: StrictStr
+    #: base64 reference images, 1 to 4 (each adds the adapter's image tokens)
+    images: list[StrictStr] = Field(min_length=1, max_length=4)
+    scale: StrictFloat = Field(1.0, ge=0.0, le=2.0)
+    image_encoder: Str = None
+
+
 class GenerationRequest(BaseModel):
     """Every native key. All are optional except `task`; a preset fills what the request leaves out."""
 
@@ -210,6 +223,8 @@ class GenerationRequest(BaseModel):
     xyz: Optional[XyzSpec] = None
     #: ControlNet units (txt2img, img2img, inpaint); see docs/controlnet.md
     controls: Optional[list[ControlSpec]] = Field(None, max_length=MAX_CONTROLS)
+    #: IP-Adapter image prompt (SD1.5, SDXL); see docs/controlnet.md
+    ip_adapter: Optional[IpAdapterSpec] = None
 
 
 _COMMON = {"task", "model", "engine", "mode", "preset", "precision", "weights_dtype", "output_format", "vae", "seed",
@@ -223,9 +238,9 @@ _VIDEO = {"num_frames", "fps", "decode_chunk_size", "guidance_scale_2", "audio"}
 
 #: Which request keys apply to which task. A key given for a task outside its set is an error.
 TASK_KEYS: dict[Task, frozenset[str]] = {
-    Task.TXT2IMG: frozenset(_COMMON | _DIFFUSION | {"hires", "images", "xyz", "controls"}),
-    Task.IMG2IMG: frozenset(_COMMON | _DIFFUSION | _IMG_IN | {"xyz", "controls"}),
-    Task.INPAINT: frozenset(_COMMON | _DIFFUSION | _IMG_IN | _INPAINT | {"xyz", "controls"}),
+    Task.TXT2IMG: frozenset(_COMMON | _DIFFUSION | {"hires", "images", "xyz", "controls", "ip_adapter"}),
+    Task.IMG2IMG: frozenset(_COMMON | _DIFFUSION | _IMG_IN | {"xyz", "controls", "ip_adapter"}),
+    Task.INPAINT: frozenset(_COMMON | _DIFFUSION | _IMG_IN | _INPAINT | {"xyz", "controls", "ip_adapter"}),
     Task.UPSCALE: frozenset({"task", "model", "engine", "preset", "output_format", "init_image", "upscaler",
                              "scale", "resize_x", "resize_y", "tile_size", "tile_overlap", "seed"}),
     Task.TXT2VID: frozenset(_COMMON | _DIFFUSION | _VIDEO),

@@ -122,6 +122,8 @@ class DiffusersEngine(EngineInterface):
     family_for_sampler: ClassVar[str | None] = None
     #: textual-inversion embeddings in prompts (CLIP text encoders: SD1.5, SDXL)
     supports_embeddings: ClassVar[bool] = False
+    #: request key `ip_adapter` (sdcodex.engines.ip_adapter: a UNet with Diffusers' IP-Adapter loader)
+    supports_ip_adapter: ClassVar[bool] = False
     #: prompts become A1111 CLIP conditioning (sdcodex.engines.prompt_clip): "sd15" (CLIP-L) or "sdxl" (L + G)
     clip_conditioning: ClassVar[str | None] = None
     #: the model provider (sdcodex.runtime.LocalModels), set by the orchestrator: finds LoRAs, embeddings, upscalers
@@ -220,7 +222,11 @@ class DiffusersEngine(EngineInterface):
                       width=params.width, height=params.height)
             if params.inpaint_full_res:
                 kw["padding_mask_crop"] = params.inpaint_full_res_padding
+        kw.update(self._extra_call_kwargs)
         return kw
+
+    #: pipeline arguments an extra adds for the run (IP-Adapter's `ip_adapter_image`)
+    _extra_call_kwargs: dict[str, Any] = {}
 
     def planned_steps(self, params: Params) -> int:
         steps = params.steps
@@ -300,6 +306,12 @@ class DiffusersEngine(EngineInterface):
             hires = dataclasses.replace(hires, prompt=texts[2], negative_prompt=texts[3])
             native.update(infotext_fields(hires, hires.upscaler))
         self._hires = hires
+        self._extra_call_kwargs = {}
+        if params.ip_adapter:
+            from . import ip_adapter
+
+            pipes = [self.pipeline(params.task)] + ([self.pipeline(Task.IMG2IMG)] if hires else [])
+            self._extra_call_kwargs = stack.enter_context(ip_adapter.applied(self, pipes, params.ip_adapter, out.info))
         if native:
             out.info["infotext_native"] = native
         return dataclasses.replace(params, prompt=texts[0], negative_prompt=texts[1])

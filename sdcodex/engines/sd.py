@@ -37,6 +37,7 @@ class _StableDiffusion(DiffusersEngine):
     size_multiple = 8
     supports_embeddings = True
     supports_controls = True
+    supports_ip_adapter = True
 
     def validate(self, params: Params) -> list[str]:
         warnings = super().validate(params)

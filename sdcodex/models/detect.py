@@ -32,7 +32,7 @@ from sdcodex.models.shapes import architecture_of
 from sdcodex.models.weights_io import GGUF_SUFFIXES, storage_facts
 
 KINDS = ("checkpoint", "diffusion_model", "vae", "lora", "text_encoder", "upscaler", "embedding", "controlnet",
-         "unknown")
+         "ip_adapter", "image_encoder", "unknown")
 PICKLE_SUFFIXES = {".ckpt": "checkpoint", ".pt": "embedding", ".pth": "upscaler", ".bin": "unknown"}
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 #: `general.architecture` of ComfyUI-GGUF diffusion models -> family (WAN's "wan" covers three models: not mapped)
@@ -288,6 +288,8 @@ def _detect_component_folder(root: Path) -> Detection:
         kind = "vae"
     elif "Transformer" in cls or cls.startswith("UNet"):
         kind = "diffusion_model"
+    elif cls.startswith("CLIPVision"):
+        kind = "image_encoder"
     elif cls.endswith(("TextModel", "EncoderModel", "TextModelWithProjection", "ForCausalLM",
                        "ForConditionalGeneration")):
         kind = "text_encoder"

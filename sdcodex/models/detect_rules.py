@@ -831,10 +831,39 @@ def rule_upscaler_compact(k: Keys) -> list[Found]:
     return _upscaler("upscaler_compact", "compact", int(math.isqrt(out // 3)), k)
 
 
+#: IP-Adapter cross-attention width (to_k_ip input) -> family; other widths (tiny test models) stay family None
+_IP_ADAPTER_WIDTH = {768: E.SD15, 2048: E.SDXL}
+
+
+def rule_ip_adapter(k: Keys) -> list[Found]:
+    """IP-Adapter (h94 layout, single file): `image_proj.*` plus `ip_adapter.<n>.to_k_ip/to_v_ip` per
+    cross-attention layer; the family from the width the adapter's keys project into."""
+    if not k.any_with("image_proj.") or not k.any_with("ip_adapter."):
+        return []
+    key = next((x for x in k.sorted if x.startswith("ip_adapter.") and x.endswith(".to_k_ip.weight")), None)
+    if key is None:
+        return []
+    width = k.dim(key, 1)
+    variant = {"cross_attention_dim": width, "layers": sum(1 for x in k.sorted if x.endswith(".to_k_ip.weight")),
+               "plus": "image_proj.latents" in k or None}
+    return [Found("ip_adapter", "whole", "", _IP_ADAPTER_WIDTH.get(width or 0),
+                  {a: b for a, b in variant.items() if b is not None}, (), "ip_adapter")]
+
+
+def rule_clip_vision(k: Keys) -> list[Found]:
+    """A CLIP vision tower with projection (transformers layout), the image encoder of IP-Adapter."""
+    if "vision_model.embeddings.patch_embedding.weight" not in k or "visual_projection.weight" not in k:
+        return []
+    variant = {"hidden_size": k.dim("vision_model.embeddings.patch_embedding.weight", 0),
+               "projection_dim": k.dim("visual_projection.weight", 0),
+               "layers": k.count_blocks("vision_model.encoder.layers.")}
+    return [Found("clip_vision", "whole", "", None, variant, (), "image_encoder")]
+
+
 RULES: tuple[Callable[[Keys], list[Found]], ...] = (
     rule_unet, rule_flux, rule_hunyuan, rule_wan, rule_z_image, rule_chroma, rule_sd3, rule_qwen_image, rule_flux2,
     rule_ltx2, rule_vae_kl, rule_vae_svd, rule_vae_wan, rule_vae_causal3d, rule_vae_ltx2,
     rule_clip, rule_t5, rule_decoder_lm,
     rule_lora, rule_embedding, rule_controlnet, rule_upscaler_esrgan, rule_upscaler_rrdbnet, rule_upscaler_swinir,
-    rule_upscaler_compact,
+    rule_upscaler_compact, rule_ip_adapter, rule_clip_vision,
 )

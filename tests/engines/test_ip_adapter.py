@@ -1,0 +1,159 @@
+"""IP-Adapter through the one path: pixels equal Diffusers' own pipeline with the same tiny adapter and CLIP image
+encoder (built here), the UNet is put back afterwards, infotext records it, and bad input names its field."""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+import torch
+from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+from safetensors.torch import save_file
+
+from sdcodex.core.errors import ValidationError
+
+from tests.conftest import png_b64
+from tests.helpers.sampler_reference import reference_scheduler
+
+BASE = {"prompt": "a red fox in snow", "negative_prompt": "blurry", "width": 64, "height": 64, "steps": 2,
+        "cfg_scale": 6.5, "seed": 77, "sampler": "Euler", "scheduler": "Automatic"}
+
+
+def _tiny_encoder(seed: int):
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+    torch.manual_seed(seed)
+    config = CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+                              image_size=32, patch_size=8, projection_dim=16)
+    return CLIPVisionModelWithProjection(config).eval()
+
+
+def _tiny_adapter(unet, embed_dim: int, seed: int) -> dict[str, torch.Tensor]:
+    """A flat h94-layout IP-Adapter for `unet`: image_proj (4 tokens) + to_k_ip/to_v_ip per cross-attention."""
+    g = torch.Generator().manual_seed(seed)
+    cross = unet.config.cross_attention_dim
+    rand = lambda *shape: torch.randn(*shape, generator=g) * 0.3  # noqa: E731
+    flat = {"image_proj.proj.weight": rand(4 * cross, embed_dim), "image_proj.proj.bias": rand(4 * cross),
+            "image_proj.norm.weight": 1 + rand(cross), "image_proj.norm.bias": rand(cross)}
+    key_id = 1
+    for name, proc in unet.attn_processors.items():
+        if name.endswith("attn1.processor"):
+            continue
+        if name.startswith("mid_block"):
+            hidden = unet.config.block_out_channels[-1]
+        elif name.startswith("up_blocks"):
+            hidden = list(reversed(unet.config.block_out_channels))[int(name[len("up_blocks.")])]
+        else:
+            hidden = unet.config.block_out_channels[int(name[len("down_blocks.")])]
+        flat[f"ip_adapter.{key_id}.to_k_ip.weight"] = rand(hidden, cross)
+        flat[f"ip_adapter.{key_id}.to_v_ip.weight"] = rand(hidden, cross)
+        key_id += 2
+    return flat
+
+
+@pytest.fixture(scope="session")
+def ip_setup(demo_models_dir, tmp_path_factory):
+    """A models folder: the demo models (linked) + tiny IP-Adapters for sd15-demo and sdxl-demo + one encoder."""
+    from sdcodex.runtime import LocalModels
+    root = tmp_path_factory.mktemp("ipmodels")
+    (root / "demo").symlink_to(demo_models_dir / "demo", target_is_directory=True)
+    base = LocalModels(demo_models_dir)
+    encoder = _tiny_encoder(5)
+    (root / "clip_vision").mkdir()
+    save_file({k: v.contiguous() for k, v in encoder.state_dict().items()}, root / "clip_vision" / "tiny-vit.safetensors")
+    (root / "clip_vision" / "tiny-vit.json").write_text(encoder.config.to_json_string())
+    (root / "ipadapter").mkdir()
+    flats = {}
+    for name, demo in (("ip-tiny-sd15", "sd15-demo"), ("ip-tiny-sdxl", "sdxl-demo")):
+        unet = base.load(base.resolve(demo)).components["unet"]
+        flats[name] = _tiny_adapter(unet, encoder.config.projection_dim, seed=len(name))
+        save_file(flats[name], root / "ipadapter" / f"{name}.safetensors")
+    return root, encoder, flats
+
+
+@pytest.fixture(scope="module")
+def ip_orchestrator(ip_setup, tmp_path_factory):
+    from sdcodex.runtime import LocalModels, build_orchestrator
+    return build_orchestrator(models=LocalModels(ip_setup[0]), outdir=tmp_path_factory.mktemp("out"), device="cpu")
+
+
+def _reference(pipeline_cls, model, encoder, flat, image, scale):
+    params = inspect.signature(pipeline_cls.__init__).parameters
+    init = {n: model.components[n] for n in params if n in model.components}
+    init.update({n: None for n, p in params.items()
+                 if n not in init and n != "self" and p.default is inspect.Parameter.empty})
+    init["image_encoder"] = encoder
+    if "requires_safety_checker" in params:
+        init["requires_safety_checker"] = False
+    pipe = pipeline_cls(**init)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = reference_scheduler("Euler", "Automatic", dict(model.scheduler_config), flow=False)
+    state = {"image_proj": {}, "ip_adapter": {}}
+    for key, value in flat.items():
+        head, _, rest = key.partition(".")
+        state[head][rest] = value
+    pipe.load_ip_adapter(state, subfolder="", weight_name="", image_encoder_folder=None)
+    pipe.set_ip_adapter_scale(scale)
+    try:
+        return pipe(prompt=BASE["prompt"], negative_prompt=BASE["negative_prompt"], width=64, height=64,
+                    num_inference_steps=2, guidance_scale=6.5, ip_adapter_image=image,
+                    generator=torch.Generator("cpu").manual_seed(BASE["seed"])).images[0]
+    finally:
+        pipe.unload_ip_adapter()
+
+
+@pytest.mark.parametrize("demo,adapter,pipeline_cls", [("sd15-demo", "ip-tiny-sd15", StableDiffusionPipeline),
+                                                        ("sdxl-demo", "ip-tiny-sdxl", StableDiffusionXLPipeline)])
+def test_ip_adapter_pixels_equal_diffusers_and_the_unet_is_restored(ip_setup, ip_orchestrator, sample_image,
+                                                                    demo, adapter, pipeline_cls):
+    root, encoder, flats = ip_setup
+    plain = ip_orchestrator.run({"task": "txt2img", "model": demo, **BASE}) if demo == "sd15-demo" else None
+    req = {"task": "txt2img", "model": demo, **BASE,
+           "ip_adapter": {"model": adapter, "images": [png_b64(sample_image)], "scale": 0.8}}
+    result = ip_orchestrator.run(req)
+    model = ip_orchestrator.models.load(ip_orchestrator.models.resolve(demo))
+    ref = _reference(pipeline_cls, model, encoder, flats[adapter], sample_image, 0.8)
+    ours = np.asarray(result.pil_images[0]).astype(int)
+    assert np.abs(ours - np.asarray(ref).astype(int)).max() <= 1
+    assert result.info["ip_adapter"] == {"model": adapter, "image_encoder": "tiny-vit", "scale": 0.8, "images": 1}
+    from sdcodex.media.infotext import build_infotext
+    text = build_infotext(result.info["infotext_fields"])
+    assert f"IP-Adapter: {adapter} [" in text and "IP-Adapter scale: 0.8" in text and "IP-Adapter encoder: tiny-vit" in text
+    if plain is not None:
+        assert not np.array_equal(ours, np.asarray(plain.pil_images[0]))  # the adapter changed the image
+        again = ip_orchestrator.run({"task": "txt2img", "model": demo, **BASE})  # the UNet is put back exactly
+        assert np.array_equal(np.asarray(again.pil_images[0]), np.asarray(plain.pil_images[0]))
+
+
+def test_ip_adapter_bad_input_names_the_field(ip_setup, ip_orchestrator, sample_image):
+    good = png_b64(sample_image)
+    cases = [
+        ({"model": "nope", "images": [good]}, "ip_adapter.model"),
+        ({"model": "ip-tiny-sd15", "images": ["%%%"]}, "ip_adapter.images[0]"),
+        ({"model": "ip-tiny-sd15", "images": []}, "ip_adapter.images"),
+        ({"model": "ip-tiny-sd15", "images": [good], "scale": 3.0}, "ip_adapter.scale"),
+        ({"model": "ip-tiny-sd15", "images": [good], "weight": 1.0}, "ip_adapter.weight"),
+        ({"model": "ip-tiny-sdxl", "images": [good]}, "ip_adapter.model"),       # projects into SDXL's width
+        ({"model": "ip-tiny-sd15", "images": [good], "image_encoder": "nope"}, "ip_adapter.image_encoder"),
+    ]
+    for spec, field in cases:
+        with pytest.raises(ValidationError) as e:
+            ip_orchestrator.run({"task": "txt2img", "model": "sd15-demo", **BASE, "ip_adapter": spec})
+        assert e.value.field == field, (spec, e.value)
+    from sdcodex.core.params import parse_params
+    with pytest.raises(ValidationError) as e:  # an engine without IP-Adapter support
+        parse_params("flux", "txt2img", {"task": "txt2img", "prompt": "x", "width": 64, "height": 64,
+                                         "ip_adapter": {"model": "ip-tiny-sd15", "images": [good]}},
+                     image_loader=lambda value, field: sample_image)
+    assert e.value.field == "ip_adapter"
+    unet = ip_orchestrator.models.load(ip_orchestrator.models.resolve("sd15-demo")).components["unet"]
+    assert unet.encoder_hid_proj is None  # a failed load left nothing behind
+    assert not any("IPAdapter" in type(p).__name__ for p in unet.attn_processors.values())
+
+
+def test_detection_of_adapter_and_encoder_files(ip_setup):
+    from sdcodex.models.inventory import Inventory
+    inv = Inventory(ip_setup[0])
+    kinds = {e.name: (e.kind, e.variant.get("cross_attention_dim")) for e in inv.scan()
+             if e.kind in ("ip_adapter", "image_encoder")}
+    assert kinds["tiny-vit"] == ("image_encoder", None)
+    assert kinds["ip-tiny-sd15"][0] == "ip_adapter"
