@@ -12,6 +12,7 @@ from typing import Any
 from sdcodex.core.errors import CodexError, ModelNotFoundError, ValidationError
 from sdcodex.core.settings import SETTINGS_NAME, SettingsStore, check_value
 from sdcodex.jobs import Job, JobQueue, JobStore, LocalExecutor, Worker, WorkerPool
+from sdcodex.media.outputs import MEDIA_SUFFIXES, OutputsFolder  # the outputs route serves media files only
 
 from .checks import NameChecker, check_unicode, confine, prompt_texts
 from .limits import (DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_FRAMES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_IMAGES,
@@ -22,8 +23,6 @@ log = logging.getLogger("sdcodex.server")
 
 OPTIONS_KEY = "a1111_options"
 DB_NAME = "jobs.sqlite"
-#: what the outputs route serves: the media files jobs write (never the database, logs or anything else)
-MEDIA_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".mp4", ".webm")
 
 
 @dataclass
@@ -118,6 +117,8 @@ class CodexService:
         db = settings.resolved_db()
         self.store = JobStore(db)
         self.options_store = self._open_options(db.parent / SETTINGS_NAME)
+        #: the outputs browser's view of the outputs folder; deleted files go to a trash beside the job database
+        self.outputs = OutputsFolder(self.outdir, db.parent / "trash")
         #: one orchestrator per device (each with its own model cache); the first also validates submissions
         self.orchestrators = [build_orchestrator(models=self.models if i == 0 else self.models.on_device(dev),
                                                  outdir=self.outdir, device=dev or device, offload=settings.offload,
@@ -243,9 +244,12 @@ class CodexService:
 
     def _options_changed(self, keys: set[str], store: SettingsStore | None = None) -> None:
         store = store or self.options_store
-        cache = getattr(self.models, "cache", None)
-        if "sd_checkpoints_limit" in keys and cache is not None and hasattr(cache, "resize"):
-            cache.resize(int(store.get("sd_checkpoints_limit")))
+        if "sd_checkpoints_limit" not in keys:
+            return
+        providers = [self.models] + [o.models for o in getattr(self, "orchestrators", [])[1:]]  # one cache per device
+        for cache in {id(c): c for c in (getattr(p, "cache", None) for p in providers) if c is not None}.values():
+            if hasattr(cache, "resize"):
+                cache.resize(int(store.get("sd_checkpoints_limit")))
 
     def options(self) -> dict[str, Any]:
         """Every setting (saved value, else its default)."""
