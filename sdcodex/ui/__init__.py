@@ -22,7 +22,7 @@ def mount_ui(app: Any, service: Any, path: str = "/") -> Any:
 
     # only the folders jobs write to (<outdir>/<task>/<date>/...), never the database, even when --db puts
     # it in the outputs folder
-    served = [str(Path(service.outdir) / task.value) for task in Task]
+    served = [str(Path(service.outdir) / folder) for task in Task for folder in (task.value, f"{task.value}-grids")]
     db = str(service.store.path.absolute())
     app = gr.mount_gradio_app(app, blocks, path=path, allowed_paths=served,
                               blocked_paths=[db, db + "-wal", db + "-shm", db + "-journal"], css=CSS, js=JS,

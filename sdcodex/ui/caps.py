@@ -121,6 +121,8 @@ def start_values(engine: str | None, mode: str | None, task: Task | str) -> dict
         values.update(_preset_values(c["engine"], mode or Mode.NORMAL.value, task.value))
         values.setdefault("sampler", "Automatic")
         values.setdefault("scheduler", "Automatic")
+    # the format starts at "From Settings" (the Settings tab's image/video format), not the preset's png
+    values.pop("output_format", None)
     return {k: v for k, v in values.items() if k in TASK_KEYS[task]}
 
 

@@ -17,6 +17,8 @@ RESIZE_MODES = [("Just resize", "just_resize"), ("Crop and resize", "crop_and_re
                 ("Resize and fill", "resize_and_fill")]
 IMAGE_FORMATS = ["png", "webp", "jpeg"]
 VIDEO_FORMATS = ["mp4", "webm", "gif", "webp"]
+#: the output format choice that sends no `output_format`: the Settings tab's format applies (docs/settings.md)
+FROM_SETTINGS = ("From Settings", "")
 
 # key -> (kind, label, options). Kinds: text, number, slider, dropdown, checkbox, radio.
 SPECS: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -141,7 +143,7 @@ def make_field(key: str, task: Task) -> Any:
     elem_id = f"codex-{task.value}-{key.replace('.', '-').replace('_', '-')}"
     if key == "output_format":
         choices = VIDEO_FORMATS if task.is_video else IMAGE_FORMATS
-        return gr.Dropdown(choices, value=choices[0], label=label, elem_id=elem_id)
+        return gr.Dropdown([FROM_SETTINGS, *choices], value=FROM_SETTINGS[1], label=label, elem_id=elem_id)
     if key in ("sampler", "scheduler", "upscaler", "hires.upscaler"):
         return gr.Dropdown(["Automatic"] if key in ("sampler", "scheduler") else ["None"],
                            value="Automatic" if key in ("sampler", "scheduler") else "None", label=label,

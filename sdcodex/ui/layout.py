@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from . import caps, controlnet_panel, demo, pnginfo, presets_view
+from . import caps, controlnet_panel, demo, outputs_view, pnginfo, presets_view, settings_view
 from .fields import GenTab, build_gen_tab, field_updates
 from .progress import UIJobs, error_html, progress_html
 from .tabs import Quick, render_job, wire_tab
@@ -95,10 +95,13 @@ def build_blocks(service: Any) -> gr.Blocks:
             png = _png_info_tab()
             presets = _presets_tab()
             queue = _queue_tab()
+            outputs = outputs_view.build_outputs_tab(service)
+            settings_view.build_settings_tab(service)
         for tab in gen_tabs.values():
             wire_tab(tab, quick, jobs, tabs, gen_tabs)
         controlnet_panel.wire(gen_tabs, models)
         _wire_png_info(png, gen_tabs, tabs)
+        outputs_view.wire_outputs_tab(outputs, gen_tabs, tabs)
         _wire_presets(presets, gen_tabs, tabs)
         queue_rows = _wire_queue(queue, jobs, queue_line)
         blocks.load(queue_rows, None, [queue["table"], queue_line], show_progress="hidden")
@@ -198,15 +201,7 @@ def _png_info_tab() -> dict[str, Any]:
 def _wire_png_info(png: dict[str, Any], gen_tabs: dict[str, GenTab], tabs: Any) -> None:
     png["file"].change(pnginfo.show, inputs=png["file"],
                        outputs=[png["infotext"], png["request"], png["summary"], png["error"], png["state"]])
-    for name, button in png["send"].items():
-        target = gen_tabs[name]
-        has_image = target.image is not None
-        outputs = ([target.image] if has_image else []) + target.field_components + [tabs]
-
-        def send(state: dict[str, Any], _t: GenTab = target, _img: bool = has_image) -> list[Any]:
-            return pnginfo.send_updates(state, _t.task, _t.field_keys, _img) + [gr.Tabs(selected=_t.task.value)]
-
-        button.click(send, inputs=png["state"], outputs=outputs, show_progress="hidden")
+    pnginfo.wire_send(png["send"], png["state"], gen_tabs, tabs)
 
 
 # -- Presets --------------------------------------------------------------------------------------------

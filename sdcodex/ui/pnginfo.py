@@ -64,3 +64,19 @@ def send_updates(state: dict[str, Any], target: Task, field_keys: list[str], has
         out.append(state["path"] if state and state.get("still") else gr.skip())
     out += [gr.update(value=values[k]) if k in values else gr.skip() for k in field_keys]
     return out
+
+
+def wire_send(buttons: dict[str, Any], state: Any, gen_tabs: dict[str, Any], tabs: Any) -> None:
+    """"Send to <tab>" buttons (PNG Info, the outputs browser): each fills its tab from `state` (a `show` state:
+    request, path, still) — the tab's image for a still, its fields — and opens that tab."""
+    for name, button in buttons.items():
+        target = gen_tabs.get(name)
+        if target is None:
+            continue
+        has_image = target.image is not None
+        outputs = ([target.image] if has_image else []) + target.field_components + [tabs]
+
+        def send(value: dict[str, Any], _t: Any = target, _img: bool = has_image) -> list[Any]:
+            return send_updates(value, _t.task, _t.field_keys, _img) + [gr.Tabs(selected=_t.task.value)]
+
+        button.click(send, inputs=state, outputs=outputs, show_progress="hidden")

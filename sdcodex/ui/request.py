@@ -57,6 +57,8 @@ def build_request(task: Task | str, quick: dict[str, Any], values: dict[str, Any
     for key, value in values.items():
         if "." in key or key not in allowed or _empty(value) or key == "images":
             continue
+        if key == "output_format" and value == "":  # "From Settings": the server's setting applies
+            continue
         req[key] = _number(key, value)
     if "hires" in allowed and values.get("hires.enabled"):
         hires = {k: _number(k, values.get(f"hires.{k}")) for k in HIRES_FIELDS}
