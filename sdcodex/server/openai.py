@@ -131,19 +131,22 @@ async def image_generations(request: Request, body: ImageGenerationRequest = Bod
     return {"created": int(job.created), "data": data}
 
 
-def _frames_for(service: Any, native: dict[str, Any], seconds: Optional[str], fps: float) -> None:
-    """Turn OpenAI `seconds` into a frame count that fits the engine's frame rule (rounded up)."""
+def _frames_for(service: Any, native: dict[str, Any], seconds: Optional[str], fps: Optional[float]) -> None:
+    """Turn OpenAI `seconds` into a frame count that fits the engine's frame rule (rounded up). Without `fps` the
+    engine's default frame rate counts (LTX-2, WAN TI2V-5B: 24), else 16."""
     if seconds is None or "num_frames" in native:
         return
-    frames = max(1, math.ceil(float(seconds) * fps))
     try:
         from sdcodex.core.registry import get_engine
 
         entry = service.find_model(native["model"]) if native.get("model") else None
         family = getattr(entry, "family", None)
-        rule = get_engine(family.value).frame_rule if family is not None else None
+        engine = get_engine(family.value) if family is not None else None
     except CodexError:
-        rule = None
+        engine = None
+    rule = engine.frame_rule if engine is not None else None
+    fps = fps or float((engine.defaults if engine is not None else {}).get("fps") or 16.0)
+    frames = max(1, math.ceil(float(seconds) * fps))
     if rule:
         k, r = rule
         frames = frames + ((r - frames) % k)
@@ -180,7 +183,7 @@ async def create_video(request: Request, body: VideoRequest = Body(...)) -> dict
     for key in ("negative_prompt", "seed", "steps", "fps", "num_frames", "emphasis"):
         if getattr(body, key) is not None:
             native[key] = getattr(body, key)
-    _frames_for(service, native, body.seconds, body.fps or 16.0)
+    _frames_for(service, native, body.seconds, body.fps)
     job = await run_in_threadpool(service.submit, native, kind="openai_video",
                                   meta={"size": body.size, "seconds": body.seconds})
     return video_object(job)
