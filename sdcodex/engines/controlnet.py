@@ -108,8 +108,11 @@ def _load(engine: Any, entry: Any) -> Any:
     return cache[key]
 
 
-def _union_index(engine: Any, unit: dict[str, Any], field_: str) -> int:
+def _union_index(engine: Any, net: Any, unit: dict[str, Any], field_: str) -> int:
+    """The control type's index in the Union model (an SDXL Union has 6 types, ProMax 8; FLUX Union its num_mode)."""
     types = FLUX_UNION_TYPES if engine.key.value == "flux" else SDXL_UNION_TYPES
+    count = getattr(net.config, "num_mode", None) or getattr(net.config, "num_control_type", None) or len(types)
+    types = types[:count]
     kind = (unit.get("union_type") or "").lower()
     if kind not in types:
         raise ValidationError("a ControlNet-Union model needs the control type of its image", field=f"{field_}.union_type",
@@ -144,7 +147,7 @@ def prepare(engine: Any, params: Any) -> ControlRun | None:
         net = _load(engine, entry)
         union = bool(entry.variant.get("union"))
         if union:
-            union_modes.append(_union_index(engine, unit, where))
+            union_modes.append(_union_index(engine, net, unit, where))
         elif unit.get("union_type"):
             raise ValidationError(f"ControlNet {entry.name!r} is not a ControlNet-Union model",
                                   field=f"{where}.union_type")

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers import (ControlNetModel, FlowMatchEulerDiscreteScheduler, FluxControlNetModel, FluxControlNetPipeline,
+from diffusers import (ControlNetModel, ControlNetUnionModel, FlowMatchEulerDiscreteScheduler, FluxControlNetModel, FluxControlNetPipeline,
                        MultiControlNetModel, StableDiffusionControlNetImg2ImgPipeline,
                        StableDiffusionControlNetInpaintPipeline, StableDiffusionControlNetPipeline,
-                       StableDiffusionXLControlNetPipeline)
+                       StableDiffusionXLControlNetPipeline, StableDiffusionXLControlNetUnionPipeline)
 from PIL import Image, ImageDraw
 
 from sdcodex.core.errors import ValidationError
@@ -32,7 +32,7 @@ def _wake(net: torch.nn.Module, seed: int) -> torch.nn.Module:
     with torch.no_grad():
         for name, param in net.named_parameters():
             if name.startswith(("controlnet_down_blocks", "controlnet_mid_block", "controlnet_blocks",
-                                "controlnet_single_blocks", "controlnet_x_embedder")):
+                                "controlnet_single_blocks", "controlnet_x_embedder", "spatial_ch_projs")):
                 param.copy_(torch.randn(param.shape, generator=gen) * 0.05)
     return net.eval()
 
@@ -60,10 +60,19 @@ def cn_root(demo_models_dir, tmp_path_factory) -> Path:
     xl = UNet2DConditionModel.from_pretrained(demo / "sdxl-demo" / "unet")
     _wake(ControlNetModel.from_unet(xl, conditioning_embedding_out_channels=(16, 32)), 4).save_pretrained(
         folder / "cn-sdxl")
+    union = {k: v for k, v in dict(xl.config).items() if k in inspect.signature(ControlNetUnionModel.__init__).parameters}
+    torch.manual_seed(6)
+    _wake(ControlNetUnionModel(**union, conditioning_embedding_out_channels=(16, 32), num_trans_channel=32,
+                               num_trans_head=2, num_proj_channel=32), 6).save_pretrained(folder / "cn-sdxl-union")
     transformer = FluxTransformer2DModel.from_pretrained(root / "flux" / "flux-dev-demo" / "transformer")
     flux = FluxControlNetModel.from_transformer(transformer, num_layers=1, num_single_layers=1, attention_head_dim=16,
                                                 num_attention_heads=2)
     _wake(flux, 5).save_pretrained(folder / "cn-flux")
+    torch.manual_seed(7)
+    _wake(FluxControlNetModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16,
+                              num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
+                              guidance_embeds=True, axes_dims_rope=[4, 4, 8], num_mode=7), 7).save_pretrained(
+        folder / "cn-flux-union")
     return root
 
 
@@ -185,6 +194,18 @@ def test_sd15_img2img_and_inpaint_units_equal_diffusers(orch, cn_models, cn_root
                      height=64, **common)
     _close(inpaint.pil_images[0], ref)
 
+    # an inpaint module: the RGBA result becomes the float control map with -1 on masked pixels
+    from sdcodex.engines.preprocessors import inpaint_condition, run_preprocessor
+
+    rgba = sample_image.convert("RGBA")
+    rgba.putalpha(Image.eval(sample_mask, lambda v: 255 - v))
+    ours = orch.run({**req, "task": "inpaint", "mask": png_b64(sample_mask), "mask_blur": 0,
+                     "controls": [_unit(rgba, "cn-sd15-a", module="inpaint_only", weight=1.2)]})
+    cond = torch.from_numpy(inpaint_condition(run_preprocessor("inpaint_only", rgba, resolution=64)))
+    ref = _reference(StableDiffusionControlNetInpaintPipeline, model, net, mask_image=sample_mask, width=64,
+                     height=64, **{**common, "control_image": cond.permute(2, 0, 1)[None]})
+    _close(ours.pil_images[0], ref)
+
 
 def test_sdxl_and_flux_units_equal_diffusers(orch, cn_models, cn_root, control_maps):
     a, _ = control_maps
@@ -204,6 +225,34 @@ def test_sdxl_and_flux_units_equal_diffusers(orch, cn_models, cn_root, control_m
                      control_image=a, controlnet_conditioning_scale=0.6, prompt="a lighthouse", width=64, height=64,
                      num_inference_steps=2, guidance_scale=3.5)
     _close(ours.pil_images[0], ref)
+
+
+def test_union_units_equal_diffusers(orch, cn_models, cn_root, control_maps):
+    """ControlNet-Union: SDXL (one Union model reads every unit's image with its control type) and FLUX (the mode
+    index per unit); an unknown type names the unit's union_type."""
+    a, b = control_maps
+    xl = _model(cn_models, "sdxl-demo")
+    ours = orch.run({"task": "txt2img", "model": "sdxl-demo", **BASE, "controls": [
+        _unit(a, "cn-sdxl-union", union_type="canny", weight=0.8), _unit(b, "cn-sdxl-union", union_type="depth",
+                                                                         weight=0.8)]})
+    assert ours.info["controls"][1]["union_type"] == "depth"
+    ref = _reference(StableDiffusionXLControlNetUnionPipeline, xl, _net(cn_root, "cn-sdxl-union", ControlNetUnionModel),
+                     control_image=[a, b], control_mode=[3, 1], controlnet_conditioning_scale=0.8,
+                     prompt=BASE["prompt"], negative_prompt=BASE["negative_prompt"], width=64, height=64,
+                     num_inference_steps=2, guidance_scale=6.0)
+    _close(ours.pil_images[0], ref)
+
+    flux = _model(cn_models, "flux-dev-demo")
+    ours = orch.run({"task": "txt2img", "model": "flux-dev-demo", "prompt": "a lighthouse", "width": 64, "height": 64,
+                     "steps": 2, "seed": BASE["seed"], "controls": [_unit(a, "cn-flux-union", union_type="tile")]})
+    ref = _reference(FluxControlNetPipeline, flux, _net(cn_root, "cn-flux-union", FluxControlNetModel), flow=True,
+                     control_image=a, control_mode=1, prompt="a lighthouse", width=64, height=64,
+                     num_inference_steps=2, guidance_scale=3.5)
+    _close(ours.pil_images[0], ref)
+    with pytest.raises(ValidationError) as err:
+        orch.run({"task": "txt2img", "model": "sdxl-demo", **BASE,
+                  "controls": [_unit(a, "cn-sdxl-union", union_type="tile")]})  # 6 types: no tile (ProMax has it)
+    assert err.value.field == "controls[0].union_type"
 
 
 def test_original_layout_single_file_round_trips(orch, cn_models, cn_root, control_maps):
