@@ -492,8 +492,9 @@ def plan_plot(raw: dict[str, Any], *, rng: random.Random | None = None) -> Plan:
     plan = Plan(axes, cells, [], options, base)
     plan.order = [plan.index(*pos) for pos in run_order(axes)]
     effective = dict(base)
-    effective["xyz"] = {**options, **{a.name: {"type": a.kind, "values": a.values} for a in axes
-                                      if a.kind != "nothing"}}
+    # expanded values (fixed seeds included) re-make the same plot; Prompt order keeps its fragments
+    effective["xyz"] = {**options, **{a.name: {"type": a.kind, "values": a.values if a.kind != "prompt_order"
+                                                else list(a.values[0])} for a in axes if a.kind != "nothing"}}
     plan.request = effective
     return plan
 

@@ -113,6 +113,8 @@ def test_checkpoint_axis_runs_outermost_and_size_prompt_order():
     assert (cell.request["model"], cell.request["width"], cell.request["height"]) == ("b", 64, 96)
     assert cell.request["prompt"] == "a mat on a cat"
     assert reorder_prompt("one, two, three", ["three", "one"]) == "three, two, one"
+    again = plan_plot(plan.request)  # the effective request (stored with the grid) re-makes the same cells
+    assert [c.request for c in again.cells] == [c.request for c in plan.cells]
 
 
 @pytest.mark.parametrize("xyz,field", [
