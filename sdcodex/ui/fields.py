@@ -11,7 +11,7 @@ import gradio as gr
 from sdcodex.core.enums import Task
 from sdcodex.core.request import TASK_KEYS
 
-from . import caps, controlnet_panel, xyz_panel
+from . import caps, controlnet_panel, ip_adapter_panel, xyz_panel
 
 RESIZE_MODES = [("Just resize", "just_resize"), ("Crop and resize", "crop_and_resize"),
                 ("Resize and fill", "resize_and_fill")]
@@ -114,6 +114,7 @@ class GenTab:
     send: dict[str, Any] = field(default_factory=dict)
     script: Any = None  # the Script dropdown with its X/Y/Z plot panel (xyz_panel.XyzPanel)
     controlnet: Any = None  # the ControlNet units panel (controlnet_panel.ControlPanel)
+    ip_adapter: Any = None  # the IP-Adapter panel (ip_adapter_panel.IpAdapterPanel)
 
     @property
     def field_keys(self) -> list[str]:
@@ -218,6 +219,7 @@ def build_gen_tab(task: Task, label: str, *, visible: bool = True) -> GenTab:
                             for key in HIRES_KEYS:
                                 fields[key] = make_field(key, task)
                 control = controlnet_panel.build(task) if task in controlnet_panel.TASKS else None
+                ip_panel = ip_adapter_panel.build(task) if task in ip_adapter_panel.TASKS else None
                 script = xyz_panel.build(task) if task in xyz_panel.TASKS else None
             with gr.Column(scale=1):
                 progress = gr.HTML('<div class="codex-progress" data-state="idle"></div>', elem_id=f"{p}-progress")
@@ -248,7 +250,8 @@ def build_gen_tab(task: Task, label: str, *, visible: bool = True) -> GenTab:
                   interrupt=interrupt, skip=skip, progress=progress, error=error, gallery=gallery, video=video,
                   infotext=infotext, json_view=json_view, edit_json=edit_json, rules=rules, result=result,
                   last_request=last_request, reuse_seed=reuse_seed, json_box=json_box, send=send,
-                  token_counters=counters, script=script, controlnet=control)
+                  token_counters=counters, script=script, controlnet=control,
+                  ip_adapter=ip_panel)
 
 
 def field_updates(tab: GenTab, engine: str | None, mode: str | None, *, reset: bool = True) -> list[Any]:

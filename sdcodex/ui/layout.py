@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from . import caps, controlnet_panel, demo, outputs_view, pnginfo, presets_view, settings_view
+from . import caps, controlnet_panel, demo, ip_adapter_panel, outputs_view, pnginfo, presets_view, settings_view
 from .fields import GenTab, build_gen_tab, field_updates
 from .progress import UIJobs, error_html, progress_html
 from .tabs import Quick, render_job, wire_tab
@@ -100,6 +100,7 @@ def build_blocks(service: Any) -> gr.Blocks:
         for tab in gen_tabs.values():
             wire_tab(tab, quick, jobs, tabs, gen_tabs)
         controlnet_panel.wire(gen_tabs, models)
+        ip_adapter_panel.wire(gen_tabs, models)
         _wire_png_info(png, gen_tabs, tabs)
         outputs_view.wire_outputs_tab(outputs, gen_tabs, tabs)
         _wire_presets(presets, gen_tabs, tabs)

@@ -12,7 +12,7 @@ import gradio as gr
 from sdcodex.core.enums import Task
 from sdcodex.core.errors import CodexError
 
-from . import caps, controlnet_panel, xyz_panel
+from . import caps, controlnet_panel, ip_adapter_panel, xyz_panel
 from .fields import GenTab
 from .progress import Status, UIJobs, error_html, progress_html
 from .request import (build_request, editor_images, parse_edited, preview_json, reference_images,
@@ -62,6 +62,9 @@ def tab_request(tab: GenTab, quick: Quick, data: dict[Any, Any], *, encode: bool
     units = controlnet_panel.request_part(tab.controlnet, data, encode=encode)
     if units:
         request["controls"] = units
+    image_prompt = ip_adapter_panel.request_part(getattr(tab, "ip_adapter", None), data, encode=encode)
+    if image_prompt is not None:
+        request["ip_adapter"] = image_prompt
     return request
 
 
@@ -84,6 +87,8 @@ def _inputs(tab: GenTab, quick: Quick) -> set[Any]:
         comps |= set(tab.script.components)
     if tab.controlnet is not None:
         comps |= set(tab.controlnet.components)
+    if getattr(tab, "ip_adapter", None) is not None:
+        comps |= set(tab.ip_adapter.components)
     return comps
 
 
@@ -111,6 +116,8 @@ def wire_tab(tab: GenTab, quick: Quick, jobs: UIJobs, tabs: Any, all_tabs: dict[
         triggers += [c.change for c in tab.script.components]
     if tab.controlnet is not None:
         triggers += [c.change for c in tab.controlnet.components]
+    if getattr(tab, "ip_adapter", None) is not None:
+        triggers += [c.change for c in tab.ip_adapter.components]
     if tab.image is not None:
         triggers.append(tab.image.change)
     gr.on(triggers, preview, inputs=inputs, outputs=[tab.json_view, tab.last_request], trigger_mode="always_last",
