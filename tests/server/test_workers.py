@@ -112,3 +112,15 @@ def test_a_job_goes_to_the_worker_that_holds_its_model(scale_models_dir, tmp_pat
         assert [p.split("/")[-1] for p in listing["worker-0"]["models"]] == ["m1"]
         assert [p.split("/")[-1] for p in listing["worker-1"]["models"]] == ["m2"]
         assert listing["worker-0"]["job"] is None and listing["worker-1"]["job"] is None
+
+
+def test_devices_flag_names_the_field_when_wrong():
+    from sdcodex.core.errors import ValidationError
+    from sdcodex.runtime import parse_devices
+
+    assert parse_devices("cpu, cpu") == ["cpu", "cpu"] and parse_devices(["cuda:0", "cuda:1"]) == ["cuda:0", "cuda:1"]
+    assert parse_devices("auto")  # every CUDA device, else one CPU worker
+    for bad in ("", "gpu0"):
+        with pytest.raises(ValidationError) as err:
+            parse_devices(bad)
+        assert err.value.field == "devices"
