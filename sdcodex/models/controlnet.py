@@ -18,6 +18,7 @@ from sdcodex.models.detect_rules import CONTROLNET_PREFIXES, Keys, controlnet_la
 from sdcodex.models.safetensors_io import TensorView, open_mapped
 from sdcodex.models.shapes import controlnet_config, depth, need
 
+UNION_HEADS = 8  # Diffusers' ControlNetUnionModel default (xinsir controlnet-union-sdxl-1.0 config.json)
 #: FLUX ControlNet conventions the shapes cannot show (Diffusers' FluxControlNetModel defaults)
 FLUX_CONTROLNET_BASE = {"patch_size": 1, "axes_dims_rope": [16, 56, 56]}
 
@@ -43,11 +44,38 @@ def flux_controlnet_config(shapes: Mapping[str, Sequence[int]]) -> dict[str, Any
     return cfg
 
 
-def _folder_state(path: Path) -> dict[str, Any]:
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+
+
+def _weights_files(path: Path) -> list[Path]:
+    """The folder's weights: the shards its index names, else diffusion_pytorch_model.safetensors, else its one
+    .safetensors file (a folder holding several variants, e.g. a Union repo with its ProMax file, loads the main one)."""
+    index = path / f"{WEIGHTS_NAME}.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values()))
+        return [path / name for name in shards]
+    if (path / WEIGHTS_NAME).is_file():
+        return [path / WEIGHTS_NAME]
     files = sorted(path.glob("*.safetensors"))
-    if not files:
-        raise ModelLoadError(f"{path}: a ControlNet folder needs its weights as .safetensors (found none)",
-                             field="model")
+    if len(files) != 1:
+        raise ModelLoadError(f"{path}: a ControlNet folder needs {WEIGHTS_NAME} (found "
+                             f"{', '.join(f.name for f in files) or 'no .safetensors file'})", field="model")
+    return files
+
+
+def union_config(shapes: Mapping[str, Sequence[int]]) -> dict[str, Any]:
+    """The ControlNet-Union part of a ControlNetUnionModel config: control types (task embedding rows; 6, ProMax 8),
+    the fusion transformer's width and depth and the projection width. Its heads are Diffusers' default (8), as in
+    every published Union model."""
+    what = "ControlNet-Union"
+    task = need(shapes, "task_embedding", what)
+    return {"num_control_type": task[0], "num_trans_channel": task[1],
+            "num_trans_layer": depth(shapes, "transformer_layes."),
+            "num_proj_channel": need(shapes, "spatial_ch_projs.weight", what)[0], "num_trans_head": UNION_HEADS}
+
+
+def _folder_state(path: Path) -> dict[str, Any]:
+    files = _weights_files(path)
     state: dict[str, Any] = {}
     for file in files:
         source = open_mapped(file)
@@ -84,9 +112,10 @@ def load_controlnet(path: str | Path, *, dtype: torch.dtype | None = None, devic
         local_shapes = {k: shapes[f] for k, f in local.items()}
         config = controlnet_config(local_shapes)
         cls = "ControlNetModel"
-        if "task_embedding" in local_shapes:
-            raise ModelLoadError(f"{p}: a ControlNet-Union single file needs its config.json: put the file in a "
-                                 f"folder with the model's config.json (Diffusers layout)", field="model")
+        if "task_embedding" in local_shapes:  # ControlNet-Union (xinsir's file and its ProMax weights)
+            config.update(union_config(local_shapes))
+            config.pop("mid_block_type", None)  # a Union model always has the cross-attention middle block
+            cls = "ControlNetUnionModel"
     else:
         state = dict(view)
         config = flux_controlnet_config({k: shapes[f] for k, f in local.items()})
@@ -94,4 +123,4 @@ def load_controlnet(path: str | Path, *, dtype: torch.dtype | None = None, devic
     return build_module(cls, config, state, source=p, component="controlnet", device=device, dtype=dtype)
 
 
-__all__ = ["load_controlnet", "flux_controlnet_config"]
+__all__ = ["load_controlnet", "flux_controlnet_config", "union_config"]

@@ -59,3 +59,27 @@ def test_real_size_controlnet_headers(tmp_path):
     det = detect_file(path)
     assert (det.kind, det.family.value, det.variant["layout"]) == ("controlnet", "sdxl", "diffusers")
     assert _norm(controlnet_config(xl_shapes)) == _norm(dict(xl.config))
+
+
+def test_union_single_file_config_from_shapes(tmp_path):
+    """A ControlNet-Union file with Diffusers keys (xinsir's ProMax: 8 control types) builds from its shapes."""
+    from diffusers import ControlNetUnionModel
+
+    from sdcodex.models.controlnet import load_controlnet
+
+    unet = {k: v for k, v in bundled_config("sdxl", "unet").items() if not k.startswith("_")}
+    allowed = set(inspect.signature(ControlNetUnionModel.__init__).parameters)
+    with torch.device("meta"):
+        promax = ControlNetUnionModel.from_config({**{k: v for k, v in unet.items() if k in allowed},
+                                                   "num_control_type": 8})
+    path = write_fake_safetensors(tmp_path / "diffusion_pytorch_model_promax.safetensors",
+                                  {k: (list(v.shape), "F16") for k, v in promax.state_dict().items()})
+    det = detect_file(path)
+    assert (det.kind, det.family.value, det.variant.get("union")) == ("controlnet", "sdxl", True)
+    loaded = load_controlnet(path, device="meta")
+    assert type(loaded).__name__ == "ControlNetUnionModel"
+    assert _norm(dict(loaded.config)) == _norm(dict(promax.config))
+    assert {k: loaded.config[k] for k in ("num_control_type", "num_trans_channel", "num_trans_head",
+                                          "num_trans_layer", "num_proj_channel")} == {
+        k: promax.config[k] for k in ("num_control_type", "num_trans_channel", "num_trans_head", "num_trans_layer",
+                                      "num_proj_channel")}
