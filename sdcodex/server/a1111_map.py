@@ -230,6 +230,49 @@ def controls_from_units(args: Any, *, init_image: str | None) -> tuple[list[dict
     return controls, ignored
 
 
+def _is_ip_adapter_unit(raw: Any) -> bool:
+    if not isinstance(raw, dict) or raw.get("enabled", True) is False:
+        return False
+    module = str(raw.get("module") or "").lower()
+    model = str(raw.get("model") or "").lower()
+    return module.startswith(("ip-adapter", "ip_adapter")) or "ip-adapter" in model or "ip_adapter" in model
+
+
+def ip_adapter_from_units(args: Any, *, init_image: str | None) -> tuple[Any, dict[str, Any] | None, list[str]]:
+    """The extension's IP-Adapter unit (module `ip-adapter_clip_sd15`, `ip-adapter_clip_sdxl_plus_vith`..., or a model
+    named ip-adapter...) -> our `ip_adapter` (model, images, scale = the unit's weight); the args with that unit
+    disabled, so the ControlNet units keep their indices; and the unit fields we accepted but do not use (a guidance
+    start/end other than 0/1: the adapter applies on every step)."""
+    if not isinstance(args, list):
+        return args, None, []
+    base = "alwayson_scripts.controlnet.args"
+    found = [i for i, raw in enumerate(args) if _is_ip_adapter_unit(raw)]
+    if not found:
+        return args, None, []
+    if len(found) > 1:
+        raise ValidationError("one IP-Adapter unit at a time", field=f"{base}[{found[1]}]")
+    i = found[0]
+    raw, where = args[i], f"{base}[{i}]"
+    module = str(raw.get("module") or "").lower()
+    if "face" in module:
+        raise ValidationError(f"IP-Adapter FaceID ({raw.get('module')}) is not supported", field=f"{where}.module",
+                              allowed="ip-adapter_clip_* modules")
+    image = raw.get("image", raw.get("input_image"))
+    if isinstance(image, dict):
+        image = image.get("image")
+    image = image or init_image
+    if not image:
+        raise ValidationError("is required: a base64 reference image", field=f"{where}.image")
+    spec: dict[str, Any] = {"model": model_name_of(str(raw.get("model") or "")), "images": [image]}
+    if raw.get("weight") is not None:
+        spec["scale"] = float(raw["weight"])
+    unused = [f"{where}.{key}" for key, default in (("guidance_start", 0.0), ("guidance_end", 1.0))
+              if raw.get(key) is not None and float(raw[key]) != default]
+    rest = list(args)
+    rest[i] = {"enabled": False}
+    return rest, spec, unused
+
+
 _UNIT_USED = {"enabled", "image", "input_image", "mask", "mask_image", "module", "model", "weight", "guidance_start",
               "guidance_end", "pixel_perfect", "resize_mode", "control_mode", "guessmode", "union_control_type",
               "processor_res", "threshold_a", "threshold_b", "lowvram", "low_vram", "guidance", "save_detected_map"}
@@ -277,7 +320,11 @@ def to_request(body: Txt2ImgRequest, *, task: str, options: dict[str, Any]) -> t
             continue
         init = (getattr(body, "init_images", None) or [None])[0]
         args = script.get("args") if isinstance(script, dict) else script
-        controls, unused = controls_from_units(args if args is not None else [], init_image=init)
+        args, image_prompt, unused = ip_adapter_from_units(args, init_image=init)
+        if image_prompt is not None:
+            req["ip_adapter"] = image_prompt
+        controls, unused_cn = controls_from_units(args if args is not None else [], init_image=init)
+        unused += unused_cn
         ignored += unused
         if controls:
             req["controls"] = controls
