@@ -137,10 +137,26 @@ RESIZE_MODES = {0: "just_resize", 1: "crop_and_resize", 2: "resize_and_fill", 3:
 _FORMATS = {"png": "png", "webp": "webp", "jpg": "jpeg", "jpeg": "jpeg"}
 
 
+def as_edit(req: dict[str, Any], ignored: list[str], init_images: list[str]) -> None:
+    """An A1111 img2img request for an engine that edits pictures instead (Qwen-Image-Edit, FLUX.2: no img2img, but
+    reference images): every `init_images` entry becomes one of our `images` and the task is txt2img, as Forge runs
+    edit models from its img2img tab. A mask cannot apply (a 422 naming it); denoising_strength and resize_mode have
+    no meaning there and are listed as ignored."""
+    if req.get("task") == "inpaint":
+        raise ValidationError("an editing model takes pictures to edit, not a mask", field="mask")
+    req["task"] = "txt2img"
+    req["images"] = list(init_images)
+    req.pop("init_image", None)
+    ignored[:] = [k for k in ignored if k != "init_images[1:]"]
+    ignored += [k for k in ("denoising_strength", "resize_mode") if req.pop(k, None) is not None]
+
+
 def to_a1111_field(exc: CodexError) -> CodexError:
     """Rename the field of an error from our name to the A1111 one the client used."""
     unit = _CONTROL_FIELD.match(exc.field or "")
     theirs = NATIVE_TO_A1111.get(exc.field or "")
+    if theirs is None and (exc.field or "").startswith("images"):  # an edit's pictures came as init_images
+        theirs = "init_" + str(exc.field)
     if unit:  # controls[i].x -> the ControlNet extension's unit, under the name the client sent
         name = _UNIT_FIELDS_BACK.get(unit["key"], unit["key"]) if unit["key"] else ""
         theirs = f"alwayson_scripts.controlnet.args[{unit['i']}]" + (f".{name}" if name else "")

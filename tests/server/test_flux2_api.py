@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 
 import pytest
 from PIL import Image
@@ -70,3 +71,22 @@ def test_dev_a1111_and_openai(flux2_server):
         openai = _png(base64.b64decode(r.json()["data"][0]["b64_json"]))
     assert_same(a1111, reference(flux2_server.demo / DEV, guidance_scale=4.0))  # the preset's distilled_cfg_scale
     assert_same(openai, reference(flux2_server.demo / DEV, guidance_scale=4.0))  # the preset's distilled_cfg_scale
+
+
+def test_a1111_img2img_on_an_editing_model_sends_the_pictures_as_references(flux2_server):
+    """FLUX.2 has no img2img: A1111's img2img with init_images runs its reference-image editing (as Forge does)."""
+    refs = [_ref(), _ref((64, 96))]
+    body = {"prompt": "a lighthouse", "width": 80, "height": 64, "steps": 3, "seed": 5, "sampler_name": "Euler",
+            "cfg_scale": 1.0, "denoising_strength": 0.6, "init_images": [b64png(i) for i in refs],
+            "override_settings": {"sd_model_checkpoint": DEV}}
+    with flux2_server.client() as client:
+        r = client.post("/sdapi/v1/img2img", json=body)
+        assert r.status_code == 200, r.text
+        image = _png(base64.b64decode(r.json()["images"][0]))
+        info = json.loads(r.json()["info"])
+        many = client.post("/sdapi/v1/img2img", json={**body, "init_images": [b64png(_ref())] * 11})
+        masked = client.post("/sdapi/v1/img2img", json={**body, "mask": b64png(_ref())})
+    assert_same(image, reference(flux2_server.demo / DEV, guidance_scale=4.0, image=refs))
+    assert "denoising_strength" in info["ignored_fields"] and "init_images[1:]" not in info["ignored_fields"]
+    assert many.status_code == 422 and "init_images" in many.text
+    assert masked.status_code == 422 and "mask" in masked.text
