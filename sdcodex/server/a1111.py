@@ -118,8 +118,8 @@ def _edits_pictures(service: Any, native: dict[str, Any]) -> bool:
     from sdcodex.core.enums import Task
     from sdcodex.core.registry import get_engine
 
-    ref = native.get("model") or service.default_model_ref()
     try:
+        ref = native.get("model") or service.default_model_ref()
         family = getattr(service.find_model(ref), "family", None) if ref else None
         engine = get_engine(str(getattr(family, "value", family))) if family else None
     except CodexError:
