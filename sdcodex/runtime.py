@@ -244,9 +244,13 @@ def quiet_libraries() -> None:
 def build_orchestrator(models_dir: str | Path | None = None, outdir: str | Path | None = None, *,
                        allow_paths: bool = False, allow_pickle: bool = False, device: str | None = None,
                        models: LocalModels | None = None, save: bool = True,
-                       offload: str | None = None, settings: Any = None) -> Orchestrator:
+                       offload: str | None = None, settings: Any = None,
+                       styles_file: str | Path | None = None) -> Orchestrator:
     """The orchestrator every face uses. `allow_paths`: image fields may be file paths (CLI only); `settings`:
-    the server's settings store (core/settings.py), read by the orchestrator and the saver."""
+    the server's settings store (core/settings.py), read by the orchestrator and the saver; `styles_file`: the
+    styles.csv a request's `styles` names (default: `default_styles_file()`)."""
+    from sdcodex.core.styles import StyleStore
+
     import sdcodex.engines  # noqa: F401  (registers the engines)
 
     quiet_libraries()
@@ -255,10 +259,23 @@ def build_orchestrator(models_dir: str | Path | None = None, outdir: str | Path 
     _set_cpu_threads(device)
     from sdcodex.media.grid import draw_xyz_grid
 
-    return Orchestrator(models, MediaSaver(outdir, settings) if save else None, grid_drawer=draw_xyz_grid,
-                        image_loader=lambda value, field: load_request_image(value, field, allow_path=allow_paths),
-                        device=device, offload=offload or os.environ.get("SDCODEX_OFFLOAD") or None,
-                        settings=settings)
+    orchestrator = Orchestrator(models, MediaSaver(outdir, settings) if save else None, grid_drawer=draw_xyz_grid,
+                                image_loader=lambda value, field: load_request_image(value, field,
+                                                                                     allow_path=allow_paths),
+                                device=device, offload=offload or os.environ.get("SDCODEX_OFFLOAD") or None,
+                                settings=settings)
+    orchestrator.styles = StyleStore(styles_file or default_styles_file())
+    return orchestrator
+
+
+def default_styles_file(data_dir: str | Path | None = None) -> Path:
+    """$SDCODEX_STYLES_FILE, else styles.csv in the data folder (`data_dir`, $SDCODEX_DATA_DIR or ./data)
+    — beside the job database, as A1111 keeps styles.csv beside its settings."""
+    env = os.environ.get("SDCODEX_STYLES_FILE")
+    if env:
+        return Path(env).expanduser().absolute()
+    base = data_dir or os.environ.get("SDCODEX_DATA_DIR") or "data"
+    return Path(base).expanduser().absolute() / "styles.csv"
 
 
 def cpu_threads(env: dict[str, str] | None = None, affinity: set[int] | None = None) -> int:

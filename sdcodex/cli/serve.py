@@ -31,6 +31,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=None,
                    help="folder of the job database (default: `data` beside the output folder; env SDCODEX_DATA_DIR)")
     p.add_argument("--db", default=None, help="job database file (default <data-dir>/jobs.sqlite; env SDCODEX_DB)")
+    p.add_argument("--styles-file", default=None,
+                   help="A1111 styles.csv of the prompt styles (default <data-dir>/styles.csv; env SDCODEX_STYLES_FILE)")
     p.add_argument("--api-auth", default=os.environ.get("SDCODEX_API_AUTH"),
                    help="HTTP Basic credentials user:pass[,user:pass], passwords of 8+ characters "
                         "(env SDCODEX_API_AUTH; prefer --api-auth-file, flags show in `ps`)")
@@ -107,7 +109,8 @@ def settings_from_args(args: argparse.Namespace) -> "ServerSettings":
     hosts = list(getattr(args, "allowed_host", None) or [])
     hosts += [h.strip() for h in os.environ.get("SDCODEX_ALLOWED_HOSTS", "").split(",") if h.strip()]
     return ServerSettings(models_dir=getattr(args, "models_dir_sub", None) or args.models_dir, outdir=args.outdir,
-                          data_dir=getattr(args, "data_dir", None), db_path=args.db, host=args.host, port=args.port,
+                          data_dir=getattr(args, "data_dir", None), db_path=args.db,
+                          styles_file=getattr(args, "styles_file", None), host=args.host, port=args.port,
                           api_auth=users, api_tokens=tokens, insecure_no_auth=args.insecure_no_auth,
                           max_body_bytes=int(args.max_body_mb * 2**20), max_image_pixels=args.max_image_pixels,
                           max_output_pixels=args.max_output_pixels, max_steps=args.max_steps,

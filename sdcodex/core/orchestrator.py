@@ -20,6 +20,7 @@ from .params import ImageLoader, Params, parse_params
 from .presets import fill, find_preset
 from .registry import get_engine
 from .request import validate_request
+from .styles import apply_styles, pick
 
 log = logging.getLogger("sdcodex.orchestrator")
 
@@ -83,6 +84,8 @@ class Orchestrator:
         self.image_loader = image_loader
         self.device = device
         self.default_model = default_model
+        #: the prompt styles a request's `styles` names (a StyleStore); None: no styles file
+        self.styles: Any = None
 
     # -- steps ---------------------------------------------------------------------------------
     def prepare(self, raw: dict[str, Any]) -> tuple[Any, type[EngineInterface], dict[str, Any], dict[str, Any],
@@ -93,6 +96,7 @@ class Orchestrator:
             return self.prepare_plot(raw)[1][0]
         req = validate_request(raw)
         data = req.model_dump(mode="json", exclude_unset=True)
+        styles = self._apply_styles(data)
         warnings: list[str] = []
         entry = None
         if req.task is Task.UPSCALE and not req.model:
@@ -126,7 +130,7 @@ class Orchestrator:
         params = parse_params(engine_key, req.task, filled.data, image_loader=self.image_loader)
         warnings += engine_cls.check_params(params)
         meta = {"preset": filled.preset_id, "applied_preset_patch": filled.patch, "mode_ignored_reason": mode_reason,
-                "applied_settings": applied}
+                "applied_settings": applied, "styles": styles}
         return entry, engine_cls, filled.data, meta, params, warnings
 
     def prepare_plot(self, raw: dict[str, Any], *, transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
@@ -193,6 +197,7 @@ class Orchestrator:
             "applied_preset_patch": meta["applied_preset_patch"],
             "applied_settings": meta["applied_settings"],
             "mode_ignored_reason": meta["mode_ignored_reason"],
+            **({"styles": meta["styles"]} if meta["styles"] else {}),
             "warnings": warnings,
             "interrupted": out.interrupted,
             "skipped": out.skipped,
@@ -242,6 +247,20 @@ class Orchestrator:
             "images": len(result.images), "videos": len(result.videos), "warnings": warnings})
         events.emit("done", images=len(out.images), videos=len(out.videos), interrupted=out.interrupted)
         return result
+
+    def _apply_styles(self, data: dict[str, Any]) -> list[str]:
+        """Expand the request's `styles` into its prompts (A1111's rule, see core.styles) and drop the key, so
+        the effective request and the infotext carry the expanded prompts; the names applied."""
+        names = data.pop("styles", None) or []
+        if not names:
+            return []
+        known = self.styles.all() if self.styles is not None else {}
+        chosen = pick(names, known)
+        data["prompt"], data["negative_prompt"] = apply_styles(data.get("prompt") or "",
+                                                               data.get("negative_prompt") or "", chosen)
+        if not data["negative_prompt"]:
+            del data["negative_prompt"]
+        return list(names)
 
     @staticmethod
     def _mode_ignored_reason(engine_cls: type, mode: str, entry: Any, data: dict[str, Any]) -> str | None:

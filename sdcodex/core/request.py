@@ -164,6 +164,8 @@ class GenerationRequest(BaseModel):
 
     prompt: Str = None
     negative_prompt: Str = None
+    #: names of prompt styles (styles.csv) applied to prompt and negative_prompt, in order
+    styles: Optional[list[StrictStr]] = Field(None, max_length=64)
     width: Int = Field(None, ge=8, le=8192)
     height: Int = Field(None, ge=8, le=8192)
     steps: Int = Field(None, ge=1, le=500)
@@ -229,7 +231,7 @@ class GenerationRequest(BaseModel):
 
 _COMMON = {"task", "model", "engine", "mode", "preset", "precision", "weights_dtype", "output_format", "vae", "seed",
            "batch_size", "batch_count", "batch_index"}
-_DIFFUSION = {"prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "sampler", "scheduler",
+_DIFFUSION = {"prompt", "negative_prompt", "styles", "width", "height", "steps", "cfg_scale", "sampler", "scheduler",
               "clip_skip", "emphasis", "pad_cond_uncond", "loras", "distilled_cfg_scale", "flow_shift", "text_encoders", "offload", "vae_tiling",
               "cache"}
 _IMG_IN = {"init_image", "denoising_strength", "resize_mode"}

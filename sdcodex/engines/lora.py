@@ -157,19 +157,9 @@ def short_hash(path: Path) -> str:
 
 def list_loras(provider: Any, family: str | None = None) -> list[dict[str, Any]]:
     """A1111 `/sdapi/v1/loras` entries: name, alias, path and the file's safetensors metadata."""
-    from sdcodex.models.safetensors_io import read_header
+    from sdcodex.models.networks import a1111_loras
 
-    out = []
-    for e in inventory_of(provider).entries("lora", family):
-        meta: dict[str, Any] = {}
-        if e.format == "safetensors":
-            try:
-                meta = dict(read_header(e.path)[1])
-            except CodexError:
-                meta = {}
-        out.append({"name": e.name, "alias": meta.get("ss_output_name", e.name), "path": str(e.path),
-                    "metadata": meta, "family": e.family.value if e.family else None})
-    return out
+    return a1111_loras(inventory_of(provider), family)
 
 
 # ------------------------------------------------------------------------------------------------ key mapping

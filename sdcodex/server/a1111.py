@@ -307,12 +307,19 @@ async def sd_modules(request: Request) -> list[dict[str, Any]]:
 
 @router.get("/loras")
 async def loras(request: Request) -> list[dict[str, Any]]:
-    """A1111 shape (name, alias, path, metadata) with the file's safetensors metadata, plus its family."""
-    from sdcodex.engines.lora import list_loras
+    """A1111 shape (name, alias, path, metadata): the file's safetensors metadata with JSON values decoded (as
+    A1111 gives ss_tag_frequency), plus its family, base model, trigger words and top training tags."""
+    from sdcodex.models.networks import a1111_loras
 
     service = _service(request)
     await run_in_threadpool(_entries, service, "lora")  # scans the models folder once if needed
-    return await run_in_threadpool(list_loras, service.models)
+    return await run_in_threadpool(a1111_loras, service.models.inventory)
+
+
+@router.get("/prompt-styles")
+async def prompt_styles(request: Request) -> list[dict[str, Any]]:
+    """The prompt styles of styles.csv (name, prompt, negative_prompt), as A1111 lists them."""
+    return [s.to_dict() for s in (await run_in_threadpool(_service(request).styles.all)).values()]
 
 
 @router.get("/embeddings")

@@ -101,7 +101,7 @@ class Img2ImgRequest(Txt2ImgRequest):
 
 #: A1111 fields that we accept without using; a value in the set means "off", so it is not reported
 _NEUTRAL: dict[str, tuple[Any, ...]] = {
-    "styles": (None, []), "subseed": (-1, 0), "subseed_strength": (0, 0.0), "seed_resize_from_h": (-1, 0),
+    "subseed": (-1, 0), "subseed_strength": (0, 0.0), "seed_resize_from_h": (-1, 0),
     "seed_resize_from_w": (-1, 0), "restore_faces": (None, False), "tiling": (None, False),
     "do_not_save_samples": (True, False), "do_not_save_grid": (True, False), "eta": (None,),
     "s_min_uncond": (None, 0, 0.0), "s_churn": (None, 0, 0.0), "s_tmax": (None,), "s_tmin": (None, 0, 0.0),
@@ -113,7 +113,7 @@ _NEUTRAL: dict[str, tuple[Any, ...]] = {
     "image_cfg_scale": (None,), "mask_round": (True, False), "inpainting_fill": (1,),
     "initial_noise_multiplier": (None, 1, 1.0), "latent_mask": (None, ""), "sampler_index": (),
 }
-_MAPPED = {"prompt", "negative_prompt", "seed", "sampler_name", "scheduler", "batch_size", "n_iter", "steps",
+_MAPPED = {"prompt", "negative_prompt", "styles", "seed", "sampler_name", "scheduler", "batch_size", "n_iter", "steps",
            "cfg_scale", "width", "height", "denoising_strength", "override_settings", "enable_hr", "hr_scale",
            "hr_upscaler", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y", "hr_sampler_name", "hr_scheduler",
            "hr_prompt", "hr_negative_prompt", "send_images", "init_images", "resize_mode", "mask", "mask_blur",
@@ -344,6 +344,8 @@ def to_request(body: Txt2ImgRequest, *, task: str, options: dict[str, Any]) -> t
         ignored += unused
         if controls:
             req["controls"] = controls
+    if body.styles:
+        req["styles"] = list(body.styles)  # expanded into the prompts as A1111 does (core.styles)
     for ours, theirs in (("steps", "steps"), ("width", "width"), ("height", "height")):
         if getattr(body, theirs) is not None:
             req[ours] = int(getattr(body, theirs))
@@ -474,7 +476,8 @@ def info_string(job_id: str, info: dict[str, Any], infotexts: list[str], ignored
         "restore_faces": False, "face_restoration_model": None, "sd_model_name": info.get("model"),
         "sd_model_hash": info.get("model_hash"), "sd_vae_name": req.get("vae"), "sd_vae_hash": None,
         "seed_resize_from_w": -1, "seed_resize_from_h": -1, "denoising_strength": req.get("denoising_strength"),
-        "extra_generation_params": extra, "index_of_first_image": 0, "infotexts": infotexts, "styles": [],
+        "extra_generation_params": extra, "index_of_first_image": 0, "infotexts": infotexts,
+        "styles": list(info.get("styles") or []),
         "job_timestamp": _dt.datetime.now().strftime("%Y%m%d%H%M%S"), "clip_skip": req.get("clip_skip", 1),
         "is_using_inpainting_conditioning": info.get("task") == "inpaint", "version": f"sdcodex-{__version__}",
         "scheduler": info.get("scheduler_effective"), "ignored_fields": ignored,

@@ -157,10 +157,11 @@ def create_app(settings: ServerSettings | None = None, *, with_ui: bool = False)
     app.state.codex = service
     _install_error_handlers(app)
 
-    from . import a1111, controlnet_api, native, openai, outputs_api
+    from . import a1111, controlnet_api, library, native, openai, outputs_api
 
     app.include_router(outputs_api.router)  # before native: /outputs (the listing) beside /outputs/{path}
     app.include_router(native.router)
+    app.include_router(library.router)
     app.include_router(a1111.router)
     app.include_router(controlnet_api.router)
     app.include_router(openai.router)

@@ -33,6 +33,7 @@ class ServerSettings:
     outdir: str | None = None
     data_dir: str | None = None            # job database; default: a `data` folder beside the outputs folder
     db_path: str | None = None
+    styles_file: str | None = None         # A1111 styles.csv; default: $SDCODEX_STYLES_FILE, else <data dir>/styles.csv
     host: str = "127.0.0.1"
     port: int = 7860
     api_auth: list[tuple[str, str]] = field(default_factory=list)
@@ -68,6 +69,13 @@ class ServerSettings:
     def resolved_data_dir(self) -> Path:
         given = self.data_dir or os.environ.get("SDCODEX_DATA_DIR")
         return Path(given).expanduser().absolute() if given else self.resolved_outdir().parent / "data"
+
+    def resolved_styles_file(self) -> Path:
+        from sdcodex.runtime import default_styles_file
+
+        if self.styles_file:
+            return Path(self.styles_file).expanduser().absolute()
+        return default_styles_file(self.resolved_data_dir())
 
     def resolved_db(self) -> Path:
         """--db / $SDCODEX_DB, else <data dir>/jobs.sqlite. A database left by an older version inside the
@@ -122,12 +130,16 @@ class CodexService:
         #: one orchestrator per device (each with its own model cache); the first also validates submissions
         self.orchestrators = [build_orchestrator(models=self.models if i == 0 else self.models.on_device(dev),
                                                  outdir=self.outdir, device=dev or device, offload=settings.offload,
-                                                 settings=self.options_store)
+                                                 settings=self.options_store,
+                                                 styles_file=settings.resolved_styles_file())
                               for i, dev in enumerate(devices)]
         for orchestrator in self.orchestrators:
+            orchestrator.styles = self.orchestrators[0].styles  # one styles.csv, one store
             orchestrator.image_loader = image_loader(settings.max_image_pixels)
             orchestrator.default_model = self.default_model_ref
         self.orchestrator = self.orchestrators[0]
+        #: the prompt styles (styles.csv) requests name in `styles`; the UI and /api/v1/styles edit it
+        self.styles = self.orchestrator.styles
         self.device = self.orchestrator.device
         self.queue = JobQueue(self.store, max_bypass=settings.max_bypass)
         self.backend: Any = None
