@@ -134,11 +134,11 @@ def insert_text(kind: str, name: str, info: dict[str, Any]) -> str:
 
 
 def card(entry: Any, kind: str, *, with_metadata: bool = True) -> dict[str, Any]:
-    """One card: the entry's name, kind, family, file, whether it has a preview, what a click inserts and
-    (with_metadata) the header metadata and its summary."""
+    """One card: the entry's name, kind, family, file, whether it has a preview, what a click inserts, the summary
+    of its header metadata and (with_metadata) the whole metadata."""
     path = Path(entry.path)
     stem = _stem(path)
-    meta = read_metadata(path) if with_metadata else {}
+    meta = read_metadata(path)
     info = describe(meta, _sidecar(stem, ".json"), _sidecar(stem, ".civitai.info"))
     family = getattr(entry.family, "value", entry.family)
     out = {"name": entry.name, "kind": kind, "family": family, "filename": entry.filename, "path": str(path),

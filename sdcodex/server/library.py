@@ -55,11 +55,8 @@ async def delete_style(request: Request, name: str) -> dict[str, Any]:
 @router.get("/networks", summary="Extra networks as cards: metadata, trigger words, what a click inserts")
 async def networks(request: Request, kind: Kind = Query("lora"),
                    metadata: bool = Query(True, description="include the full safetensors metadata")) -> dict[str, Any]:
-    from sdcodex.models.networks import cards
-
     service = _service(request)
-    await run_in_threadpool(service.models.entries)  # scans once if needed
-    rows = await run_in_threadpool(lambda: cards(service.models.inventory, kind, with_metadata=metadata))
+    rows = await run_in_threadpool(lambda: service.network_cards(kind, with_metadata=metadata))
     for row in rows:
         row["preview_url"] = preview_url(kind, row["name"]) if row["preview"] else None
     return {"kind": kind, "cards": rows}
@@ -74,10 +71,9 @@ def preview_url(kind: str, name: str) -> str:
 @router.get("/networks/{kind}/{name}/preview", summary="The preview image of an extra network",
             response_class=FileResponse, responses={404: {"description": "no such entry, or it has no preview"}})
 async def network_preview(request: Request, kind: Kind, name: str) -> FileResponse:
-    from sdcodex.models.networks import PREVIEW_TYPES, find_preview
+    from sdcodex.models.networks import PREVIEW_TYPES
 
-    service = _service(request)
-    path = await run_in_threadpool(find_preview, service.models.inventory, kind, name)
+    path = await run_in_threadpool(_service(request).network_preview, kind, name)
     if path is None:
         raise HTTPException(404, f"no preview for {kind} {name!r}")
     return FileResponse(path, media_type=PREVIEW_TYPES.get(path.suffix.lower(), "application/octet-stream"),

@@ -182,6 +182,21 @@ class CodexService:
     def checkpoints(self) -> list[Any]:
         return list(self.models.checkpoints())
 
+    def network_cards(self, kind: str, *, with_metadata: bool = True) -> list[dict[str, Any]]:
+        """Extra networks of one kind (checkpoint, lora, embedding, vae) as cards: header metadata, trigger words,
+        whether a preview exists, what a click inserts (see models.networks)."""
+        from sdcodex.models.networks import cards
+
+        self.models.entries()  # scans once if needed
+        return cards(self.models.inventory, kind, with_metadata=with_metadata)
+
+    def network_preview(self, kind: str, name: str) -> Path | None:
+        """The preview image file of an inventory entry, or None."""
+        from sdcodex.models.networks import find_preview
+
+        self.models.entries()
+        return find_preview(self.models.inventory, kind, name)
+
     def find_model(self, ref: str, field: str = "model") -> Any:
         """A checkpoint by name, file name, A1111 title, hash or a path inside the models folder;
         ModelNotFoundError lists names."""

@@ -21,6 +21,15 @@ CSS = """
 .codex-rules { font-size: 0.85em; opacity: 0.8; }
 .codex-token-counter { font-size: 0.8em; opacity: 0.75; text-align: right; min-height: 0; margin-top: -0.5em; }
 .codex-demo { border: 2px dashed #f97316; border-radius: 8px; padding: 8px; }
+.codex-hidden { display: none !important; }
+.codex-cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 10px; }
+.codex-card { position: relative; border: 1px solid var(--border-color-primary, #d1d5db); border-radius: 8px;
+              overflow: hidden; cursor: pointer; background: var(--block-background-fill, #fff); }
+.codex-card:hover, .codex-card:focus { outline: 2px solid var(--color-accent, #f97316); }
+.codex-card img { display: block; width: 100%; aspect-ratio: 3 / 4; object-fit: cover; }
+.codex-card-name { font-weight: 600; padding: 4px 6px 0; word-break: break-all; }
+.codex-card-meta { font-size: 0.75em; opacity: 0.8; padding: 0 6px 6px; }
+.codex-cards-empty { opacity: 0.7; padding: 8px; }
 """
 
 JS = r"""
@@ -74,6 +83,46 @@ JS = r"""
     return true;
   };
   const isPromptBox = (el) => el && el.tagName === 'TEXTAREA' && !!el.closest('[id$="-prompt"]');
+  // extra networks: a LoRA/embedding card adds its text to the prompt box last typed in (when it is in the
+  // open tab; else the open tab's prompt), a second click on the same LoRA removes it (A1111's toggle); a
+  // checkpoint/VAE card tells the server through a hidden box
+  let lastPrompt = null;
+  document.addEventListener('focusin', (e) => { if (isPromptBox(e.target)) lastPrompt = e.target; }, true);
+  const activePrompt = () => {
+    if (visible(lastPrompt) && !lastPrompt.closest('#codex-styles-editor')) return lastPrompt;
+    return Array.from(document.querySelectorAll('[id^="codex-"][id$="-prompt"] textarea'))
+      .filter((t) => visible(t) && !t.closest('[id$="-negative-prompt"]') && !t.closest('#codex-styles-editor'))[0];
+  };
+  const setText = (area, text) => {
+    area.value = text;
+    area.dispatchEvent(new Event('input', { bubbles: true }));
+  };
+  const cardClick = (card) => {
+    const kind = card.dataset.kind, insert = card.dataset.insert || '';
+    if (kind === 'lora' || kind === 'embedding') {
+      const area = activePrompt();
+      if (!area || !insert) return;
+      const text = area.value;
+      if (kind === 'lora' && text.includes(insert)) {
+        setText(area, text.replace(insert, '').replace(/ {2,}/g, ' ').replace(/^[ ,]+|[ ,]+$/g, ''));
+      } else {
+        const sep = !text || /[\s,]$/.test(text) ? '' : (kind === 'lora' ? ' ' : ', ');
+        setText(area, text + sep + insert);
+      }
+      area.focus();
+    } else {
+      const box = document.querySelector('#codex-en-select textarea, #codex-en-select input');
+      if (box) setText(box, kind + '\t' + card.dataset.name);
+    }
+  };
+  document.addEventListener('click', (e) => {
+    const card = e.target.closest && e.target.closest('.codex-card');
+    if (card) { e.preventDefault(); cardClick(card); }
+  });
+  document.addEventListener('keydown', (e) => {
+    const card = e.target.closest && e.target.closest('.codex-card');
+    if (card && (e.key === 'Enter' || e.key === ' ')) { e.preventDefault(); cardClick(card); }
+  });
   document.addEventListener('keydown', (e) => {
     if ((e.ctrlKey || e.metaKey) && (e.key === 'ArrowUp' || e.key === 'ArrowDown') && isPromptBox(e.target)) {
       if (editAttention(e.target, e.key === 'ArrowUp')) e.preventDefault();

@@ -11,7 +11,7 @@ import gradio as gr
 from sdcodex.core.enums import Task
 from sdcodex.core.request import TASK_KEYS
 
-from . import caps, controlnet_panel, ip_adapter_panel, xyz_panel
+from . import caps, controlnet_panel, ip_adapter_panel, styles_view, xyz_panel
 
 RESIZE_MODES = [("Just resize", "just_resize"), ("Crop and resize", "crop_and_resize"),
                 ("Resize and fill", "resize_and_fill")]
@@ -110,6 +110,7 @@ class GenTab:
     last_request: Any
     reuse_seed: Any
     json_box: Any = None
+    styles_apply: Any = None  # the Styles picker's "Apply to prompt" button (styles_view)
     token_counters: dict[str, Any] = field(default_factory=dict)  # prompt key -> counter
     send: dict[str, Any] = field(default_factory=dict)
     script: Any = None  # the Script dropdown with its X/Y/Z plot panel (xyz_panel.XyzPanel)
@@ -168,6 +169,7 @@ def build_gen_tab(task: Task, label: str, *, visible: bool = True) -> GenTab:
     fields: dict[str, Any] = {}
     counters: dict[str, Any] = {}
     image = None
+    styles_apply = None
     with gr.Tab(label, id=task.value, elem_id=f"{p}-tab", visible=visible) as tab:
         with gr.Row(equal_height=False):
             with gr.Column(scale=5):
@@ -182,6 +184,8 @@ def build_gen_tab(task: Task, label: str, *, visible: bool = True) -> GenTab:
                     counters["negative_prompt"] = gr.HTML("", elem_id=f"{p}-negative-prompt-tokens",
                                                           elem_classes=["codex-token-counter"])
                     prompt_keys = ("prompt", "negative_prompt")
+                    if "styles" in TASK_KEYS[task]:
+                        fields["styles"], styles_apply = styles_view.build_tab_row(p)
                 elif task is Task.UPSCALE:
                     gr.Markdown("Upscale an image (as A1111's Extras tab): drop it below or use **Send to upscale** "
                                 "on a result, pick an upscaler and a scale. No checkpoint is used.",
@@ -251,7 +255,7 @@ def build_gen_tab(task: Task, label: str, *, visible: bool = True) -> GenTab:
                   infotext=infotext, json_view=json_view, edit_json=edit_json, rules=rules, result=result,
                   last_request=last_request, reuse_seed=reuse_seed, json_box=json_box, send=send,
                   token_counters=counters, script=script, controlnet=control,
-                  ip_adapter=ip_panel)
+                  ip_adapter=ip_panel, styles_apply=styles_apply)
 
 
 def field_updates(tab: GenTab, engine: str | None, mode: str | None, *, reset: bool = True) -> list[Any]:

@@ -8,7 +8,8 @@ from typing import Any
 
 import gradio as gr
 
-from . import caps, controlnet_panel, demo, ip_adapter_panel, outputs_view, pnginfo, presets_view, settings_view
+from . import (caps, controlnet_panel, demo, extra_networks, ip_adapter_panel, outputs_view, pnginfo, presets_view,
+               settings_view, styles_view)
 from .fields import GenTab, build_gen_tab, field_updates
 from .progress import UIJobs, error_html, progress_html
 from .tabs import Quick, render_job, wire_tab
@@ -97,11 +98,14 @@ def build_blocks(service: Any) -> gr.Blocks:
             queue = _queue_tab()
             outputs = outputs_view.build_outputs_tab(service)
             settings_view.build_settings_tab(service)
+        networks = extra_networks.build_panel()
+        style_editor = styles_view.build_editor()
         for tab in gen_tabs.values():
             wire_tab(tab, quick, jobs, tabs, gen_tabs)
         controlnet_panel.wire(gen_tabs, models)
         ip_adapter_panel.wire(gen_tabs, models)
-        _wire_png_info(png, gen_tabs, tabs)
+        _wire_png_info(png, gen_tabs, tabs, service)
+        styles_view.wire(style_editor, service, blocks, gen_tabs)
         outputs_view.wire_outputs_tab(outputs, gen_tabs, tabs)
         _wire_presets(presets, gen_tabs, tabs)
         queue_rows = _wire_queue(queue, jobs, queue_line)
@@ -140,6 +144,8 @@ def build_blocks(service: Any) -> gr.Blocks:
                      show_progress="hidden")
         mode.input(lambda e, m: engine_updates(e, m, new_checkpoints=False), inputs=[engine, mode],
                    outputs=engine_outputs, show_progress="hidden")
+        extra_networks.wire(networks, service, blocks, quick, engine_outputs, engine_updates,
+                            lambda e: checkpoint_names(models, e))
         upscaler_fields = [t.fields[k] for t in tab_list for k in ("upscaler", "hires.upscaler") if k in t.fields]
         upscaler_kinds = [k for t in tab_list for k in ("upscaler", "hires.upscaler") if k in t.fields]
 
@@ -199,10 +205,11 @@ def _png_info_tab() -> dict[str, Any]:
             "send": send, "state": state}
 
 
-def _wire_png_info(png: dict[str, Any], gen_tabs: dict[str, GenTab], tabs: Any) -> None:
+def _wire_png_info(png: dict[str, Any], gen_tabs: dict[str, GenTab], tabs: Any, service: Any = None) -> None:
     png["file"].change(pnginfo.show, inputs=png["file"],
                        outputs=[png["infotext"], png["request"], png["summary"], png["error"], png["state"]])
-    pnginfo.wire_send(png["send"], png["state"], gen_tabs, tabs)
+    styles = getattr(service, "styles", None)
+    pnginfo.wire_send(png["send"], png["state"], gen_tabs, tabs, styles=styles.all if styles is not None else None)
 
 
 # -- Presets --------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ A1111 infotext) and "send to" a tab, which fills that tab's fields (and its imag
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -56,9 +56,15 @@ def show(path: str | None) -> tuple[str, str, str, str, dict[str, Any]]:
             {"request": data["request"], "path": data["path"], "still": data["still"]})
 
 
-def send_updates(state: dict[str, Any], target: Task, field_keys: list[str], has_image: bool) -> list[Any]:
-    """Updates for the target tab: its image (when it takes one and the file is a still), then its fields."""
+def send_updates(state: dict[str, Any], target: Task, field_keys: list[str], has_image: bool,
+                 styles: dict[str, Any] | None = None) -> list[Any]:
+    """Updates for the target tab: its image (when it takes one and the file is a still), then its fields. With
+    `styles` (name -> Style), the styles the prompts were expanded with are taken back out into the picker."""
     values = request_to_fields((state or {}).get("request") or {}, target)
+    if styles and "styles" in field_keys:
+        from .styles_view import extract_fields
+
+        values = extract_fields(values, styles)
     out: list[Any] = []
     if has_image:
         out.append(state["path"] if state and state.get("still") else gr.skip())
@@ -66,9 +72,11 @@ def send_updates(state: dict[str, Any], target: Task, field_keys: list[str], has
     return out
 
 
-def wire_send(buttons: dict[str, Any], state: Any, gen_tabs: dict[str, Any], tabs: Any) -> None:
+def wire_send(buttons: dict[str, Any], state: Any, gen_tabs: dict[str, Any], tabs: Any,
+              styles: Callable[[], dict[str, Any]] | None = None) -> None:
     """"Send to <tab>" buttons (PNG Info, the outputs browser): each fills its tab from `state` (a `show` state:
-    request, path, still) — the tab's image for a still, its fields — and opens that tab."""
+    request, path, still) — the tab's image for a still, its fields — and opens that tab. `styles()` gives the
+    prompt styles to take back out of the prompts (see send_updates)."""
     for name, button in buttons.items():
         target = gen_tabs.get(name)
         if target is None:
@@ -77,6 +85,8 @@ def wire_send(buttons: dict[str, Any], state: Any, gen_tabs: dict[str, Any], tab
         outputs = ([target.image] if has_image else []) + target.field_components + [tabs]
 
         def send(value: dict[str, Any], _t: Any = target, _img: bool = has_image) -> list[Any]:
-            return send_updates(value, _t.task, _t.field_keys, _img) + [gr.Tabs(selected=_t.task.value)]
+            known = styles() if styles is not None else None
+            return (send_updates(value, _t.task, _t.field_keys, _img, styles=known)
+                    + [gr.Tabs(selected=_t.task.value)])
 
         button.click(send, inputs=state, outputs=outputs, show_progress="hidden")

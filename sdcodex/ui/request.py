@@ -34,8 +34,8 @@ def _number(key: str, value: Any) -> Any:
 
 
 def _empty(value: Any) -> bool:
-    """A field left blank (a cleared number box, a dropdown with no choice)."""
-    return value is None
+    """A field left blank (a cleared number box, a dropdown with no choice, a multi-choice with none)."""
+    return value is None or (isinstance(value, list) and not value)
 
 
 def build_request(task: Task | str, quick: dict[str, Any], values: dict[str, Any], visible: set[str] | None = None,
