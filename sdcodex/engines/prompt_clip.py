@@ -538,6 +538,8 @@ def _take(value: Any, part: slice, n: int) -> Any:
         return value[part]
     if isinstance(value, dict):
         return {k: _take(v, part, n) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):  # ControlNet residuals (down_block_additional_residuals)
+        return type(value)(_take(v, part, n) for v in value)
     return value
 
 

@@ -167,6 +167,11 @@ def test_sd15_units_equal_diffusers_controlnet_pipelines(orch, cn_models, cn_roo
     ref = _reference(StableDiffusionControlNetPipeline, model, net_a, image=a, guess_mode=True, **common)
     _close(guess.pil_images[0], ref)
 
+    # composable prompts (AND) run the UNet per part: the control residuals are split with the batch
+    both = {"task": "txt2img", "model": "sd15-demo", **BASE, "prompt": "a red fox AND a blue house"}
+    split = orch.run({**both, "controls": [_unit(a, "cn-sd15-a")]}).pil_images[0]
+    assert not np.array_equal(np.asarray(split), np.asarray(orch.run(both).pil_images[0]))
+
     # a preprocessor first (pixel perfect: the 64 px image is read at 64 px), then the map as the control image
     from sdcodex.engines.preprocessors import run_preprocessor
 
