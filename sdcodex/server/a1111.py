@@ -17,7 +17,7 @@ from sdcodex.core.params import batch_extras
 from .a1111_map import (Img2ImgRequest, Txt2ImgRequest, as_edit, info_string, model_name_of, parameters,
                         to_a1111_field, to_request)
 from .checks import LATENT_UPSCALE_MODES, check_unicode
-from .sync import b64_file, output_files, submit_and_wait
+from .sync import b64_file, edits_pictures, output_files, submit_and_wait
 
 router = APIRouter(prefix="/sdapi/v1", tags=["a1111"])
 
@@ -91,7 +91,7 @@ async def _generate(request: Request, body: Txt2ImgRequest, task: str) -> dict[s
     service = _service(request)
     try:
         native, ignored = to_request(body, task=task, options=service.options())
-        if task == "img2img" and _edits_pictures(service, native):
+        if task == "img2img" and edits_pictures(service, native):
             as_edit(native, ignored, list(getattr(body, "init_images", None) or []))
         job = await submit_and_wait(service, native, kind="a1111", meta={"ignored": ignored})
     except CodexError as exc:
@@ -109,22 +109,6 @@ async def _generate(request: Request, body: Txt2ImgRequest, task: str) -> dict[s
     images = [b64_file(p) for p in files] if body.send_images else []
     return {"images": images, "parameters": parameters(body, info.get("request") or {}),
             "info": info_string(job.id, info, infotexts, ignored)}
-
-
-def _edits_pictures(service: Any, native: dict[str, Any]) -> bool:
-    """Whether the request's model (or the default one) is for an engine that edits reference pictures and has no
-    img2img (Qwen-Image-Edit, FLUX.2), read from the engine registry; False when the model cannot be resolved (the
-    job then reports that itself)."""
-    from sdcodex.core.enums import Task
-    from sdcodex.core.registry import get_engine
-
-    try:
-        ref = native.get("model") or service.default_model_ref()
-        family = getattr(service.find_model(ref), "family", None) if ref else None
-        engine = get_engine(str(getattr(family, "value", family))) if family else None
-    except CodexError:
-        return False
-    return engine is not None and engine.max_images > 0 and Task.IMG2IMG not in engine.tasks
 
 
 def plot_outputs(files: list[Any], xyz: dict[str, Any]) -> tuple[list[Any], list[str]]:

@@ -7,7 +7,7 @@ import math
 import re
 from typing import Any, Literal, Optional
 
-from fastapi import APIRouter, Body, HTTPException, Query, Request
+from fastapi import APIRouter, Body, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from sdcodex.core.errors import CodexError, ValidationError
 from sdcodex.jobs import Job
 
-from .sync import b64_file, output_files, submit_and_wait
+from .sync import b64_file, edits_pictures, output_files, submit_and_wait
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -122,13 +122,73 @@ async def image_generations(request: Request, body: ImageGenerationRequest = Bod
         if getattr(body, key) is not None:
             native[key] = getattr(body, key)
     job = await submit_and_wait(service, native, kind="openai_image")
-    files = output_files(service, job)
-    if body.response_format == "url":
+    return _image_response(request, service, job, body.response_format)
+
+
+def _image_response(request: Request, service: Any, job: Job, response_format: str) -> dict[str, Any]:
+    if response_format == "url":
         base = str(request.base_url).rstrip("/")
         data = [{"url": f"{base}/api/v1/outputs/{rel}"} for rel in (job.result or {}).get("images", [])]
     else:
-        data = [{"b64_json": b64_file(p)} for p in files]
+        data = [{"b64_json": b64_file(p)} for p in output_files(service, job)]
     return {"created": int(job.created), "data": data}
+
+
+async def _b64(upload: UploadFile) -> str:
+    import base64
+
+    return base64.b64encode(await upload.read()).decode("ascii")
+
+
+@router.post("/images/edits", response_model=ImageGenerationResponse, response_model_exclude_none=True)
+async def image_edits(request: Request, prompt: str = Form(..., max_length=32000),
+                      image: Optional[list[UploadFile]] = File(None, description="the picture(s); also image[]"),
+                      image_list: Optional[list[UploadFile]] = File(None, alias="image[]"),
+                      mask: Optional[UploadFile] = File(None, description="white = repaint (img2img models)"),
+                      model: Optional[str] = Form(None), n: int = Form(1, ge=1, le=10),
+                      size: Optional[str] = Form(None), response_format: Literal["b64_json", "url"] = Form("b64_json"),
+                      output_format: Optional[Literal["png", "webp", "jpeg"]] = Form(None),
+                      negative_prompt: Optional[str] = Form(None),
+                      seed: Optional[int] = Form(None, ge=-1, le=2**32 - 1), steps: Optional[int] = Form(None, ge=1, le=500),
+                      ) -> dict[str, Any]:
+    """OpenAI's image edit (multipart). On a model that edits reference pictures (FLUX.2, Qwen-Image-Edit) every
+    `image` is one of its `images`; on any other model one `image` is img2img's input, with `mask` an inpaint."""
+    service = _service(request)
+    pictures = [await _b64(f) for f in [*(image or []), *(image_list or [])]]
+    if not pictures:
+        raise ValidationError("is required: one or more picture files", field="image")
+    native: dict[str, Any] = {"prompt": prompt, "batch_size": n}
+    size_wh = _size(size)
+    if size_wh:
+        native["width"], native["height"] = size_wh
+    if _model(model):
+        native["model"] = model
+    for key, value in (("output_format", output_format), ("negative_prompt", negative_prompt), ("seed", seed),
+                       ("steps", steps)):
+        if value is not None:
+            native[key] = value
+    if await run_in_threadpool(edits_pictures, service, native):
+        if mask is not None:
+            raise ValidationError("an editing model takes pictures to edit, not a mask", field="mask")
+        native.update(task="txt2img", images=pictures)
+    else:
+        if len(pictures) > 1:
+            raise ValidationError(f"this model edits one picture (img2img); got {len(pictures)}", field="image",
+                                  allowed="one image, or a model that takes reference images (FLUX.2, "
+                                          "Qwen-Image-Edit)")
+        native.update(task="inpaint" if mask is not None else "img2img", init_image=pictures[0])
+        if mask is not None:
+            native["mask"] = await _b64(mask)
+    try:
+        job = await submit_and_wait(service, native, kind="openai_image")
+    except CodexError as exc:
+        field = exc.field or ""
+        if field.startswith("images") or field == "init_image":  # name the form field the client sent
+            exc.field = "image" + field[len("images"):] if field.startswith("images") else "image"
+            if isinstance(exc, ValidationError) and exc.errors:
+                exc.errors[0]["field"] = exc.field
+        raise
+    return _image_response(request, service, job, response_format)
 
 
 def _frames_for(service: Any, native: dict[str, Any], seconds: Optional[str], fps: Optional[float]) -> None:

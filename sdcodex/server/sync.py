@@ -67,3 +67,19 @@ def output_files(service: Any, job: Job, key: str = "images") -> list[Any]:
 def b64_file(path: Any) -> str:
     with open(path, "rb") as fh:
         return base64.b64encode(fh.read()).decode("ascii")
+
+
+def edits_pictures(service: Any, native: dict[str, Any]) -> bool:
+    """Whether the request's model (or the default one) is for an engine that edits reference pictures and has no
+    img2img (Qwen-Image-Edit, FLUX.2), read from the engine registry; False when the model cannot be resolved (the
+    job then reports that itself)."""
+    from sdcodex.core.enums import Task
+    from sdcodex.core.registry import get_engine
+
+    try:
+        ref = native.get("model") or service.default_model_ref()
+        family = getattr(service.find_model(ref), "family", None) if ref else None
+        engine = get_engine(str(getattr(family, "value", family))) if family else None
+    except CodexError:
+        return False
+    return engine is not None and engine.max_images > 0 and Task.IMG2IMG not in engine.tasks

@@ -228,3 +228,23 @@ def test_openai_emphasis_extension(client, server, sd15_name):
     assert job.request["prompt"] == SYNTAX_PROMPT and job.request["emphasis"] == "None"
     r = client.post("/v1/images/generations", json={"prompt": "x", "size": "64x64", "emphasis": "loud"})
     assert r.status_code == 422 and r.json()["error"]["param"] == "emphasis"
+
+
+def test_openai_image_edits_is_img2img_or_inpaint_on_other_models(client, sd15_name, sample_image, sample_mask):
+    def upload(name, image):
+        return (name, (f"{name}.png", base64.b64decode(b64png(image)), "image/png"))
+
+    form = {"prompt": "x", "model": sd15_name, "size": "64x64", "steps": "2", "seed": "3"}
+    r = client.post("/v1/images/edits", data=form, files=[upload("image", sample_image)])
+    assert r.status_code == 200, r.text
+    out = Image.open(io.BytesIO(base64.b64decode(r.json()["data"][0]["b64_json"])))
+    assert out.size == (64, 64) and "Denoising strength" in out.info["parameters"]  # an img2img job
+    masked = client.post("/v1/images/edits", data=form,
+                         files=[upload("image", sample_image), upload("mask", sample_mask)])
+    assert masked.status_code == 200, masked.text
+    out = Image.open(io.BytesIO(base64.b64decode(masked.json()["data"][0]["b64_json"])))
+    assert "Mask blur" in out.info["parameters"]  # an inpaint job
+    two = client.post("/v1/images/edits", data=form, files=[upload("image", sample_image)] * 2)
+    assert two.status_code == 422 and two.json()["error"]["param"] == "image"
+    bad = client.post("/v1/images/edits", data=form, files=[("image", ("a.png", b"not a picture", "image/png"))])
+    assert bad.status_code == 422 and bad.json()["error"]["param"] == "image"

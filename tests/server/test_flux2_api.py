@@ -90,3 +90,25 @@ def test_a1111_img2img_on_an_editing_model_sends_the_pictures_as_references(flux
     assert "denoising_strength" in info["ignored_fields"] and "init_images[1:]" not in info["ignored_fields"]
     assert many.status_code == 422 and "init_images" in many.text
     assert masked.status_code == 422 and "mask" in masked.text
+
+
+def test_openai_image_edits_sends_the_pictures_as_references(flux2_server):
+    """OpenAI's multipart /v1/images/edits: on FLUX.2 the `image` files are the reference images."""
+    refs = [_ref(), _ref((64, 96))]
+
+    def files(images):
+        return [("image[]", (f"r{i}.png", base64.b64decode(b64png(im)), "image/png")) for i, im in enumerate(images)]
+
+    form = {"prompt": "a lighthouse", "model": DEV, "size": "80x64", "steps": "3", "seed": "5"}
+    with flux2_server.client() as client:
+        r = client.post("/v1/images/edits", data=form, files=files(refs))
+        assert r.status_code == 200, r.text
+        image = _png(base64.b64decode(r.json()["data"][0]["b64_json"]))
+        masked = client.post("/v1/images/edits", data=form,
+                             files=files(refs[:1]) + [("mask", ("m.png", base64.b64decode(b64png(_ref())), "image/png"))])
+        tiny = client.post("/v1/images/edits", data=form, files=files([_ref((32, 32))]))
+        none = client.post("/v1/images/edits", data=form)
+    assert_same(image, reference(flux2_server.demo / DEV, guidance_scale=4.0, image=refs))
+    assert masked.status_code == 422 and "mask" in masked.text
+    assert tiny.status_code == 422 and "image[0]" in tiny.text
+    assert none.status_code == 422 and "image" in none.text
