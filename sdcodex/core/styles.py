@@ -117,6 +117,22 @@ def write_csv(styles: Iterable[Style]) -> str:
     return out.getvalue()
 
 
+class StyleSet:
+    """A fixed set of styles (what a Ray replica gets from the ingress with each job): the read side of StyleStore."""
+
+    def __init__(self, styles: Iterable[Style | dict[str, str]]) -> None:
+        self._styles = {s.name: s for s in (x if isinstance(x, Style) else Style(**x) for x in styles)}
+
+    def all(self) -> dict[str, Style]:
+        return dict(self._styles)
+
+    def names(self) -> list[str]:
+        return list(self._styles)
+
+    def pick(self, names: Sequence[str], field: str = "styles") -> list[Style]:
+        return pick(names, self._styles, field)
+
+
 class StyleStore:
     """The styles of one CSV file, re-read when the file changes on disk; edits are written atomically
     (UTF-8 with a BOM, as A1111 writes it)."""

@@ -255,15 +255,19 @@ class CodexReplica:
                 self.job = None
             self._report()
 
-    def _orchestrator(self, saver: RecordingSaver, settings: dict[str, Any] | None) -> Any:
-        """An orchestrator for one job: this replica's models, the recording saver, the ingress's settings."""
+    def _orchestrator(self, saver: RecordingSaver, settings: dict[str, Any] | None,
+                      styles: list[dict[str, str]] | None = None) -> Any:
+        """An orchestrator for one job: this replica's models, the recording saver, the ingress's settings and
+        prompt styles."""
         from sdcodex.core.settings import SettingsStore
+        from sdcodex.core.styles import StyleSet
         from sdcodex.runtime import build_orchestrator
 
         orchestrator = build_orchestrator(models=self.models, save=False, device=self.device,
                                           offload=self.config.get("offload"),
                                           settings=SettingsStore(None, defaults=settings) if settings else None)
         orchestrator.saver = saver
+        orchestrator.styles = StyleSet(styles or [])
         return orchestrator
 
     async def _generate(self, job_id: str, request: dict[str, Any], message: dict[str, Any]):
@@ -282,7 +286,8 @@ class CodexReplica:
 
         def work() -> None:
             try:
-                result = self._orchestrator(saver, message.get("settings")).run(request, events=sink, job_id=job_id)
+                orchestrator = self._orchestrator(saver, message.get("settings"), message.get("styles"))
+                result = orchestrator.run(request, events=sink, job_id=job_id)
                 put({"kind": "result", "images": result.images, "videos": result.videos, "info": result.info,
                      "saves": saver.calls})
             except Exception as exc:  # noqa: BLE001 - every failure goes back to the ingress
@@ -450,8 +455,11 @@ class RayExecutor:
         model_id = str(request.get("model") or "")
         handle = backend.handle.options(stream=True, **({"multiplexed_model_id": model_id} if model_id else {}))
         settings = getattr(backend.orchestrator, "settings", None)
+        styles = getattr(backend.orchestrator, "styles", None)
         message = {"job_id": job_id, "request": request, "preview_every": events.preview_every,
-                   "settings": settings.values() if settings is not None else None}
+                   "settings": settings.values() if settings is not None else None,
+                   # the ingress's styles.csv, so a replica expands `styles` as the in-process path does
+                   "styles": [s.to_dict() for s in styles.all().values()] if styles is not None else []}
         replica = None
         try:
             for item in handle.run.remote(message):

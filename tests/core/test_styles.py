@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sdcodex.core.errors import ValidationError
-from sdcodex.core.styles import (Style, StyleStore, apply_styles, extract_styles, merge, pick, read_csv,
+from sdcodex.core.styles import (Style, StyleSet, StyleStore, apply_styles, extract_styles, merge, pick, read_csv,
                                  write_csv)
 
 MOODY = Style("moody", "dark, moody lighting", "bright")
@@ -119,3 +119,11 @@ def test_store_save_rename_delete_and_reload(tmp_path):
     assert store.all() == {}
     with pytest.raises(ValidationError):
         store.save(Style("  ", "x"))
+
+
+def test_style_set_from_dicts():
+    fixed = StyleSet([MOODY.to_dict(), FRAME])
+    assert fixed.names() == ["moody", "frame"] and fixed.all()["moody"] == MOODY
+    with pytest.raises(ValidationError) as err:
+        fixed.pick(["frame", "x"])
+    assert err.value.field == "styles[1]"

@@ -147,3 +147,13 @@ def _events(client, job_id: str) -> list[tuple[str, dict]]:
         if "event" in fields:
             out.append((fields["event"], json.loads(fields["data"])))
     return out
+
+
+def test_styles_expand_on_a_replica_from_the_ingress_styles_file(ray_server):
+    with ray_server.client() as client:
+        assert client.put("/api/v1/styles/lit", json={"prompt": "{prompt} at dusk", "negative_prompt": "fog"}
+                          ).status_code == 200
+        job = _done(client, _submit(client, "m1", styles=["lit"]))
+        info = job["result"]["info"]
+        assert info["request"]["prompt"] == "a lighthouse at dusk" and info["request"]["negative_prompt"] == "fog"
+        assert info["styles"] == ["lit"] and info["worker"]

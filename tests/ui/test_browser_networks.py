@@ -65,7 +65,7 @@ def generate(page, server) -> tuple[str, object]:
         time.sleep(0.3)
     assert job is not None and job.state == "done", (job and job.error, page.inner_text("#codex-txt2img-error"))
     page.wait_for_function(f"(() => {{ const v = document.querySelector('#codex-txt2img-infotext textarea').value; "
-                           f"return v && v !== {json.dumps(shown)}; }})()", timeout=30_000)
+                           f"return v && v !== {json.dumps(shown)}; }})()", timeout=120_000)
     return page.input_value("#codex-txt2img-infotext textarea"), job
 
 
