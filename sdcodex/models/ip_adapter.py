@@ -74,18 +74,24 @@ def _encoder_config(path: Path, state_keys: Any, shape: Any) -> dict[str, Any]:
         if str((config.get("architectures") or [""])[0]).startswith("CLIPVision") or "image_size" in config:
             return {k: v for k, v in config.items() if k not in ("architectures", "_name_or_path",
                                                                   "transformers_version", "model_type")}
-    hidden = shape("vision_model.embeddings.patch_embedding.weight")[0]
-    patch = shape("vision_model.embeddings.patch_embedding.weight")[-1]
-    positions = shape("vision_model.embeddings.position_embedding.weight")[0]
-    layers = 1 + max(int(k.split(".")[3]) for k in state_keys if k.startswith("vision_model.encoder.layers."))
+    return encoder_config_from_shapes({k: shape(k) for k in state_keys}, name=path.name)
+
+
+def encoder_config_from_shapes(shapes: dict[str, list[int]], *, name: str = "image encoder") -> dict[str, Any]:
+    """The CLIPVisionConfig of a known tower (ViT-L/14, ViT-H/14, ViT-bigG/14) from its tensor shapes: width, depth,
+    patch and image size, projection; heads, MLP size and activation from the width."""
+    patch_w = shapes["vision_model.embeddings.patch_embedding.weight"]
+    hidden, patch = patch_w[0], patch_w[-1]
+    positions = shapes["vision_model.embeddings.position_embedding.weight"][0]
+    layers = 1 + max(int(k.split(".")[3]) for k in shapes if k.startswith("vision_model.encoder.layers."))
     if hidden not in KNOWN_TOWERS:
-        raise ModelLoadError(f"{path.name}: a CLIP vision tower of width {hidden} needs a config.json beside it "
+        raise ModelLoadError(f"{name}: a CLIP vision tower of width {hidden} needs a config.json beside it "
                              f"(known widths: {sorted(KNOWN_TOWERS)})", field="ip_adapter.image_encoder")
     heads, intermediate, act = KNOWN_TOWERS[hidden]
     side = int(round((positions - 1) ** 0.5)) * patch
     return {"hidden_size": hidden, "intermediate_size": intermediate, "num_attention_heads": heads,
             "num_hidden_layers": layers, "patch_size": patch, "image_size": side, "hidden_act": act,
-            "projection_dim": shape("visual_projection.weight")[0], "layer_norm_eps": 1e-5}
+            "projection_dim": shapes["visual_projection.weight"][0], "layer_norm_eps": 1e-5}
 
 
 def load_image_encoder(path: str | Path, *, device: str | torch.device = "cpu",
@@ -126,4 +132,5 @@ def encoder_facts(module: Any) -> dict[str, int]:
             "image_size": int(cfg.image_size)}
 
 
-__all__ = ["read_adapter", "adapter_facts", "load_image_encoder", "encoder_facts", "KNOWN_TOWERS"]
+__all__ = ["read_adapter", "adapter_facts", "load_image_encoder", "encoder_facts", "encoder_config_from_shapes",
+           "KNOWN_TOWERS"]

@@ -158,3 +158,21 @@ def test_detection_of_adapter_and_encoder_files(ip_setup):
              if e.kind in ("ip_adapter", "image_encoder")}
     assert kinds["tiny-vit"] == ("image_encoder", None)
     assert kinds["ip-tiny-sd15"][0] == "ip_adapter"
+
+
+@pytest.mark.parametrize("hidden,layers,patch,image,proj", [(1280, 32, 14, 224, 1024), (1664, 48, 14, 224, 1280),
+                                                            (1024, 24, 14, 224, 768)])
+def test_encoder_config_from_the_shapes_of_known_towers(hidden, layers, patch, image, proj):
+    """A single-file CLIP vision tower without a config: ViT-H/14, ViT-bigG/14, ViT-L/14 (built on the meta device,
+    no memory) give back their own config from their shapes."""
+    from sdcodex.models.build import empty_model
+    from sdcodex.models.ip_adapter import KNOWN_TOWERS, encoder_config_from_shapes
+    heads, intermediate, act = KNOWN_TOWERS[hidden]
+    config = {"hidden_size": hidden, "intermediate_size": intermediate, "num_attention_heads": heads,
+              "num_hidden_layers": layers, "patch_size": patch, "image_size": image, "hidden_act": act,
+              "projection_dim": proj}
+    shapes = {k: list(v.shape) for k, v in empty_model("CLIPVisionModelWithProjection", config).state_dict().items()}
+    derived = encoder_config_from_shapes(shapes)
+    assert {k: derived[k] for k in config} == config
+    rebuilt = empty_model("CLIPVisionModelWithProjection", derived).state_dict()
+    assert {k: list(v.shape) for k, v in rebuilt.items()} == shapes
