@@ -151,6 +151,8 @@ class DiffusersEngine(EngineInterface):
     def pipeline(self, task: Task) -> Any:
         if self._control is not None and task is self._control.task:
             return self._control.pipe
+        if self._control is not None and task is Task.IMG2IMG and self._control.second_cls is not None:
+            return self._control.second_pipe(self.model.components)  # the hires pass of a txt2img run
         cache = self.model.__dict__.setdefault("_pipelines", {})
         if task not in cache:
             cache[task] = build_pipeline(self.pipelines[task], self.model.components)
@@ -344,8 +346,6 @@ class DiffusersEngine(EngineInterface):
                     stack.enter_context(controlnet.soft_injection(self._control.soft))
                     out.info["controls"] = self._control.report
                     out.info.setdefault("infotext_extra", {}).update(controlnet.infotext_fields(self._control.report))
-                    if self._hires is not None:
-                        out.warnings.append("hires fix: the second pass runs without the ControlNet units")
                 self._run(params, events, out)
         finally:
             self._control = None

@@ -29,7 +29,7 @@ from sdcodex.core.request import CONTROL_MODE_NAMES, CONTROL_RESIZE_NAMES
 from .base import build_pipeline, resize_image
 from .lora import check_family, resolve_file
 
-#: the pipeline call keys a ControlNet run adds (a hires second pass, a plain img2img, drops them)
+#: the pipeline call keys a ControlNet run adds (a hires second pass replaces them with its own)
 CALL_KEYS = ("controlnet_conditioning_scale", "control_guidance_start", "control_guidance_end", "guess_mode",
              "control_image", "control_mode")
 SOFT_INJECTION_BASE = 0.825   # sd-webui-controlnet's "My prompt is more important" layer decay
@@ -88,6 +88,18 @@ class ControlRun:
     kwargs: dict[str, Any]
     soft: list[Any] = field(default_factory=list)
     report: list[dict[str, Any]] = field(default_factory=list)
+    #: hires fix: the ControlNet img2img pipeline (built on first use) and the control kwargs at a size
+    second_cls: Any = None
+    second_kwargs: Any = None
+    _second_pipe: Any = None
+
+    def second_pipe(self, components: dict[str, Any]) -> Any:
+        """The hires pass's ControlNet img2img pipeline over the same ControlNet(s) (A1111's extension controls
+        both passes)."""
+        if self._second_pipe is None:
+            self._second_pipe = build_pipeline(self.second_cls, components, controlnet=self.pipe.controlnet,
+                                               add_watermarker=False)
+        return self._second_pipe
 
 
 def _load(engine: Any, entry: Any) -> Any:
@@ -204,7 +216,18 @@ def prepare(engine: Any, params: Any) -> ControlRun | None:
     if not flux:
         kw["guess_mode"] = all(guess)
     soft = [n for n, u in zip(nets, units) if u["control_mode"] == "prompt"]
-    return ControlRun(params.task, pipe, kw, soft, report)
+
+    def second(width: int, height: int) -> dict[str, Any]:
+        maps = [control_image(u, width, height, index=i, seed=params.seed,
+                              models_dir=getattr(engine.provider, "models_dir", None), device=engine.device)
+                for i, u in enumerate(units)]
+        kw2 = {k: v for k, v in kw.items() if k != image_key}
+        kw2["control_image"] = maps[0] if one and not union_modes else maps
+        return kw2
+
+    hires = params.task is Task.TXT2IMG and Task.IMG2IMG in table
+    return ControlRun(params.task, pipe, kw, soft, report, table[Task.IMG2IMG] if hires else None,
+                      second if hires else None)
 
 
 def fit_kwargs(pipe: Any, kwargs: dict[str, Any], control: dict[str, Any]) -> list[str]:

@@ -130,6 +130,8 @@ def run_two_passes(engine: Any, pipe: Any, params: Params, kwargs: dict[str, Any
         image = [upscale_image(im, model, resize_to=(hp.width, hp.height)) for im in first.images]
     p2 = second_pass_params(params, hp)
     pipe2 = engine.pipeline(Task.IMG2IMG)
+    control = getattr(engine, "_control", None)  # ControlNet units steer the hires pass too, maps at its size
+    control_kw = control.second_kwargs(hp.width, hp.height) if control is not None and control.second_kwargs else {}
     choice = engine.sampler(p2)
     pipe2.scheduler = choice.scheduler
     warnings.extend(f"hires: {w}" for w in choice.warnings)
@@ -160,6 +162,10 @@ def run_two_passes(engine: Any, pipe: Any, params: Params, kwargs: dict[str, Any
     if PLAN_KEY not in kw2 and (kw2.get("negative_prompt") is not None or hp.negative_prompt):
         neg = hp.negative_prompt or None
         kw2["negative_prompt"] = neg if batch == 1 or neg is None else [neg] * batch
+    if control_kw:
+        from .controlnet import fit_kwargs
+
+        warnings.extend(w for w in fit_kwargs(pipe2, kw2, control_kw) if w not in warnings)
     if hasattr(pipe2.scheduler, "noise_sampler_seed"):
         pipe2.scheduler.noise_sampler_seed = seeds[0] if batch == 1 else list(seeds)
     return call_pipeline(pipe2, kw2, generator=generators(seeds), callback_on_step_end=on_step)

@@ -183,6 +183,31 @@ def test_sd15_units_equal_diffusers_controlnet_pipelines(orch, cn_models, cn_roo
     assert "Module: canny" in canny.info["infotext_fields"]["extra"]["ControlNet 0"]
 
 
+def test_hires_fix_controls_both_passes(orch, cn_models, cn_root, control_maps):
+    """Hires fix ("Latent") with a unit: Diffusers' ControlNet txt2img to latents, bilinear upscale, then its ControlNet
+    img2img with the control map made again at the hires size (A1111's extension controls both passes)."""
+    from sdcodex.engines.base import resize_image
+    from sdcodex.core.enums import ResizeMode
+
+    a, _ = control_maps
+    model = _model(cn_models, "sd15-demo")
+    net = _net(cn_root, "cn-sd15-a")
+    ours = orch.run({"task": "txt2img", "model": "sd15-demo", **BASE, "controls": [_unit(a, "cn-sd15-a", weight=0.9)],
+                     "hires": {"scale": 2.0, "upscaler": "Latent", "denoising_strength": 0.7}})
+    prompts = dict(prompt=BASE["prompt"], negative_prompt=BASE["negative_prompt"], guidance_scale=6.0,
+                   num_inference_steps=2, controlnet_conditioning_scale=0.9)
+    first = _reference(StableDiffusionControlNetPipeline, model, net, image=a, width=64, height=64,
+                       output_type="latent", **prompts)[None]
+    factor = 2 ** (len(model.components["vae"].config.block_out_channels) - 1)
+    latents = torch.nn.functional.interpolate(first, size=(128 // factor, 128 // factor), mode="bilinear",
+                                              antialias=False)
+    big = resize_image(a, 128, 128, ResizeMode.CROP_AND_RESIZE)
+    ref = _reference(StableDiffusionControlNetImg2ImgPipeline, model, net, image=latents, control_image=big,
+                     strength=0.7, **prompts)
+    assert ours.pil_images[0].size == (128, 128)
+    _close(ours.pil_images[0], ref)
+
+
 def test_sd15_img2img_and_inpaint_units_equal_diffusers(orch, cn_models, cn_root, control_maps, sample_image,
                                                          sample_mask):
     a, _ = control_maps
