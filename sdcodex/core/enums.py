@@ -17,6 +17,7 @@ class StrEnum(str, Enum):
 
 class EngineKey(StrEnum):
     SD15 = "sd15"
+    SD2 = "sd2"
     SDXL = "sdxl"
     FLUX = "flux"
     SVD = "svd"

@@ -111,6 +111,7 @@ class FamilyRow:
 #: one row per engine family; a new family adds its row here and nothing else in the policy changes
 FAMILIES: tuple[FamilyRow, ...] = (
     FamilyRow("sd15", False, "DPM++ 2M"),
+    FamilyRow("sd2", False, "DPM++ 2M"),  # 2.x base (eps) and 768-v: the model's prediction type
     FamilyRow("sdxl", False, "DPM++ 2M"),
     FamilyRow("svd", False, "Euler"),
     FamilyRow("flux", True),

@@ -41,7 +41,7 @@ _WAN21 = ([[-0.1299, -0.1692, 0.2932], [0.0671, 0.0406, 0.0442], [0.3568, 0.2548
            [0.1984, 0.0913, 0.1861]], [-0.1835, -0.0868, -0.3360])
 
 FACTORS: dict[str, tuple[list[list[float]], list[float]]] = {
-    "sd15": _SD15, "sdxl": _SDXL, "flux": _FLUX, "hunyuan_video": _HUNYUAN,
+    "sd15": _SD15, "sd2": _SD15, "sdxl": _SDXL, "flux": _FLUX, "hunyuan_video": _HUNYUAN,
     "wan22_t2v_a14b": _WAN21, "wan22_i2v_a14b": _WAN21,
     # Z-Image and Chroma sample in FLUX.1's latent space (the same VAE, scaling and shift)
     "z_image": _FLUX, "chroma": _FLUX,

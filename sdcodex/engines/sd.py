@@ -1,4 +1,4 @@
-"""Stable Diffusion 1.5 and SDXL engines: declarations over the shared Diffusers base."""
+"""Stable Diffusion 1.5, 2.x and SDXL engines: declarations over the shared Diffusers base."""
 from __future__ import annotations
 
 from diffusers import (
@@ -70,6 +70,20 @@ class SD15Engine(_StableDiffusion):
     }
 
 
+@ENGINES.register("sd2", "sd2.1", "sd21", "sd2.0", "stable-diffusion-2")
+class SD2Engine(SD15Engine):
+    """SD 2.0/2.1: SD1.5's pipelines with an OpenCLIP-H text encoder (its penultimate layer) and linear attention
+    projections. 768-v (v-prediction) is the flagship, hence 768 px; the 512 base (epsilon) runs here too — the
+    model's own prediction type picks the sampler variant."""
+
+    key = EngineKey.SD2
+    label = "Stable Diffusion 2.x"
+    defaults = {"width": 768, "height": 768, "steps": 20, "cfg_scale": 7.0}
+    supports_controls = False  # SD2 ControlNets are not loaded (models/detect_rules.py: controlnet_sd2)
+    supports_ip_adapter = False  # no IP-Adapter exists for SD2
+    max_clip_skip = 23  # the text encoder keeps 23 of OpenCLIP-H's 24 layers
+
+
 @ENGINES.register("sdxl", "sd_xl", "stable-diffusion-xl")
 class SDXLEngine(_StableDiffusion):
     key = EngineKey.SDXL
@@ -93,5 +107,5 @@ class SDXLEngine(_StableDiffusion):
     }
 
 
-for _cls in (SD15Engine, SDXLEngine):
+for _cls in (SD15Engine, SD2Engine, SDXLEngine):
     register_pipelines(_cls.key.value, _cls.pipelines)

@@ -10,11 +10,13 @@ from typing import Any, Callable, Iterable, Mapping
 
 import torch
 
-# Single-file prefix -> pipeline component. SD1.5 uses cond_stage_model, SDXL uses conditioner.embedders.N.
+# Single-file prefix -> pipeline component. SD1.5 uses cond_stage_model (HF CLIP-L), SD2 cond_stage_model.model
+# (OpenCLIP-H), SDXL conditioner.embedders.N.
 COMPONENT_PREFIXES: dict[str, str] = {
     "model.diffusion_model.": "unet",
     "first_stage_model.": "vae",
     "cond_stage_model.transformer.": "text_encoder",
+    "cond_stage_model.model.": "text_encoder",
     "conditioner.embedders.0.transformer.": "text_encoder",
     "conditioner.embedders.1.model.": "text_encoder_2",
 }
@@ -193,8 +195,28 @@ def convert_clip_l(sd: Mapping[str, torch.Tensor], *, text_model_prefix: bool) -
     return out
 
 
+def is_open_clip(keys: Iterable[str]) -> bool:
+    """Keys of an OpenCLIP text tower (prefix stripped): `transformer.resblocks.N.*` and `token_embedding`."""
+    keys = list(keys)
+    return "token_embedding.weight" in keys and any(k.startswith("transformer.resblocks.") for k in keys)
+
+
+def open_clip_layers(keys: Mapping[str, str], layers: int) -> dict[str, str]:
+    """The keys of an OpenCLIP text tower a CLIPTextModel of `layers` layers uses: SD2 conditions on the penultimate
+    layer (Diffusers' SD2 text encoder keeps 23 of OpenCLIP-H's 24), so later resblocks and the projection go."""
+    out = {}
+    for key, full in keys.items():
+        if key.startswith("transformer.resblocks.") and int(key.split(".")[2]) >= layers:
+            continue
+        if key == "text_projection":
+            continue
+        out[key] = full
+    return out
+
+
 def convert_open_clip(sd: Mapping[str, torch.Tensor], *, text_model_prefix: bool = True) -> dict[str, torch.Tensor]:
-    """OpenCLIP text tower keys (SDXL 'conditioner.embedders.1.model.*') -> CLIPTextModelWithProjection keys."""
+    """OpenCLIP text tower keys (SDXL 'conditioner.embedders.1.model.*', SD2 'cond_stage_model.model.*') ->
+    CLIPTextModel(WithProjection) keys."""
     out: dict[str, torch.Tensor] = {}
     for key in sd:
         if key.endswith(IGNORED_SUFFIXES):

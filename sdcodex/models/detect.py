@@ -238,8 +238,8 @@ def detect_folder(path: str | Path) -> Detection:
     if cls.startswith("HunyuanVideo15"):
         family = EngineKey.HUNYUAN_VIDEO15
     if family is EngineKey.SD15 and unet.get("cross_attention_dim") == 1024:
-        family, variant["architecture"] = None, "sd2"
-    if family in (EngineKey.SD15, EngineKey.SDXL) and in_ch == 9:
+        family = EngineKey.SD2
+    if family in (EngineKey.SD15, EngineKey.SD2, EngineKey.SDXL) and in_ch == 9:
         variant["inpaint"] = True
     if family is EngineKey.SDXL and not _present(index, "text_encoder") and index.get("requires_aesthetics_score"):
         variant["refiner"] = True

@@ -112,13 +112,18 @@ WAN_A14B = (E.WAN22_T2V_A14B, E.WAN22_I2V_A14B)
 # UNet (LDM or diffusers layout): facts are in_channels, context (cross-attention width),
 # adm (label/add embedding input width, None when absent), temporal (video UNet).
 UNET_TABLE: tuple[Row, ...] = (
-    # SD1.5 and its distilled / narrow variants: no ADM input, any context but SD2's 1024 (OpenCLIP-H)
-    ("sd15", E.SD15, (), lambda f: not f["temporal"] and f["adm"] is None and f["context"] != 1024),
-    ("sd2", None, (), lambda f: not f["temporal"] and f["adm"] is None and f["context"] == 1024),
+    # SD1.5 and its distilled / narrow variants: no ADM input, a CLIP-L text encoder (or none) and any context but
+    # SD2's 1024; SD 2.x: OpenCLIP-H (1024) context, or its OpenCLIP text tower under cond_stage_model.model
+    ("sd15", E.SD15, (), lambda f: not f["temporal"] and f["adm"] is None and not _sd2(f)),
+    ("sd2", E.SD2, (), lambda f: not f["temporal"] and f["adm"] is None and _sd2(f)),
     # SDXL (2816), its refiner (2560) and variants (SSD-1B, Vega, narrow test models): an ADM input
     ("sdxl", E.SDXL, (), lambda f: not f["temporal"] and f["adm"] is not None and f["context"] != 1024),
     ("svd", E.SVD, (), lambda f: f["temporal"]),
 )
+
+
+def _sd2(f: dict[str, Any]) -> bool:
+    return f["context"] == 1024 or bool(f.get("_open_clip_te"))
 
 
 def rule_unet(k: Keys) -> list[Found]:
@@ -140,7 +145,8 @@ def rule_unet(k: Keys) -> list[Found]:
         facts = {"layout": layout, "in_channels": in_ch, "context": context, "adm": k.dim(adm_key, 1),
                  "temporal": temporal, "inpaint": True if in_ch == 9 else None, "prediction": _prediction(k),
                  "refiner": True if k.dim(adm_key, 1) == 2560 else None,
-                 "ztsnr": True if "ztsnr" in k else None}
+                 "ztsnr": True if "ztsnr" in k else None,
+                 "_open_clip_te": k.any_with("", "cond_stage_model.model.transformer.resblocks.")}
         out.append(_from_table("unet", "denoiser", p, UNET_TABLE, facts))
     return out
 

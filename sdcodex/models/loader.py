@@ -1,4 +1,4 @@
-"""Offline loading of SD1.5 / SDXL models into Diffusers pipeline components.
+"""Offline loading of SD1.5 / SD2 / SDXL models into Diffusers pipeline components.
 
 Single files (.safetensors; pickle only on explicit opt-in) are converted from the LDM layout with our own
 tables (convert_ldm.py); the file is privately memory-mapped and its pages made resident on a background thread
@@ -27,8 +27,13 @@ from sdcodex.models.model_configs import (CONFIG_ROOT, bundled_config, config_be
 from sdcodex.models.safetensors_io import TensorView, open_mapped
 from sdcodex.models.tokenizers import clip_tokenizer
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
-SUPPORTED = (EngineKey.SD15, EngineKey.SDXL)
+SUPPORTED = (EngineKey.SD15, EngineKey.SD2, EngineKey.SDXL)
 V_PRED_MARKERS = ("v_pred",)
+ZERO_SNR_MARKERS = ("ztsnr",)  # A1111's marker key: trained with zero terminal SNR
+#: SD2 file-name hints where nothing else says the prediction type (SD 2.x "512" base files are epsilon, "768" v)
+SD2_NAME_HINTS = (("768", Prediction.V_PREDICTION), ("-v.", Prediction.V_PREDICTION), ("_v.", Prediction.V_PREDICTION),
+                  ("512", Prediction.EPSILON), ("base", Prediction.EPSILON))
+SD2_CONTEXT = 1024  # OpenCLIP-H's width: the cross-attention width of SD2 UNets
 BARE_UNET_MARKER = "input_blocks.0.0.weight"
 
 
@@ -104,12 +109,47 @@ def _open_pickle(path: Path, allow_pickle: bool):
     return tensors, list(tensors)
 
 
-def _family_from_keys(keys: list[str], root: str) -> EngineKey | None:
-    """SD1.5 vs SDXL from structure: SDXL has a second (OpenCLIP) text encoder and a label_emb UNet input."""
+def _family_from_keys(keys: list[str], root: str, context: int | None = None) -> EngineKey | None:
+    """SD1.5 vs SD2 vs SDXL from structure: SDXL has a second (OpenCLIP) text encoder and a label_emb UNet input; SD2
+    an OpenCLIP text tower under cond_stage_model.model (or, for a UNet alone, a cross-attention width of 1024)."""
     parts = cv.split_components(keys, root)
     if "text_encoder_2" in parts or any(k.startswith("label_emb.") for k in parts.get("unet", {})):
         return EngineKey.SDXL
-    return EngineKey.SD15 if "unet" in parts else None
+    if "unet" not in parts:
+        return None
+    te = parts.get("text_encoder")
+    if (te and cv.is_open_clip(te)) or (te is None and context == SD2_CONTEXT):
+        return EngineKey.SD2
+    return EngineKey.SD15
+
+
+def _unet_context(source: Any, keys: Iterable[str]) -> int | None:
+    """The cross-attention width of an LDM UNet (its first attn2.to_k input width), None without attention."""
+    key = next((k for k in sorted(keys) if k.endswith(".attn2.to_k.weight") and "time_stack" not in k), None)
+    if key is None:
+        return None
+    shape = source.shape(key) if hasattr(source, "shape") else list(source[key].shape)
+    return int(shape[1])
+
+
+def sd2_prediction(path: Path, in_channels: int) -> tuple[Prediction, str]:
+    """An SD2 file's prediction type where neither a config beside it, a marker key nor its metadata says one, and
+    why: inpainting UNets (9 channels) are epsilon; else the file name (SD 2.x '512'/'base' files are epsilon, '768'
+    or '-v' files v-prediction); else v-prediction, the 768-v flagship (Diffusers' single-file loader assumes the
+    same for SD2 without a training step count)."""
+    if in_channels == 9:
+        return Prediction.EPSILON, "inpainting"
+    name = path.name.lower()
+    for hint, prediction in SD2_NAME_HINTS:
+        if hint in name:
+            return prediction, f"file name ({hint.strip('._')!r})"
+    return Prediction.V_PREDICTION, "default for SD2 (768-v)"
+
+
+def _metadata_prediction(source: Any) -> Prediction | None:
+    value = str((getattr(source, "metadata", None) or {}).get("modelspec.prediction_type", "")).lower()
+    return {"v": Prediction.V_PREDICTION, "v_prediction": Prediction.V_PREDICTION,
+            "epsilon": Prediction.EPSILON, "eps": Prediction.EPSILON}.get(value)
 
 
 def _detect_family(path: Path, keys: list[str], root: str) -> EngineKey:
@@ -124,8 +164,8 @@ def _detect_family(path: Path, keys: list[str], root: str) -> EngineKey:
         other = detect_file(path).family
     except Exception:  # detection is a nicety here; the error below stands without it
         pass
-    what = f"a {other} model" if other else "not an SD1.5/SDXL checkpoint (no model.diffusion_model.* keys)"
-    raise ModelLoadError(f"{path}: {what}; this loader handles SD1.5 and SDXL", field="family",
+    what = f"a {other} model" if other else "not an SD1.5/SD2/SDXL checkpoint (no model.diffusion_model.* keys)"
+    raise ModelLoadError(f"{path}: {what}; this loader handles SD1.5, SD2 and SDXL", field="family",
                          allowed=list(map(str, SUPPORTED)))
 
 
@@ -226,7 +266,7 @@ def load_model(ref: str | Path, *, family: EngineKey | str | None = None, vae: s
         except ValueError:
             raise ValidationError(f"unknown family {family!r}", field="family", allowed=EngineKey.values())
         if wanted not in SUPPORTED:
-            raise ValidationError(f"this loader handles SD1.5 and SDXL, not {wanted}", field="family",
+            raise ValidationError(f"this loader handles SD1.5, SD2 and SDXL, not {wanted}", field="family",
                                   allowed=list(map(str, SUPPORTED)))
     if path.is_dir():
         loaded = _load_folder(path, wanted, dtype, device, models_dir)
@@ -276,7 +316,8 @@ def _load_single_file(path: Path, wanted: EngineKey | None, dtype: torch.dtype |
         raise ModelLoadError(f"{path}: unsupported file type {path.suffix!r}", field="model",
                              allowed=[".safetensors", ".gguf", "diffusers folder", *PICKLE_SUFFIXES])
     if BARE_UNET_MARKER in keys:  # a UNet alone without prefix (ComfyUI's GGUF UNets, diffusion_models files)
-        fam = EngineKey.SDXL if any(k.startswith("label_emb.") for k in keys) else EngineKey.SD15
+        fam = (EngineKey.SDXL if any(k.startswith("label_emb.") for k in keys) else
+               EngineKey.SD2 if _unet_context(source, keys) == SD2_CONTEXT else EngineKey.SD15)
         if wanted is not None and fam != wanted:
             raise ModelLoadError(f"{path}: this is a {fam} UNet, it cannot be loaded as {wanted}", field="family",
                                  allowed=[str(fam)])
@@ -314,11 +355,12 @@ def _load_single_file(path: Path, wanted: EngineKey | None, dtype: torch.dtype |
         raise ModelLoadError(f"{path}: {exc.message}", field=exc.field) from None
     unet_cfg, vae_cfg = built["unet"], built["vae"]
     in_channels = int(unet_cfg["in_channels"])
-    v_pred = any(k[len(root):] in V_PRED_MARKERS for k in keys) or given.get("scheduler", {}).get(
-        "prediction_type") == "v_prediction"
+    prediction, prediction_source = _prediction(path, source, keys, root, fam, in_channels, given)
+    v_pred = prediction is Prediction.V_PREDICTION
     sched_cfg = dict(given.get("scheduler") or config("scheduler_v_prediction" if v_pred else "scheduler"))
-    if v_pred:
-        sched_cfg["prediction_type"] = "v_prediction"
+    sched_cfg["prediction_type"] = prediction.value
+    if any(k[len(root):] in ZERO_SNR_MARKERS for k in keys):
+        sched_cfg["rescale_betas_zero_snr"] = True
 
     view = lambda name: _materialize(source, parts[name], dtype)  # noqa: E731
     unet_names = {ours: parts["unet"][local] for ours, local in cv.convert_unet(
@@ -326,7 +368,12 @@ def _load_single_file(path: Path, wanted: EngineKey | None, dtype: torch.dtype |
     unet = build_module("UNet2DConditionModel", unet_cfg, cv.convert_unet(view("unet"), unet_cfg), source=path,
                         component="unet", names=unet_names)
     vae = build_module("AutoencoderKL", vae_cfg, cv.convert_vae(view("vae"), vae_cfg), source=path, component="vae")
-    te = build_module("CLIPTextModel", built["text_encoder"], lambda m: cv.convert_clip_l(
+    if cv.is_open_clip(parts["text_encoder"]):  # SD2: OpenCLIP-H, its layers up to the penultimate one
+        parts["text_encoder"] = cv.open_clip_layers(parts["text_encoder"], built["text_encoder"]["num_hidden_layers"])
+        convert_te = cv.convert_open_clip
+    else:
+        convert_te = cv.convert_clip_l
+    te = build_module("CLIPTextModel", built["text_encoder"], lambda m: convert_te(
         view("text_encoder"), text_model_prefix=has_text_model_prefix(m)), source=path, component="text_encoder")
     components: dict[str, Any] = {"unet": unet, "vae": vae, "text_encoder": te,
                                   "tokenizer": _tokenizer(fam, "tokenizer")}
@@ -346,9 +393,28 @@ def _load_single_file(path: Path, wanted: EngineKey | None, dtype: torch.dtype |
     return LoadedModel(name=path.stem, path=path, family=fam, components=components,
                        prediction=Prediction.V_PREDICTION if v_pred else Prediction.EPSILON,
                        variant={"inpaint": in_channels == 9, "in_channels": in_channels, "format": "single_file",
-                                "prefix": root, "architecture": read,
+                                "prefix": root, "architecture": read, "prediction": prediction.value,
+                                "prediction_source": prediction_source,
                                 "config_source": "configs" if overrides else beside_source or "shapes"},
                        dtype=unet.dtype, short_hash=cached_short_hash(path, models_dir), scheduler_config=dict(sched_cfg))
+
+
+def _prediction(path: Path, source: Any, keys: list[str], root: str, fam: EngineKey, in_channels: int,
+                given: Mapping[str, Mapping[str, Any]]) -> tuple[Prediction, str]:
+    """The prediction type of a single file and where it was read: a `v_pred` marker key, a config beside the file or
+    given (`parameterization: v` in NAME.yaml), the file's modelspec metadata; for SD2 then `sd2_prediction`; else
+    epsilon."""
+    if any(k[len(root):] in V_PRED_MARKERS for k in keys):
+        return Prediction.V_PREDICTION, "v_pred key"
+    declared = (given.get("scheduler") or {}).get("prediction_type")
+    if declared in ("epsilon", "v_prediction"):
+        return Prediction(declared), "config"
+    meta = _metadata_prediction(source)
+    if meta is not None:
+        return meta, "metadata"
+    if fam is EngineKey.SD2:
+        return sd2_prediction(path, in_channels)
+    return Prediction.EPSILON, "default"
 
 
 def _load_unet_only(path: Path, fam: EngineKey, source: Any, keymap: dict[str, str], dtype: torch.dtype | None,
@@ -386,8 +452,12 @@ def _folder_family(path: Path, index: dict) -> EngineKey:
     if name.startswith("StableDiffusionXL") or "text_encoder_2" in index:
         return EngineKey.SDXL
     if name.startswith("StableDiffusion"):
-        return EngineKey.SD15
-    raise ModelLoadError(f"{path}: pipeline {name or '(unknown)'} is not an SD1.5/SDXL Diffusers folder",
+        try:
+            unet = json.loads((path / "unet" / "config.json").read_text())
+        except (OSError, ValueError):
+            unet = {}
+        return EngineKey.SD2 if unet.get("cross_attention_dim") == SD2_CONTEXT else EngineKey.SD15
+    raise ModelLoadError(f"{path}: pipeline {name or '(unknown)'} is not an SD1.5/SD2/SDXL Diffusers folder",
                          field="model", allowed=list(map(str, SUPPORTED)))
 
 

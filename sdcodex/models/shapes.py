@@ -291,6 +291,24 @@ def open_clip_text_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, 
     return cfg
 
 
+#: SD2 conditions on OpenCLIP-H's penultimate layer (then ln_final): Diffusers' SD2 text encoder keeps all layers but
+#: the last (23 of 24), so CLIPTextModel's last hidden state is that layer's output
+SD2_SKIPPED_LAYERS = 1
+
+
+def sd2_text_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, Any]:
+    """CLIPTextConfig fields for SD2's OpenCLIP text tower ('cond_stage_model.model.*', stripped): the tower's width,
+    heads and feed-forward width, and its layers but the last (SD2_SKIPPED_LAYERS)."""
+    cfg = open_clip_text_config(shapes, base)
+    if cfg["num_hidden_layers"] <= SD2_SKIPPED_LAYERS:
+        raise _bad("transformer.resblocks.0.attn.in_proj_weight", shapes["transformer.resblocks.0.attn.in_proj_weight"],
+                   "at least 2 resblocks (SD2 uses the penultimate layer)", "SD2 text encoder")
+    cfg["num_hidden_layers"] -= SD2_SKIPPED_LAYERS
+    if "projection_dim" in base:  # CLIPTextModel has no projection: the file's text_projection is not used
+        cfg["projection_dim"] = base["projection_dim"]
+    return cfg
+
+
 def t5_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, Any]:
     """T5Config / UMT5Config fields for a T5-family encoder: width, layers, heads (from the relative attention
     bias), head width, feed-forward width and gating, vocabulary, relative-attention buckets."""
@@ -648,7 +666,7 @@ SD_COMPONENTS: dict[str, tuple[str, str | None, Any]] = {
 
 def sd_configs(parts: Mapping[str, Shapes], family: str, given: Mapping[str, Mapping[str, Any]] | None = None
                ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """Configs of an SD1.5/SDXL checkpoint's components from their shapes ({component: local key -> shape}), and
+    """Configs of an SD1.5/SD2/SDXL checkpoint's components from their shapes ({component: local key -> shape}), and
     one summary line per component. `given` (configs the user gave: `configs=` or a config beside the file) replaces
     the bundled starting config of a component; the summaries compare with the bundled (published) model."""
     given = dict(given or {})
@@ -659,6 +677,8 @@ def sd_configs(parts: Mapping[str, Shapes], family: str, given: Mapping[str, Map
     for comp, (kind, name, rule) in SD_COMPONENTS.items():
         if comp not in parts:
             continue
+        if comp == "text_encoder" and "transformer.resblocks.0.attn.in_proj_weight" in parts[comp]:
+            name, rule = "clip_h", sd2_text_config  # SD2: OpenCLIP-H under cond_stage_model.model
         official = bundled_config(family, "unet_inpaint" if comp == "unet" and unet_in == 9 else comp)
         start = dict(given.get(comp) or official)
         try:
@@ -689,7 +709,7 @@ def architecture_of(shapes: Shapes, kind: str, family: Any, prefix: str, variant
 
     fam = str(getattr(family, "value", family or ""))
     try:
-        if fam in ("sd15", "sdxl") and kind in ("checkpoint", "diffusion_model"):
+        if fam in ("sd15", "sd2", "sdxl") and kind in ("checkpoint", "diffusion_model"):
             keys = list(shapes)
             root = convert_ldm.find_root_prefix(keys)
             parts = {comp: {local: shapes[full] for local, full in names.items()}
@@ -733,6 +753,6 @@ def architecture_of(shapes: Shapes, kind: str, family: Any, prefix: str, variant
     return {}
 
 
-__all__ = ["controlnet_config", "flux2_config", "sd_configs", "architecture_of", "unet_config", "kl_vae_config", "clip_text_config", "open_clip_text_config", "t5_config", "flux_config",
+__all__ = ["sd2_text_config", "SD2_SKIPPED_LAYERS", "controlnet_config", "flux2_config", "sd_configs", "architecture_of", "unet_config", "kl_vae_config", "clip_text_config", "open_clip_text_config", "t5_config", "flux_config",
            "wan_config", "hunyuan_video_config", "z_image_config", "HUNYUAN_VIDEO_TRANSFORMER", "chroma_config", "sd3_config", "qwen_image_config", "summary", "differences", "need", "depth", "SUMMARY_KEYS",
            "SD15_HEADS", "UNET_HEAD_WIDTH", "CLIP_HEAD_WIDTH", "WAN_HEAD_WIDTH"]

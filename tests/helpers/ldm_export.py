@@ -1,4 +1,4 @@
-"""TEST-ONLY: write a Diffusers SD1.5/SDXL folder as an original LDM/SGM single file (the A1111 layout).
+"""TEST-ONLY: write a Diffusers SD1.5/SD2/SDXL folder as an original LDM/SGM single file (the A1111 layout).
 
 This is the inverse of sdcodex.models.convert_ldm, written independently (regex rules, Diffusers -> LDM)
 so the round-trip tests check two separate statements of the mapping against each other.
@@ -112,6 +112,21 @@ def open_clip_to_ldm(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def sd2_text_to_ldm(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """SD2's text encoder as the file has it: the whole OpenCLIP tower — one resblock more than the CLIPTextModel
+    (SD2 uses the penultimate layer; the last one is in the file but unused) and its text projection."""
+    sd = {k[len("text_model."):] if k.startswith("text_model.") else k: v for k, v in sd.items()}
+    layers = sorted({int(k.split(".")[2]) for k in sd if k.startswith("encoder.layers.")})
+    gen = torch.Generator().manual_seed(7)
+    last = f"encoder.layers.{layers[-1]}."
+    extra = f"encoder.layers.{layers[-1] + 1}."
+    for key in [k for k in sd if k.startswith(last)]:
+        sd[extra + key[len(last):]] = torch.randn(sd[key].shape, generator=gen)
+    width = sd["embeddings.token_embedding.weight"].shape[1]
+    sd["text_projection.weight"] = torch.randn(width, width, generator=gen)
+    return open_clip_to_ldm(sd)
+
+
 def _map(key: str, fixed: dict[str, str], rules: list[Rule]) -> str:
     for old, new in fixed.items():
         if key.startswith(old + "."):
@@ -124,8 +139,9 @@ def _map(key: str, fixed: dict[str, str], rules: list[Rule]) -> str:
 
 
 def export_ldm(folder: Path, out: Path, *, prefix: str = "", v_pred: bool = False,
-               dtype: torch.dtype | None = None) -> Path:
-    """Write the Diffusers folder `folder` as one LDM single file `out`; `prefix` wraps every key (e.g. 'model.')."""
+               dtype: torch.dtype | None = None, sd2: bool = False) -> Path:
+    """Write the Diffusers folder `folder` as one LDM single file `out`; `prefix` wraps every key (e.g. 'model.').
+    `sd2`: the text encoder is written as SD2's OpenCLIP tower under 'cond_stage_model.model.'."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
@@ -140,7 +156,10 @@ def export_ldm(folder: Path, out: Path, *, prefix: str = "", v_pred: bool = Fals
     state.update({"model.diffusion_model." + k: v for k, v in unet_to_ldm(unet, unet_cfg).items()})
     state.update({"first_stage_model." + k: v for k, v in vae_to_ldm(vae, vae_cfg).items()})
     te_prefix = "conditioner.embedders.0.transformer." if xl else "cond_stage_model.transformer."
-    state.update({te_prefix + k: v for k, v in clip_to_ldm(te).items()})
+    if sd2:
+        state.update({"cond_stage_model.model." + k: v for k, v in sd2_text_to_ldm(te).items()})
+    else:
+        state.update({te_prefix + k: v for k, v in clip_to_ldm(te).items()})
     if xl:
         te2 = CLIPTextModelWithProjection.from_pretrained(folder / "text_encoder_2", local_files_only=True).state_dict()
         state.update({"conditioner.embedders.1.model." + k: v for k, v in open_clip_to_ldm(te2).items()})

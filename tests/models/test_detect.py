@@ -264,7 +264,7 @@ FOLDERS = [
                                      "scheduler": {"prediction_type": "epsilon"}}, E.SD15, {"prediction": "epsilon"}),
     ("StableDiffusionInpaintPipeline", {}, {"unet": {"in_channels": 9, "cross_attention_dim": 768}}, E.SD15,
      {"inpaint": True}),
-    ("StableDiffusionPipeline", {}, {"unet": {"in_channels": 4, "cross_attention_dim": 1024}}, None, {"architecture": "sd2"}),
+    ("StableDiffusionPipeline", {}, {"unet": {"in_channels": 4, "cross_attention_dim": 1024}}, E.SD2, {"in_channels": 4}),
     ("StableDiffusionXLPipeline", {"text_encoder": ["transformers", "CLIPTextModel"]}, {"unet": {"in_channels": 4}},
      E.SDXL, {}),
     ("StableDiffusionXLImg2ImgPipeline", {"text_encoder": [None, None], "requires_aesthetics_score": True}, {},
