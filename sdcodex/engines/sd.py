@@ -78,6 +78,7 @@ class SD2Engine(SD15Engine):
 
     key = EngineKey.SD2
     label = "Stable Diffusion 2.x"
+    modes = frozenset({Mode.NORMAL})  # the LCM / Lightning / Turbo presets and LoRAs are SD1.5's and SDXL's
     defaults = {"width": 768, "height": 768, "steps": 20, "cfg_scale": 7.0}
     supports_controls = False  # SD2 ControlNets are not loaded (models/detect_rules.py: controlnet_sd2)
     supports_ip_adapter = False  # no IP-Adapter exists for SD2

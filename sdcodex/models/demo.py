@@ -115,6 +115,23 @@ def build_sd15_inpaint():
                                           safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
 
+@register_demo("sd2", "sd2-demo")
+def build_sd2():
+    """SD 2.x 768-v in miniature: an OpenCLIP-style (gelu) text encoder, linear projections, v-prediction."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+
+    from sdcodex.models.model_configs import bundled_config
+
+    unet = UNet2DConditionModel(cross_attention_dim=32, attention_head_dim=(1, 1), use_linear_projection=True,
+                                block_out_channels=(32, 64), layers_per_block=2, sample_size=32,
+                                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"))
+    return StableDiffusionPipeline(vae=_tiny_vae(), text_encoder=tiny_clip(hidden_act="gelu"),
+                                   tokenizer=clip_tokenizer(pad_token="!"), unet=unet.eval(),
+                                   scheduler=DDIMScheduler.from_config(bundled_config("sd2", "scheduler_v_prediction")),
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+
+
 @register_demo("sdxl", "sdxl-demo")
 def build_sdxl():
     from diffusers import StableDiffusionXLPipeline

@@ -237,7 +237,7 @@ def detect_folder(path: str | Path) -> Detection:
     family: EngineKey | None = PIPELINE_FAMILIES.get(cls)
     if cls.startswith("HunyuanVideo15"):
         family = EngineKey.HUNYUAN_VIDEO15
-    if family is EngineKey.SD15 and unet.get("cross_attention_dim") == 1024:
+    if family is EngineKey.SD15 and is_sd2_folder(root):
         family = EngineKey.SD2
     if family in (EngineKey.SD15, EngineKey.SD2, EngineKey.SDXL) and in_ch == 9:
         variant["inpaint"] = True
@@ -257,6 +257,14 @@ def detect_folder(path: str | Path) -> Detection:
     if cls in WAN_PIPELINES:
         family = _wan_folder_family(root, index, variant)
     return Detection("checkpoint", family, "", variant, (family,) if family else ())
+
+
+def is_sd2_folder(root: Path) -> bool:
+    """An SD1.5-class Diffusers folder is SD 2.x when its UNet's context is OpenCLIP-H's 1024 or its text encoder is
+    OpenCLIP's (gelu; CLIP-L, SD1.5's, uses quick_gelu)."""
+    unet = _read_json(Path(root) / "unet" / "config.json")
+    te = _read_json(Path(root) / "text_encoder" / "config.json")
+    return unet.get("cross_attention_dim") == 1024 or te.get("hidden_act") == "gelu"
 
 
 def _wan_folder_family(root: Path, index: Mapping[str, Any], variant: dict[str, Any]) -> EngineKey | None:

@@ -452,11 +452,9 @@ def _folder_family(path: Path, index: dict) -> EngineKey:
     if name.startswith("StableDiffusionXL") or "text_encoder_2" in index:
         return EngineKey.SDXL
     if name.startswith("StableDiffusion"):
-        try:
-            unet = json.loads((path / "unet" / "config.json").read_text())
-        except (OSError, ValueError):
-            unet = {}
-        return EngineKey.SD2 if unet.get("cross_attention_dim") == SD2_CONTEXT else EngineKey.SD15
+        from sdcodex.models.detect import is_sd2_folder
+
+        return EngineKey.SD2 if is_sd2_folder(path) else EngineKey.SD15
     raise ModelLoadError(f"{path}: pipeline {name or '(unknown)'} is not an SD1.5/SD2/SDXL Diffusers folder",
                          field="model", allowed=list(map(str, SUPPORTED)))
 

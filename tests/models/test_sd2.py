@@ -130,6 +130,9 @@ def test_sd2_detected_listed_and_run_by_the_sd2_engine(sd2_files, tmp_path):
     entry = entries["tiny-v2-1_768-ema"]
     assert entry["family"] == "sd2" and entry["variant"]["architecture"]["text_encoder"].startswith("clip_h")
     assert get_engine("sd2").defaults["width"] == 768 and get_engine("sd2.1").key.value == "sd2"
+    from sdcodex.ui.caps import start_values
+
+    assert start_values("sd2", "normal", "txt2img")["width"] == 768  # the UI tab starts at 768-v's size
     orch = build_orchestrator(models=LocalModels(sd2_files["dir"]), outdir=tmp_path / "out", device="cpu")
     result = orch.run({"task": "txt2img", "model": "tiny-v2-1_768-ema", "prompt": "a cat", "steps": 1,
                        "width": 64, "height": 64, "seed": 1})
