@@ -176,3 +176,45 @@ def test_encoder_config_from_the_shapes_of_known_towers(hidden, layers, patch, i
     assert {k: derived[k] for k in config} == config
     rebuilt = empty_model("CLIPVisionModelWithProjection", derived).state_dict()
     assert {k: list(v.shape) for k, v in rebuilt.items()} == shapes
+
+
+def test_ip_adapter_with_a_controlnet_unit_equals_diffusers(ip_setup, ip_orchestrator, sample_image):
+    """`controls` and `ip_adapter` together: the ControlNet pipeline carries the adapter (Diffusers'
+    StableDiffusionControlNetPipeline with the same tiny ControlNet, adapter and encoder as the reference)."""
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+    root, encoder, flats = ip_setup
+    model = ip_orchestrator.models.load(ip_orchestrator.models.resolve("sd15-demo"))
+    torch.manual_seed(3)
+    cn = ControlNetModel.from_unet(model.components["unet"], conditioning_embedding_out_channels=(16, 32))
+    with torch.no_grad():  # a ControlNet made from a UNet starts with zero convolutions: wake them
+        for name, param in cn.named_parameters():
+            if name.startswith(("controlnet_down_blocks", "controlnet_mid_block")):
+                param.copy_(torch.randn(param.shape) * 0.05)
+    cn.eval().save_pretrained(root / "ControlNet" / "cn-ip-test")
+    ip_orchestrator.models.refresh()
+    result = ip_orchestrator.run({"task": "txt2img", "model": "sd15-demo", **BASE,
+                                  "controls": [{"image": png_b64(sample_image), "model": "cn-ip-test"}],
+                                  "ip_adapter": {"model": "ip-tiny-sd15", "images": [png_b64(sample_image)],
+                                                 "scale": 0.8}})
+    params = inspect.signature(StableDiffusionControlNetPipeline.__init__).parameters
+    init = {n: model.components[n] for n in params if n in model.components}
+    init.update({n: None for n, p in params.items()
+                 if n not in init and n != "self" and p.default is inspect.Parameter.empty})
+    init.update(controlnet=cn, image_encoder=encoder, requires_safety_checker=False)
+    pipe = StableDiffusionControlNetPipeline(**init)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = reference_scheduler("Euler", "Automatic", dict(model.scheduler_config), flow=False)
+    state = {"image_proj": {}, "ip_adapter": {}}
+    for key, value in flats["ip-tiny-sd15"].items():
+        head, _, rest = key.partition(".")
+        state[head][rest] = value
+    pipe.load_ip_adapter(state, subfolder="", weight_name="", image_encoder_folder=None)
+    pipe.set_ip_adapter_scale(0.8)
+    try:
+        ref = pipe(prompt=BASE["prompt"], negative_prompt=BASE["negative_prompt"], image=sample_image, width=64,
+                   height=64, num_inference_steps=2, guidance_scale=6.5, ip_adapter_image=sample_image,
+                   generator=torch.Generator("cpu").manual_seed(BASE["seed"])).images[0]
+    finally:
+        pipe.unload_ip_adapter()
+    diff = np.abs(np.asarray(result.pil_images[0]).astype(int) - np.asarray(ref).astype(int)).max()
+    assert diff <= 1 and result.info["ip_adapter"]["model"] == "ip-tiny-sd15" and result.info["controls"]
