@@ -80,7 +80,7 @@ class ToTensor:
         arr = np.asarray(pic)
         if arr.ndim == 2:
             arr = arr[:, :, None]
-        tensor = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+        tensor = torch.from_numpy(np.array(arr, copy=True)).permute(2, 0, 1)
         return tensor.float().div(255) if tensor.dtype == torch.uint8 else tensor.float()
 
 
