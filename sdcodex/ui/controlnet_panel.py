@@ -27,11 +27,10 @@ class ControlPanel:
 
 
 def module_names() -> list[str]:
-    try:
-        from sdcodex.engines.preprocessors import list_modules
-    except ImportError:
-        return ["none"]
-    return list_modules()
+    """The preprocessors (`none` first), through the runtime the faces share."""
+    from sdcodex.runtime import preprocessor_modules
+
+    return preprocessor_modules()[0]
 
 
 def build(task: Task) -> ControlPanel:
