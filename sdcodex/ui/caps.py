@@ -111,14 +111,18 @@ def visible_keys(engine: str | None, task: Task | str) -> set[str]:
     return {k for k in keys if k not in ENGINE_SPECIFIC or k in family}
 
 
-def start_values(engine: str | None, mode: str | None, task: Task | str) -> dict[str, Any]:
-    """The values a tab starts from: the engine's declared defaults, then its preset for (mode, task)."""
+def start_values(engine: str | None, mode: str | None, task: Task | str,
+                 family_defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The values a tab starts from: the engine's declared defaults, then its preset for (mode, task), then (normal
+    mode only) the Settings tab's defaults for this family (`codex_family_defaults`, docs/settings.md)."""
     task = Task(task)
     c = caps(engine)
     values: dict[str, Any] = {}
     if task not in MODEL_FREE:
         values.update(c["defaults"])
         values.update(_preset_values(c["engine"], mode or Mode.NORMAL.value, task.value))
+        if (mode or Mode.NORMAL.value) == Mode.NORMAL.value:
+            values.update((family_defaults or {}).get(c["engine"]) or {})
         values.setdefault("sampler", "Automatic")
         values.setdefault("scheduler", "Automatic")
     # the format starts at "From Settings" (the Settings tab's image/video format), not the preset's png

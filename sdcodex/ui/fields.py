@@ -258,11 +258,13 @@ def build_gen_tab(task: Task, label: str, *, visible: bool = True) -> GenTab:
                   ip_adapter=ip_panel, styles_apply=styles_apply)
 
 
-def field_updates(tab: GenTab, engine: str | None, mode: str | None, *, reset: bool = True) -> list[Any]:
+def field_updates(tab: GenTab, engine: str | None, mode: str | None, *, reset: bool = True,
+                  family_defaults: dict[str, Any] | None = None) -> list[Any]:
     """gr.update for each field of the tab (same order as tab.fields), driven by the engine's capabilities:
-    visibility, sampler choices, size steps, and (when `reset`) the engine's start values."""
+    visibility, sampler choices, size steps, and (when `reset`) the engine's start values (with the Settings tab's
+    `family_defaults`)."""
     visible = caps.visible_keys(engine, tab.task)
-    start = caps.start_values(engine, mode, tab.task) if reset else {}
+    start = caps.start_values(engine, mode, tab.task, family_defaults) if reset else {}
     c = caps.caps(engine)
     out = []
     for key in tab.fields:

@@ -131,13 +131,14 @@ def build_blocks(service: Any) -> gr.Blocks:
                          None)
             out.append(gr.Tabs(selected=first) if select_tab and new_checkpoints and first else gr.skip())
             rules = f"**{caps.caps(engine_key)['label']}** — size: {caps.size_rule(engine_key)}"
+            family_defaults = service.options().get("codex_family_defaults")  # the Settings tab's, docs/settings.md
             for tab in tab_list:
                 task_rules = rules + (f"; frames: {caps.frame_rule(engine_key)}" if tab.task.is_video else "")
                 if tab.task in caps.MODEL_FREE:
                     task_rules = "Upscaling runs on its own: no checkpoint needed."
                 # visible="hidden" (not False) is what hides an already shown tab in Gradio 6
                 out += [gr.update(visible=True if tab.task.value in tasks else "hidden"), task_rules,
-                        *field_updates(tab, engine_key, mode_value)]
+                        *field_updates(tab, engine_key, mode_value, family_defaults=family_defaults)]
             return out
 
         engine.input(lambda e, m: engine_updates(e, m), inputs=[engine, mode], outputs=engine_outputs,

@@ -34,6 +34,7 @@ def build_outputs_tab(service: Any) -> dict[str, Any]:
             refresh = gr.Button("↻ Refresh", elem_id="codex-outputs-refresh", scale=1)
         pages = gr.Markdown("", elem_id="codex-outputs-pages")
         gallery = gr.Gallery(label="Outputs", columns=6, height=420, allow_preview=False, interactive=False,
+                             fit_columns=False, object_fit="contain",
                              elem_id="codex-outputs-gallery")
         with gr.Row(equal_height=False):
             with gr.Column(scale=2):

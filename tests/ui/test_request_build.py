@@ -213,3 +213,11 @@ def test_xyz_panel_request_and_fill_choices():
     assert "Euler a" in xyz_panel.choices_for("sampler", "sd15", Models())
     assert xyz_panel.choices_for("steps", "sd15", Models()) is None
     assert xyz_panel.as_text(["a", "b, c"]) == 'a,"b, c"'
+
+
+def test_start_values_take_the_settings_family_defaults_in_normal_mode():
+    ours = {"sd15": {"steps": 9, "width": 256}, "sdxl": {"steps": 40}}
+    start = caps.start_values("sd15", "normal", "txt2img", ours)
+    assert (start["steps"], start["width"], start["height"]) == (9, 256, 512)
+    assert "output_format" not in start, "the format starts at From Settings"
+    assert caps.start_values("sd15", "lcm", "txt2img", ours)["steps"] != 9, "a fast mode keeps its preset"
