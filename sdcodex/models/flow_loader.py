@@ -17,7 +17,7 @@ import torch
 
 from sdcodex.core.enums import EngineKey, Prediction, Precision
 from sdcodex.core.errors import ModelLoadError, TokenizerMissingError, ValidationError
-from sdcodex.models.shapes import clip_text_config, t5_config
+from sdcodex.models.shapes import clip_text_config, decoder_lm_config, t5_config
 from sdcodex.models.build import build_module
 from sdcodex.models.loader import LoadedModel, cached_short_hash, load_vae_file, resolve_dtype, resolve_ref
 from sdcodex.models.processors import load_qwen_vl_processor
@@ -331,7 +331,7 @@ def load_text_encoder_file(path: Path, slot_class: str, prefix: str, config: dic
     keys = handle.keys()
     kind = {"CLIPTextModel": "clip", "CLIPTextModelWithProjection": "clip", "LlamaModel": "llama",
             "Qwen3Model": "llama"}.get(slot_class, "t5")
-    rule = {"clip": clip_text_config, "t5": t5_config}.get(kind)
+    rule = {"clip": clip_text_config, "t5": t5_config, "llama": decoder_lm_config}.get(kind)
     if rule is not None:  # widths, layers and heads from the file; the rest from `config`
         local = {k[len(prefix):]: handle.shape(k) for k in keys if k.startswith(prefix)}
         try:

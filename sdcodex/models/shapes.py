@@ -10,6 +10,8 @@ starting config, or, where its value cannot fit the widths read, from the archit
   * CLIP text encoders: a head width of 64. T5/UMT5: heads are read (relative attention bias).
   * FLUX / HunyuanVideo: the head width is read (q/k norm); rope axes from the starting config.
   * WAN: a head width of 128 (every published model).
+  * Llama / Qwen2.5-VL / Qwen3 / Mistral text encoders: the head width is read where q/k norms show it (Qwen3), else
+    the starting config's when its width matches the file's, else 128.
 
 A shape no rule can build is a ModelLoadError naming the tensor, the shape found and what was expected.
 `summary(kind, config, base)` says in one line what was read ("sd15 variant: 2 levels × 1 block, context 768").
@@ -28,6 +30,7 @@ SD15_HEADS = 8
 UNET_HEAD_WIDTH = 64
 CLIP_HEAD_WIDTH = 64
 WAN_HEAD_WIDTH = 128
+LLM_HEAD_WIDTH = 128  # Llama 3 8B, Qwen2.5-VL 7B, Qwen3, Mistral-Small-3: every published decoder text encoder
 NO_ATTENTION_DEPTH = 1  # the placeholder depth Diffusers configs keep for levels without attention
 
 
@@ -309,6 +312,35 @@ def sd2_text_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+def decoder_lm_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, Any]:
+    """LlamaConfig / Qwen2Config / Qwen3Config fields for a decoder LM used as a text encoder (HunyuanVideo's Llama 3,
+    Qwen2.5-VL's language model, Qwen3, Mistral-Small-3; prefix such as 'model.' stripped): vocabulary, width,
+    layers, feed-forward width, query and key/value heads (grouped-query attention), head width and attention bias."""
+    what = "decoder text encoder"
+    vocab, hidden = need(shapes, "embed_tokens.weight", what)
+    q = need(shapes, "layers.0.self_attn.q_proj.weight", what)
+    k = need(shapes, "layers.0.self_attn.k_proj.weight", what)
+    if "layers.0.self_attn.q_norm.weight" in shapes:  # Qwen3: per-head RMS norms have the head width
+        head_dim = int(shapes["layers.0.self_attn.q_norm.weight"][0])
+    elif base.get("hidden_size") == hidden and base.get("num_attention_heads"):
+        head_dim = int(base.get("head_dim") or hidden // int(base["num_attention_heads"]))
+    else:
+        head_dim = LLM_HEAD_WIDTH
+    for key, shape in (("layers.0.self_attn.q_proj.weight", q), ("layers.0.self_attn.k_proj.weight", k)):
+        if shape[0] % head_dim:
+            raise _bad(key, shape, f"an output width that is a multiple of the head width {head_dim}", what)
+    heads = q[0] // head_dim
+    cfg = dict(base)
+    cfg.update(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=depth(shapes, "layers."),
+               intermediate_size=need(shapes, "layers.0.mlp.gate_proj.weight", what)[0],
+               num_attention_heads=heads, num_key_value_heads=k[0] // head_dim)
+    if "head_dim" in base or head_dim * heads != hidden:  # Mistral-Small-3 / Qwen3-4B: q width differs from hidden
+        cfg["head_dim"] = head_dim
+    if "attention_bias" in base or "layers.0.self_attn.q_proj.bias" in shapes:  # Llama-type configs; Qwen2 always has
+        cfg["attention_bias"] = "layers.0.self_attn.q_proj.bias" in shapes
+    return cfg
+
+
 def t5_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, Any]:
     """T5Config / UMT5Config fields for a T5-family encoder: width, layers, heads (from the relative attention
     bias), head width, feed-forward width and gating, vocabulary, relative-attention buckets."""
@@ -562,6 +594,8 @@ def ltx2_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, Any]:
 # ---- what was read ---------------------------------------------------------------------------------------------
 #: config keys each summary reports, per component kind
 SUMMARY_KEYS: dict[str, tuple[str, ...]] = {
+    "llm": ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size",
+            "vocab_size"),
     "unet": ("block_out_channels", "layers_per_block", "transformer_layers_per_block",
              "reverse_transformer_layers_per_block", "cross_attention_dim", "attention_head_dim", "mid_block_type",
              "projection_class_embeddings_input_dim", "in_channels", "out_channels", "use_linear_projection"),
@@ -626,6 +660,11 @@ def summary(kind: str, name: str, config: Mapping[str, Any], base: Mapping[str, 
     elif kind == "clip":
         parts = [f"width {c['hidden_size']}", _plural(c["num_hidden_layers"], "layer"),
                  _plural(c["num_attention_heads"], "head")]
+    elif kind == "llm":
+        kv = c.get("num_key_value_heads") or c["num_attention_heads"]
+        parts = [f"width {c['hidden_size']}", _plural(c["num_hidden_layers"], "layer"),
+                 _plural(c["num_attention_heads"], "head") + (f" ({kv} KV)" if kv != c["num_attention_heads"] else ""),
+                 f"ff {c['intermediate_size']}"]
     elif kind == "t5":
         parts = [f"width {c['d_model']}", _plural(c["num_layers"], "layer"), _plural(c["num_heads"], "head"),
                  f"ff {c['d_ff']}"]
@@ -699,6 +738,10 @@ TEXT_ENCODER_FILES: dict[str, tuple[str, str, str, Any]] = {
     "clip_g": ("clip", "sdxl", "text_encoder_2", clip_text_config),
     "t5xxl": ("t5", "flux", "text_encoder_2", t5_config),
     "umt5": ("t5", "wan22_ti2v_5b", "text_encoder", t5_config),
+    # decoder LMs: no bundled config (their folders carry one); the summary compares with nothing ("variant")
+    "llama": ("llm", "", "", decoder_lm_config), "qwen2_5_vl": ("llm", "", "", decoder_lm_config),
+    "qwen3_4b": ("llm", "z_image", "text_encoder", decoder_lm_config), "qwen3_8b": ("llm", "", "", decoder_lm_config),
+    "mistral3_small": ("llm", "", "", decoder_lm_config),
 }
 
 
@@ -738,10 +781,11 @@ def architecture_of(shapes: Shapes, kind: str, family: Any, prefix: str, variant
             return {"transformer": summary("hunyuan_video", fam, hunyuan_video_config(local, base), base)}
         if kind == "text_encoder" and variant.get("text_encoder") in TEXT_ENCODER_FILES:
             what, src, comp, rule = TEXT_ENCODER_FILES[variant["text_encoder"]]
-            base = bundled(src, comp) or {}
+            base = (bundled(src, comp) or {}) if src else {}
             if what == "clip" and "transformer.resblocks.0.attn.in_proj_weight" in local:
                 rule = open_clip_text_config
-            return {"text_encoder": summary(what, variant["text_encoder"], rule(local, base), base)}
+            cfg = rule(local, base)
+            return {"text_encoder": summary(what, variant["text_encoder"], cfg, base or cfg)}
         if kind == "vae" and variant.get("latent_channels") in (4, 16) and "decoder.conv_in.weight" in local \
                 and len(local["decoder.conv_in.weight"]) == 4:
             base = bundled_config("flux" if variant["latent_channels"] == 16 else "sd15", "vae")
@@ -755,4 +799,4 @@ def architecture_of(shapes: Shapes, kind: str, family: Any, prefix: str, variant
 
 __all__ = ["sd2_text_config", "SD2_SKIPPED_LAYERS", "controlnet_config", "flux2_config", "sd_configs", "architecture_of", "unet_config", "kl_vae_config", "clip_text_config", "open_clip_text_config", "t5_config", "flux_config",
            "wan_config", "hunyuan_video_config", "z_image_config", "HUNYUAN_VIDEO_TRANSFORMER", "chroma_config", "sd3_config", "qwen_image_config", "summary", "differences", "need", "depth", "SUMMARY_KEYS",
-           "SD15_HEADS", "UNET_HEAD_WIDTH", "CLIP_HEAD_WIDTH", "WAN_HEAD_WIDTH"]
+           "SD15_HEADS", "UNET_HEAD_WIDTH", "CLIP_HEAD_WIDTH", "WAN_HEAD_WIDTH", "decoder_lm_config", "LLM_HEAD_WIDTH"]

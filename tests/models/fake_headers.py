@@ -244,7 +244,8 @@ def llama_keys(hidden: int = 4096, layers: int = 32, vocab: int = 128320, qkv_bi
     block: KeySet = {"self_attn.q_proj.weight": [hidden, hidden], "self_attn.k_proj.weight": [kv, hidden],
                      "self_attn.v_proj.weight": [kv, hidden], "self_attn.o_proj.weight": [hidden, hidden],
                      "mlp.gate_proj.weight": [ff, hidden], "mlp.up_proj.weight": [ff, hidden],
-                     "mlp.down_proj.weight": [hidden, ff], "input_layernorm.weight": [hidden]}
+                     "mlp.down_proj.weight": [hidden, ff], "input_layernorm.weight": [hidden],
+                     "post_attention_layernorm.weight": [hidden]}
     if qkv_bias:
         block.update({"self_attn.q_proj.bias": [hidden], "self_attn.k_proj.bias": [kv], "self_attn.v_proj.bias": [kv]})
     k.update(_blocks("model.layers.{}.", range(layers), block))

@@ -212,3 +212,48 @@ def test_hunyuan_video_rule(tmp_path, change):
     read = sh.architecture_of(header(tmp_path, dict(original.state_dict())), "diffusion_model", "hunyuan_video", "",
                               {"layout": "diffusers"})
     assert read["transformer"].startswith("hunyuan_video" + (" variant" if change else "") + ": ")
+
+
+# ------------------------------------------------------------------------------------------- decoder text encoders
+LLMS = {  # name: (keys, transformers class, (hidden, layers, heads, kv heads, ff, head width))
+    "llama": (fh.llama_keys, "LlamaModel", (4096, 32, 32, 8, 14336, 128)),
+    "qwen2_5_vl": (fh.qwen25_vl_7b_keys, "Qwen2Model", (3584, 28, 28, 4, 18944, 128)),
+    "qwen3_4b": (fh.qwen3_4b_keys, "Qwen3Model", (2560, 36, 32, 8, 9728, 128)),
+    "qwen3_8b": (fh.qwen3_8b_keys, "Qwen3Model", (4096, 36, 32, 8, 12288, 128)),
+    "mistral3_small": (fh.mistral3_small_keys, "MistralModel", (5120, 40, 32, 8, 32768, 128)),
+}
+
+
+@pytest.mark.parametrize("name", list(LLMS))
+def test_decoder_lm_rule_on_real_layout_headers(name):
+    """Llama 3 8B (HunyuanVideo), Qwen2.5-VL 7B's language model, Qwen3-4B/8B, Mistral-Small-3 from their real key sets:
+    width, layers, grouped-query heads, feed-forward width; the config builds a module whose every shape is the
+    file's (built empty on the meta device)."""
+    import transformers
+
+    keys, cls, (hidden, layers, heads, kv, ff, head_dim) = LLMS[name]
+    local = {k[len("model."):]: v for k, v in keys().items()}
+    cfg = sh.decoder_lm_config(local, {})
+    assert (cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"], cfg["num_key_value_heads"],
+            cfg["intermediate_size"], cfg.get("head_dim", hidden // heads)) == (hidden, layers, heads, kv, ff, head_dim)
+    config_cls = getattr(transformers, cls.replace("Model", "Config"))
+    with torch.device("meta"):
+        model = getattr(transformers, cls)(config_cls(**cfg))
+    built = {k: list(v.shape) for k, v in model.state_dict().items()}
+    assert all(built[k] == list(v) for k, v in local.items() if k in built)
+    assert set(built) <= set(local) | {k for k in built if "rotary" in k}
+    line = sh.summary("llm", name, cfg, cfg)
+    assert line.startswith(f"{name}: width {hidden}, {layers} layers, {heads} heads ({kv} KV)")
+    # what `models list --json` says for such a file (the listing's text-encoder row)
+    listed = sh.architecture_of(keys(), "text_encoder", None, "model.", {"text_encoder": name})
+    assert listed == {"text_encoder": line}
+
+
+def test_decoder_lm_rule_keeps_the_given_head_width_and_names_a_bad_tensor():
+    base = {"hidden_size": 64, "num_attention_heads": 4, "head_dim": 16, "num_key_value_heads": 2}
+    keys = {k[len("model."):]: v for k, v in fh.llama_keys(hidden=64, layers=2, vocab=100, kv=32, ff=96).items()}
+    cfg = sh.decoder_lm_config(keys, base)
+    assert (cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]) == (4, 2, 16)
+    with pytest.raises(ModelLoadError) as err:  # no starting config: the 128 convention cannot split a 64-wide q
+        sh.decoder_lm_config(keys, {})
+    assert "'layers.0.self_attn.q_proj.weight' has shape [64, 64]" in err.value.message
