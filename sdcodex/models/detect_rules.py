@@ -195,7 +195,7 @@ CONTROLNET_PREFIXES = ("", "control_model.")
 #: facts: layout ("original" / "diffusers" / "flux"), context (cross-attention width), adm (SDXL's ADM input)
 CONTROLNET_TABLE: tuple[Row, ...] = (
     ("controlnet_sd15", E.SD15, (), lambda f: f["layout"] != "flux" and f["adm"] is None and f["context"] != 1024),
-    ("controlnet_sd2", None, (), lambda f: f["layout"] != "flux" and f["adm"] is None and f["context"] == 1024),
+    ("controlnet_sd2", E.SD2, (), lambda f: f["layout"] != "flux" and f["adm"] is None and f["context"] == 1024),
     ("controlnet_sdxl", E.SDXL, (), lambda f: f["layout"] != "flux" and f["adm"] is not None),
     ("controlnet_flux", E.FLUX, (), lambda f: f["layout"] == "flux"),
 )
