@@ -309,7 +309,9 @@ class ClipConditioner:
                 slots.append(ClipSlot(pipe.text_encoder, end, end, penultimate=True))
             slots.append(ClipSlot(pipe.text_encoder_2, end, int(tok2.pad_token_id), penultimate=True, pooled=True))
         else:
-            slots = [ClipSlot(pipe.text_encoder, end, end, penultimate=False)]
+            # SD1.5 pads with the end token; SD2 (OpenCLIP) with its pad id "!" (0), as A1111's id_pad and Diffusers
+            pad = tok.pad_token_id
+            slots = [ClipSlot(pipe.text_encoder, end, end if pad is None else int(pad), penultimate=False)]
         self.slots = slots
         self._cache: dict[tuple[str, ...], Encoded] = {}
 

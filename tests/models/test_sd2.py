@@ -137,3 +137,30 @@ def test_sd2_detected_listed_and_run_by_the_sd2_engine(sd2_files, tmp_path):
     result = orch.run({"task": "txt2img", "model": "tiny-v2-1_768-ema", "prompt": "a cat", "steps": 1,
                        "width": 64, "height": 64, "seed": 1})
     assert result.info["engine"] == "sd2" and result.pil_images[0].size == (64, 64)
+
+
+@pytest.mark.parametrize("sampler,schedule", [("DPM++ 2M", "Karras"), ("Euler a", "Automatic"), ("DDIM", "Automatic")])
+def test_sd2_engine_v_prediction_equals_diffusers(sd2_files, tmp_path, sampler, schedule):
+    """The sd2 engine on the 768-v file (through the orchestrator: our sampler policy, A1111 prompt conditioning) gives
+    Diffusers' pipeline pixels with the scheduler the independent table names, built from the model's (v) config."""
+    from diffusers import StableDiffusionPipeline
+
+    from sdcodex.runtime import LocalModels, build_orchestrator
+    from tests.helpers.sampler_reference import reference_scheduler
+
+    models = LocalModels(sd2_files["dir"])
+    req = {"task": "txt2img", "model": "tiny-v2-1_768-ema", "prompt": "a red fox in snow", "negative_prompt": "blurry",
+           "width": 64, "height": 64, "steps": 3, "cfg_scale": 6.5, "seed": 1234, "sampler": sampler,
+           "scheduler": schedule}
+    result = build_orchestrator(models=models, outdir=tmp_path / "out", device="cpu").run(req)
+    model = models.load(models.resolve("tiny-v2-1_768-ema"))
+    assert model.scheduler_config["prediction_type"] == "v_prediction"
+    pipe = StableDiffusionPipeline(**{k: model.components[k] for k in ("vae", "text_encoder", "tokenizer", "unet")},
+                                   scheduler=reference_scheduler(sampler, schedule, dict(model.scheduler_config),
+                                                                 flow=False),
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    ref = pipe(prompt=req["prompt"], negative_prompt=req["negative_prompt"], width=64, height=64, num_inference_steps=3,
+               guidance_scale=6.5, generator=torch.Generator("cpu").manual_seed(1234)).images[0]
+    diff = np.abs(np.asarray(result.pil_images[0], dtype=int) - np.asarray(ref, dtype=int)).max()
+    assert diff <= 1, (sampler, diff)
