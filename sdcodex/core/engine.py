@@ -86,6 +86,12 @@ class EngineInterface(ABC):
         return None
 
     @classmethod
+    def model_limits(cls, entry: Any) -> dict[str, tuple[int, str]]:
+        """Limits one model file sets beyond the family's rules, read from its config without loading it:
+        {request key: (largest value, why)}; checked with the request (params.check_model_limits)."""
+        return {}
+
+    @classmethod
     def check_params(cls, params: Any) -> list[str]:
         """Family checks that need no model (run before it loads, so the API answers 422 at once)."""
         return []

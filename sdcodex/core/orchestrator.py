@@ -16,7 +16,7 @@ from .enums import EngineKey, Mode, Task
 from .errors import CodexError, EngineError, ValidationError
 from .events import EventSink
 from .logs import log_job
-from .params import ImageLoader, Params, parse_params
+from .params import ImageLoader, Params, check_model_limits, parse_params
 from .presets import fill, find_preset
 from .registry import get_engine
 from .request import validate_request
@@ -128,6 +128,8 @@ class Orchestrator:
         warnings += preset_warnings
         filled = fill(data, preset)
         params = parse_params(engine_key, req.task, filled.data, image_loader=self.image_loader)
+        if entry is not None:
+            check_model_limits(params, engine_cls.model_limits(entry), entry.name)
         warnings += engine_cls.check_params(params)
         meta = {"preset": filled.preset_id, "applied_preset_patch": filled.patch, "mode_ignored_reason": mode_reason,
                 "applied_settings": applied, "styles": styles}
@@ -281,7 +283,8 @@ class Orchestrator:
         alone differs in the last bits; `batch_index` re-makes the batch and keeps this one)."""
         req = {**request, "seed": seed, "batch_size": 1, "batch_count": 1}
         req.pop("batch_index", None)
-        fields = {**fields, "seed": seed}
+        # an upscale uses no seed: its infotext records none (the file name still carries one)
+        fields = {**fields, "seed": seed} if params.task is not Task.UPSCALE else dict(fields)
         extras = params.batch_extras(seed)
         if extras:
             req.update(batch_size=params.batch_size, batch_index=extras["Batch pos"])
@@ -318,6 +321,12 @@ class Orchestrator:
         if params.vae:
             fields["vae"] = params.vae
         fields.update(info.get("infotext_native") or {})  # engine-added native keys: hires_*, lora/ti hashes
+        if params.task.is_video:  # what a video was made with: its frame count, rate and flow shift
+            fields["extra"].setdefault("Frames", params.num_frames)
+            fields["extra"].setdefault("FPS", params.fps or 8.0)
+            shift = params.flow_shift if params.flow_shift is not None else info.get("flow_shift")
+            if shift is not None:
+                fields["extra"].setdefault("Flow shift", shift)
         fields["extra"].setdefault("Engine", params.engine.value)
         if params.mode is not Mode.NORMAL:
             fields["extra"].setdefault("Mode", params.mode.value)

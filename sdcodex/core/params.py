@@ -137,6 +137,17 @@ def _check_references(cls: Any, images: list[Any]) -> None:
                                   field=f"images[{i}]", allowed=allowed)
 
 
+def check_model_limits(params: Params, limits: dict[str, tuple[int, str]], model: str | None = None) -> None:
+    """A value over a limit the model declares (engine.model_limits: e.g. WAN's rope table length) is a
+    ValidationError naming the field, before anything loads."""
+    for key, (largest, why) in limits.items():
+        value = getattr(params, key, None)
+        if isinstance(value, (int, float)) and value > largest:
+            who = f"model {model!r}" if model else "this model"
+            raise ValidationError(f"must be at most {largest} for {who} (got {value}; {why})", field=key,
+                                  allowed=f"at most {largest}")
+
+
 def resolve_seed(seed: int | None) -> int:
     """-1 (or missing) is random; 0 is a valid seed."""
     if seed is None or seed == -1:

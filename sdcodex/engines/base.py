@@ -89,6 +89,16 @@ def prepare_mask(mask: Image.Image, params: Params) -> Image.Image:
     return mask
 
 
+def paste_back(images: list[Image.Image], params: Params) -> list[Image.Image]:
+    """A1111's inpaint overlay: outside the mask the original pixels come back, blended through the blurred mask
+    (white = the generated pixels). The pipeline decodes the whole image, so without this every unmasked pixel
+    would carry the VAE's round trip (or, for a model that denoises everything, new content)."""
+    original = resize_image(params.init_image, params.width, params.height, params.resize_mode).convert("RGB")
+    mask = prepare_mask(params.mask, params)
+    return [Image.composite(image.convert("RGB"), original, mask) if image.size == original.size else image
+            for image in images]
+
+
 class _StageClock:
     """Times text encoding through forward hooks on the text encoders (no change to the math)."""
 
@@ -407,6 +417,9 @@ class DiffusersEngine(EngineInterface):
                 decode += end - last
                 steps_done += int(marks.get("steps", 0))
                 self.collect(result, out, batch_seeds)
+                if params.task is Task.INPAINT and params.mask is not None and not params.inpaint_full_res:
+                    # (with "only masked" Diffusers pastes the crop back itself, padding_mask_crop)
+                    out.images[-len(batch_seeds):] = paste_back(out.images[-len(batch_seeds):], params)
                 for k, seed in enumerate(batch_seeds):
                     events.emit("image", index=len(out.seeds) - len(batch_seeds) + k, seed=seed)
         except Interrupted:

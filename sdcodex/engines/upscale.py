@@ -103,10 +103,11 @@ class UpscaleEngine(EngineInterface):
         planned = {"done": False}
 
         def progress(done: int, total: int) -> None:
-            if not planned["done"]:
+            if not planned["done"]:  # upscale_image announces (0, total) before the first tile: rates are real
                 events.plan(total)
                 planned["done"] = True
-            events.step(done, total, stage="upscale")
+            if done:
+                events.step(done, total, stage="upscale")
 
         resize_to = (params.resize_x, params.resize_y) if params.resize_x and params.resize_y else None
         t = time.perf_counter()

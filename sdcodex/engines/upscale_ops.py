@@ -123,7 +123,7 @@ def upscale_image(image: Image.Image, model: UpscalerModel | str, *, scale: floa
                   ) -> Image.Image:
     """Upscale `image` to the exact target size (see module docstring). Returns a new image.
 
-    `progress(done, total)` is called after each tile; `should_stop()` is polled before each tile
+    `progress(0, total)` is called once before the first tile, then `progress(done, total)` after each tile; `should_stop()` is polled before each tile
     and stops with InterruptedError_. Alpha is resized with Lanczos; "L" images come back as "L".
     """
     if not isinstance(image, Image.Image):
@@ -164,6 +164,8 @@ def upscale_image(image: Image.Image, model: UpscalerModel | str, *, scale: floa
             if progress is not None:
                 progress(done, total)
 
+        if progress is not None:
+            progress(0, total)  # the plan, before the first tile's work is timed
         tensor = _to_tensor(result)
         for _ in sizes[1:]:
             tensor = model_pass(tensor, model, tile_size, tile_overlap, on_tile)

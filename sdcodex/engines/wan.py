@@ -46,6 +46,37 @@ class _WanEngine(FlowEngineMixin, DiffusersEngine):
             cache[task] = build_pipeline(self.pipelines[task], comps, **extra)
         return cache[task]
 
+    #: the VAE's spatial scale when a folder's vae config does not say (8 for WAN 2.1/A14B; TI2V-5B: 16)
+    vae_spatial: ClassVar[int] = 8
+
+    @classmethod
+    def model_limits(cls, entry: Any) -> dict[str, tuple[int, str]]:
+        """The transformer's rotary table (`rope_max_seq_len` positions per axis) bounds the latent grid: a Diffusers
+        folder that declares a short one (the demo's 32) cannot make 1280-wide or long videos. Read from the
+        folder's configs without loading; a single file uses the published 1024 (no practical limit)."""
+        import json
+        from pathlib import Path
+
+        folder = Path(getattr(entry, "path", ""))
+        try:
+            tconf = json.loads((folder / "transformer" / "config.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        try:
+            vconf = json.loads((folder / "vae" / "config.json").read_text())
+        except (OSError, ValueError):
+            vconf = {}
+        rope = int(tconf.get("rope_max_seq_len") or 1024)
+        p_t, p_h, p_w = (list(tconf.get("patch_size") or (1, 2, 2)) + [2, 2])[:3]
+        spatial = int(vconf.get("scale_factor_spatial") or cls.vae_spatial)
+        temporal = int(vconf.get("scale_factor_temporal") or 4)
+        why = f"its transformer's rotary table covers {rope} positions per axis"
+        k, r = cls.frame_rule or (temporal, 1)
+        frames = (rope * p_t - 1) * temporal + 1
+        frames -= (frames - r) % k
+        return {"width": (rope * p_w * spatial, why), "height": (rope * p_h * spatial, why),
+                "num_frames": (frames, why)}
+
     @property
     def two_experts(self) -> bool:
         return self.model.components.get("transformer_2") is not None
@@ -88,6 +119,7 @@ class Wan22TI2V5BEngine(_WanEngine):
     label = "WAN 2.2 TI2V 5B"
     tasks = frozenset({Task.TXT2VID, Task.IMG2VID})
     size_multiple = 32       # 16x VAE (48 channels, 2x2 patchified) and 2x2 transformer patches
+    vae_spatial = 16
     # Wan2.2 ti2v-5B config (Wan-Video/Wan2.2 wan/configs): 1280x704, 121 frames, 50 steps, guide 5.0, 24 fps
     defaults = {"width": 1280, "height": 704, "num_frames": 121, "steps": 50, "cfg_scale": 5.0, "fps": 24.0}
     pipelines = {Task.TXT2VID: WanPipeline, Task.IMG2VID: WanImageToVideoPipeline}

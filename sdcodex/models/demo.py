@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
+from sdcodex.models.declared import DECLARED_FILE, write_declared
 from sdcodex.models.tokenizers import clip_tokenizer
 
 DEMO_SEED = 0
@@ -21,6 +22,9 @@ README = """{name}: a tiny Codex demo model with RANDOM weights (seed {seed}).
 It exists so that tests, benchmarks and a first start work without downloading anything.
 Its images are noise-like by design; it is not a trained model. Rebuild with build_demo_models().
 """
+#: what every demo model declares in its codex.json: sizes and steps small enough that a fresh demo install
+#: generates at the page's defaults in seconds on a CPU (64 px suits every family's size rule; 9 frames is 4k+1)
+DEMO_DEFAULTS = {"width": 64, "height": 64, "steps": 4, "num_frames": 9, "fps": 8.0}
 Builder = Callable[[], Any]  # returns a Diffusers pipeline with save_pretrained()
 DEMO_BUILDERS: dict[str, tuple[str, Builder]] = {}  # family key -> (folder name, builder)
 #: modules whose import registers more demo builders (one per group of families); a new family's demo module is
@@ -171,6 +175,8 @@ def build_demo_model(family: str, dest: Path, *, force: bool = False) -> Path:
     dest = Path(dest)
     target = dest / folder_name
     if not force and is_valid_demo(target):
+        if not (target / DECLARED_FILE).is_file():  # a demo folder built before models declared defaults
+            write_declared(target, DEMO_DEFAULTS)
         return target
     dest.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder_name}-", dir=dest))
@@ -180,6 +186,7 @@ def build_demo_model(family: str, dest: Path, *, force: bool = False) -> Path:
             pipe = builder()
         pipe.save_pretrained(tmp, safe_serialization=True)
         (tmp / "README.txt").write_text(README.format(name=folder_name, seed=DEMO_SEED))
+        write_declared(tmp, DEMO_DEFAULTS)
         if target.exists():
             shutil.rmtree(target)
         tmp.replace(target)

@@ -71,6 +71,12 @@ class ModelEntry:
         """A1111-style title: "file.safetensors [shorthash]" (a folder: "folder [shorthash]")."""
         return f"{self.filename} [{self.short_hash}]"
 
+    def declared_defaults(self) -> dict[str, Any]:
+        """The request values this model declares for itself (models/declared.py); {} when it declares none."""
+        from sdcodex.models.declared import read_declared
+
+        return read_declared(self.path).get("defaults", {})
+
     def fits(self, kind: str | None = None, family: EngineKey | str | None = None) -> bool:
         if kind is not None and self.kind not in KIND_ALIASES.get(kind, (kind,)):
             return False

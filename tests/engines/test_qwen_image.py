@@ -20,6 +20,7 @@ from sdcodex.models.demo import build_demo_model
 from sdcodex.models.detect import detect_folder
 from sdcodex.models.loader import load_model
 from sdcodex.runtime import MediaSaver
+from tests.helpers.inpaint_overlay import overlay
 from tests.engines.test_video import FlowModels
 from tests.helpers import flow_export as fx
 
@@ -86,7 +87,10 @@ def reference(folder: Path, task: str, images: dict) -> np.ndarray:
         args.update(image=Image.open(images["init_image"]).convert("RGB"), strength=0.6)
     if task == "inpaint":  # our default mask blur is 4 (A1111's)
         args["mask_image"] = Image.open(images["mask"]).convert("L").filter(ImageFilter.GaussianBlur(4))
-    return np.asarray(pipe(**args).images[0], dtype=np.int16)
+    out = pipe(**args).images[0]
+    if task == "inpaint":  # A1111 pastes the original back outside the (blurred) mask
+        out = overlay(out, args["image"], args["mask_image"])
+    return np.asarray(out, dtype=np.int16)
 
 
 def assert_same(ours: Image.Image, ref: np.ndarray) -> None:

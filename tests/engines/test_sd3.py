@@ -20,6 +20,7 @@ from sdcodex.models.demo import build_demo_model
 from sdcodex.models.detect import detect_folder
 from sdcodex.models.loader import load_model
 from sdcodex.runtime import MediaSaver
+from tests.helpers.inpaint_overlay import overlay
 from tests.engines.test_video import FlowModels
 from tests.helpers import flow_export as fx
 from tests.helpers.ldm_export import vae_to_ldm
@@ -96,7 +97,10 @@ def reference(folder: Path, task: str, images: dict, **kw) -> np.ndarray:
         from PIL import ImageFilter
 
         args["mask_image"] = Image.open(images["mask"]).convert("L").filter(ImageFilter.GaussianBlur(4))
-    return np.asarray(pipe(**args).images[0], dtype=np.int16)
+    out = pipe(**args).images[0]
+    if task == "inpaint":  # A1111 pastes the original back outside the (blurred) mask
+        out = overlay(out, args["image"], args["mask_image"])
+    return np.asarray(out, dtype=np.int16)
 
 
 def assert_same(ours: Image.Image, ref: np.ndarray) -> None:

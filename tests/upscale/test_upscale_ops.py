@@ -86,18 +86,18 @@ def test_progress_counts_tiles_across_passes(packaged_model):
     upscale_image(image, packaged_model(COMPACT), tile_size=32, tile_overlap=8,
                   progress=lambda done, total: calls.append((done, total)))
     assert count_tiles((64, 40), 32, 8) == 6
-    assert calls == [(i, 6) for i in range(1, 7)]
+    assert calls == [(i, 6) for i in range(0, 7)]  # (0, total) announces the plan first
     calls.clear()   # 8x with a 4x model = two passes: 1 tile at 16x10, then count_tiles(64x40) = 6
     upscale_image(Image.new("RGB", (16, 10)), packaged_model(COMPACT), scale=8, tile_size=32, tile_overlap=8,
                   progress=lambda done, total: calls.append((done, total)))
-    assert calls == [(i, 7) for i in range(1, 8)]
+    assert calls == [(i, 7) for i in range(0, 8)]
 
 
 def test_should_stop_interrupts_between_tiles(packaged_model):
     seen = []
     with pytest.raises(InterruptedError_, match="after 2 of 6 tiles"):
         upscale_image(Image.new("RGB", (64, 40)), packaged_model(COMPACT), tile_size=32, tile_overlap=8,
-                      progress=lambda done, total: seen.append(done), should_stop=lambda: len(seen) >= 2)
+                      progress=lambda done, total: done and seen.append(done), should_stop=lambda: len(seen) >= 2)
 
 
 def test_alpha_and_grayscale_are_kept(packaged_model):

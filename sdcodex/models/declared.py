@@ -1,0 +1,43 @@
+"""What a model declares about itself beside its weights: `codex.json` inside a Diffusers folder, or
+`NAME.codex.json` next to a single file — {"defaults": {request key: value}}. The UI fills the form from these
+when the model is selected (a demo model declares small sizes and few steps); a missing or broken file declares
+nothing."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("sdcodex.models")
+
+DECLARED_FILE = "codex.json"
+#: request keys a model may declare defaults for (anything else in the file is ignored)
+DECLARABLE = frozenset({"width", "height", "steps", "cfg_scale", "sampler", "scheduler", "num_frames", "fps",
+                        "flow_shift", "distilled_cfg_scale", "guidance_scale_2", "clip_skip"})
+
+
+def declared_path(model: str | Path) -> Path:
+    path = Path(model)
+    return path / DECLARED_FILE if path.is_dir() else path.with_name(f"{path.stem}.{DECLARED_FILE}")
+
+
+def read_declared(model: str | Path) -> dict[str, Any]:
+    """{"defaults": {...}} (only declarable keys with plain values); {} when there is no valid file."""
+    path = declared_path(model)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        log.warning("ignoring %s: not valid JSON", path)
+        return {}
+    defaults = data.get("defaults") if isinstance(data, dict) else None
+    if not isinstance(defaults, dict):
+        return {}
+    return {"defaults": {k: v for k, v in defaults.items()
+                         if k in DECLARABLE and isinstance(v, (int, float, str)) and not isinstance(v, bool)}}
+
+
+def write_declared(folder: str | Path, defaults: dict[str, Any]) -> Path:
+    path = declared_path(folder)
+    path.write_text(json.dumps({"defaults": dict(defaults)}, indent=2) + "\n", encoding="utf-8")
+    return path
