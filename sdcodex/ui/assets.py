@@ -1,6 +1,6 @@
 """The page's CSS and the keyboard shortcuts: Ctrl+Enter presses the visible tab's Generate, Esc its
-Interrupt, Ctrl+Up / Ctrl+Down in a prompt box change the weight of the selected words (A1111's keys;
-docs/ui.md)."""
+Interrupt (only when no dropdown list or lightbox is open), Ctrl+Up / Ctrl+Down in a prompt box change the weight of the selected words (A1111's keys;
+docs/ui.md); the dark-mode choice is kept in localStorage ("codex-theme")."""
 
 CSS = """
 #codex-quicksettings { align-items: end; }
@@ -20,6 +20,10 @@ CSS = """
                padding: 8px 10px; margin: 4px 0; }
 .codex-rules { font-size: 0.85em; opacity: 0.8; }
 .codex-token-counter { font-size: 0.8em; opacity: 0.75; text-align: right; min-height: 0; margin-top: -0.5em; }
+.codex-slider input[type="number"] { min-width: 5em; }
+.codex-slider label, .codex-slider .head { overflow: visible; white-space: normal; }
+#codex-dark, #codex-swap, #codex-random-seed { max-width: 48px; min-width: 40px; }
+.dark .codex-error { background: #450a0a; color: #fecaca; }
 .codex-demo { border: 2px dashed #f97316; border-radius: 8px; padding: 8px; }
 .codex-hidden { display: none !important; }
 .codex-cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 10px; }
@@ -82,6 +86,11 @@ JS = r"""
     area.dispatchEvent(new Event('input', { bubbles: true }));
     return true;
   };
+  // an open dropdown list, a gallery's detailed view (lightbox), a dialog or a fullscreen view
+  const POPUPS = '[role="listbox"], [role="dialog"], dialog[open], '
+      + 'button[aria-label="detailed view of selected image"]';
+  const popupOpen = () => !!document.fullscreenElement
+      || Array.from(document.querySelectorAll(POPUPS)).some((el) => visible(el));
   const isPromptBox = (el) => el && el.tagName === 'TEXTAREA' && !!el.closest('[id$="-prompt"]');
   // extra networks: a LoRA/embedding card adds its text to the prompt box last typed in (when it is in the
   // open tab; else the open tab's prompt), a second click on the same LoRA removes it (A1111's toggle); a
@@ -130,9 +139,24 @@ JS = r"""
       const b = pick('generate');
       if (b) { e.preventDefault(); b.click(); }
     } else if (e.key === 'Escape') {
+      // Esc closes an open popup (dropdown list, image lightbox) first; it interrupts only when none is open
+      if (popupOpen()) return;
       const b = pick('interrupt');
       if (b) { e.preventDefault(); b.click(); }
     }
   }, true);
+  // A typed slider value beyond the slider's range is kept as typed (the request's validation refuses it with
+  // the API's message); Gradio would otherwise clamp it silently when the number box loses focus.
+  document.addEventListener('blur', (e) => {
+    const t = e.target;
+    if (!t || t.tagName !== 'INPUT' || t.type !== 'number' || !t.closest('.codex-slider')) return;
+    const v = parseFloat(t.value);
+    if (t.value === '' || isNaN(v) || v < parseFloat(t.min) || v > parseFloat(t.max)) e.stopImmediatePropagation();
+  }, true);
+  if (localStorage.getItem('codex-theme') === 'dark') document.body.classList.add('dark');
 }
 """
+
+#: the dark-mode button's script (no server call)
+DARK_TOGGLE = """() => { const on = document.body.classList.toggle('dark');
+  localStorage.setItem('codex-theme', on ? 'dark' : 'light'); }"""

@@ -21,6 +21,8 @@ ENGINE_SPECIFIC = frozenset({"distilled_cfg_scale", "guidance_scale_2", "flow_sh
                              "noise_aug_strength", "decode_chunk_size", "clip_skip", "images", "audio"})
 #: tasks that do not run a checkpoint (the quicksettings model/engine/mode/VAE are not sent)
 MODEL_FREE = frozenset({Task.UPSCALE})
+#: keys a checkpoint-free tab does not show: an upscale uses no seed
+NO_FIELD_WITHOUT_MODEL = frozenset({"seed"})
 MODE_LABELS = {Mode.NORMAL.value: "Normal", Mode.LCM.value: "LCM", Mode.TURBO.value: "Turbo",
                Mode.LIGHTNING.value: "Lightning"}
 
@@ -106,7 +108,7 @@ def visible_keys(engine: str | None, task: Task | str) -> set[str]:
     task = Task(task)
     keys = set(TASK_KEYS[task])
     if task in MODEL_FREE:
-        return keys
+        return keys - NO_FIELD_WITHOUT_MODEL
     family = _family_keys(caps(engine)["engine"])
     return {k for k in keys if k not in ENGINE_SPECIFIC or k in family}
 

@@ -12,6 +12,8 @@ from sdcodex.core.enums import Task
 from sdcodex.core.request import TASK_KEYS
 
 from . import caps, controlnet_panel, ip_adapter_panel, styles_view, xyz_panel
+from .tools import add_batch, add_buttons
+from .uploads import free_slider, safe_image, safe_image_editor
 
 RESIZE_MODES = [("Just resize", "just_resize"), ("Crop and resize", "crop_and_resize"),
                 ("Resize and fill", "resize_and_fill")]
@@ -86,6 +88,23 @@ SEND_TARGETS = {Task.TXT2IMG: ("img2img", "inpaint", "upscale"), Task.IMG2IMG: (
                 Task.TXT2VID: (), Task.IMG2VID: ()}
 
 
+#: labels of the request keys that have no field of their own in SPECS (errors name a field by its label)
+OTHER_LABELS = {"init_image": "Image", "mask": "Image (painted mask)", "model": "Checkpoint", "engine": "Engine",
+                "mode": "Mode", "vae": "VAE", "prompt": "Prompt", "negative_prompt": "Negative prompt",
+                "hires": "Hires. fix", "task": "Tab"}
+
+
+def field_label(key: str) -> str:
+    """The label a field shows for a request key or JSON path ("hires.steps", "images[1]"); the key itself when
+    it has no field."""
+    base = key.split("[")[0]
+    if key in SPECS:
+        return SPECS[key][1] if not key.startswith("hires.") else f"Hires. fix › {SPECS[key][1]}"
+    if base in SPECS:
+        return SPECS[base][1].split(" (")[0] + key[len(base):]
+    return OTHER_LABELS.get(key, key)
+
+
 @dataclass
 class GenTab:
     """Handles to one generation tab's components."""
@@ -116,6 +135,7 @@ class GenTab:
     script: Any = None  # the Script dropdown with its X/Y/Z plot panel (xyz_panel.XyzPanel)
     controlnet: Any = None  # the ControlNet units panel (controlnet_panel.ControlPanel)
     ip_adapter: Any = None  # the IP-Adapter panel (ip_adapter_panel.IpAdapterPanel)
+    tools: dict[str, Any] = field(default_factory=dict)  # tools.py: swap, aspect, random seed, ↙, img2img batch
 
     @property
     def field_keys(self) -> list[str]:
@@ -152,8 +172,8 @@ def make_field(key: str, task: Task) -> Any:
                            elem_id=elem_id, allow_custom_value=True)
     if kind == "number":
         return gr.Number(label=label, elem_id=elem_id, **opts)
-    if kind == "slider":
-        return gr.Slider(label=label, elem_id=elem_id, **opts)
+    if kind == "slider":  # typed values go to the request as typed: out of range is the API's error, not a clamp
+        return free_slider(label=label, elem_id=elem_id, elem_classes=["codex-slider"], **opts)
     if kind == "files":
         return gr.File(label=label, elem_id=elem_id, file_count="multiple", file_types=["image"], type="filepath")
     if kind == "checkbox":
@@ -194,21 +214,23 @@ def build_gen_tab(task: Task, label: str, *, visible: bool = True) -> GenTab:
                 generate = gr.Button("Generate", variant="primary", elem_id=f"{p}-generate")
                 with gr.Row():
                     interrupt = gr.Button("Interrupt", variant="stop", size="sm", elem_id=f"{p}-interrupt")
-                    skip = gr.Button("Skip", size="sm", elem_id=f"{p}-skip")
+                    skip = gr.Button("Skip", size="sm", elem_id=f"{p}-skip",
+                                     visible=task not in caps.MODEL_FREE)  # one image, nothing to skip to
         with gr.Row(equal_height=False):
             with gr.Column(scale=1):
                 if task is Task.INPAINT:
-                    image = gr.ImageEditor(label="Image — paint the area to change", type="pil",
+                    image = safe_image_editor(label="Image — paint the area to change", type="pil",
                                            elem_id=f"{p}-image", image_mode="RGBA", layers=False,
                                            sources=("upload", "clipboard"), transforms=(), height=420,
                                            brush=gr.Brush(colors=["#ffffff"], color_mode="fixed",
                                                           default_size=24),
                                            eraser=gr.Eraser(default_size=24))
                 elif task in IMAGE_INPUT_TASKS:
-                    image = gr.Image(label="Image", type="pil", elem_id=f"{p}-image", height=320,
+                    image = safe_image(label="Image", type="pil", elem_id=f"{p}-image", height=320,
                                      sources=["upload", "clipboard"])
                 rules = gr.Markdown("", elem_id=f"{p}-rules", elem_classes=["codex-rules"])
                 keys = tab_keys(task)
+                tools: dict[str, Any] = {}
                 for group in GROUPS:
                     present = [k for k in group if k in keys]
                     if not present:
@@ -216,6 +238,8 @@ def build_gen_tab(task: Task, label: str, *, visible: bool = True) -> GenTab:
                     with gr.Row():
                         for key in present:
                             fields[key] = make_field(key, task)
+                    if "width" in present or ("seed" in present and "width" not in keys):
+                        tools = add_buttons(task, keys, p)
                 if "hires.enabled" in keys:
                     with gr.Accordion("Hires. fix", open=False):
                         fields["hires.enabled"] = make_field("hires.enabled", task)
@@ -225,6 +249,7 @@ def build_gen_tab(task: Task, label: str, *, visible: bool = True) -> GenTab:
                 control = controlnet_panel.build(task) if task in controlnet_panel.TASKS else None
                 ip_panel = ip_adapter_panel.build(task) if task in ip_adapter_panel.TASKS else None
                 script = xyz_panel.build(task) if task in xyz_panel.TASKS else None
+                tools.update(add_batch(task, p))
             with gr.Column(scale=1):
                 progress = gr.HTML('<div class="codex-progress" data-state="idle"></div>', elem_id=f"{p}-progress")
                 error = gr.HTML("", elem_id=f"{p}-error")
@@ -240,7 +265,8 @@ def build_gen_tab(task: Task, label: str, *, visible: bool = True) -> GenTab:
                 infotext = gr.Textbox(label="Generation info (infotext)", lines=4, interactive=False,
                                       elem_id=f"{p}-infotext", buttons=["copy"])
                 with gr.Row():
-                    reuse_seed = gr.Button("♻ Reuse seed", size="sm", elem_id=f"{p}-reuse-seed")
+                    reuse_seed = gr.Button("♻ Reuse seed", size="sm", elem_id=f"{p}-reuse-seed",
+                                           visible=task not in caps.MODEL_FREE)
                     send = {target: gr.Button(f"Send to {target}", size="sm", elem_id=f"{p}-send-{target}")
                             for target in SEND_TARGETS[task]}
                 with gr.Accordion("Request (strict JSON)", open=False, elem_id=f"{p}-json-box") as json_box:
@@ -255,16 +281,17 @@ def build_gen_tab(task: Task, label: str, *, visible: bool = True) -> GenTab:
                   infotext=infotext, json_view=json_view, edit_json=edit_json, rules=rules, result=result,
                   last_request=last_request, reuse_seed=reuse_seed, json_box=json_box, send=send,
                   token_counters=counters, script=script, controlnet=control,
-                  ip_adapter=ip_panel, styles_apply=styles_apply)
+                  ip_adapter=ip_panel, styles_apply=styles_apply, tools=tools)
 
 
 def field_updates(tab: GenTab, engine: str | None, mode: str | None, *, reset: bool = True,
-                  family_defaults: dict[str, Any] | None = None) -> list[Any]:
+                  family_defaults: dict[str, Any] | None = None, start: dict[str, Any] | None = None) -> list[Any]:
     """gr.update for each field of the tab (same order as tab.fields), driven by the engine's capabilities:
-    visibility, sampler choices, size steps, and (when `reset`) the engine's start values (with the Settings tab's
-    `family_defaults`)."""
+    visibility, sampler choices, size steps, and (when `reset`) the start values: `start` (ui/defaults.py), else the
+    engine's (with the Settings tab's `family_defaults`)."""
     visible = caps.visible_keys(engine, tab.task)
-    start = caps.start_values(engine, mode, tab.task, family_defaults) if reset else {}
+    if start is None:
+        start = caps.start_values(engine, mode, tab.task, family_defaults) if reset else {}
     c = caps.caps(engine)
     out = []
     for key in tab.fields:

@@ -8,8 +8,9 @@ from typing import Any
 
 import gradio as gr
 
-from . import (caps, controlnet_panel, demo, extra_networks, ip_adapter_panel, outputs_view, pnginfo, presets_view,
-               settings_view, styles_view)
+from . import (caps, controlnet_panel, defaults, demo, extra_networks, ip_adapter_panel, outputs_view, pnginfo,
+               presets_view, settings_view, styles_view)
+from .assets import DARK_TOGGLE
 from .fields import GenTab, build_gen_tab, field_updates
 from .progress import UIJobs, error_html, progress_html
 from .tabs import Quick, render_job, wire_tab
@@ -53,16 +54,13 @@ def hires_upscaler_names(models: Any) -> list[str]:
 
 
 def initial_engine(models: Any) -> str:
-    """The family of the first checkpoint found, else the first registered engine."""
+    """The first engine of the Engine list that has a checkpoint, else the first registered engine."""
     keys = caps.engine_keys()
     try:
-        for entry in models.checkpoints():
-            family = getattr(entry.family, "value", entry.family)
-            if family in keys:
-                return family
+        families = {getattr(e.family, "value", e.family) for e in models.checkpoints()}
     except Exception:  # noqa: BLE001
-        pass
-    return keys[0]
+        families = set()
+    return next((k for k in keys if k in families), keys[0])
 
 
 def build_blocks(service: Any) -> gr.Blocks:
@@ -80,6 +78,7 @@ def build_blocks(service: Any) -> gr.Blocks:
             refresh = gr.Button("↻", elem_id="codex-refresh", scale=0, min_width=48)
             mode = gr.Dropdown(caps.modes_for(engine0), value="normal", label="Mode", elem_id="codex-mode", scale=1)
             vae = gr.Dropdown(vae_names(models), value="Automatic", label="VAE", elem_id="codex-vae", scale=2)
+            gr.Button("◐", elem_id="codex-dark", scale=0, min_width=40).click(None, js=DARK_TOGGLE)
         queue_line = gr.Markdown("", elem_id="codex-queue-line")
         with gr.Group(visible=not names, elem_id="codex-demo", elem_classes=["codex-demo"]) as demo_box:
             gr.Markdown(demo.notice(models))
@@ -117,11 +116,23 @@ def build_blocks(service: Any) -> gr.Blocks:
         for tab in tab_list:
             engine_outputs += [tab.tab, tab.rules, *tab.field_components]
 
+        kept = [(t, k) for t in tab_list for k in defaults.KEPT_ON_SWITCH if k in t.fields]
+        kept_fields = [t.fields[k] for t, k in kept]
+
+        def current_values(values: tuple[Any, ...]) -> dict[str, dict[str, Any]]:
+            out: dict[str, dict[str, Any]] = {}
+            for (t, k), v in zip(kept, values):
+                out.setdefault(t.task.value, {})[k] = v
+            return out
+
         def engine_updates(engine_key: str, mode_value: str | None, *, new_checkpoints: bool = True,
-                           select_tab: bool = True) -> list[Any]:
+                           select_tab: bool = True, current: dict[str, dict[str, Any]] | None = None,
+                           checkpoint_name: str | None = None) -> list[Any]:
             modes = [m for _label, m in caps.modes_for(engine_key)]
             mode_value = mode_value if mode_value in modes else modes[0]
             names = checkpoint_names(models, engine_key)
+            model = defaults.declared(models, engine_key, checkpoint_name if not new_checkpoints
+                                      else (names[0] if names else None))
             out: list[Any] = [gr.update(choices=names, value=names[0] if names else None) if new_checkpoints
                               else gr.skip(),
                               gr.update(choices=caps.modes_for(engine_key), value=mode_value)]
@@ -137,14 +148,30 @@ def build_blocks(service: Any) -> gr.Blocks:
                 if tab.task in caps.MODEL_FREE:
                     task_rules = "Upscaling runs on its own: no checkpoint needed."
                 # visible="hidden" (not False) is what hides an already shown tab in Gradio 6
+                start = defaults.start_values(engine_key, mode_value, tab.task, model,
+                                              None if current is None else current.get(tab.task.value, {}),
+                                              mode_switch=not new_checkpoints, family_defaults=family_defaults)
                 out += [gr.update(visible=True if tab.task.value in tasks else "hidden"), task_rules,
-                        *field_updates(tab, engine_key, mode_value, family_defaults=family_defaults)]
+                        *field_updates(tab, engine_key, mode_value, start=start)]
             return out
 
-        engine.input(lambda e, m: engine_updates(e, m), inputs=[engine, mode], outputs=engine_outputs,
-                     show_progress="hidden")
-        mode.input(lambda e, m: engine_updates(e, m, new_checkpoints=False), inputs=[engine, mode],
-                   outputs=engine_outputs, show_progress="hidden")
+        engine.input(lambda e, m, *cur: engine_updates(e, m, current=current_values(cur)),
+                     inputs=[engine, mode, *kept_fields], outputs=engine_outputs, show_progress="hidden")
+        mode.input(lambda e, m, c, *cur: engine_updates(e, m, new_checkpoints=False, current=current_values(cur),
+                                                        checkpoint_name=c),
+                   inputs=[engine, mode, checkpoint, *kept_fields], outputs=engine_outputs, show_progress="hidden")
+        all_tab_fields = [c for t in tab_list for c in t.field_components]
+
+        def on_checkpoint(engine_key: str, name: str | None) -> list[Any]:
+            """A selected model fills the values it declares (a demo model: small size, few steps)."""
+            model = defaults.declared(models, engine_key, name)
+            out: list[Any] = []
+            for tab in tab_list:
+                values = {k: v for k, v in model.items() if k in tab.fields} if tab.task not in caps.MODEL_FREE else {}
+                out += [gr.update(value=values[k]) if k in values else gr.skip() for k in tab.fields]
+            return out
+
+        checkpoint.input(on_checkpoint, inputs=[engine, checkpoint], outputs=all_tab_fields, show_progress="hidden")
         extra_networks.wire(networks, service, blocks, quick, engine_outputs, engine_updates,
                             lambda e: checkpoint_names(models, e))
         upscaler_fields = [t.fields[k] for t in tab_list for k in ("upscaler", "hires.upscaler") if k in t.fields]
@@ -246,31 +273,30 @@ def _wire_presets(p: dict[str, Any], gen_tabs: dict[str, GenTab], tabs: Any) -> 
         tab.tab.select(show, inputs=[p["choice"], *states], outputs=outs, show_progress="hidden")
     all_fields = [c for t in gen_tabs.values() for c in t.field_components]
 
-    def load(preset_id: str | None) -> list[Any]:
-        from sdcodex.core.presets import all_presets
-
-        from .request import request_to_fields
-
-        preset = all_presets().get(preset_id or "")
+    def load(preset_id: str | None, *requests: dict[str, Any]) -> list[Any]:
+        preset, refusal = presets_view.loadable(preset_id, dict(zip(names, requests)))
+        if refusal:
+            return [gr.skip()] * len(all_fields) + [gr.skip(), refusal]
         out: list[Any] = []
         for tab in gen_tabs.values():
-            values = request_to_fields(preset.values, tab.task) if preset and preset.task == tab.task.value else {}
+            values = presets_view.field_values(preset, tab.task) if preset.task == tab.task.value else {}
             out += [gr.update(value=values[k]) if k in values else gr.skip() for k in tab.field_keys]
-        return out + [gr.Tabs(selected=preset.task) if preset else gr.skip()]
+        return out + [gr.Tabs(selected=preset.task), ""]
 
-    p["load"].click(load, inputs=p["choice"], outputs=[*all_fields, tabs], show_progress="hidden")
+    p["load"].click(load, inputs=[p["choice"], *states], outputs=[*all_fields, tabs, p["error"]],
+                    show_progress="hidden")
 
 
 # -- Queue ----------------------------------------------------------------------------------------------
 def _queue_tab() -> dict[str, Any]:
     with gr.Tab("Queue", id="queue", elem_id="codex-queue-tab"):
         gr.Markdown("Jobs keep running when the browser tab closes; they are listed here (all faces: UI, APIs). "
-                    "Pick a job to see its progress and outputs.")
+                    "Click a job's row to see its progress and outputs.")
         table = gr.Dataframe(headers=QUEUE_HEADERS, value=[], interactive=False, elem_id="codex-queue-table",
                              wrap=True)
+        job_id = gr.State("")  # the job whose row was clicked
         with gr.Row():
-            job_id = gr.Textbox(label="Job id", elem_id="codex-queue-job", scale=3)
-            show = gr.Button("Show / follow", elem_id="codex-queue-show", scale=1)
+            picked = gr.Markdown("", elem_id="codex-queue-picked")
             cancel = gr.Button("Cancel job", variant="stop", elem_id="codex-queue-cancel", scale=1)
             refresh = gr.Button("Refresh", elem_id="codex-queue-refresh", scale=1)
         progress = gr.HTML(progress_html(None), elem_id="codex-queue-progress")
@@ -279,7 +305,7 @@ def _queue_tab() -> dict[str, Any]:
         video = gr.Video(label="Video", interactive=False, elem_id="codex-queue-video")
         infotext = gr.Textbox(label="Generation info", lines=3, interactive=False, elem_id="codex-queue-infotext")
         timer = gr.Timer(3.0)
-    return {"table": table, "job_id": job_id, "show": show, "cancel": cancel, "refresh": refresh,
+    return {"table": table, "job_id": job_id, "picked": picked, "cancel": cancel, "refresh": refresh,
             "progress": progress, "error": error, "gallery": gallery, "video": video, "infotext": infotext,
             "timer": timer}
 
@@ -294,35 +320,32 @@ def _wire_queue(q: dict[str, Any], jobs: UIJobs, queue_line: Any) -> Any:
     for trigger in (q["refresh"].click, q["timer"].tick):
         trigger(rows, None, [q["table"], queue_line], show_progress="hidden", queue=False)
 
-    def pick(evt: gr.SelectData, table: Any) -> str:
+    def follow(evt: gr.SelectData, table: Any):
+        """A click on a row opens that job: its progress while it runs, then its outputs."""
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
         try:
-            return str(table.iloc[row, 0]) if hasattr(table, "iloc") else str(table[row][0])
-        except Exception:  # noqa: BLE001
-            return gr.skip()
-
-    q["table"].select(pick, inputs=q["table"], outputs=q["job_id"], show_progress="hidden")
-
-    def follow(job_id: str):
-        job_id = (job_id or "").strip()
-        job = jobs.job(job_id) if job_id else None
-        if job is None:
-            yield {q["error"]: error_html({"field": "job id", "message": f"no job {job_id!r}"})}
+            job_id = str(table.iloc[row, 0]) if hasattr(table, "iloc") else str(table[row][0])
+        except Exception:  # noqa: BLE001 - a click outside the rows
             return
+        job = jobs.job(job_id)
+        if job is None:
+            yield {q["error"]: error_html({"field": "job", "message": f"job {job_id} is gone"})}
+            return
+        yield {q["job_id"]: job_id, q["picked"]: f"Job `{job_id}` ({job.state})", q["error"]: ""}
         status = None
         for status in jobs.follow(job_id):
             yield {q["progress"]: progress_html(status), q["error"]: ""}
         yield render_job(jobs, job_id, status, progress=q["progress"], error=q["error"], infotext=q["infotext"],
                          gallery=q["gallery"], video=q["video"])
 
-    q["show"].click(follow, inputs=q["job_id"], outputs=[q["progress"], q["error"], q["gallery"], q["video"],
-                                                          q["infotext"]],
-                    show_progress="hidden", concurrency_limit=None)
+    q["table"].select(follow, inputs=q["table"], outputs=[q["job_id"], q["picked"], q["progress"], q["error"],
+                                                          q["gallery"], q["video"], q["infotext"]],
+                      show_progress="hidden", concurrency_limit=None)
 
     def cancel(job_id: str) -> str:
         job_id = (job_id or "").strip()
         if not job_id or jobs.job(job_id) is None:
-            return error_html({"field": "job id", "message": f"no job {job_id!r}"})
+            return error_html({"field": "job", "message": "click a job's row first"})
         jobs.interrupt(None, job_id)
         return ""
 

@@ -48,3 +48,29 @@ def describe(preset_id: str | None, tab_requests: dict[str, dict[str, Any]]) -> 
         patch = filled.patch
     values = json.dumps(preset.values, indent=2, ensure_ascii=False)
     return "\n\n".join(lines), values, json.dumps(patch, indent=2, ensure_ascii=False), ""
+
+
+def loadable(preset_id: str | None, tab_requests: dict[str, dict[str, Any]]) -> tuple[Any, str]:
+    """(preset, "") when "Load" may copy the preset into its tab — the tab exists and is set to the preset's
+    engine and mode — else (None, error html saying why)."""
+    try:
+        preset = all_presets().get(preset_id or "")
+    except CodexError as exc:
+        return None, error_html(exc)
+    if preset is None:
+        return None, error_html({"field": "preset", "message": f"unknown preset {preset_id!r}"})
+    if preset.task not in tab_requests:
+        return None, error_html({"field": "preset", "message": f"there is no {preset.task} tab to load it into"})
+    current = tab_requests.get(preset.task) or {}
+    engine, mode = current.get("engine"), current.get("mode") or "normal"
+    if engine != preset.engine or mode != preset.mode:
+        return None, error_html({"field": "preset", "message": (
+            f"it is for {preset.engine} ({preset.mode}); the {preset.task} tab is set to {engine or 'no engine'} "
+            f"({mode}). Choose that engine and mode first.")})
+    return preset, ""
+
+
+def field_values(preset: Any, task: Any) -> dict[str, Any]:
+    from .request import request_to_fields
+
+    return request_to_fields(preset.values, task)

@@ -182,6 +182,11 @@ def _clock(seconds: float | None) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
+def rate_text(it_per_s: float) -> str:
+    """A1111's speed: "2.50 it/s", and below 1 it/s "4.00 s/it"."""
+    return f"{it_per_s:.2f} it/s" if it_per_s >= 1 else f"{1 / it_per_s:.2f} s/it"
+
+
 STATE_TEXT = {"queued": "Queued", "running": "Running", "done": "Done", "failed": "Failed",
               "cancelled": "Cancelled", "interrupted": "Interrupted"}
 
@@ -197,13 +202,14 @@ def progress_html(status: Status | None) -> str:
     if status.total:
         parts.append(f"Step {status.done}/{status.total}")
         if status.images > 1:
-            parts.append(f"image {status.image_index + 1}/{status.images}")
+            shown = status.images if status.state == "done" else min(status.image_index + 1, status.images)
+            parts.append(f"image {shown}/{status.images}")
     if status.skipped:
         parts.append(f"{status.skipped} skipped")
     parts.append(f"{pct:.0f}%")
     if status.state == "running":
         if status.it_per_s:
-            parts.append(f"{status.it_per_s:.2f} it/s")
+            parts.append(rate_text(status.it_per_s))
         parts.append(f"ETA {_clock(status.eta)}")
     elif status.state in TERMINAL:
         parts.append(f"{time.time() - status.started:.1f} s")
@@ -219,8 +225,9 @@ def progress_html(status: Status | None) -> str:
             f'</span></div>{preview}</div>')
 
 
-def error_html(error: Any) -> str:
-    """A visible error naming the field and the rule; '' clears the box."""
+def error_html(error: Any, labels: Any = None) -> str:
+    """A visible error naming the field and the rule; '' clears the box. `labels(key) -> label` names the field
+    as the page shows it ("Sampling steps (steps)"); the message itself is the API's, word for word."""
     if error is None:
         return ""
     if isinstance(error, CodexError):
@@ -237,11 +244,18 @@ def error_html(error: Any) -> str:
         field, message, allowed, extra = None, str(error), None, []
     if isinstance(allowed, (list, tuple, set, frozenset)):
         allowed = ", ".join(str(a) for a in allowed)
-    head = f'<b class="codex-error-field">{html.escape(str(field))}</b>: ' if field else ""
+    def named(key: Any) -> str:
+        label = labels(str(key)) if labels is not None else str(key)
+        if label == str(key):
+            return f'<b class="codex-error-field">{html.escape(str(key))}</b>'
+        return (f'<b class="codex-error-field">{html.escape(label)}</b> '
+                f'<code class="codex-error-key">({html.escape(str(key))})</code>')
+
+    head = f"{named(field)}: " if field else ""
     body = f"{head}{html.escape(str(message))}"
     if allowed not in (None, ""):
         body += f' <span class="codex-error-allowed">(allowed: {html.escape(str(allowed))})</span>'
     for problem in extra[:5]:
-        body += (f'<br><b class="codex-error-field">{html.escape(str(problem["field"]))}</b>: '
+        body += (f'<br>{named(problem["field"])}: '
                  f'{html.escape(str(problem.get("message", "")))}')
     return f'<div class="codex-error" role="alert">⚠ {body}</div>'

@@ -80,18 +80,50 @@ def reference_images(paths: Any) -> list[Any]:
     """The reference images of the `images` file field (a list of file paths) as RGB PIL images."""
     from PIL import Image
 
+    from .uploads import check_upload
+
     out = []
-    for path in paths or []:
+    for i, path in enumerate(paths or []):
         path = getattr(path, "name", path)  # a file object from older Gradio versions
+        bad = check_upload(path)
+        if bad is not None:
+            raise ValidationError(bad.reason, field=f"images[{i}]")
         with Image.open(path) as image:
             out.append(image.convert("RGB"))
     return out
 
 
+#: number fields whose blank value means "automatic" (every other blank number field is an error, never a default)
+BLANK_MEANS_AUTO = frozenset({"flow_shift", "decode_chunk_size"})
+
+
+def check_blank(values: dict[str, Any], visible: set[str] | None) -> None:
+    """A visible number field left blank is an error naming it (a blank width is not silently 512)."""
+    for key, value in values.items():
+        if "." in key or (visible is not None and key not in visible):
+            continue
+        if (key in INT_KEYS or key in FLOAT_KEYS) and key not in BLANK_MEANS_AUTO and (value is None or value == ""):
+            raise ValidationError("is blank: enter a number", field=key)
+
+
 def encode_png(image: Any) -> str:
+    """Base64 PNG of a field's image; an uploaded image's A1111 "parameters" text goes with it (so an upscaled
+    result keeps its source's infotext, as A1111's Extras tab does)."""
+    import base64
+    import io
+
     from sdcodex.media.imageio import encode_image_b64
 
-    return encode_image_b64(image, "png")
+    parameters = (getattr(image, "info", None) or {}).get("parameters")
+    if not isinstance(parameters, str) or not parameters:
+        return encode_image_b64(image, "png")
+    from PIL.PngImagePlugin import PngInfo
+
+    chunk = PngInfo()
+    chunk.add_itxt("parameters", parameters)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", pnginfo=chunk)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def preview_json(request: dict[str, Any]) -> str:

@@ -10,13 +10,16 @@ from typing import Any
 import gradio as gr
 
 from sdcodex.core.enums import Task
-from sdcodex.core.errors import CodexError
+from sdcodex.core.errors import CodexError, ValidationError
 
 from . import caps, controlnet_panel, ip_adapter_panel, xyz_panel
-from .fields import GenTab
+from .fields import GenTab, field_label
+from .guard import fingerprint, needs_confirmation, notice_html
 from .progress import Status, UIJobs, error_html, progress_html
-from .request import (build_request, editor_images, parse_edited, preview_json, reference_images,
+from .request import (build_request, check_blank, editor_images, parse_edited, preview_json, reference_images,
                       request_to_fields)
+from .tools import wire_batch, wire_tools
+from .uploads import BadUpload
 
 log = logging.getLogger("sdcodex.ui")
 
@@ -45,6 +48,8 @@ def tab_images(tab: GenTab, data: dict[Any, Any]) -> dict[str, Any]:
     if tab.image is None:
         return {}
     value = data.get(tab.image)
+    if isinstance(value, BadUpload):
+        raise ValidationError(value.reason, field="init_image")
     if tab.task is Task.INPAINT:
         return editor_images(value)
     return {"init_image": value.convert("RGB") if value is not None else None}
@@ -55,6 +60,8 @@ def tab_request(tab: GenTab, quick: Quick, data: dict[Any, Any], *, encode: bool
     q = quick.values(data)
     values = {key: data.get(comp) for key, comp in tab.fields.items()}
     visible = caps.visible_keys(q["engine"], tab.task)
+    if encode:
+        check_blank(values, visible)
     request = build_request(tab.task, q, values, visible, tab_images(tab, data), encode=encode)
     plot = xyz_panel.request_part(tab.script, data)
     if plot is not None:
@@ -127,6 +134,8 @@ def wire_tab(tab: GenTab, quick: Quick, jobs: UIJobs, tabs: Any, all_tabs: dict[
     wire_token_counters(tab, quick)
     xyz_panel.wire(tab.script, quick.engine, jobs.service.models)
 
+    confirmed = gr.State("")  # the fingerprint of the huge request the user was asked about
+
     def generate(data: dict[Any, Any], request: gr.Request):
         session = getattr(request, "session_hash", None)
         try:
@@ -135,23 +144,37 @@ def wire_tab(tab: GenTab, quick: Quick, jobs: UIJobs, tabs: Any, all_tabs: dict[
                 req = parse_edited(data.get(tab.json_view) or "", images)
             else:
                 req = tab_request(tab, quick, data, encode=True)
+            notice = needs_confirmation(req, data.get(confirmed))
+            if notice:
+                jobs.service.prepare(req)  # an invalid request says so first, not "press again"
+                yield {tab.error: notice_html(notice), tab.progress: progress_html(None), confirmed: fingerprint(req)}
+                return
             job = jobs.submit(req, session=session, tab=tab.task.value)
         except CodexError as exc:
-            yield {tab.error: error_html(exc), tab.progress: progress_html(None)}
+            yield {tab.error: error_html(exc, field_label), tab.progress: progress_html(None)}
             return
         except Exception as exc:  # noqa: BLE001 - shown in the page, never a silent failure
             log.exception("UI submit failed")
             yield {tab.error: error_html(f"{type(exc).__name__}: {exc}"), tab.progress: progress_html(None)}
             return
         status = Status(job.id)
-        yield {tab.error: "", tab.progress: progress_html(status)}
+        yield {tab.error: "", tab.progress: progress_html(status), confirmed: ""}
         for status in jobs.follow(job.id):
             yield {tab.progress: progress_html(status)}
         yield render_job(jobs, job.id, status, progress=tab.progress, error=tab.error, infotext=tab.infotext,
                          gallery=tab.gallery, video=tab.video, result=tab.result)
 
-    tab.generate.click(generate, inputs=inputs, outputs=[tab.progress, tab.error, result_out, tab.infotext,
-                                                          tab.result], show_progress="hidden", concurrency_limit=None)
+    tab.generate.click(generate, inputs=inputs | {confirmed},
+                       outputs=[tab.progress, tab.error, result_out, tab.infotext, tab.result, confirmed],
+                       show_progress="hidden", concurrency_limit=None)
+    if tab.image is not None:
+        def check_image(value: Any) -> str:
+            """Say at once when the upload is not a usable image (the field keeps no framework error)."""
+            if isinstance(value, BadUpload):
+                return error_html({"field": "init_image", "message": value.reason}, field_label)
+            return ""
+
+        tab.image.upload(check_image, inputs=tab.image, outputs=tab.error, show_progress="hidden", queue=False)
 
     def interrupt(request: gr.Request) -> None:
         jobs.interrupt(getattr(request, "session_hash", None))
@@ -182,6 +205,8 @@ def wire_tab(tab: GenTab, quick: Quick, jobs: UIJobs, tabs: Any, all_tabs: dict[
     for target_name, button in tab.send.items():
         target = all_tabs[target_name]
         wire_send(button, tab, target, tabs)
+    wire_tools(tab, quick)
+    wire_batch(tab, quick, jobs)
 
 
 def wire_token_counters(tab: GenTab, quick: Quick) -> None:
@@ -231,7 +256,7 @@ def render_job(jobs: UIJobs, job_id: str, status: Status, *, progress: Any, erro
     seeds = list(((job.result or {}).get("info") or {}).get("seeds") or []) if job is not None else []
     out: dict[Any, Any] = {progress: progress_html(status), infotext: infos[0] if infos else ""}
     failure = job.error if job is not None else {"message": f"job {job_id} is gone"}
-    out[error] = error_html(failure) if failure else ""
+    out[error] = error_html(failure, field_label) if failure else ""
     if result is not None:
         out[result] = {"job": job_id, "images": images, "videos": videos, "infotexts": infos, "seeds": seeds,
                        "selected": 0}

@@ -90,9 +90,9 @@ def test_quicksettings_follow_engine_capabilities(page):
     page.wait_for_selector("button[role=tab]:text-is('Txt2Vid')", state="visible")
     assert not page.locator("button[role=tab]:text-is('Txt2img')").is_visible()
     open_tab(page, "Txt2Vid")
-    # the WAN preset's values and its frame rule came from the declarations
+    # the frame rule came from the engine's declarations, the small frame count from the demo model's own
     assert "4k+1" in page.inner_text("#codex-txt2vid-rules")
-    assert page.input_value("#codex-txt2vid-num-frames input") == "121"
+    assert page.input_value("#codex-txt2vid-num-frames input") == "9"
     choose(page, "codex-engine", "Stable Diffusion 1.5")
     page.wait_for_selector("button[role=tab]:text-is('Txt2img')", state="visible")
     assert page.input_value("#codex-checkpoint input") == "sd15-demo"
@@ -241,7 +241,9 @@ def test_interrupt_stops_a_long_run_and_queue_survives_reopen(page, ui_server, b
         open_tab(again, "Queue")
         again.wait_for_function(f"document.querySelector('#codex-queue-table').innerText.includes('{job.id}')",
                                 timeout=30_000)
-        set_value(again, "codex-queue-job", job.id)
+        again.locator("#codex-queue-table").get_by_text(job.id).first.click()  # a row opens with a click
+        again.wait_for_function(f"document.querySelector('#codex-queue-picked').innerText.includes('{job.id}')",
+                                timeout=30_000)
         again.click("#codex-queue-cancel")
         deadline = time.monotonic() + 60
         while ui_server.service.store.get(job.id).state == "running" and time.monotonic() < deadline:
@@ -272,6 +274,13 @@ def test_no_models_offers_the_demo_models(browser, tmp_path):
                                    timeout=120_000)
             assert (empty / "demo" / "sd15-demo" / "model_index.json").is_file()
             assert "random-weight" in page.inner_text("#codex-demo-status")
+            # a fresh demo install generates at the page's defaults (the demo model's declared 64x64, 4 steps)
+            page.wait_for_function("document.querySelector('#codex-txt2img-width input').value === '64'")
+            page.fill("#codex-txt2img-prompt textarea", "defaults")
+            page.click("#codex-txt2img-generate")
+            assert wait_state(page, "txt2img", ("done", "failed"), timeout=60_000) == "done", \
+                page.inner_text("#codex-txt2img-error")
+            assert "Steps: 4" in page.input_value("#codex-txt2img-infotext textarea")
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "demo-built.png"), full_page=True)
         finally:
