@@ -312,4 +312,4 @@ class Inventory:
         if broken:  # the file is there but unusable: say why rather than "not found"
             raise ModelLoadError(f"model {ref!r} cannot be used: {broken[0].variant['error']}", field="model",
                                  allowed=allowed)
-        raise ModelNotFoundError(f"model {ref!r} not found in {self.models_dir}", field="model", allowed=allowed)
+        raise ModelNotFoundError(f"model {ref!r} not found in the models folder", field="model", allowed=allowed)

@@ -79,3 +79,26 @@ def test_errors_stay_in_the_page_and_esc_respects_popups(page, ui_server, tmp_pa
     page.keyboard.press("Escape")
     assert wait_state(page, "txt2img", ("interrupted", "done", "failed"), timeout=60_000) == "interrupted"
     assert 500 not in statuses
+
+
+def test_screenshot_of_every_tab(page):
+    """One screenshot per tab (test-artifacts/ui/tab-*.png), the video tabs with the WAN demo; dark mode last."""
+    from .test_browser import choose
+
+    page.set_default_timeout(90_000)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    labels = [t.strip() for t in page.locator("#codex-tabs button[role=tab]").all_inner_texts() if t.strip()]
+    assert {"Txt2img", "Img2img", "Inpaint", "Upscale", "PNG Info", "Presets", "Queue"} <= set(labels)
+    for label in labels:
+        open_tab(page, label)
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(ARTIFACTS / f"tab-{label.lower().replace(' ', '-')}.png"), full_page=True)
+    choose(page, "codex-engine", "WAN 2.2 TI2V 5B")
+    page.wait_for_selector("button[role=tab]:text-is('Txt2Vid')", state="visible")
+    for label in ("Txt2Vid", "Img2Vid"):
+        open_tab(page, label)
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(ARTIFACTS / f"tab-{label.lower()}.png"), full_page=True)
+    page.click("#codex-dark")
+    page.wait_for_function("document.body.classList.contains('dark')")
+    page.screenshot(path=str(ARTIFACTS / "tab-txt2vid-dark.png"), full_page=True)

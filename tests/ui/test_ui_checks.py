@@ -162,3 +162,15 @@ def test_size_tools_and_reading_parameters_from_the_prompt():
     assert (values["steps"], values["cfg_scale"], values["seed"], values["width"], values["height"]) == \
         (12, 5.5, 42, 640, 384)
     assert params_from_text("just a prompt", "txt2img") == {}
+
+
+def test_a_missing_model_names_the_checkpoint_field_without_a_server_path(tmp_path):
+    from sdcodex.core.errors import ModelNotFoundError
+    from sdcodex.models.inventory import Inventory
+    from sdcodex.ui.fields import field_label
+    from sdcodex.ui.progress import error_html
+
+    with pytest.raises(ModelNotFoundError) as err:
+        Inventory(tmp_path).resolve("gone")
+    text = error_html(err.value, field_label)
+    assert "Checkpoint" in text and "(model)" in text and "gone" in text and str(tmp_path) not in text
