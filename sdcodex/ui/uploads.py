@@ -50,46 +50,55 @@ def _payload_path(payload: Any) -> str | None:
     return None if url.startswith("data:") else path
 
 
-def _safe_preprocess(component: Any, background_of: Any) -> None:
-    """Wrap the component's own preprocessing: a bad file becomes a BadUpload for the event, never an exception.
-    (Instances are patched rather than subclassed: Gradio writes a .pyi beside any module that subclasses a
-    component.)"""
-    original = component.preprocess
+# Subclasses, not patched instances: Gradio re-creates a component from its class when an event updates it in a
+# session, so only a class keeps the behaviour. (Gradio writes a type stub, uploads.pyi, beside a module that
+# subclasses a component; it is git-ignored and the write is skipped where the folder is read-only.)
+class _SafeImage(gr.Image):
+    def get_block_name(self) -> str:
+        return "image"
 
-    def preprocess(payload: Any) -> Any:
-        source = background_of(payload) if payload is not None else None
-        bad = check_upload(_payload_path(source)) if source is not None else None
-        if bad is not None:
-            return bad
-        try:
-            return original(payload)
-        except Exception:  # noqa: BLE001 - anything Pillow/Gradio raise on a broken file
-            return BadUpload("could not be read as an image (the file is damaged or not an image)")
+    def preprocess(self, payload: Any) -> Any:
+        return _guarded(super().preprocess, payload, payload)
 
-    component.preprocess = preprocess
+
+class _SafeImageEditor(gr.ImageEditor):
+    def get_block_name(self) -> str:
+        return "imageeditor"
+
+    def preprocess(self, payload: Any) -> Any:
+        return _guarded(super().preprocess, payload, getattr(payload, "background", None))
+
+
+class _FreeSlider(gr.Slider):
+    def get_block_name(self) -> str:
+        return "slider"
+
+    def preprocess(self, payload: Any) -> Any:
+        return None if payload is None else gr.Number.round_to_precision(payload, self.precision)
+
+
+def _guarded(preprocess: Any, payload: Any, source: Any) -> Any:
+    """The component's own preprocessing; a bad file becomes a BadUpload for the event, never an exception."""
+    bad = check_upload(_payload_path(source)) if source is not None else None
+    if bad is not None:
+        return bad
+    try:
+        return preprocess(payload)
+    except Exception:  # noqa: BLE001 - anything Pillow/Gradio raise on a broken file
+        return BadUpload("could not be read as an image (the file is damaged or not an image)")
 
 
 def safe_image(**kw: Any) -> Any:
     """gr.Image whose preprocessing hands a BadUpload to the event instead of raising."""
-    image = gr.Image(**kw)
-    _safe_preprocess(image, lambda payload: payload)
-    return image
+    return _SafeImage(**kw)
 
 
 def safe_image_editor(**kw: Any) -> Any:
     """gr.ImageEditor (inpaint) whose preprocessing hands a BadUpload to the event instead of raising."""
-    editor = gr.ImageEditor(**kw)
-    _safe_preprocess(editor, lambda payload: getattr(payload, "background", None))
-    return editor
+    return _SafeImageEditor(**kw)
 
 
 def free_slider(**kw: Any) -> Any:
     """A slider whose typed value is passed on as typed: the request's strict validation refuses an out-of-range
     value with the API's own message. (The page's script stops the browser from clamping it, assets.JS.)"""
-    slider = gr.Slider(**kw)
-
-    def preprocess(payload: Any) -> Any:
-        return None if payload is None else gr.Number.round_to_precision(payload, slider.precision)
-
-    slider.preprocess = preprocess
-    return slider
+    return _FreeSlider(**kw)

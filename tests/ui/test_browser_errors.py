@@ -67,7 +67,7 @@ def test_errors_stay_in_the_page_and_esc_respects_popups(page, ui_server, tmp_pa
     page.wait_for_function("(() => { const el = document.querySelector('#codex-txt2img-progress .codex-progress');"
                            " return el && el.dataset.state === 'running' && +el.dataset.done > 1; })()",
                            timeout=60_000)
-    page.click("#codex-txt2img-sampler input")
+    page.locator("#codex-txt2img-sampler input").click(no_wait_after=True)
     listbox_open = "[...document.querySelectorAll('[role=listbox]')].some(e => e.offsetParent !== null)"
     page.wait_for_function(listbox_open, timeout=60_000)
     page.keyboard.press("Escape")
