@@ -41,3 +41,20 @@ def write_declared(folder: str | Path, defaults: dict[str, Any]) -> Path:
     path = declared_path(folder)
     path.write_text(json.dumps({"defaults": dict(defaults)}, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+#: SD 2.x models trained at 512 (the epsilon base and the inpainting model) start the form there, not at the sd2
+#: engine's 768 (the 768-v flagship's size)
+SD2_BASE_SIZE = 512
+
+
+def sd2_defaults(path: str | Path, variant: dict[str, Any]) -> dict[str, Any]:
+    """What an SD 2.x checkpoint without a codex.json implies: 512 × 512 for an epsilon model (the 512 base, by its
+    detected prediction type, else the loader's SD2 rule: inpainting or a '512'/'base' file name); {} for 768-v."""
+    from sdcodex.models.loader import sd2_prediction
+
+    prediction = variant.get("prediction")
+    if prediction is None:
+        in_channels = int(variant.get("in_channels") or (9 if variant.get("inpaint") else 4))
+        prediction = sd2_prediction(Path(path), in_channels)[0].value
+    return {"width": SD2_BASE_SIZE, "height": SD2_BASE_SIZE} if prediction == "epsilon" else {}

@@ -73,9 +73,12 @@ class ModelEntry:
 
     def declared_defaults(self) -> dict[str, Any]:
         """The request values this model declares for itself (models/declared.py); {} when it declares none."""
-        from sdcodex.models.declared import read_declared
+        from sdcodex.models.declared import read_declared, sd2_defaults
 
-        return read_declared(self.path).get("defaults", {})
+        found = read_declared(self.path).get("defaults", {})
+        if not found and self.family is EngineKey.SD2 and self.kind == "checkpoint":
+            return sd2_defaults(self.path, self.variant)
+        return found
 
     def fits(self, kind: str | None = None, family: EngineKey | str | None = None) -> bool:
         if kind is not None and self.kind not in KIND_ALIASES.get(kind, (kind,)):

@@ -128,6 +128,10 @@ def test_sd2_detected_listed_and_run_by_the_sd2_engine(sd2_files, tmp_path):
     assert found.kind == "checkpoint" and found.family is not None and found.family.value == "sd2"
     entries = {e["name"]: e for e in Inventory(sd2_files["dir"]).to_dicts()}
     entry = entries["tiny-v2-1_768-ema"]
+    models = Inventory(sd2_files["dir"])
+    # the form starts at 768 for 768-v (the engine's default) and at 512 for the 512 base
+    assert models.resolve("tiny-v2-1_768-ema").declared_defaults() == {}
+    assert models.resolve("tiny-v2-1_512-base").declared_defaults() == {"width": 512, "height": 512}
     assert entry["family"] == "sd2" and entry["variant"]["architecture"]["text_encoder"].startswith("clip_h")
     assert get_engine("sd2").defaults["width"] == 768 and get_engine("sd2.1").key.value == "sd2"
     from sdcodex.ui.caps import start_values
