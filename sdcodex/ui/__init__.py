@@ -26,7 +26,12 @@ def mount_ui(app: Any, service: Any, path: str = "/") -> Any:
     db = str(service.store.path.absolute())
     app = gr.mount_gradio_app(app, blocks, path=path, allowed_paths=served,
                               blocked_paths=[db, db + "-wal", db + "-shm", db + "-journal"], css=CSS, js=JS,
-                              footer_links=[], ssr_mode=False, show_error=True)
+                              footer_links=[], ssr_mode=False, show_error=True,
+                              # Gradio's run history copies every event's inputs and the definitions of its
+                              # output components into localStorage and rewrites the whole list on each event:
+                              # with this page's engine switch (hundreds of outputs) the browser spent tens of
+                              # seconds in it, and it would keep prompts and images in the browser
+                              run_history=False)
     app.state.codex_ui = blocks
     return app
 
