@@ -84,6 +84,8 @@ def parse_attention(text: str) -> list[tuple[str, float]]:
             multiply_from(round_open.pop(), ROUND_MULTIPLIER)
         elif token == "]" and square_open:
             multiply_from(square_open.pop(), SQUARE_MULTIPLIER)
+        elif "BREAK" not in token:
+            res.append([token, 1.0, False])
         else:
             for i, part in enumerate(_BREAK_SPLIT.split(token)):
                 if i:
