@@ -241,7 +241,8 @@ def test_interrupt_stops_a_long_run_and_queue_survives_reopen(page, ui_server, b
         open_tab(again, "Queue")
         again.wait_for_function(f"document.querySelector('#codex-queue-table').innerText.includes('{job.id}')",
                                 timeout=30_000)
-        again.locator("#codex-queue-table").get_by_text(job.id).first.click()  # a row opens with a click
+        row = again.locator("#codex-queue-table tbody tr", has_text=job.id).first
+        row.locator("td").nth(1).click(no_wait_after=True)  # a row opens with a click
         again.wait_for_function(f"document.querySelector('#codex-queue-picked').innerText.includes('{job.id}')",
                                 timeout=30_000)
         again.click("#codex-queue-cancel")

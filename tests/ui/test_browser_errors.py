@@ -70,7 +70,7 @@ def test_errors_stay_in_the_page_and_esc_respects_popups(page, ui_server, tmp_pa
     page.locator("#codex-txt2img-sampler input").click(no_wait_after=True)
     listbox_open = "[...document.querySelectorAll('[role=listbox]')].some(e => e.offsetParent !== null)"
     page.wait_for_function(listbox_open, timeout=60_000)
-    page.keyboard.press("Escape")
+    page.locator("#codex-txt2img-sampler input").press("Escape", no_wait_after=True)  # Esc in the open dropdown
     page.wait_for_function(f"!({listbox_open})", timeout=30_000)
     job = latest_job(ui_server, "txt2img")
     page.wait_for_timeout(1500)
