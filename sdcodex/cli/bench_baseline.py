@@ -99,6 +99,7 @@ class DiffusersBaseline:
         from sdcodex.media.imageio import load_image
 
         self.model, self.engine_cls, self.request, self.seed = model, engine_cls, request, seed
+        self.task = task
         pipe_cls = engine_cls.pipelines[task]
         wanted = [n for n in inspect.signature(pipe_cls.__init__).parameters if n != "self"]
         kwargs: dict[str, Any] = {n: model.components[n] for n in wanted if n in model.components}
@@ -142,7 +143,14 @@ class DiffusersBaseline:
         if hasattr(scheduler, "noise_sampler_seed"):
             scheduler.noise_sampler_seed = self.seed
         self.pipe.scheduler = scheduler
-        return list(self.pipe(**self.kwargs, generator=torch.Generator("cpu").manual_seed(self.seed)).images)
+        images = list(self.pipe(**self.kwargs, generator=torch.Generator("cpu").manual_seed(self.seed)).images)
+        if self.task is Task.INPAINT:  # A1111's overlay, as the engine does: the original outside the mask
+            from PIL import Image
+
+            original, mask = self.kwargs["image"], self.kwargs["mask_image"]  # the bench sends mask_blur 0
+            images = [Image.composite(im.convert("RGB"), original.resize(im.size), mask.resize(im.size))
+                      for im in images]
+        return images
 
 
 def pixel_diff(ours: list[Any], theirs: list[Any]) -> int | None:

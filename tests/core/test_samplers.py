@@ -286,10 +286,14 @@ QWEN_IMAGE = {"_class_name": "FlowMatchEulerDiscreteScheduler", "base_image_seq_
 FLUX2 = {"_class_name": "FlowMatchEulerDiscreteScheduler", "base_image_seq_len": 256, "base_shift": 0.5,
          "max_image_seq_len": 4096, "max_shift": 1.15, "num_train_timesteps": 1000, "shift": 3.0,
          "use_dynamic_shifting": True}
+# stabilityai/stable-diffusion-2-1 scheduler/scheduler_config.json (768-v)
+SD2 = {"_class_name": "DDIMScheduler", "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+       "clip_sample": False, "num_train_timesteps": 1000, "prediction_type": "v_prediction",
+       "set_alpha_to_one": False, "steps_offset": 1, "trained_betas": None, "skip_prk_steps": True}
 # Lightricks/LTX-2 scheduler/scheduler_config.json: shift from the video token count, terminal 0.1
 LTX2 = {**QWEN_IMAGE, "base_image_seq_len": 1024, "max_image_seq_len": 4096, "base_shift": 0.95, "max_shift": 2.05,
         "shift_terminal": 0.1}
-FAMILIES = {"sd15": (SD15, False), "sdxl": (VPRED, False), "svd": (SVD, False), "flux": (FLUX, True),
+FAMILIES = {"sd15": (SD15, False), "sd2": (SD2, False), "sdxl": (VPRED, False), "svd": (SVD, False), "flux": (FLUX, True),
             "flux_schnell": (SCHNELL, True), "hunyuan_video": (HUNYUAN, True), "hunyuan_video15": (HUNYUAN, True),
             "wan22_ti2v_5b": (WAN, True), "wan22_t2v_a14b": ({**WAN, "flow_shift": 12.0}, True),
             "wan22_i2v_a14b": (WAN, True), "z_image": (ZIMAGE, True), "chroma": (FLUX, True),

@@ -17,6 +17,7 @@ from diffusers import (ControlNetModel, ControlNetUnionModel, FlowMatchEulerDisc
 from PIL import Image, ImageDraw
 
 from sdcodex.core.errors import ValidationError
+from tests.helpers.inpaint_overlay import overlay
 from sdcodex.models.detect import detect_path
 from tests.conftest import png_b64
 from tests.helpers.controlnet_export import export_controlnet
@@ -222,7 +223,7 @@ def test_sd15_img2img_and_inpaint_units_equal_diffusers(orch, cn_models, cn_root
     inpaint = orch.run({**req, "task": "inpaint", "mask": png_b64(sample_mask), "mask_blur": 0})
     ref = _reference(StableDiffusionControlNetInpaintPipeline, model, net, mask_image=sample_mask, width=64,
                      height=64, **common)
-    _close(inpaint.pil_images[0], ref)
+    _close(inpaint.pil_images[0], overlay(ref, sample_image, sample_mask))  # A1111 pastes the original back
 
     # an inpaint module: the RGBA result becomes the float control map with -1 on masked pixels
     from sdcodex.engines.preprocessors import inpaint_condition, run_preprocessor
@@ -234,7 +235,7 @@ def test_sd15_img2img_and_inpaint_units_equal_diffusers(orch, cn_models, cn_root
     cond = torch.from_numpy(inpaint_condition(run_preprocessor("inpaint_only", rgba, resolution=64)))
     ref = _reference(StableDiffusionControlNetInpaintPipeline, model, net, mask_image=sample_mask, width=64,
                      height=64, **{**common, "control_image": cond.permute(2, 0, 1)[None]})
-    _close(ours.pil_images[0], ref)
+    _close(ours.pil_images[0], overlay(ref, sample_image, sample_mask))
 
 
 def test_sdxl_and_flux_units_equal_diffusers(orch, cn_models, cn_root, control_maps):
