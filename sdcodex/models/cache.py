@@ -66,10 +66,7 @@ class ModelCache:
                 self._items[key] = model
                 self._items.move_to_end(key)
                 self._key_locks.pop(key, None)
-                evicted = False
-                while len(self._items) > self.max_loaded:
-                    self._items.popitem(last=False)
-                    evicted = True
+                evicted = self._trim_locked()
             if evicted:
                 free_memory()
             return model
@@ -80,12 +77,17 @@ class ModelCache:
             raise ValidationError("must be at least 1", field="max_loaded", allowed=">= 1")
         with self._lock:
             self.max_loaded = int(max_loaded)
-            evicted = False
-            while len(self._items) > self.max_loaded:
-                self._items.popitem(last=False)
-                evicted = True
+            evicted = self._trim_locked()
         if evicted:
             free_memory()
+
+    def _trim_locked(self) -> bool:
+        """Drop the least recently used models beyond `max_loaded` (the lock held); True when any went."""
+        evicted = False
+        while len(self._items) > self.max_loaded:
+            self._items.popitem(last=False)
+            evicted = True
+        return evicted
 
     def evict(self, key: Hashable) -> bool:
         """Drop one model; True when it was held."""

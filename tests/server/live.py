@@ -89,6 +89,16 @@ def wait_state(client: httpx.Client, job_id: str, states: tuple[str, ...], timeo
         time.sleep(0.02)
 
 
+def wait_until(predicate: Any, timeout: float = 120.0, what: str = "condition") -> Any:
+    """Poll `predicate` until it gives a true value (returned); AssertionError naming `what` past `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+    return value
+
+
 def b64png(image: Any) -> str:
     buf = io.BytesIO()
     image.save(buf, format="PNG")

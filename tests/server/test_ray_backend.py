@@ -8,13 +8,12 @@ import io
 import os
 import shutil
 import signal
-import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from .live import TINY, live_server, wait_job
+from .live import TINY, live_server, wait_job, wait_until
 
 pytestmark = pytest.mark.xdist_group("ray")
 REQUEST = {"task": "txt2img", "prompt": "a lighthouse", "seed": 7, **TINY, "steps": 2}
@@ -29,17 +28,8 @@ def ray_server(ray_instance, scale_models_dir, tmp_path_factory):
                      db_path=str(root / "jobs.sqlite"), backend="ray", replicas=2, models_per_replica=1,
                      ray_cpus_per_replica=1.0, max_steps=500) as server:
         with server.client() as client:
-            _wait(lambda: len(client.get("/api/v1/workers").json()["workers"]) == 2, 300, "2 replicas")
+            wait_until(lambda: len(client.get("/api/v1/workers").json()["workers"]) == 2, 300, "2 replicas")
         yield server
-
-
-def _wait(predicate, timeout: float = 120.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-    return value
 
 
 def _submit(client, model: str, **kw) -> str:
@@ -99,7 +89,7 @@ def test_a1111_path_progress_previews_interrupt_and_an_unloadable_model(ray_serv
         client.post("/sdapi/v1/options", json={"show_progress_every_n_steps": 1})
         try:
             job_id = _submit(client, "m1", steps=400)
-            _wait(lambda: (client.get("/sdapi/v1/progress").json()["current_image"] or None), what="a preview")
+            wait_until(lambda: (client.get("/sdapi/v1/progress").json()["current_image"] or None), what="a preview")
             progress = client.get("/sdapi/v1/progress").json()
             assert progress["state"]["job"] == f"task({job_id})" and progress["state"]["sampling_step"] >= 1
             assert client.post("/sdapi/v1/interrupt").json()["interrupted"] == job_id
@@ -125,7 +115,7 @@ def test_a_replica_killed_mid_job_hands_the_job_to_the_other(ray_server):
     # last in the file: Serve starts a replacement replica, which costs the machine a few seconds of imports
     with ray_server.client() as client:
         job_id = _submit(client, "m1", steps=30)
-        _wait(lambda: client.get(f"/api/v1/jobs/{job_id}").json()["progress"], what="progress")
+        wait_until(lambda: client.get(f"/api/v1/jobs/{job_id}").json()["progress"], what="progress")
         victim = next(w for w in client.get("/api/v1/workers").json()["workers"] if w["job"] == job_id)
         os.kill(victim["pid"], signal.SIGKILL)
         job = _done(client, job_id)

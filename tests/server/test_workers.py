@@ -2,13 +2,12 @@
 that holds its model, and interrupt, cancel and previews reach whichever worker runs a job."""
 from __future__ import annotations
 
-import time
 
 import pytest
 
 from sdcodex.jobs import choose_worker
 
-from .live import TINY, live_server, wait_job
+from .live import TINY, live_server, wait_job, wait_until
 
 
 class _Fake:
@@ -45,15 +44,6 @@ def _job(client, model: str, **kw) -> dict:
     return r.json()
 
 
-def _wait(predicate, timeout: float = 120.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-    return value
-
-
 def _events(server, job_id: str) -> list[tuple[str, dict, float]]:
     store = server.service.store
     with store._lock:  # the event times are not in the API; read them beside it
@@ -67,9 +57,9 @@ def test_two_cpu_workers_run_two_jobs_at_once_and_interrupt_reaches_the_second(s
     with _server(scale_models_dir, tmp_path) as server, server.client() as client:
         client.post("/sdapi/v1/options", json={"show_progress_every_n_steps": 1})
         first = _job(client, "m1", steps=400)
-        _wait(lambda: client.get(f"/api/v1/jobs/{first['id']}").json()["progress"], what="first job's progress")
+        wait_until(lambda: client.get(f"/api/v1/jobs/{first['id']}").json()["progress"], what="first job's progress")
         second = _job(client, "m2", steps=400)
-        _wait(lambda: client.get(f"/api/v1/jobs/{second['id']}").json()["progress"], what="second job's progress")
+        wait_until(lambda: client.get(f"/api/v1/jobs/{second['id']}").json()["progress"], what="second job's progress")
         listing = client.get("/api/v1/workers").json()
         assert listing["backend"] == "local"
         by_job = {w["job"]: w for w in listing["workers"]}
@@ -86,7 +76,7 @@ def test_two_cpu_workers_run_two_jobs_at_once_and_interrupt_reaches_the_second(s
         assert ended["state"] == "cancelled"
         assert client.get(f"/api/v1/jobs/{first['id']}").json()["state"] == "running"
         after = client.get(f"/api/v1/jobs/{first['id']}").json()["progress"]["done"]
-        _wait(lambda: client.get(f"/api/v1/jobs/{first['id']}").json()["progress"]["done"] > after,
+        wait_until(lambda: client.get(f"/api/v1/jobs/{first['id']}").json()["progress"]["done"] > after,
               what="the first job to go on")
         assert client.post("/sdapi/v1/interrupt").json()["interrupted"] == first["id"]
         assert wait_job(client, first["id"])["state"] == "interrupted"
