@@ -60,6 +60,16 @@ def test_two_cpu_workers_run_two_jobs_at_once_and_interrupt_reaches_the_second(s
         wait_until(lambda: client.get(f"/api/v1/jobs/{first['id']}").json()["progress"], what="first job's progress")
         second = _job(client, "m2", steps=400)
         wait_until(lambda: client.get(f"/api/v1/jobs/{second['id']}").json()["progress"], what="second job's progress")
+
+        def done(job):
+            return (client.get(f"/api/v1/jobs/{job['id']}").json()["progress"] or {}).get("done", 0)
+
+        # both make steps side by side: the first one steps after the second began, then the second steps again
+        # (on a loaded 2-core machine a worker process can be starved for a while, so wait for it, do not assume)
+        first_then = done(first)
+        wait_until(lambda: done(first) > first_then, what="the first job to step while the second runs")
+        second_then = done(second)
+        wait_until(lambda: done(second) > second_then, what="the second job to step again")
         listing = client.get("/api/v1/workers").json()
         assert listing["backend"] == "local"
         by_job = {w["job"]: w for w in listing["workers"]}
