@@ -17,6 +17,6 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUF
 workers="${SDCODEX_TEST_WORKERS:-$(nproc 2>/dev/null || echo 1)}"
 if [ "$workers" -gt 1 ] 2>/dev/null; then
   export SDCODEX_THREADS="${SDCODEX_THREADS:-1}" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-  exec .venv/bin/python -m pytest -n "$workers" --dist loadgroup "$@"
+  exec .venv/bin/python -m pytest -n "$workers" --dist loadgroup --durations=25 "$@"
 fi
-exec .venv/bin/python -m pytest "$@"
+exec .venv/bin/python -m pytest --durations=25 "$@"
