@@ -74,18 +74,22 @@ class CatalogueEntry:
     allow_patterns: tuple[str, ...]
     required: tuple[tuple[str, ...], ...] = ()
     kind: str = "diffusers"              # "diffusers" -> <models>/diffusers/<name>; "tokenizer" -> <models>/tokenizers/<name>;
-    #                                      "annotators" -> <models>/annotators (ControlNet preprocessor weights)
+    #                                      "annotators" -> <models>/annotators (ControlNet preprocessor weights);
+    #                                      "annotator_model" -> <models>/annotators/<subfolder of name: dest_folder>
     family: str | None = None
     subfolder: str | None = None         # tokenizer entries: this repo folder becomes the destination's root
     ignore_patterns: tuple[str, ...] = DEFAULT_IGNORE_PATTERNS
     gated: bool = False
     licence: str = ""
     note: str = ""
+    dest_folder: str | None = None       # annotator_model entries: the folder under <models>/annotators
 
     def dest(self, models_dir: Path | str) -> Path:
         """Destination folder under the models directory."""
         if self.kind == "annotators":
             return Path(models_dir) / "annotators"
+        if self.kind == "annotator_model":
+            return Path(models_dir) / "annotators" / (self.dest_folder or self.name)
         sub = "tokenizers" if self.kind == "tokenizer" else "diffusers"
         return Path(models_dir) / sub / self.name
 
@@ -196,6 +200,20 @@ _ENTRIES: list[CatalogueEntry] = [
                    allow_patterns=ANNOTATOR_FILES, required=tuple((f,) for f in ANNOTATOR_FILES), ignore_patterns=(),
                    licence="Apache-2.0 / per annotator (see the model page)",
                    note="ControlNet preprocessor weights -> <models>/annotators"),
+    # depth / normal / segmentation preprocessors: transformers models (sdcodex/engines/preprocessors_hf.py)
+    *[CatalogueEntry(name=name, repo_id=repo, kind="annotator_model", dest_folder=folder,
+                     allow_patterns=("config.json", "model.safetensors", "preprocessor_config.json"),
+                     required=(("config.json",), ("model.safetensors",)), licence=licence,
+                     note=f"ControlNet preprocessor {modules} -> <models>/annotators/{folder}")
+      for name, repo, folder, modules, licence in (
+          ("annotator-depth-midas", "Intel/dpt-hybrid-midas", "dpt_hybrid_midas", "depth_midas, normal_midas",
+           "Apache-2.0"),
+          ("annotator-depth-anything", "LiheYoung/depth-anything-large-hf", "depth_anything", "depth_anything",
+           "Apache-2.0"),
+          ("annotator-depth-anything-v2", "depth-anything/Depth-Anything-V2-Large-hf", "depth_anything_v2",
+           "depth_anything_v2", "CC-BY-NC-4.0"),
+          ("annotator-seg-ade20k", "openmmlab/upernet-convnext-small", "upernet_ade20k", "seg_ufade20k",
+           "MIT"))],
     _tokenizer_only("tokenizer-t5-xxl", "black-forest-labs/FLUX.1-schnell", "tokenizer_2",
                     licence="Apache-2.0", note="T5-XXL tokenizer used by FLUX, Chroma and SD3.5"),
     _tokenizer_only("tokenizer-umt5-xxl", "Wan-AI/Wan2.2-TI2V-5B-Diffusers", "tokenizer",

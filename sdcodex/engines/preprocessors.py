@@ -284,6 +284,18 @@ def _aux(kind: str, **kwargs: Any) -> Callable[[np.ndarray, Options], np.ndarray
     return run
 
 
+def _hf(kind: str, **kwargs: Any) -> Callable[[np.ndarray, Options], np.ndarray]:
+    def run(arr: np.ndarray, o: Options) -> np.ndarray:
+        from sdcodex.engines import preprocessors_hf
+        return preprocessors_hf.run_hf(kind, arr, o, **kwargs)
+    return run
+
+
+def _hf_files(kind: str) -> tuple[str, ...]:
+    from sdcodex.engines.preprocessors_hf import ANNOTATORS
+    return ANNOTATORS[kind].files
+
+
 _HED = ("ControlNetHED.pth",)
 _PIDI = ("table5_pidinet.pth",)
 _LINEART = ("sk_model.pth", "sk_model2.pth")
@@ -326,6 +338,15 @@ _TABLE: list[Module] = [
     Module("mlsd", _aux("mlsd"), resolution=_RES, resize=True, weights=_MLSD,
            threshold_a=Slider("MLSD Value Threshold", 0.1, 0.01, 2.0, 0.01),
            threshold_b=Slider("MLSD Distance Threshold", 0.1, 0.01, 20.0, 0.01)),
+    Module("depth", _hf("midas"), alias="depth_midas", resolution=_RES, resize=True, weights=_hf_files("midas")),
+    Module("normal_map", _hf("midas", normal=True), alias="normal_midas", resolution=_RES, resize=True,
+           weights=_hf_files("midas"), threshold_a=Slider("Normal Background Threshold", 0.4, 0.0, 1.0, 0.01)),
+    Module("depth_anything", _hf("depth_anything"), resolution=_RES, resize=True,
+           weights=_hf_files("depth_anything")),
+    Module("depth_anything_v2", _hf("depth_anything_v2"), resolution=_RES, resize=True,
+           weights=_hf_files("depth_anything_v2")),
+    Module("segmentation", _hf("upernet"), alias="seg_ufade20k", resolution=_RES, resize=True,
+           weights=_hf_files("upernet")),
 ]
 
 MODULES: dict[str, Module] = {m.name: m for m in _TABLE}
@@ -387,6 +408,15 @@ def missing_weights(name: str, models_dir: str | Path | None = None) -> list[Pat
     return [folder / f for f in module.weights if not (folder / f).is_file()]
 
 
+def cache_command(module: Module) -> str:
+    """The `sdcodex cache-models` command that fetches a module's weights."""
+    from sdcodex.engines.preprocessors_hf import ANNOTATORS
+    for annotator in ANNOTATORS.values():
+        if set(module.weights) == set(annotator.files):
+            return f"sdcodex cache-models {annotator.catalogue}"
+    return CACHE_COMMAND
+
+
 def annotators_dir(models_dir: str | Path | None = None) -> Path:
     """`<models>/annotators`: where `sdcodex cache-models annotators` puts the preprocessor weights."""
     if models_dir is None:
@@ -417,9 +447,10 @@ def run_preprocessor(module: str, image: Image.Image, *, resolution: int, thresh
     if spec.weights:
         missing = missing_weights(spec.name, models_dir)
         if missing:
+            folder = annotators_dir(models_dir)
             raise ValidationError(
-                f"preprocessor {spec.label} needs {', '.join(p.name for p in missing)} in {missing[0].parent}; "
-                f"run `{CACHE_COMMAND}` once (nothing is downloaded while generating)", field=field)
+                f"preprocessor {spec.label} needs {', '.join(str(p.relative_to(folder)) for p in missing)} in "
+                f"{folder}; run `{cache_command(spec)}` once (nothing is downloaded while generating)", field=field)
     arr = to_rgb_array(image)
     mask_arr = None
     if spec.accepts_mask:

@@ -54,15 +54,19 @@ def _package() -> types.ModuleType:
     return package
 
 
-def detector_class(kind: str) -> type:
-    """The controlnet-aux detector class for an annotator kind (imports its sub-package only)."""
+def import_submodule(name: str) -> types.ModuleType:
+    """`controlnet_aux.<name>` alone (the package's `__init__` not run)."""
     from sdcodex.models.torchvision_shim import torchvision_stand_in
-    sub, cls = ANNOTATORS[kind]
     with _LOCK:
         _package()
         with torchvision_stand_in():
-            module = importlib.import_module(f"controlnet_aux.{sub}")
-    return getattr(module, cls)
+            return importlib.import_module(f"controlnet_aux.{name}")
+
+
+def detector_class(kind: str) -> type:
+    """The controlnet-aux detector class for an annotator kind (imports its sub-package only)."""
+    sub, cls = ANNOTATORS[kind]
+    return getattr(import_submodule(sub), cls)
 
 
 @contextlib.contextmanager

@@ -40,7 +40,9 @@ def hub(env, monkeypatch):
                  "tokenizer_2/special_tokens_map.json": b"{}",
                  "transformer/diffusion_pytorch_model.safetensors": safetensors_bytes({"w": 4})},
              "lllyasviel/Annotators": {**{name: b"pth" + name.encode() for name in catalogue.ANNOTATOR_FILES},
-                                       "ZoeD_M12_N.pt": b"zoe", "other/readme.md": b"x"}}
+                                       "ZoeD_M12_N.pt": b"zoe", "other/readme.md": b"x"},
+             "LiheYoung/depth-anything-large-hf": {"config.json": b"{}", "model.safetensors": safetensors_bytes({"w": 4}),
+                                                   "preprocessor_config.json": b"{}", "pytorch_model.bin": b"pickle"}}
     with FakeHub(repos) as server:
         monkeypatch.setenv("HF_ENDPOINT", server.url)
         yield server
@@ -188,7 +190,20 @@ def test_annotators_entry_fetches_the_preprocessor_weights_into_models_annotator
     assert sorted(p.name for p in dest.iterdir()) == sorted([".sdcodex-download.json", *catalogue.ANNOTATOR_FILES])
     assert hub.downloads("ZoeD_M12_N.pt") == 0
     needed = {f for m in MODULES.values() for f in m.weights}
-    assert needed == set(catalogue.ANNOTATOR_FILES)
+    models = {f"{e.dest_folder}/{f}" for e in catalogue.CATALOGUE.values() if e.kind == "annotator_model"
+              for f in ("config.json", "model.safetensors")}
+    assert needed == set(catalogue.ANNOTATOR_FILES) | models
+
+
+def test_annotator_model_entry_lands_in_its_folder_under_annotators(hub, env):
+    """Depth Anything (a transformers folder) goes to <models>/annotators/depth_anything, where the
+    depth_anything preprocessor reads it; the pickle is not taken."""
+    from sdcodex.engines.preprocessors import annotators_dir, missing_weights
+    assert cli("annotator-depth-anything") == 0
+    dest = annotators_dir(env / "models") / "depth_anything"
+    assert sorted(p.name for p in dest.iterdir()) == [".sdcodex-download.json", "config.json", "model.safetensors",
+                                                      "preprocessor_config.json"]
+    assert missing_weights("depth_anything", env / "models") == []
 
 
 def test_list_prints_catalogue(env, capsys):
