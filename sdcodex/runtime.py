@@ -244,11 +244,14 @@ def quiet_libraries() -> None:
 def build_orchestrator(models_dir: str | Path | None = None, outdir: str | Path | None = None, *,
                        allow_paths: bool = False, allow_pickle: bool = False, device: str | None = None,
                        models: LocalModels | None = None, save: bool = True,
-                       offload: str | None = None, settings: Any = None,
+                       offload: str | None = None, attention: str | None = None, compile: bool | None = None,
+                       settings: Any = None,
                        styles_file: str | Path | None = None) -> Orchestrator:
     """The orchestrator every face uses. `allow_paths`: image fields may be file paths (CLI only); `settings`:
     the server's settings store (core/settings.py), read by the orchestrator and the saver; `styles_file`: the
-    styles.csv a request's `styles` names (default: `default_styles_file()`)."""
+    styles.csv a request's `styles` names (default: `default_styles_file()`); `attention` (env SDCODEX_ATTENTION) and
+    `compile` (env SDCODEX_COMPILE=1): the worker's attention backend and regional compile (engines/speed.py) — a
+    backend this device cannot run is a ValidationError naming --attention."""
     from sdcodex.core.styles import StyleStore
 
     import sdcodex.engines  # noqa: F401  (registers the engines)
@@ -257,12 +260,20 @@ def build_orchestrator(models_dir: str | Path | None = None, outdir: str | Path 
     device = device or os.environ.get("SDCODEX_DEVICE") or _default_device()
     models = models or LocalModels(models_dir, allow_pickle=allow_pickle, device=device)
     _set_cpu_threads(device)
+    attention = attention or os.environ.get("SDCODEX_ATTENTION") or None
+    if compile is None:
+        compile = os.environ.get("SDCODEX_COMPILE", "").lower() in ("1", "true", "yes", "on")
+    if attention:
+        from sdcodex.engines.speed import check_attention
+
+        check_attention(attention, device, field="--attention")  # a worker that cannot run it does not start
     from sdcodex.media.grid import draw_xyz_grid
 
     orchestrator = Orchestrator(models, MediaSaver(outdir, settings) if save else None, grid_drawer=draw_xyz_grid,
                                 image_loader=lambda value, field: load_request_image(value, field,
                                                                                      allow_path=allow_paths),
                                 device=device, offload=offload or os.environ.get("SDCODEX_OFFLOAD") or None,
+                                attention=attention, compile=compile,
                                 settings=settings)
     orchestrator.styles = StyleStore(styles_file or default_styles_file())
     return orchestrator

@@ -79,7 +79,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     try:
         request = _read_request(args)
-        orch = build_orchestrator(args.models_dir, args.outdir, allow_paths=True, allow_pickle=args.allow_pickle)
+        orch = build_orchestrator(args.models_dir, args.outdir, allow_paths=True, allow_pickle=args.allow_pickle,
+                                  offload=args.offload, attention=args.attention, compile=args.compile)
         result = orch.run(request, events=EventSink([_ProgressBar()]))
     except CodexError as exc:
         return _fail(str(exc))
@@ -246,12 +247,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=os.environ.get("SDCODEX_LOG_LEVEL", "WARNING"))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    from sdcodex.cli.serve import add_speed_options
+
     gen = sub.add_parser("generate", help="run one request (JSON file or - for stdin)")
     gen.add_argument("request", nargs="?", help="request JSON file, or - for standard input")
     gen.add_argument("--from", dest="from_image", help="reproduce the image/video written by Codex")
     gen.add_argument("--outdir", default=None, help="output folder (default ./outputs)")
     gen.add_argument("--models-dir", dest="models_dir_sub", default=None)
     gen.add_argument("--allow-pickle", action="store_true", help="allow loading pickle .ckpt/.pt files (unsafe)")
+    gen.add_argument("--offload", default=None, choices=["auto", "none", "model", "group", "sequential"],
+                     help="offload policy (a request's `offload` wins; env SDCODEX_OFFLOAD)")
+    add_speed_options(gen)
     gen.set_defaults(func=cmd_generate)
 
     demo = sub.add_parser("demo", help="build tiny random-weight demo models and generate with each")

@@ -82,6 +82,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--offload", default=None, choices=["auto", "none", "model", "group", "sequential"],
                    help="where weights live: auto (from model size and free memory; default), none, model, group, "
                         "sequential; a request's `offload` wins (env SDCODEX_OFFLOAD)")
+    add_speed_options(p)
     p.add_argument("--no-ui", action="store_true", help="do not mount the web UI at /")
     p.add_argument("--models-dir", dest="models_dir_sub", default=None)
     p.set_defaults(func=run)
@@ -116,7 +117,21 @@ def settings_from_args(args: argparse.Namespace) -> "ServerSettings":
                           max_output_pixels=args.max_output_pixels, max_steps=args.max_steps,
                           max_frames=args.max_frames, max_images=args.max_images,
                           max_prompt_bytes=args.max_prompt_bytes, allowed_hosts=hosts, device=args.device,
-                          offload=getattr(args, "offload", None), **scale_settings(args))
+                          offload=getattr(args, "offload", None), attention=getattr(args, "attention", None),
+                          compile=getattr(args, "compile", None), **scale_settings(args))
+
+
+def add_speed_options(p: argparse.ArgumentParser) -> None:
+    """--attention and --compile (serve and generate; see docs/memory.md)."""
+    from sdcodex.core.request import ATTENTION_BACKENDS
+
+    p.add_argument("--attention", default=None, choices=list(ATTENTION_BACKENDS),
+                   help="attention backend of the denoiser (Diffusers' attention dispatcher): native/sdpa (default), "
+                        "math, flex, efficient/cudnn (CUDA), flash, flash3, sage, xformers (CUDA + their package); "
+                        "a request's `attention` wins (env SDCODEX_ATTENTION)")
+    p.add_argument("--compile", action="store_const", const=True, default=None,
+                   help="torch.compile the denoiser's repeated blocks (regional compile) on first use; env "
+                        "SDCODEX_COMPILE=1")
 
 
 def scale_settings(args: argparse.Namespace) -> dict:

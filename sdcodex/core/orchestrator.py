@@ -71,6 +71,7 @@ class Orchestrator:
     def __init__(self, models: ModelProvider, saver: Saver | None = None, *,
                  image_loader: ImageLoader | None = None, device: str = "cpu",
                  default_model: Callable[[], str | None] | None = None, offload: str | None = None,
+                 attention: str | None = None, compile: bool = False,
                  grid_drawer: Callable[..., Any] | None = None, settings: Any = None) -> None:
         self.models = models
         #: draws the X/Y/Z plot's grid (media.grid.draw_xyz_grid; core draws nothing itself)
@@ -80,6 +81,9 @@ class Orchestrator:
         self.settings = settings
         #: the server's offload policy (--offload): auto|none|model|group|sequential; a request's `offload` wins
         self.offload = offload
+        #: the server's attention backend (--attention; a request's `attention` wins) and --compile
+        self.attention = attention
+        self.compile = compile
         self.saver = saver
         self.image_loader = image_loader
         self.device = device
@@ -159,6 +163,8 @@ class Orchestrator:
         engine = engine_cls(model, device=self.device)
         engine.provider = self.models  # engines find LoRAs, embeddings and upscalers through it
         engine.server_offload = self.offload
+        engine.server_attention = self.attention
+        engine.server_compile = self.compile
         warnings += engine.validate(params)
         effective_request = copy.deepcopy(filled)
         effective_request["seed"] = params.seed

@@ -80,6 +80,8 @@ class Params:
     flow_shift: Optional[float] = None
     text_encoders: list[str] = field(default_factory=list)
     offload: str = "auto"
+    #: attention backend (request key `attention`); None: the server's --attention, else native
+    attention: Optional[str] = None
     vae_tiling: str = "auto"
     #: step caching spec ({"kind": ..., "threshold"/"interval"/"warmup": ...}); None: off
     cache: Optional[dict[str, Any]] = None

@@ -10,6 +10,11 @@ from pydantic import ValidationError as PydanticValidationError
 from .enums import Emphasis, EngineKey, Mode, OutputFormat, Precision, ResizeMode, Task, WeightsDtype
 from .errors import ValidationError
 
+#: attention backends a request's `attention` (and --attention) may name; what each needs: engines/speed.py
+ATTENTION_BACKENDS = ("native", "sdpa", "math", "flex", "efficient", "cudnn", "flash", "flash_varlen", "flash3",
+                      "sage", "sage_varlen", "xformers")
+AttentionName = Literal[ATTENTION_BACKENDS]  # type: ignore[valid-type]
+
 _STRICT = ConfigDict(extra="forbid", validate_assignment=True, use_enum_values=False)
 
 Int = Optional[StrictInt]
@@ -218,6 +223,8 @@ class GenerationRequest(BaseModel):
     flow_shift: Float = Field(None, gt=0.0, le=100.0)
     text_encoders: Optional[list[StrictStr]] = None
     offload: Optional[Literal["auto", "none", "model", "group", "sequential"]] = None
+    #: attention backend of the denoiser (Diffusers' attention dispatcher); see docs/memory.md
+    attention: Optional[AttentionName] = None
     #: "auto" (video, or an image whose decode would not fit), "on", "off"; true/false are "on"/"off"
     vae_tiling: Optional[Annotated[Literal["auto", "on", "off"], BeforeValidator(_on_off)]] = None
     cache: Optional[CacheSpec] = None
@@ -233,7 +240,7 @@ _COMMON = {"task", "model", "engine", "mode", "preset", "precision", "weights_dt
            "batch_size", "batch_count", "batch_index"}
 _DIFFUSION = {"prompt", "negative_prompt", "styles", "width", "height", "steps", "cfg_scale", "sampler", "scheduler",
               "clip_skip", "emphasis", "pad_cond_uncond", "loras", "distilled_cfg_scale", "flow_shift", "text_encoders", "offload", "vae_tiling",
-              "cache"}
+              "cache", "attention"}
 _IMG_IN = {"init_image", "denoising_strength", "resize_mode"}
 _INPAINT = {"mask", "mask_blur", "mask_invert", "inpaint_full_res", "inpaint_full_res_padding"}
 _VIDEO = {"num_frames", "fps", "decode_chunk_size", "guidance_scale_2", "audio"}

@@ -28,7 +28,7 @@ _SEED_RANGE = 4294967294
 SPECIAL = {"nothing": "str", "prompt_sr": "str", "prompt_order": "perm", "size": "str"}
 #: keys that never make an axis (what the job is, images, batch bookkeeping)
 EXCLUDED = frozenset({"task", "engine", "init_image", "mask", "images", "batch_index", "batch_count", "loras", "hires",
-                      "text_encoders", "cache", "xyz", "output_format", "offload", "vae_tiling", "precision",
+                      "text_encoders", "cache", "xyz", "output_format", "offload", "vae_tiling", "attention", "precision",
                       "weights_dtype"})
 #: the labels A1111 draws for an axis (its AxisOption labels); others show the request key
 LABELS = {"nothing": "Nothing", "seed": "Seed", "steps": "Steps", "cfg_scale": "CFG Scale", "prompt_sr": "Prompt S/R",

@@ -331,11 +331,17 @@ class DiffusersEngine(EngineInterface):
     _hires: Any = None
     #: the server's offload policy (--offload), set by the orchestrator; a request's `offload` wins
     server_offload: str | None = None
+    #: the server's attention backend (--attention) and --compile, set by the orchestrator
+    server_attention: str | None = None
+    server_compile: bool = False
 
     def apply_memory_options(self, pipe: Any, params: Params, out: EngineOutput) -> None:
-        """Offload policy and VAE tiling/slicing (sdcodex.engines.memory), reported in info['memory']."""
-        from . import memory
+        """Offload policy and VAE tiling/slicing (sdcodex.engines.memory), reported in info['memory']; attention
+        backend and compile (sdcodex.engines.speed), reported in info['attention'] and info['compile']."""
+        from . import memory, speed
 
+        speed.apply(self.model.components, self.device, params, out.info, self.model.__dict__.setdefault("_speed", {}),
+                    self.key.value, self.server_attention, self.server_compile)
         memory.apply(pipe, self.model.components, self.device, params, out.info, out.warnings,
                      self.model.__dict__.setdefault("_memory", {}), self.server_offload)
 

@@ -265,6 +265,7 @@ class CodexReplica:
 
         orchestrator = build_orchestrator(models=self.models, save=False, device=self.device,
                                           offload=self.config.get("offload"),
+                                          attention=self.config.get("attention"), compile=self.config.get("compile"),
                                           settings=SettingsStore(None, defaults=settings) if settings else None)
         orchestrator.saver = saver
         orchestrator.styles = StyleSet(styles or [])
@@ -375,7 +376,7 @@ class RayBackend:
                 options["runtime_env"] = {"env_vars": {"PYTHONPATH": package_root()}}
             config = {"models_dir": str(s.ray_models_dir or self.models_dir),
                       "ingress_models_dir": str(self.models_dir), "models_per_replica": s.models_per_replica,
-                      "board": BOARD_NAME, "offload": s.offload,
+                      "board": BOARD_NAME, "offload": s.offload, "attention": s.attention, "compile": s.compile,
                       "device": "cuda" if s.ray_gpus_per_replica else "cpu"}
             app = deployment(config, replicas=self.replicas, models_per_replica=s.models_per_replica,
                              actor_options=options)

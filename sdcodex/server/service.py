@@ -51,6 +51,8 @@ class ServerSettings:
     device: str | None = None
     devices: list[str] | None = None       # one worker per entry ("cpu,cpu", "cuda:0,cuda:1"); see runtime.parse_devices
     offload: str | None = None             # auto|none|model|group|sequential (a request's `offload` wins)
+    attention: str | None = None           # attention backend of every worker (a request's `attention` wins)
+    compile: bool | None = None            # regional torch.compile of the denoisers (None: env SDCODEX_COMPILE)
     backend: str = "local"                 # local: workers in this process | ray: Ray Serve replicas (ray_backend.py)
     ray_address: str | None = None         # join this Ray cluster; None: start a local Ray instance
     replicas: int = 1                      # Ray Serve replicas of the orchestrator
@@ -130,6 +132,7 @@ class CodexService:
         #: one orchestrator per device (each with its own model cache); the first also validates submissions
         self.orchestrators = [build_orchestrator(models=self.models if i == 0 else self.models.on_device(dev),
                                                  outdir=self.outdir, device=dev or device, offload=settings.offload,
+                                                 attention=settings.attention, compile=settings.compile,
                                                  settings=self.options_store,
                                                  styles_file=settings.resolved_styles_file())
                               for i, dev in enumerate(devices)]
