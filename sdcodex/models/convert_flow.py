@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from sdcodex.core.errors import ModelLoadError
-from sdcodex.models.shapes import chroma_config, flux2_config, flux_config, ltx2_config, qwen_image_config, sd3_config, wan_config, z_image_config  # noqa: F401  (re-exported)
+from sdcodex.models.shapes import chroma_config, flux2_config, flux_config, hunyuan_video15_original_config, hunyuan_video_original_config, ltx2_config, qwen_image_config, sd3_config, wan_config, z_image_config  # noqa: F401  (re-exported)
 from sdcodex.models.shapes import need as _need
 
 #: key prefixes tools add in front of a bare transformer (ComfyUI, A1111/Forge, kohya)
@@ -239,7 +239,85 @@ CHROMA_ROWS: dict[str, Row] = {
     }),
 }
 
+# ---- HunyuanVideo 1.0 / 1.5 (Tencent's original layout: hunyuan_video_720_cfgdistill_bf16.safetensors, ComfyUI's
+# diffusion_models/ files and city96's GGUFs) --------------------------------------------------------------------
+# The renames of Diffusers' convert_hunyuan_video_transformer_to_diffusers (1.0) and of its HunyuanVideo 1.5 script:
+# the text input's token refiner (txt_in.*) becomes context_embedder.*, fused qkv projections are split, the single
+# blocks' linear1 holds q, k, v and the MLP input (1.0 only: 1.5 has no single blocks), the final adaLN's (shift,
+# scale) is swapped. 1.5 keeps q, k, v apart and adds the ByT5 (byt5_in), image (vision_in) and condition-type
+# embeddings. Affine-free LayerNorms (img_norm1 ...) have no tensors.
+_HY_REFINER = "txt_in.individual_token_refiner.blocks.{i}"
+_HY_TXT_IN = {
+    "txt_in.input_embedder": "context_embedder.proj_in",
+    "txt_in.t_embedder.mlp.0": "context_embedder.time_text_embed.timestep_embedder.linear_1",
+    "txt_in.t_embedder.mlp.2": "context_embedder.time_text_embed.timestep_embedder.linear_2",
+    "txt_in.c_embedder.linear_1": "context_embedder.time_text_embed.text_embedder.linear_1",
+    "txt_in.c_embedder.linear_2": "context_embedder.time_text_embed.text_embedder.linear_2",
+    **{f"{_HY_REFINER}.{a}": f"context_embedder.token_refiner.refiner_blocks.{{i}}.{b}" for a, b in (
+        ("norm1", "norm1"), ("norm2", "norm2"), ("self_attn_proj", "attn.to_out.0"), ("mlp.fc1", "ff.net.0.proj"),
+        ("mlp.fc2", "ff.net.2"), ("adaLN_modulation.1", "norm_out.linear"))},
+}
+_HY_DOUBLE = {
+    "img_in.proj": "x_embedder.proj",
+    "final_layer.linear": "proj_out",
+    **{f"double_blocks.{{i}}.{a}": f"transformer_blocks.{{i}}.{b}" for a, b in (
+        ("img_mod.linear", "norm1.linear"), ("txt_mod.linear", "norm1_context.linear"),
+        ("img_attn_q_norm", "attn.norm_q"), ("img_attn_k_norm", "attn.norm_k"),
+        ("txt_attn_q_norm", "attn.norm_added_q"), ("txt_attn_k_norm", "attn.norm_added_k"),
+        ("img_attn_proj", "attn.to_out.0"), ("txt_attn_proj", "attn.to_add_out"),
+        ("img_mlp.fc1", "ff.net.0.proj"), ("img_mlp.fc2", "ff.net.2"),
+        ("txt_mlp.fc1", "ff_context.net.0.proj"), ("txt_mlp.fc2", "ff_context.net.2"))},
+}
+HUNYUAN_VIDEO_ROWS: dict[str, Row] = {
+    **_rows({
+        **_HY_TXT_IN, **_HY_DOUBLE,
+        "time_in.mlp.0": "time_text_embed.timestep_embedder.linear_1",
+        "time_in.mlp.2": "time_text_embed.timestep_embedder.linear_2",
+        "vector_in.in_layer": "time_text_embed.text_embedder.linear_1",
+        "vector_in.out_layer": "time_text_embed.text_embedder.linear_2",
+        "guidance_in.mlp.0": "time_text_embed.guidance_embedder.linear_1",
+        "guidance_in.mlp.2": "time_text_embed.guidance_embedder.linear_2",
+        "single_blocks.{i}.modulation.linear": "single_transformer_blocks.{i}.norm.linear",
+        "single_blocks.{i}.q_norm": "single_transformer_blocks.{i}.attn.norm_q",
+        "single_blocks.{i}.k_norm": "single_transformer_blocks.{i}.attn.norm_k",
+        "single_blocks.{i}.linear2": "single_transformer_blocks.{i}.proj_out",
+    }),
+    **_rows({
+        f"{_HY_REFINER}.self_attn_qkv": tuple(f"context_embedder.token_refiner.refiner_blocks.{{i}}.attn.to_{x}"
+                                               for x in "qkv"),
+        "double_blocks.{i}.img_attn_qkv": tuple(f"transformer_blocks.{{i}}.attn.to_{x}" for x in "qkv"),
+        "double_blocks.{i}.txt_attn_qkv": tuple(f"transformer_blocks.{{i}}.attn.add_{x}_proj" for x in "qkv"),
+        # q, k, v (hidden each) then the MLP input projection (the rest), as FLUX's single blocks
+        "single_blocks.{i}.linear1": tuple(f"single_transformer_blocks.{{i}}.{x}"
+                                           for x in ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")),
+    }, op="split"),
+    **_rows({"final_layer.adaLN_modulation.1": "norm_out.linear"}, op="swap"),
+}
+HUNYUAN_VIDEO15_ROWS: dict[str, Row] = {
+    **_rows({
+        **_HY_TXT_IN, **_HY_DOUBLE,
+        "time_in.mlp.0": "time_embed.timestep_embedder.linear_1",
+        "time_in.mlp.2": "time_embed.timestep_embedder.linear_2",
+        "cond_type_embedding": "cond_type_embed",
+        "byt5_in.layernorm": "context_embedder_2.norm",
+        "byt5_in.fc1": "context_embedder_2.linear_1",
+        "byt5_in.fc2": "context_embedder_2.linear_2",
+        "byt5_in.fc3": "context_embedder_2.linear_3",
+        "vision_in.proj.0": "image_embedder.norm_in",
+        "vision_in.proj.1": "image_embedder.linear_1",
+        "vision_in.proj.3": "image_embedder.linear_2",
+        "vision_in.proj.4": "image_embedder.norm_out",
+        **{f"double_blocks.{{i}}.{s}_attn_{x}": f"transformer_blocks.{{i}}.attn.{t}" for s, x, t in (
+            ("img", "q", "to_q"), ("img", "k", "to_k"), ("img", "v", "to_v"),
+            ("txt", "q", "add_q_proj"), ("txt", "k", "add_k_proj"), ("txt", "v", "add_v_proj"))},
+    }),
+    **_rows({f"{_HY_REFINER}.self_attn_qkv": tuple(f"context_embedder.token_refiner.refiner_blocks.{{i}}.attn.to_{x}"
+                                                    for x in "qkv")}, op="split"),
+    **_rows({"final_layer.adaLN_modulation.1": "norm_out.linear"}, op="swap"),
+}
+
 _BLOCK = re.compile(r"^(double_blocks|single_blocks|joint_blocks|blocks|layers|noise_refiner|context_refiner"
+                    r"|txt_in\.individual_token_refiner\.blocks"
                     r"|distilled_guidance_layer\.layers|distilled_guidance_layer\.norms)\.(\d+)\.")
 _SUFFIXES = {"weight": "weight", "bias": "bias", "scale": "weight"}
 
@@ -380,6 +458,17 @@ def convert_sd3(sd: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> di
 def convert_flux(sd: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """BFL-layout FLUX.1 transformer (prefix stripped) -> FluxTransformer2DModel state dict."""
     return convert(sd, FLUX_ROWS, flux_split_sizes(config), "part of a FLUX.1 transformer")
+
+
+def convert_hunyuan_video(sd: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Original-layout HunyuanVideo 1.0 transformer (prefix stripped) -> HunyuanVideoTransformer3DModel state dict."""
+    return convert(sd, HUNYUAN_VIDEO_ROWS, flux_split_sizes(config), "part of a HunyuanVideo transformer")
+
+
+def convert_hunyuan_video15(sd: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Original-layout HunyuanVideo 1.5 transformer (prefix stripped) -> HunyuanVideo15Transformer3DModel state dict."""
+    return convert(sd, HUNYUAN_VIDEO15_ROWS, lambda key, rows: [rows // 3] * 3,
+                   "part of a HunyuanVideo 1.5 transformer")
 
 
 def convert_wan(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

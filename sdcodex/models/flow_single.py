@@ -29,6 +29,7 @@ from sdcodex.models.flow_loader import (KL_VAE_FAMILIES, TEXT_ENCODER_SLOTS, bui
                                         separate_components, text_encoder_slot, tokenizer_folder)
 from sdcodex.models.build import build_module
 from sdcodex.models.loader import LoadedModel, cached_short_hash, load_vae_file, resolve_ref, scheduler_from_config
+from sdcodex.models.shapes import HUNYUAN_VIDEO15_TRANSFORMER, HUNYUAN_VIDEO_TRANSFORMER
 from sdcodex.models.shapes import summary as architecture_summary
 from sdcodex.models.model_configs import CONFIG_ROOT, bundled, config_beside, configs_from
 from sdcodex.models.safetensors_io import TensorView, open_mapped, read_shapes
@@ -42,6 +43,8 @@ NOISE_MARK = re.compile(r"(high|low)(?=[_\-. ]?noise)", re.IGNORECASE)
 SAFETENSORS = (".safetensors", ".sft")
 WEIGHT_FILES = SAFETENSORS + (".gguf",)
 BASE_SEARCH_DEPTH = 3
+#: the published transformer config of families with no bundled configs (the base folder's config comes first)
+STARTING_CONFIGS = {E.HUNYUAN_VIDEO: HUNYUAN_VIDEO_TRANSFORMER, E.HUNYUAN_VIDEO15: HUNYUAN_VIDEO15_TRANSFORMER}
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,15 @@ LAYOUTS: tuple[Layout, ...] = (
     Layout("flux2_klein", ("single_stream_modulation.lin.weight", "img_in.weight"), "Flux2Transformer2DModel",
            cv.flux2_config, cv.convert_flux2, E.FLUX2_KLEIN, absent=("guidance_in.in_layer.weight",),
            rows=cv.FLUX2_ROWS),
+    # Tencent's layout: hunyuan_video_t2v_720p_bf16.safetensors / hunyuan_video_image_to_video_720p_bf16.safetensors
+    # (ComfyUI diffusion_models/), city96's HunyuanVideo GGUFs; 1.5 adds a condition-type embedding
+    Layout("hunyuan_video", ("double_blocks.0.img_attn_qkv.weight", "img_in.proj.weight",
+                             "txt_in.individual_token_refiner.blocks.0.norm1.weight"), "HunyuanVideoTransformer3DModel",
+           cv.hunyuan_video_original_config, cv.convert_hunyuan_video, E.HUNYUAN_VIDEO,
+           absent=("cond_type_embedding.weight",), rows=cv.HUNYUAN_VIDEO_ROWS),
+    Layout("hunyuan_video15", ("double_blocks.0.img_attn_q.weight", "img_in.proj.weight", "cond_type_embedding.weight"),
+           "HunyuanVideo15Transformer3DModel", cv.hunyuan_video15_original_config, cv.convert_hunyuan_video15,
+           E.HUNYUAN_VIDEO15, rows=cv.HUNYUAN_VIDEO15_ROWS),
     Layout("wan", ("head.modulation", "patch_embedding.weight"), "WanTransformer3DModel", cv.wan_config,
            lambda view, config: cv.convert_wan(view), rows=cv.WAN_ROWS),
     # Tongyi-MAI's layout, ComfyUI's split_files/diffusion_models/z_image_turbo_bf16.safetensors
@@ -169,8 +181,10 @@ def _model_indexes(root: Path, depth: int = BASE_SEARCH_DEPTH) -> list[Path]:
     return sorted(found, key=lambda p: str(p).lower())
 
 
-def find_base(family: E, models_dir: str | Path | None, guidance: bool | None = None) -> Path | None:
-    """The first Diffusers folder of the same model in the models folder (FLUX: same dev/schnell type), or None."""
+def find_base(family: E, models_dir: str | Path | None, guidance: bool | None = None,
+              in_channels: int | None = None) -> Path | None:
+    """The first Diffusers folder of the same model in the models folder (FLUX: same dev/schnell type; with
+    `in_channels`, a transformer taking as many input channels: HunyuanVideo-I2V apart from text-to-video), or None."""
     from sdcodex.models.detect import detect_folder
 
     root = Path(models_dir) if models_dir else Path("models")
@@ -184,6 +198,8 @@ def find_base(family: E, models_dir: str | Path | None, guidance: bool | None = 
         if det.family is not family:
             continue
         if guidance is not None and bool(det.variant.get("guidance_embed")) != guidance:
+            continue
+        if in_channels is not None and (configs_from(folder).get("transformer") or {}).get("in_channels") != in_channels:
             continue
         return folder
     return None
@@ -242,7 +258,8 @@ def load_single_file(path: Path, *, wanted: E | None, text_encoders: list[str], 
     if family in TWO_EXPERTS:
         explicit = resolve_ref(transformer_2, models_dir) if transformer_2 is not None else None
         experts = list(expert_pair(path, explicit))
-    base = find_base(family, models_dir, guidance)
+    in_channels = shapes[f"{prefix}img_in.proj.weight"][1] if family in STARTING_CONFIGS else None
+    base = find_base(family, models_dir, guidance, in_channels)
     beside, beside_source = config_beside(path, family.value)
     cfgs = {**(configs_from(base) if base else {}), **beside, **dict(configs)}
     schnell = layout == "flux" and not guidance
@@ -250,7 +267,7 @@ def load_single_file(path: Path, *, wanted: E | None, text_encoders: list[str], 
     inside = embedded_parts(path, family)
     given |= set(inside)
     tokenizers: dict[str, Any] = {}
-    if base is None and family not in TEXT_ENCODER_SLOTS:
+    if base is None and (family not in TEXT_ENCODER_SLOTS or not (CONFIG_ROOT / family.value).is_dir()):
         raise ModelLoadError(f"{path}: a single {family.value} transformer file takes its text encoder, VAE and "
                              f"scheduler from a {family.value} Diffusers folder in the models folder (separate "
                              f"text-encoder files are not supported for {family.value} yet); put one there",
@@ -270,7 +287,8 @@ def load_single_file(path: Path, *, wanted: E | None, text_encoders: list[str], 
                 f"`text_encoders` files ({takes} for {family.value}), or put a {family.value} Diffusers folder in the "
                 "models folder to take them from", field="text_encoders" if any(s.startswith("text") for s in missing)
                 else "vae")
-    tr_config = cfgs.get("transformer") or bundled(family, "transformer_schnell" if schnell else "transformer")
+    tr_config = (cfgs.get("transformer") or bundled(family, "transformer_schnell" if schnell else "transformer")
+                 or STARTING_CONFIGS[family])
     components: dict[str, Any] = {"transformer": build_transformer(experts[0], layout, tr_config, dtype, device)}
     if len(experts) == 2:
         components["transformer_2"] = build_transformer(experts[1], layout, tr_config, dtype, device)
@@ -288,7 +306,7 @@ def load_single_file(path: Path, *, wanted: E | None, text_encoders: list[str], 
         else:
             components[slot] = load_text_encoder_file(path, TEXT_ENCODER_SLOTS[family][slot][2], part_prefix, cfg,
                                                       dtype, device)
-    official = bundled(family, "transformer_schnell" if schnell else "transformer") or {}
+    official = bundled(family, "transformer_schnell" if schnell else "transformer") or STARTING_CONFIGS.get(family, {})
     read = {"transformer": architecture_summary(layout, "flux" if layout == "flux" else family.value,
                                                      dict(components["transformer"].config), official)}
     variant: dict[str, Any] = {"format": "single_file", "layout": layout, "prefix": prefix, "architecture": read,

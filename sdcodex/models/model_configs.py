@@ -54,6 +54,7 @@ def configs_from(source: str | Path | Mapping[str, dict] | None) -> dict[str, di
 CLASS_COMPONENTS = {"UNet2DConditionModel": "unet", "AutoencoderKL": "vae", "CLIPTextModel": "text_encoder",
                     "CLIPTextModelWithProjection": "text_encoder_2", "FluxTransformer2DModel": "transformer",
                     "WanTransformer3DModel": "transformer", "HunyuanVideoTransformer3DModel": "transformer",
+                    "HunyuanVideo15Transformer3DModel": "transformer",
                     "T5EncoderModel": "text_encoder", "UMT5EncoderModel": "text_encoder"}
 
 

@@ -452,6 +452,73 @@ def hunyuan_video_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, A
     return cfg
 
 
+# ---- HunyuanVideo transformers (Tencent's original layout, as ComfyUI and the GGUFs keep it) ----------------------
+#: HunyuanVideo 1.5's transformer (hunyuanvideo-community/HunyuanVideo-1.5-480p_t2v), the starting point without a base
+HUNYUAN_VIDEO15_TRANSFORMER: dict[str, Any] = {
+    "_class_name": "HunyuanVideo15Transformer3DModel", "in_channels": 65, "out_channels": 32, "num_attention_heads": 16,
+    "attention_head_dim": 128, "num_layers": 54, "num_refiner_layers": 2, "mlp_ratio": 4.0, "patch_size": 1,
+    "patch_size_t": 1, "qk_norm": "rms_norm", "text_embed_dim": 3584, "text_embed_2_dim": 1472, "image_embed_dim": 1152,
+    "rope_theta": 256.0, "rope_axes_dim": [16, 56, 56], "use_meanflow": False, "target_size": 640, "task_type": "t2v"}
+LATENT_CONCAT = "latent_concat"  # HunyuanVideo-I2V: latents + image latents + a mask channel in
+
+
+def _hunyuan_common(shapes: Shapes, base: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """What HunyuanVideo 1.0 and 1.5 files show alike: width, head width (q norm), patch sizes, in/out channels, depths,
+    MLP ratio, text width. The rope axes come from `base`; their sum must be the head width read."""
+    proj = need(shapes, "img_in.proj.weight", what)
+    hidden, in_channels, patch_t, patch = proj[0], proj[1], proj[2], proj[3]
+    norm_key = "double_blocks.0.img_attn_q_norm.weight"
+    head_dim = need(shapes, norm_key, what)[0]
+    if hidden % head_dim:
+        raise _bad(norm_key, shapes[norm_key], f"a head width dividing the width {hidden}", what)
+    axes = list(base.get("rope_axes_dim") or (16, 56, 56))
+    if sum(axes) != head_dim:
+        raise _bad(norm_key, shapes[norm_key], f"a head width of {sum(axes)} (rope axes {axes}); give a config "
+                   "beside the file for other head widths", what)
+    cfg = dict(base)
+    cfg.update(in_channels=in_channels, patch_size=patch, patch_size_t=patch_t, attention_head_dim=head_dim,
+               num_attention_heads=hidden // head_dim,
+               out_channels=need(shapes, "final_layer.linear.weight", what)[0] // (patch * patch * patch_t),
+               num_layers=depth(shapes, "double_blocks."),
+               num_refiner_layers=depth(shapes, "txt_in.individual_token_refiner.blocks."),
+               mlp_ratio=need(shapes, "double_blocks.0.img_mlp.fc1.weight", what)[0] / hidden,
+               text_embed_dim=need(shapes, "txt_in.input_embedder.weight", what)[1])
+    return cfg
+
+
+def hunyuan_video_original_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, Any]:
+    """HunyuanVideoTransformer3DModel config for original-layout keys (double_blocks.N.img_attn_qkv ...): double/
+    single/refiner depths, width, head width, in/out channels, pooled width, guidance embedding, and the image
+    condition: 2 x out + 1 input channels is HunyuanVideo-I2V's latent_concat; a file with as many inputs as outputs
+    keeps the starting config's token_replace (the shapes cannot tell it from text-to-video), else none."""
+    what = "HunyuanVideo transformer"
+    cfg = _hunyuan_common(shapes, base, what)
+    condition = base.get("image_condition_type")
+    if cfg["in_channels"] == 2 * cfg["out_channels"] + 1:
+        condition = LATENT_CONCAT
+    elif cfg["in_channels"] == cfg["out_channels"]:
+        condition = condition if condition == "token_replace" else None
+    else:
+        raise _bad("img_in.proj.weight", shapes["img_in.proj.weight"],
+                   f"{cfg['out_channels']} or {2 * cfg['out_channels'] + 1} input channels (text-to-video or I2V)",
+                   what)
+    cfg.update(num_single_layers=depth(shapes, "single_blocks."), image_condition_type=condition,
+               pooled_projection_dim=need(shapes, "vector_in.in_layer.weight", what)[1],
+               guidance_embeds="guidance_in.mlp.0.weight" in shapes)
+    return cfg
+
+
+def hunyuan_video15_original_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, Any]:
+    """HunyuanVideo15Transformer3DModel config for original-layout keys: depths, width, head width, in/out channels,
+    MLP ratio, text (Qwen2.5-VL), ByT5 and image (SigLIP) embedding widths. t2v/i2v (`task_type`), the target size and
+    meanflow come from `base` (the base folder's config; the shapes are the same)."""
+    what = "HunyuanVideo 1.5 transformer"
+    cfg = _hunyuan_common(shapes, base, what)
+    cfg.update(text_embed_2_dim=need(shapes, "byt5_in.fc1.weight", what)[1],
+               image_embed_dim=need(shapes, "vision_in.proj.1.weight", what)[1])
+    return cfg
+
+
 # ---- Z-Image transformers (Tongyi-MAI original layout) --------------------------------------------------------
 def sd3_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, Any]:
     """SD3Transformer2DModel config for Stability-layout keys (prefix stripped): widths, depth, head size (from the
@@ -610,7 +677,9 @@ SUMMARY_KEYS: dict[str, tuple[str, ...]] = {
     "chroma": ("num_layers", "num_single_layers", "num_attention_heads", "attention_head_dim", "in_channels",
                "joint_attention_dim", "approximator_hidden_dim", "approximator_layers"),
     "hunyuan_video": ("num_layers", "num_single_layers", "num_attention_heads", "attention_head_dim", "in_channels",
-                      "text_embed_dim", "guidance_embeds"),
+                      "text_embed_dim", "guidance_embeds", "image_condition_type"),
+    "hunyuan_video15": ("num_layers", "num_attention_heads", "attention_head_dim", "in_channels", "text_embed_dim",
+                        "text_embed_2_dim", "image_embed_dim"),
     **{k: ("num_layers", "num_single_layers", "num_attention_heads", "attention_head_dim", "in_channels",
            "joint_attention_dim", "guidance_embeds") for k in ("flux2", "flux2_klein")},
     "sd3": ("num_layers", "num_attention_heads", "attention_head_dim", "in_channels", "joint_attention_dim",
@@ -672,6 +741,13 @@ def summary(kind: str, name: str, config: Mapping[str, Any], base: Mapping[str, 
         parts = [f"{c['num_layers']} double + {c['num_single_layers']} single blocks",
                  f"width {c['num_attention_heads'] * c['attention_head_dim']}",
                  "guidance embedding" if c.get("guidance_embeds") else "no guidance embedding"]
+        if kind == "hunyuan_video":
+            parts[2:2] = [_plural(c["num_attention_heads"], "head"), f"{c['in_channels']} in channels"]
+            parts += [f"image condition {c['image_condition_type']}"] if c.get("image_condition_type") else []
+    elif kind == "hunyuan_video15":
+        parts = [_plural(c["num_layers"], "double block"), f"width {c['num_attention_heads'] * c['attention_head_dim']}",
+                 _plural(c["num_attention_heads"], "head"), f"{c['in_channels']} in channels",
+                 f"image embedding {c['image_embed_dim']}"]
     elif kind == "wan":
         parts = [_plural(c["num_layers"], "layer"), f"width {c['num_attention_heads'] * c['attention_head_dim']}",
                  f"{c['in_channels']} in channels"] + (["image embedding"] if c.get("image_dim") else [])
@@ -779,6 +855,10 @@ def architecture_of(shapes: Shapes, kind: str, family: Any, prefix: str, variant
         if fam == "hunyuan_video" and variant.get("layout") == "diffusers":
             base = HUNYUAN_VIDEO_TRANSFORMER
             return {"transformer": summary("hunyuan_video", fam, hunyuan_video_config(local, base), base)}
+        if fam in ("hunyuan_video", "hunyuan_video15") and variant.get("layout") == "original":
+            base, rule = ((HUNYUAN_VIDEO_TRANSFORMER, hunyuan_video_original_config) if fam == "hunyuan_video" else
+                          (HUNYUAN_VIDEO15_TRANSFORMER, hunyuan_video15_original_config))
+            return {"transformer": summary(fam, fam, rule(local, base), base)}
         if kind == "text_encoder" and variant.get("text_encoder") in TEXT_ENCODER_FILES:
             what, src, comp, rule = TEXT_ENCODER_FILES[variant["text_encoder"]]
             base = (bundled(src, comp) or {}) if src else {}
@@ -798,5 +878,6 @@ def architecture_of(shapes: Shapes, kind: str, family: Any, prefix: str, variant
 
 
 __all__ = ["sd2_text_config", "SD2_SKIPPED_LAYERS", "controlnet_config", "flux2_config", "sd_configs", "architecture_of", "unet_config", "kl_vae_config", "clip_text_config", "open_clip_text_config", "t5_config", "flux_config",
-           "wan_config", "hunyuan_video_config", "z_image_config", "HUNYUAN_VIDEO_TRANSFORMER", "chroma_config", "sd3_config", "qwen_image_config", "summary", "differences", "need", "depth", "SUMMARY_KEYS",
+           "wan_config", "hunyuan_video_config", "hunyuan_video_original_config", "hunyuan_video15_original_config",
+           "HUNYUAN_VIDEO15_TRANSFORMER", "z_image_config", "HUNYUAN_VIDEO_TRANSFORMER", "chroma_config", "sd3_config", "qwen_image_config", "summary", "differences", "need", "depth", "SUMMARY_KEYS",
            "SD15_HEADS", "UNET_HEAD_WIDTH", "CLIP_HEAD_WIDTH", "WAN_HEAD_WIDTH", "decoder_lm_config", "LLM_HEAD_WIDTH"]

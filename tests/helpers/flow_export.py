@@ -438,3 +438,107 @@ def ltx2_to_original(transformer: torch.nn.Module, connectors: torch.nn.Module |
 def export_ltx2(transformer: torch.nn.Module, path: Path, connectors: torch.nn.Module | None = None,
                 vae_stats: int | None = None) -> Path:
     return _save(ltx2_to_original(transformer, connectors, vae_stats), path)
+
+
+def _hy_txt_in(sd: dict[str, torch.Tensor], out: dict[str, torch.Tensor]) -> None:
+    """HunyuanVideo's text input (Diffusers context_embedder.*) -> Tencent's txt_in.* (1.0 and 1.5 alike)."""
+    for key, tensor in sd.items():
+        if not key.startswith("context_embedder."):
+            continue
+        rest = key[len("context_embedder."):]
+        if rest.startswith("token_refiner.refiner_blocks."):
+            i, sub = rest[len("token_refiner.refiner_blocks."):].split(".", 1)
+            base = f"txt_in.individual_token_refiner.blocks.{i}"
+            if sub.startswith("attn.to_q."):
+                p = sub.rsplit(".", 1)[1]
+                pre = f"context_embedder.token_refiner.refiner_blocks.{i}.attn"
+                out[f"{base}.self_attn_qkv.{p}"] = torch.cat([sd[f"{pre}.to_{x}.{p}"] for x in "qkv"])
+                continue
+            if sub.startswith(("attn.to_k.", "attn.to_v.")):
+                continue
+            sub = (sub.replace("attn.to_out.0", "self_attn_proj").replace("ff.net.0.proj", "mlp.fc1")
+                   .replace("ff.net.2", "mlp.fc2").replace("norm_out.linear", "adaLN_modulation.1"))
+            out[f"{base}.{sub}"] = tensor
+            continue
+        rest = (rest.replace("proj_in", "input_embedder")
+                .replace("time_text_embed.timestep_embedder.linear_1", "t_embedder.mlp.0")
+                .replace("time_text_embed.timestep_embedder.linear_2", "t_embedder.mlp.2")
+                .replace("time_text_embed.text_embedder.", "c_embedder."))
+        out[f"txt_in.{rest}"] = tensor
+
+
+_HY_PAIRS = (("norm1.linear", "img_mod.linear"), ("norm1_context.linear", "txt_mod.linear"),
+             ("attn.norm_q", "img_attn_q_norm"), ("attn.norm_k", "img_attn_k_norm"),
+             ("attn.norm_added_q", "txt_attn_q_norm"), ("attn.norm_added_k", "txt_attn_k_norm"),
+             ("attn.to_out.0", "img_attn_proj"), ("attn.to_add_out", "txt_attn_proj"),
+             ("ff.net.0.proj", "img_mlp.fc1"), ("ff.net.2", "img_mlp.fc2"),
+             ("ff_context.net.0.proj", "txt_mlp.fc1"), ("ff_context.net.2", "txt_mlp.fc2"))
+
+
+def _hy_double(sd: dict[str, torch.Tensor], out: dict[str, torch.Tensor], fused: bool) -> None:
+    n = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("transformer_blocks."))
+    for i in range(n):
+        b, d = f"transformer_blocks.{i}", f"double_blocks.{i}"
+        for p in ("weight", "bias"):
+            for ours, theirs in _HY_PAIRS:
+                if f"{b}.{ours}.{p}" in sd:
+                    out[f"{d}.{theirs}.{p}"] = sd[f"{b}.{ours}.{p}"]
+            img = [sd[f"{b}.attn.to_{x}.{p}"] for x in "qkv"]
+            txt = [sd[f"{b}.attn.add_{x}_proj.{p}"] for x in "qkv"]
+            if fused:
+                out[f"{d}.img_attn_qkv.{p}"], out[f"{d}.txt_attn_qkv.{p}"] = torch.cat(img), torch.cat(txt)
+            else:
+                for x, a, t in zip("qkv", img, txt):
+                    out[f"{d}.img_attn_{x}.{p}"], out[f"{d}.txt_attn_{x}.{p}"] = a, t
+    for p in ("weight", "bias"):
+        scale, shift = sd[f"norm_out.linear.{p}"].chunk(2)  # Diffusers (scale, shift) -> Tencent (shift, scale)
+        out[f"final_layer.adaLN_modulation.1.{p}"] = torch.cat([shift, scale])
+        out[f"img_in.proj.{p}"] = sd[f"x_embedder.proj.{p}"]
+        out[f"final_layer.linear.{p}"] = sd[f"proj_out.{p}"]
+
+
+def hunyuan_video_to_original(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """HunyuanVideoTransformer3DModel state dict -> Tencent's HunyuanVideo 1.0 layout (double_blocks.N.img_attn_qkv)."""
+    out: dict[str, torch.Tensor] = {}
+    _hy_txt_in(sd, out)
+    _hy_double(sd, out, fused=True)
+    for ours, theirs in (("timestep_embedder.linear_1", "time_in.mlp.0"), ("timestep_embedder.linear_2", "time_in.mlp.2"),
+                         ("text_embedder.linear_1", "vector_in.in_layer"),
+                         ("text_embedder.linear_2", "vector_in.out_layer"),
+                         ("guidance_embedder.linear_1", "guidance_in.mlp.0"),
+                         ("guidance_embedder.linear_2", "guidance_in.mlp.2")):
+        for p in ("weight", "bias"):
+            if f"time_text_embed.{ours}.{p}" in sd:
+                out[f"{theirs}.{p}"] = sd[f"time_text_embed.{ours}.{p}"]
+    n = 1 + max((int(k.split(".")[1]) for k in sd if k.startswith("single_transformer_blocks.")), default=-1)
+    for i in range(n):
+        b, s = f"single_transformer_blocks.{i}", f"single_blocks.{i}"
+        for p in ("weight", "bias"):
+            out[f"{s}.linear1.{p}"] = torch.cat([sd[f"{b}.attn.to_{x}.{p}"] for x in "qkv"] + [sd[f"{b}.proj_mlp.{p}"]])
+            out[f"{s}.linear2.{p}"] = sd[f"{b}.proj_out.{p}"]
+            out[f"{s}.modulation.linear.{p}"] = sd[f"{b}.norm.linear.{p}"]
+        out[f"{s}.q_norm.weight"] = sd[f"{b}.attn.norm_q.weight"]
+        out[f"{s}.k_norm.weight"] = sd[f"{b}.attn.norm_k.weight"]
+    return out
+
+
+def hunyuan_video15_to_original(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """HunyuanVideo15Transformer3DModel state dict -> Tencent's HunyuanVideo 1.5 layout (img_attn_q/k/v apart, byt5_in,
+    vision_in, cond_type_embedding)."""
+    out: dict[str, torch.Tensor] = {}
+    _hy_txt_in(sd, out)
+    _hy_double(sd, out, fused=False)
+    for key, tensor in sd.items():
+        head, _, rest = key.partition(".")
+        if head == "time_embed":
+            out["time_in.mlp." + {"timestep_embedder.linear_1": "0", "timestep_embedder.linear_2": "2"}[
+                rest.rsplit(".", 1)[0]] + "." + rest.rsplit(".", 1)[1]] = tensor
+        elif head == "context_embedder_2":
+            stem, p = rest.rsplit(".", 1)
+            out[f"byt5_in.{ {'norm': 'layernorm', 'linear_1': 'fc1', 'linear_2': 'fc2', 'linear_3': 'fc3'}[stem]}.{p}"] = tensor
+        elif head == "image_embedder":
+            stem, p = rest.rsplit(".", 1)
+            out[f"vision_in.proj.{ {'norm_in': 0, 'linear_1': 1, 'linear_2': 3, 'norm_out': 4}[stem]}.{p}"] = tensor
+        elif head == "cond_type_embed":
+            out[f"cond_type_embedding.{rest}"] = tensor
+    return out
