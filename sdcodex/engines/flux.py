@@ -5,6 +5,7 @@ sampler rules (shift override, samplers the pipeline cannot drive) and turning a
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -56,6 +57,17 @@ def shifted_config(config: dict[str, Any], flow_shift: float | None) -> dict[str
     return config
 
 
+def pinned_shift_config(config: dict[str, Any], flow_shift: float) -> dict[str, Any]:
+    """A dynamic-shifting scheduler config whose shift no longer depends on the image size: mu = ln(shift) at every
+    sequence length (base_shift = max_shift = ln(shift), exponential time shift, no terminal stretch), which gives
+    sigma' = shift*s / (1 + (shift-1)*s). These are the scheduler settings lightx2v publishes for Qwen-Image-Lightning
+    (ModelTC/Qwen-Image-Lightning README: "We use shift=3 in distillation")."""
+    config = dict(config)
+    config.update(base_shift=math.log(float(flow_shift)), max_shift=math.log(float(flow_shift)), shift=1.0,
+                  time_shift_type="exponential", shift_terminal=None)
+    return config
+
+
 def flow_pipeline_samplers() -> list[str]:
     """UI samplers with a flow-matching form (the ones a flow engine may offer)."""
     return ["Automatic"] + [s.name for s in SAMPLERS if s.flow is not None]
@@ -66,6 +78,9 @@ class FlowEngineMixin:
 
     #: the pipeline passes custom `sigmas` to set_timesteps (FLUX, HunyuanVideo): samplers must accept them
     pipeline_passes_sigmas: ClassVar[bool] = False
+    #: on a model that shifts by image size, `flow_shift` pins the shift at every size (pinned_shift_config) instead
+    #: of being ignored (Qwen-Image: its Lightning distillations run that way)
+    flow_shift_pins_mu: ClassVar[bool] = False
     #: how A1111 prompt syntax reaches the text encoder (sdcodex.engines.prompt_t5): "flux" (weighted T5 and
     #: CLIP-L pooled), "chroma" (weighted T5 with its mask), "wan" (weighted UMT5) or "llm" (syntax removed,
     #: weights not applied)
@@ -75,6 +90,9 @@ class FlowEngineMixin:
 
     def sampler(self, params: Params) -> Any:
         base = shifted_config(dict(self.model.scheduler_config), params.flow_shift)
+        pinned = params.flow_shift is not None and bool(base.get("use_dynamic_shifting")) and self.flow_shift_pins_mu
+        if pinned:
+            base = pinned_shift_config(base, params.flow_shift)
         choice = create_sampler(params.sampler, params.scheduler, self.family_for_sampler or self.key.value,
                                 base, Prediction.FLOW, mode=params.mode)
         if self.pipeline_passes_sigmas and not (choice.accepts_sigmas or choice.config.get("use_flow_sigmas")):
@@ -88,7 +106,7 @@ class FlowEngineMixin:
                 f"sampler {choice.sampler_effective} ({choice.class_name}) cannot noise an input image the way the "
                 f"{self.key.value} {params.task.value} pipeline does (no scale_noise)", field="sampler",
                 allowed=allowed)
-        if params.flow_shift is not None and base.get("use_dynamic_shifting"):
+        if params.flow_shift is not None and base.get("use_dynamic_shifting") and not pinned:
             choice.warnings.append("flow_shift is ignored: this model shifts its schedule by image size "
                                    "(use_dynamic_shifting)")
         return choice
@@ -260,4 +278,5 @@ class FluxEngine(FlowImageEngine):
 
 
 register_pipelines(FluxEngine.key.value, FluxEngine.pipelines)
-__all__ = ["FluxEngine", "FlowEngineMixin", "FlowImageEngine", "per_image", "to_pil_frames", "shifted_config", "collect_videos", "build_pipeline"]
+__all__ = ["FluxEngine", "FlowEngineMixin", "FlowImageEngine", "per_image", "to_pil_frames", "shifted_config",
+           "pinned_shift_config", "collect_videos", "build_pipeline"]

@@ -3,9 +3,10 @@ in the models folder, merged into the model's weights for ONE run and restored b
 
 Formats: A1111/kohya (`lora_unet_*`, `lora_te_*`, `lora_te1_*`, `lora_te2_*`, Diffusers or SGM block names),
 Diffusers/PEFT (`unet.*.lora_A/B`, `text_encoder.*`, `transformer.*`, old `*.processor.to_q_lora.down`).
-FLUX LoRAs with BFL module names and WAN LoRAs with Wan-Video names (kohya flat or ComfyUI dotted) are mapped with
-our single-file converter tables (lora_flow, convert_flow); other FLUX/WAN layouts go through Diffusers'
-`lora_state_dict`.
+FLUX / FLUX.2 LoRAs with BFL module names, WAN LoRAs with Wan-Video names (kohya flat or ComfyUI dotted) and LTX-2
+LoRAs with Lightricks' names are mapped with our single-file converter tables (lora_flow, convert_flow); other
+layouts of the flow families (Qwen-Image's ComfyUI/kohya/bare Lightning files, Diffusers names under
+`diffusion_model.`) go through Diffusers' own `lora_state_dict` for that family.
 The merge is ours: W += weight * alpha/rank * up @ down; the touched weights are copied before and copied back
 after the run, so nothing leaks into the next request (A1111 does the same with its weight backups).
 """
@@ -38,10 +39,14 @@ _COMPONENT_PREFIXES = (  # key prefix -> pipeline component (longest first)
     ("transformer.", "denoiser"), ("diffusion_model.", "denoiser"), ("base_model.model.", "denoiser"),
 )
 _UNSUPPORTED = (".hada_w1_a", ".lokr_w1", ".lora_mid.", "dora_scale", "lora_magnitude_vector")
-_FLOW_FAMILIES = ("flux", "wan22_ti2v_5b", "wan22_t2v_a14b", "wan22_i2v_a14b", "hunyuan_video", "z_image", "chroma")
+_FLOW_FAMILIES = ("flux", "wan22_ti2v_5b", "wan22_t2v_a14b", "wan22_i2v_a14b", "hunyuan_video", "z_image", "chroma",
+                  "flux2", "flux2_klein", "qwen_image", "qwen_image_edit", "ltx2")
 #: Diffusers' LoRA converter of a flow family (other layouts than the original one); WAN's by default
 _LORA_MIXINS = {"flux": "FluxLoraLoaderMixin", "chroma": "FluxLoraLoaderMixin",
-                "hunyuan_video": "HunyuanVideoLoraLoaderMixin", "z_image": "ZImageLoraLoaderMixin"}
+                "hunyuan_video": "HunyuanVideoLoraLoaderMixin", "z_image": "ZImageLoraLoaderMixin",
+                "flux2": "Flux2LoraLoaderMixin", "flux2_klein": "Flux2LoraLoaderMixin",
+                "qwen_image": "QwenImageLoraLoaderMixin", "qwen_image_edit": "QwenImageLoraLoaderMixin",
+                "ltx2": "LTX2LoraLoaderMixin"}
 
 
 @dataclass

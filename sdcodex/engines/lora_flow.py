@@ -1,7 +1,7 @@
-"""FLUX, WAN, Z-Image and Chroma LoRAs in their original layouts (kohya/musubi flat names, ComfyUI/BFL dotted names)
-mapped to Diffusers `transformer.*.lora_A/B` keys with the single-file converter tables (convert_flow): one
-`ORIGINAL_LAYOUTS` row per family. It also holds the adapter-suffix table that lora.py shares, so the two modules
-import one way only.
+"""FLUX, FLUX.2, WAN, Z-Image, Chroma and LTX-2 LoRAs in their original layouts (kohya/musubi flat names, ComfyUI/BFL
+dotted names) mapped to Diffusers `transformer.*.lora_A/B` keys with the single-file converter tables (convert_flow):
+one converter-table row set per family (`_rows_of`), or a per-name renamer where the layout only renames (LTX-2,
+`RENAMERS`). It also holds the adapter-suffix table that lora.py shares, so the two modules import one way only.
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ def _rows_of(family: str) -> dict[str, Any] | None:
 
     if family.startswith("wan"):
         return cv.WAN_ROWS
-    return {"flux": cv.FLUX_ROWS, "chroma": cv.CHROMA_ROWS, "z_image": cv.Z_IMAGE_ROWS}.get(family)
+    return {"flux": cv.FLUX_ROWS, "chroma": cv.CHROMA_ROWS, "z_image": cv.Z_IMAGE_ROWS, "flux2": cv.FLUX2_ROWS,
+            "flux2_klein": cv.FLUX2_ROWS}.get(family)
 
 
 def _split_sizes(family: str, config: dict[str, Any]) -> Any:
@@ -36,11 +37,47 @@ def _split_sizes(family: str, config: dict[str, Any]) -> Any:
         head = int(config["dim"]) // int(config["n_heads"])
         parts = [int(config["n_heads"]) * head, int(config["n_kv_heads"]) * head, int(config["n_kv_heads"]) * head]
         return lambda key, rows: parts
+    if family in ("flux2", "flux2_klein"):  # only the double blocks' q/k/v are split (the single blocks stay fused)
+        return lambda key, rows: [rows // 3] * 3
     return None
+
+
+def _renamer(family: str) -> Any:
+    """A family whose original layout differs from Diffusers' by names only (LTX-2): its name function, else None."""
+    from sdcodex.models import convert_flow as cv
+
+    return {"ltx2": cv.ltx2_name}.get(family)
+
+
+#: the prefixes ComfyUI / ai-toolkit put in front of original names in a LoRA (LTX-2: `diffusion_model.`)
+_RENAMED_PREFIXES = ("model.diffusion_model.", "diffusion_model.")
+
+
+def _renamed(state: dict[str, torch.Tensor], family: str) -> dict[str, torch.Tensor] | None:
+    """LTX-2 LoRAs with Lightricks' module names (`diffusion_model.transformer_blocks.0.attn1.to_q.lora_A.weight`,
+    `diffusion_model.patchify_proj...`) -> `transformer.<Diffusers module>...`, renamed part by part as the single-file
+    converter does; None when no key has such a prefix."""
+    rename = _renamer(family)
+    if rename is None:
+        return None
+    out: dict[str, torch.Tensor] = {}
+    hit = False
+    for key, tensor in state.items():
+        prefix = next((p for p in _RENAMED_PREFIXES if key.startswith(p)), None)
+        suffix = next((sfx for sfx in _SUFFIXES if key.endswith(sfx)), None)
+        if prefix is None or suffix is None:
+            out[key] = tensor
+            continue
+        hit = True
+        out[f"transformer.{rename(key[len(prefix):-len(suffix)])}{suffix}"] = tensor
+    return out if hit else None
 
 
 #: families whose LoRAs are named after another family's original layout, for the "it is for X" message
 ORIGINAL_LAYOUT_NAMES = {"flux": "FLUX", "wan": "WAN", "z_image": "Z-Image"}
+#: families whose original layout is another's: no "it is for X" check between them (Chroma has FLUX.1's names;
+#: FLUX.2 shares FLUX.1's block names, its LoRAs are told apart by detection from their shapes)
+_SAME_NAMES = {"chroma": "flux", "flux2": "flux", "flux2_klein": "flux"}
 
 #: prefixes of FLUX/WAN LoRAs in the original layouts: kohya/musubi flat names, ComfyUI/BFL dotted names
 _ORIGINAL_PREFIXES = ("lora_unet_", "lora_transformer_", "model.diffusion_model.", "diffusion_model.", "transformer.",
@@ -93,7 +130,7 @@ def _from_original_layout(state: dict[str, torch.Tensor], family: str, model: An
     Keys no row claims (text encoders, Diffusers names) are kept; None when no key is in an original layout."""
     rows = _rows_of(family)
     if rows is None:
-        return None
+        return _renamed(state, family)
     flat = _flat_rows(rows)
     groups: dict[str, dict[str, torch.Tensor]] = {}
     out: dict[str, torch.Tensor] = {}
@@ -135,7 +172,7 @@ def _other_original_layout(state: dict[str, torch.Tensor], family: str) -> str |
     layout is FLUX's: a FLUX-named LoRA is not "another family's" on Chroma, nor the other way round)."""
     if _rows_of(family) is None:  # a family without an original layout of its own (HunyuanVideo): no check
         return None
-    own = "wan" if family.startswith("wan") else "flux" if family == "chroma" else family
+    own = "wan" if family.startswith("wan") else _SAME_NAMES.get(family, family)
     for key_family, name in ORIGINAL_LAYOUT_NAMES.items():
         if key_family == own:
             continue

@@ -1,6 +1,11 @@
 """Qwen-Image engine (txt2img, img2img, inpaint): a 20B MMDiT over a Qwen2.5-VL text encoder and the Qwen-Image VAE,
 flow matching with a resolution-dependent shift. `cfg_scale` is the pipeline's true CFG (`true_cfg_scale`), which
-needs a negative prompt: an empty one is sent as " ", as the model card does."""
+needs a negative prompt: an empty one is sent as " ", as the model card does.
+
+The `lightning` mode is lightx2v's Qwen-Image-Lightning: a LoRA (loaded like any other) distilled for 4 or 8 steps
+without CFG and with a fixed shift of 3 at every size; `flow_shift` pins the shift that way (pinned_shift_config),
+so the mode's presets give the published scheduler settings. The mode applies when the model or a requested LoRA is
+named for it (sdcodex.engines.modes)."""
 from __future__ import annotations
 
 from typing import Any
@@ -11,7 +16,7 @@ from diffusers import (QwenImageEditPipeline, QwenImageEditPlusPipeline, QwenIma
                        QwenImageInpaintPipeline, QwenImagePipeline)
 
 from sdcodex.core.engine import EngineOutput
-from sdcodex.core.enums import EngineKey, Task
+from sdcodex.core.enums import EngineKey, Mode, Task
 from sdcodex.core.errors import ValidationError
 from sdcodex.core.events import EventSink
 from sdcodex.core.params import Params
@@ -26,6 +31,9 @@ class QwenImageEngine(FlowImageEngine):
     key = EngineKey.QWEN_IMAGE
     label = "Qwen-Image"
     tasks = frozenset({Task.TXT2IMG, Task.IMG2IMG, Task.INPAINT})
+    modes = frozenset({Mode.NORMAL, Mode.LIGHTNING})
+    flow_shift_pins_mu = True
+    extra_keys = frozenset({"flow_shift"})
     # Qwen/Qwen-Image model card: 1328x1328 (1:1), 50 steps, true_cfg_scale 4.0, negative prompt " "
     defaults = {"width": 1328, "height": 1328, "steps": 50, "cfg_scale": 4.0}
     pipelines = {Task.TXT2IMG: QwenImagePipeline, Task.IMG2IMG: QwenImageImg2ImgPipeline,
@@ -54,8 +62,10 @@ class QwenImageEditEngine(FlowImageEngine):
     key = EngineKey.QWEN_IMAGE_EDIT
     label = "Qwen-Image-Edit"
     tasks = frozenset({Task.TXT2IMG})
+    modes = frozenset({Mode.NORMAL, Mode.LIGHTNING})  # lightx2v publishes Lightning LoRAs for Edit-2509 / -2511
+    flow_shift_pins_mu = True
     max_images = MAX_EDIT_IMAGES
-    extra_keys = frozenset({"images"})  # the pictures to edit: the UI shows their field on this engine
+    extra_keys = frozenset({"images", "flow_shift"})  # the pictures to edit: the UI shows their field on this engine
     # Qwen/Qwen-Image-Edit-2509 model card: 40 steps, true_cfg_scale 4.0, negative prompt " " (output ~1024x1024)
     defaults = {"width": 1024, "height": 1024, "steps": 40, "cfg_scale": 4.0}
     pipelines = {Task.TXT2IMG: QwenImageEditPlusPipeline}

@@ -689,17 +689,35 @@ LORA_TABLE: tuple[Row, ...] = (
     ("sd2", None, (), lambda f: f["unet"] and not f["te2"] and (f["context"] or f["te_width"]) == 1024),
     ("sdxl", E.SDXL, (), lambda f: f["unet"] and (f["te2"] or f["context"] == 2048)),
     # Chroma keeps FLUX.1's module names (without the modulation ones): a FLUX-named LoRA fits both
-    ("flux", E.FLUX, (E.CHROMA,), lambda f: f["mmdit"] and not f["hunyuan"] and f["hidden"] in (3072, None)),
-    ("hunyuan_video", E.HUNYUAN_VIDEO, (), lambda f: f["hunyuan"] and f["hidden"] != 2048),
-    ("hunyuan_video15", E.HUNYUAN_VIDEO15, (), lambda f: (f["mmdit"] or f["hunyuan"]) and f["hidden"] == 2048),
+    ("flux", E.FLUX, (E.CHROMA,), lambda f: f["mmdit"] and not f["hunyuan"] and f["hidden"] in (3072, None)
+     and not f["qwen"] and not f["flux2"]),
+    ("hunyuan_video", E.HUNYUAN_VIDEO, (), lambda f: f["hunyuan"] and f["hidden"] != 2048 and not f["qwen"]
+     and not f["flux2"]),
+    ("hunyuan_video15", E.HUNYUAN_VIDEO15, (), lambda f: (f["mmdit"] or f["hunyuan"]) and f["hidden"] == 2048
+     and not f["qwen"] and not f["flux2"]),
+    # FLUX.2: BFL names without FLUX.1's per-block modulation and a SwiGLU MLP (single-block linear1 = 9 x hidden,
+    # img_mlp.0 = 6 x hidden; FLUX.1: 7 x, 4 x), or Diffusers' Flux2 names (to_qkv_mlp_proj, ff.linear_in). Width 6144
+    # is dev (48 heads), 3072 / 4096 Klein 4B / 9B; other widths (test models) fit either
+    ("flux2", E.FLUX2, (), lambda f: f["flux2"] and f["hidden"] == 6144),
+    ("flux2_klein", E.FLUX2_KLEIN, (), lambda f: f["flux2"] and f["hidden"] in (3072, 4096)),
+    ("flux2_any", None, (E.FLUX2, E.FLUX2_KLEIN), lambda f: f["flux2"] and f["hidden"] not in (3072, 4096, 6144)),
+    # Qwen-Image (and its Edit models, the same transformer): img_mod / txt_mod / img_mlp / txt_mlp in
+    # transformer_blocks, or more than HunyuanVideo's 20 joint blocks at width 3072 and no single-stream blocks (60)
+    ("qwen_image", E.QWEN_IMAGE, (E.QWEN_IMAGE_EDIT,), lambda f: f["qwen"]),
+    # LTX-2: its audio stream (audio_attn1, audio_to_video_attn, audio_ff ...), or video attn1 at LTX-2's 4096 width
+    ("ltx2", E.LTX2, (), lambda f: f["ltx2"]),
     ("wan22_ti2v_5b", E.WAN22_TI2V_5B, (), lambda f: f["wan"] and f["wan_dim"] == 3072),
     ("wan_14b", None, WAN_A14B, lambda f: f["wan"] and f["wan_dim"] == 5120),
     ("wan_1_3b", None, (), lambda f: f["wan"] and f["wan_dim"] == 1536),
     # Z-Image LoRAs: ai-toolkit `diffusion_model.layers.N.attention.to_q.lora_A`, kohya/musubi
     # `lora_unet_layers_N_attention_to_q`, or the original fused `layers.N.attention.qkv`; width 3840
     # (Lumina-Image 2.0 has the same names at 2304)
-    ("z_image", E.Z_IMAGE, (), lambda f: f["zimage"] and f["zimage_dim"] in (3840, None)),
+    ("z_image", E.Z_IMAGE, (), lambda f: f["zimage"] and f["zimage_dim"] in (3840, None) and not f["ltx2"]),
 )
+_QWEN_RE = re.compile(r"(?:^|_)transformer_blocks_\d+_(?:img_mod_1|txt_mod_1|img_mlp_net|txt_mlp_net)")
+_FLUX2_PARTS = ("_attn_to_qkv_mlp_proj", "_ff_linear_in", "_ff_context_linear_in", "stream_modulation_")
+_LTX2_PARTS = ("_audio_attn1_", "_audio_attn2_", "_audio_to_video_attn_", "_video_to_audio_attn_", "_audio_ff_",
+               "audio_patchify_proj", "audio_proj_in")
 _UNET_PARTS = ("down_blocks_", "up_blocks_", "mid_block_", "input_blocks_", "output_blocks_", "middle_block_",
                "lora_te_", "lora_te1_", "lora_te2_", "text_model_encoder_layers_")
 _HUNYUAN_PARTS = ("img_mlp_fc1", "txt_mlp_fc1", "img_mod_linear", "txt_mod_linear", "individual_token_refiner",
@@ -723,6 +741,18 @@ def _lora_in_width(k: Keys, *needles: str) -> int | None:
     return None
 
 
+def _lora_out_rows(k: Keys, *needles: str) -> int | None:
+    """Rows of the up matrix of the first adapter whose name has every needle (the width the layer writes)."""
+    for key in k.sorted:
+        flat = key.replace(".", "_")
+        if _ADAPTER_DOWN.search(key) and all(n in flat for n in needles):
+            up = next((key[: m.start()] + u for m in [_ADAPTER_DOWN.search(key)]
+                       for u in (".lora_up.weight", ".lora_B.weight", ".lora.up.weight", "_lora.up.weight")
+                       if key[: m.start()] + u in k), None)
+            return k.dim(up, 0) if up else None
+    return None
+
+
 def rule_lora(k: Keys) -> list[Found]:
     if not any(m in key for key in k.sorted for m in _LORA_MARKERS):
         return []
@@ -743,6 +773,14 @@ def rule_lora(k: Keys) -> list[Found]:
     # FLUX has 19 double + 38 single blocks; HunyuanVideo 20 + 40: a higher index means HunyuanVideo.
     depth = [max((int(m.group(1)) for f in flats if (m := rx.search(f))), default=-1) for rx in (_DOUBLE_RE, _SINGLE_RE)]
     hunyuan = has(*_HUNYUAN_PARTS) or (mmdit and (depth[0] >= 19 or depth[1] >= 38))
+    single = has("single_blocks_", "single_transformer_blocks_")
+    # more joint blocks than FLUX (19) / HunyuanVideo (20) at Qwen-Image's width 3072 (SD3's are 1536 / 2432 wide)
+    qwen = any(_QWEN_RE.search(f) for f in flats) or (not single and depth[0] >= 20 and has("_attn_to_q")
+                                                      and not has("double_blocks_") and hidden == 3072)
+    flux2 = has(*_FLUX2_PARTS) or (mmdit and not has("_img_mod_", "_txt_mod_", "_modulation_lin") and bool(
+        hidden and ((_lora_out_rows(k, "single_blocks_", "linear1") or 0) == 9 * hidden
+                    or (_lora_out_rows(k, "double_blocks_", "img_mlp_0") or 0) == 6 * hidden)))
+    ltx2 = has(*_LTX2_PARTS) or (not mmdit and _lora_in_width(k, "transformer_blocks_", "attn1_to_q") == 4096)
     facts: dict[str, Any] = {
         "unet": has(*_UNET_PARTS) and not mmdit and not wan,
         "context": _lora_in_width(k, "transformer_blocks_", "attn2_to_k"),
@@ -752,6 +790,7 @@ def rule_lora(k: Keys) -> list[Found]:
         "mmdit": mmdit, "hunyuan": hunyuan, "hidden": hidden if mmdit else None,
         "wan": wan and not mmdit, "wan_dim": wan_dim,
         "zimage": zimage and not mmdit and not wan, "zimage_dim": zimage_dim,
+        "qwen": qwen and not flux2, "flux2": flux2, "ltx2": ltx2 and not mmdit,
     }
     rank = min((k.dim(key, 0) or 0 for key in k.sorted if _ADAPTER_DOWN.search(key)), default=None)
     prefixes = Counter(next((p for p in _LORA_PREFIXES if key.startswith(p)), "") for key in k.sorted)
