@@ -121,3 +121,51 @@ def test_check_attention_table():
     with pytest.raises(ValidationError) as err:
         check_attention("cudnn", "cpu", field="--attention")
     assert err.value.field == "--attention" and "CUDA device" in str(err.value)
+
+
+# ------------------------------------------------------------------------------------------------ compile
+def _compiler() -> str | None:
+    return shutil.which("cc") or shutil.which("gcc") or shutil.which("c++")
+
+
+@pytest.mark.xdist_group("compile")
+def test_compile_regional_equals_eager(root, capsys):
+    """--compile: FLUX's repeated blocks compiled by inductor (1 step, 64 px) give the eager pixels within 1/255;
+    the first run compiles (first_use), later runs of the cached model reuse it."""
+    if _compiler() is None:
+        pytest.skip("torch.compile (inductor) on the CPU needs a C++ compiler: none of cc, gcc, c++ found")
+    import torch._dynamo
+
+    provider = FlowModels(root)          # its own model cache: the compiled model is not shared with other tests
+    small = {**FLUX, "steps": 1}
+    eager = Orchestrator(provider, None).run(small)
+    orch = Orchestrator(provider, None, compile=True)
+    t = time.perf_counter()
+    first = orch.run(small)
+    compile_s = time.perf_counter() - t
+    info = first.info["compile"]
+    assert info["enabled"] and info["first_use"] and info["dynamic"] is None
+    assert info["modules"]["transformer"] == ("regional: 2 blocks (FluxTransformerBlock, "
+                                              "FluxSingleTransformerBlock)")
+    assert_frames_equal(first.pil_images, eager.pil_images)
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    second = orch.run(small)
+    assert second.info["compile"]["first_use"] is False
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs     # no recompile for the same shape
+    assert_frames_equal(second.pil_images, eager.pil_images)
+    with capsys.disabled():
+        print(f"\n[compile] first run (compiling) {compile_s:.1f}s, "
+              f"compiled run {second.info['metrics']['denoise']:.3f}s, eager {eager.info['metrics']['denoise']:.3f}s")
+
+
+def test_compile_falls_back_to_the_whole_module():
+    """A denoiser without `_repeated_blocks` is compiled whole (lazily: nothing compiles until it runs)."""
+    from sdcodex.engines.speed import apply_compile
+
+    plain = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    state: dict = {}
+    report = apply_compile({"unet": plain, "vae": torch.nn.Linear(2, 2)}, True, state)
+    assert report["modules"] == {"unet": "whole module: Sequential declares no repeated blocks (_repeated_blocks)"}
+    assert report["first_use"] and plain._compiled_call_impl is not None
+    assert apply_compile({"unet": plain}, True, state)["first_use"] is False
+    assert apply_compile({"unet": plain}, False, state) == {"enabled": False}
