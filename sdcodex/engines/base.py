@@ -128,6 +128,8 @@ class DiffusersEngine(EngineInterface):
     #: ControlNet pipelines (task -> Diffusers class) and those of ControlNet-Union models; see engines/controlnet.py
     control_pipelines: ClassVar[dict[Task, type]] = {}
     union_pipelines: ClassVar[dict[Task, type]] = {}
+    #: T2I-Adapter pipelines (a `controls` unit whose model is a T2I-Adapter); engines/controlnet.py
+    adapter_pipelines: ClassVar[dict[Task, type]] = {}
     text_encoder_names: ClassVar[tuple[str, ...]] = ("text_encoder", "text_encoder_2")
     family_for_sampler: ClassVar[str | None] = None
     #: textual-inversion embeddings in prompts (CLIP text encoders: SD1.5, SDXL)

@@ -138,6 +138,69 @@ def _title(engine: Any, entry: Any) -> str:
     return f"{entry.name} [{digest[:8]}]" if digest else entry.name
 
 
+def step_callback_bridge(pipeline_cls: type) -> type:
+    """A subclass of a pipeline that only has the legacy `callback(step, t, latents)` (Diffusers' T2I-Adapter
+    pipelines) taking `callback_on_step_end` as the others do, for progress and previews. Per-step conditioning
+    (prompt editing / alternation swap `prompt_embeds` in that callback) cannot reach such a pipeline: refused."""
+    import functools
+
+    base_call = pipeline_cls.__call__
+
+    @functools.wraps(base_call)
+    def __call__(self: Any, *args: Any, callback_on_step_end: Any = None,
+                 callback_on_step_end_tensor_inputs: Any = None, **kwargs: Any) -> Any:
+        if set(callback_on_step_end_tensor_inputs or ()) - {"latents"}:
+            raise ValidationError("prompt editing and alternation ([a:b:n], [a|b]) change the conditioning per step, "
+                                  "which Diffusers' T2I-Adapter pipelines cannot take", field="prompt")
+        if callback_on_step_end is not None:
+            def callback(step: int, t: Any, latents: Any) -> None:
+                callback_on_step_end(self, step, t, {"latents": latents})
+            kwargs["callback"] = callback
+        return base_call(self, *args, **kwargs)
+
+    return type(pipeline_cls.__name__, (pipeline_cls,), {"__call__": __call__, "__module__": __name__})
+
+
+def _prepare_adapters(engine: Any, params: Any, units: list[dict[str, Any]], nets: list[Any],
+                      images: list[Any], report: list[dict[str, Any]]) -> ControlRun:
+    """T2I-Adapter units: Diffusers' adapter pipeline (txt2img), weight = adapter_conditioning_scale, the guidance
+    window [0, end] = adapter_conditioning_factor (SDXL; SD1.5's pipeline applies the adapter at every step)."""
+    from diffusers import MultiAdapter
+
+    table = engine.adapter_pipelines
+    if params.task not in table:
+        raise ValidationError(f"T2I-Adapters run on {', '.join(t.value for t in table) or 'no task'} here (Diffusers "
+                              f"has no T2I-Adapter {params.task.value} pipeline)", field="controls",
+                              allowed=[t.value for t in table])
+    import inspect
+
+    takes_factor = "adapter_conditioning_factor" in inspect.signature(table[params.task].__call__).parameters
+    for i, unit in enumerate(units):
+        where = f"controls[{i}]"
+        if unit["control_mode"] != "balanced":
+            raise ValidationError("T2I-Adapters have no prompt/controlnet modes", field=f"{where}.control_mode",
+                                  allowed=["balanced"])
+        if unit["guidance_start"] != 0:
+            raise ValidationError("a T2I-Adapter acts from the first step", field=f"{where}.guidance_start",
+                                  allowed=[0])
+        if unit["guidance_end"] != units[0]["guidance_end"]:
+            raise ValidationError("T2I-Adapter units share one guidance end (Diffusers' adapter_conditioning_factor)",
+                                  field=f"{where}.guidance_end", allowed=[units[0]["guidance_end"]])
+        if not takes_factor and unit["guidance_end"] != 1:
+            raise ValidationError(f"{engine.key.value} T2I-Adapters act on every step (Diffusers' pipeline has no "
+                                  f"adapter_conditioning_factor)", field=f"{where}.guidance_end", allowed=[1])
+    maps = [img.convert("L") if isinstance(img, Image.Image) and net.config.in_channels == 1 else img
+            for img, net in zip(images, nets)]
+    one = len(units) == 1
+    adapter = nets[0] if one else MultiAdapter(nets)
+    pipe = build_pipeline(table[params.task], engine.model.components, adapter=adapter)
+    kw: dict[str, Any] = {"image": maps[0] if one else maps,
+                          "adapter_conditioning_scale": units[0]["weight"] if one else [u["weight"] for u in units]}
+    if takes_factor:
+        kw["adapter_conditioning_factor"] = units[0]["guidance_end"]
+    return ControlRun(params.task, pipe, kw, [], report)
+
+
 def prepare(engine: Any, params: Any) -> ControlRun | None:
     """Resolve, check and load every unit; build the ControlNet pipeline for the run's task. None without units."""
     units = params.controls or []
@@ -145,7 +208,7 @@ def prepare(engine: Any, params: Any) -> ControlRun | None:
         return None
     family = engine.key.value
     flux = family == "flux"
-    nets, images, report, union_modes = [], [], [], []
+    nets, images, report, union_modes, adapters = [], [], [], [], []
     for i, unit in enumerate(units):
         where = f"controls[{i}]"
         entry = resolve_file(engine.provider, unit["model"], "controlnet", f"{where}.model", family)
@@ -153,6 +216,10 @@ def prepare(engine: Any, params: Any) -> ControlRun | None:
         if entry.family is None:
             raise ValidationError(f"ControlNet {entry.name!r} is for a model family Codex cannot tell; this model is "
                                   f"{family}", field=f"{where}.model", allowed=[family])
+        adapters.append(bool(entry.variant.get("adapter")))
+        if adapters[-1] != adapters[0]:
+            raise ValidationError("T2I-Adapter and ControlNet units cannot be mixed in one request (Diffusers runs "
+                                  "one or the other)", field=f"{where}.model")
         if flux and unit["control_mode"] != "balanced":
             raise ValidationError("FLUX ControlNets have no prompt/controlnet modes", field=f"{where}.control_mode",
                                   allowed=["balanced"])
@@ -172,6 +239,8 @@ def prepare(engine: Any, params: Any) -> ControlRun | None:
                        "guidance_start": unit["guidance_start"], "guidance_end": unit["guidance_end"],
                        "pixel_perfect": unit["pixel_perfect"], "control_mode": unit["control_mode"],
                        **({"union_type": unit["union_type"]} if union else {})})
+    if adapters[0]:
+        return _prepare_adapters(engine, params, units, nets, images, report)
     if union_modes and len(union_modes) != len(units):
         raise ValidationError("ControlNet-Union units cannot be mixed with plain ControlNets in one request",
                               field="controls")
@@ -282,5 +351,5 @@ def infotext_fields(report: list[dict[str, Any]]) -> dict[str, str]:
     return out
 
 
-__all__ = ["prepare", "soft_injection", "check_units", "control_image", "pixel_perfect_resolution",
+__all__ = ["prepare", "step_callback_bridge", "soft_injection", "check_units", "control_image", "pixel_perfect_resolution",
            "infotext_fields", "fit_kwargs", "ControlRun", "CALL_KEYS"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from diffusers import (
+    StableDiffusionAdapterPipeline,
     StableDiffusionControlNetImg2ImgPipeline,
     StableDiffusionControlNetInpaintPipeline,
     StableDiffusionControlNetPipeline,
@@ -16,6 +17,7 @@ from diffusers import (
     StableDiffusionXLControlNetUnionPipeline,
     StableDiffusionXLImg2ImgPipeline,
     StableDiffusionXLInpaintPipeline,
+    StableDiffusionXLAdapterPipeline,
     StableDiffusionXLPipeline,
 )
 
@@ -25,6 +27,7 @@ from sdcodex.core.params import Params
 from sdcodex.core.registry import ENGINES
 
 from .base import DiffusersEngine, register_pipelines
+from .controlnet import step_callback_bridge
 
 _IMAGE_TASKS = frozenset({Task.TXT2IMG, Task.IMG2IMG, Task.INPAINT})
 
@@ -68,6 +71,7 @@ class SD15Engine(_StableDiffusion):
         Task.IMG2IMG: StableDiffusionControlNetImg2ImgPipeline,
         Task.INPAINT: StableDiffusionControlNetInpaintPipeline,
     }
+    adapter_pipelines = {Task.TXT2IMG: step_callback_bridge(StableDiffusionAdapterPipeline)}
 
 
 @ENGINES.register("sd2", "sd2.1", "sd21", "sd2.0", "stable-diffusion-2")
@@ -101,6 +105,7 @@ class SDXLEngine(_StableDiffusion):
         Task.IMG2IMG: StableDiffusionXLControlNetImg2ImgPipeline,
         Task.INPAINT: StableDiffusionXLControlNetInpaintPipeline,
     }
+    adapter_pipelines = {Task.TXT2IMG: step_callback_bridge(StableDiffusionXLAdapterPipeline)}
     union_pipelines = {
         Task.TXT2IMG: StableDiffusionXLControlNetUnionPipeline,
         Task.IMG2IMG: StableDiffusionXLControlNetUnionImg2ImgPipeline,

@@ -1,7 +1,8 @@
 """Loading a ControlNet: a Diffusers folder (ControlNetModel, ControlNetUnionModel, FluxControlNetModel with its
 config.json) or a single safetensors file — the original layout (`control_model.input_hint_block`, `zero_convs`:
 A1111's SD1.5/SDXL files, converted by `convert_ldm.convert_controlnet`) or Diffusers keys — whose architecture
-is read from its shapes (`shapes.controlnet_config`, `flux_controlnet_config`). Every module is made by
+is read from its shapes (`shapes.controlnet_config`, `flux_controlnet_config`). T2I-Adapters (a `T2IAdapter`
+folder, a Diffusers-key file or TencentARC's v2 layout) load here too: they are listed and requested as ControlNets. Every module is made by
 `build.build_module`: meta device, weights assigned from the memory-mapped file."""
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 from sdcodex.core.errors import ModelLoadError
 from sdcodex.models import convert_ldm
 from sdcodex.models.build import build_module
-from sdcodex.models.detect_rules import CONTROLNET_PREFIXES, Keys, controlnet_layout
+from sdcodex.models.detect_rules import CONTROLNET_PREFIXES, Keys, controlnet_layout, t2i_adapter_layout
 from sdcodex.models.safetensors_io import TensorView, open_mapped
 from sdcodex.models.shapes import controlnet_config, depth, need
 
@@ -74,6 +75,44 @@ def union_config(shapes: Mapping[str, Sequence[int]]) -> dict[str, Any]:
             "num_proj_channel": need(shapes, "spatial_ch_projs.weight", what)[0], "num_trans_head": UNION_HEADS}
 
 
+#: TencentARC's SD1.5 T2I-Adapters have four levels (320, 640, 1280, 1280)
+T2I_ADAPTER_LEVELS = 4
+
+
+def t2i_adapter_config(shapes: Mapping[str, Sequence[int]]) -> dict[str, Any]:
+    """T2IAdapter config of a Diffusers-key file: the unshuffle factor from conv_in's input width (SDXL's full
+    adapter unshuffles by 16, SD1.5's by 8), widths per level, resnets per level."""
+    what = "T2I-Adapter"
+    width = need(shapes, "adapter.conv_in.weight", what)[1]
+    factor = 16 if width % 256 == 0 and width // 256 in (1, 3) else 8
+    levels = depth(shapes, "adapter.body.")
+    return {"in_channels": width // factor ** 2, "downscale_factor": factor,
+            "channels": [need(shapes, f"adapter.body.{i}.resnets.0.block2.weight", what)[0] for i in range(levels)],
+            "num_res_blocks": depth(shapes, "adapter.body.0.resnets."),
+            "adapter_type": "full_adapter_xl" if factor == 16 else "full_adapter"}
+
+
+def convert_t2i_adapter(names: Sequence[str], path: Path) -> dict[str, str]:
+    """Diffusers key -> original key of a TencentARC full adapter (`body.<level * n + j>.block1/block2`, the
+    level's first block also `in_conv` where the width changes; `conv_in`). The v1 adapters with convolution
+    skips (`skep`, `down_opt`) have no Diffusers class and are refused."""
+    if any(".skep." in n or ".down_opt." in n for n in names):
+        raise ModelLoadError(f"{path}: a T2I-Adapter v1 file (skip convolutions); Diffusers' T2IAdapter loads the "
+                             f"v2 / XL adapters only", field="model")
+    blocks = 1 + max(int(n.split(".")[1]) for n in names if n.startswith("body."))
+    per_level = max(1, blocks // T2I_ADAPTER_LEVELS)
+    out = {}
+    for name in names:
+        if name.startswith("conv_in."):
+            out[f"adapter.{name}"] = name
+            continue
+        _, index, rest = name.split(".", 2)
+        level, j = divmod(int(index), per_level)
+        out[f"adapter.body.{level}.{rest}" if rest.startswith("in_conv.") else
+            f"adapter.body.{level}.resnets.{j}.{rest}"] = name
+    return out
+
+
 def _folder_state(path: Path) -> dict[str, Any]:
     files = _weights_files(path)
     state: dict[str, Any] = {}
@@ -96,6 +135,12 @@ def load_controlnet(path: str | Path, *, dtype: torch.dtype | None = None, devic
     names = list(source.keys())
     shapes = {k: list(source.shape(k)) for k in names}
     keys = Keys(shapes)
+    adapter = t2i_adapter_layout(keys)
+    if adapter is not None:
+        local = convert_t2i_adapter(names, p) if adapter == "original" else {k: k for k in names}
+        config = t2i_adapter_config({k: shapes[f] for k, f in local.items()})
+        return build_module("T2IAdapter", config, TensorView(source, local), source=p, component="adapter",
+                            device=device, dtype=dtype)
     found = next(((q, lay) for q in CONTROLNET_PREFIXES if (lay := controlnet_layout(keys, q))), None)
     if found is None:
         raise ModelLoadError(f"{p}: not a ControlNet file (no input_hint_block / controlnet_cond_embedding / "
@@ -123,4 +168,4 @@ def load_controlnet(path: str | Path, *, dtype: torch.dtype | None = None, devic
     return build_module(cls, config, state, source=p, component="controlnet", device=device, dtype=dtype)
 
 
-__all__ = ["load_controlnet", "flux_controlnet_config", "union_config"]
+__all__ = ["load_controlnet", "flux_controlnet_config", "union_config", "t2i_adapter_config", "convert_t2i_adapter"]

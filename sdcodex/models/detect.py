@@ -292,6 +292,8 @@ def _detect_component_folder(root: Path) -> Detection:
         return Detection("unknown", variant={"reason": "no model_index.json or config.json"})
     if "ControlNet" in cls:
         return controlnet_folder(config, cls)
+    if cls == "T2IAdapter":
+        return adapter_folder(config)
     if cls.startswith("Autoencoder"):
         kind = "vae"
     elif "Transformer" in cls or cls.startswith("UNet"):
@@ -328,13 +330,22 @@ def controlnet_folder(config: Mapping[str, Any], cls: str) -> Detection:
     return Detection("controlnet", family, "", variant, (family,) if family else ())
 
 
+def adapter_folder(config: Mapping[str, Any]) -> Detection:
+    """A Diffusers T2I-Adapter folder, listed with the ControlNets (kind `controlnet`, variant `adapter`):
+    `full_adapter_xl` is SDXL, `full_adapter` / `light_adapter` SD1.5."""
+    kind = str(config.get("adapter_type") or "full_adapter")
+    family = EngineKey.SDXL if kind == "full_adapter_xl" else EngineKey.SD15
+    return Detection("controlnet", family, "", {"class_name": "T2IAdapter", "layout": "diffusers", "adapter": True,
+                                                "adapter_type": kind}, (family,))
+
+
 def is_controlnet_folder(path: str | Path) -> bool:
-    """A folder whose config.json names a Diffusers ControlNet class (listed as one inventory entry)."""
+    """A folder whose config.json names a Diffusers ControlNet class or a T2I-Adapter (one inventory entry)."""
     try:
         cls = str(_read_json(Path(path) / "config.json").get("_class_name") or "")
     except ModelLoadError:
         return False
-    return "ControlNet" in cls
+    return "ControlNet" in cls or cls == "T2IAdapter"
 
 
 def detect_path(path: str | Path) -> Detection:

@@ -237,6 +237,33 @@ def rule_controlnet(k: Keys) -> list[Found]:
     return []
 
 
+#: T2I-Adapter: the pixel-unshuffle input width (conv_in's input channels = image channels x factor^2) -> family.
+#: SD1.5 adapters unshuffle by 8 (3 x 64 colour, 1 x 64 sketch), SDXL's by 16 (3 x 256, 1 x 256).
+T2I_ADAPTER_INPUT = {192: E.SD15, 64: E.SD15, 768: E.SDXL, 256: E.SDXL}
+
+
+def t2i_adapter_layout(k: Keys) -> str | None:
+    """"diffusers" (T2IAdapter state: `adapter.conv_in`, `adapter.body.<i>.resnets.<j>`) or "original"
+    (TencentARC's files: `conv_in`, `body.<n>.block1/block2`) when the keys are a full T2I-Adapter; else None."""
+    if "adapter.conv_in.weight" in k and "adapter.body.0.resnets.0.block1.weight" in k:
+        return "diffusers"
+    if "conv_in.weight" in k and "body.0.block1.weight" in k and "body.0.block2.weight" in k:
+        return "original"
+    return None
+
+
+def rule_t2i_adapter(k: Keys) -> list[Found]:
+    """T2I-Adapters (full adapters, SD1.5 and SDXL), listed with the ControlNets (kind `controlnet`, variant
+    `adapter`) as A1111's extension lists them; the family from the unshuffle width."""
+    layout = t2i_adapter_layout(k)
+    if layout is None:
+        return []
+    width = k.dim("adapter.conv_in.weight" if layout == "diffusers" else "conv_in.weight", 1) or 0
+    family = T2I_ADAPTER_INPUT.get(width)
+    return [Found("t2i_adapter", "whole", "", family, {"adapter": True, "layout": layout, "input_width": width},
+                  (family,) if family else (), "controlnet")]
+
+
 HUNYUAN_TABLE: tuple[Row, ...] = (
     ("hunyuan_video", E.HUNYUAN_VIDEO, (), lambda f: not f["v15"]),
     ("hunyuan_video15", E.HUNYUAN_VIDEO15, (), lambda f: f["v15"]),
@@ -909,6 +936,6 @@ RULES: tuple[Callable[[Keys], list[Found]], ...] = (
     rule_unet, rule_flux, rule_hunyuan, rule_wan, rule_z_image, rule_chroma, rule_sd3, rule_qwen_image, rule_flux2,
     rule_ltx2, rule_vae_kl, rule_vae_svd, rule_vae_wan, rule_vae_causal3d, rule_vae_ltx2,
     rule_clip, rule_t5, rule_decoder_lm,
-    rule_lora, rule_embedding, rule_controlnet, rule_upscaler_esrgan, rule_upscaler_rrdbnet, rule_upscaler_swinir,
+    rule_lora, rule_embedding, rule_controlnet, rule_t2i_adapter, rule_upscaler_esrgan, rule_upscaler_rrdbnet, rule_upscaler_swinir,
     rule_upscaler_compact, rule_ip_adapter, rule_clip_vision,
 )
