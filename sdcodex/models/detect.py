@@ -37,7 +37,7 @@ PICKLE_SUFFIXES = {".ckpt": "checkpoint", ".pt": "embedding", ".pth": "upscaler"
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 #: `general.architecture` of ComfyUI-GGUF diffusion models -> family (WAN's "wan" covers three models: not mapped)
 GGUF_ARCHITECTURES = {"flux": EngineKey.FLUX, "sd1": EngineKey.SD15, "sdxl": EngineKey.SDXL,
-                      "hyvid": EngineKey.HUNYUAN_VIDEO}
+                      "hyvid": EngineKey.HUNYUAN_VIDEO, "qwen_image": EngineKey.QWEN_IMAGE}
 
 
 @dataclass(frozen=True)
