@@ -84,7 +84,8 @@ class SD2Engine(SD15Engine):
     label = "Stable Diffusion 2.x"
     modes = frozenset({Mode.NORMAL})  # the LCM / Lightning / Turbo presets and LoRAs are SD1.5's and SDXL's
     defaults = {"width": 768, "height": 768, "steps": 20, "cfg_scale": 7.0}
-    supports_controls = False  # SD2 ControlNets are not loaded (models/detect_rules.py: controlnet_sd2)
+    supports_controls = True  # SD 2.x ControlNets (models/detect_rules.py: controlnet_sd2) on SD1.5's pipelines
+    adapter_pipelines: dict[Task, type] = {}  # no T2I-Adapter exists for SD 2.x
     supports_ip_adapter = False  # no IP-Adapter exists for SD2
     max_clip_skip = 23  # the text encoder keeps 23 of OpenCLIP-H's 24 layers
 

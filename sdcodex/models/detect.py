@@ -315,7 +315,7 @@ CONTROLNET_CLASSES = {"ControlNetModel": None, "ControlNetUnionModel": EngineKey
 
 def controlnet_folder(config: Mapping[str, Any], cls: str) -> Detection:
     """A Diffusers ControlNet folder: the family from its config (SDXL: the text_time ADM embedding; SD 2.x: a
-    context width of 1024; SD1.5: any other)."""
+    context width of 1024 or linear attention projections; SD1.5: any other)."""
     variant: dict[str, Any] = {"class_name": cls, "layout": "diffusers"}
     family = CONTROLNET_CLASSES.get(cls)
     if cls == "ControlNetUnionModel" or config.get("num_mode"):
@@ -323,8 +323,9 @@ def controlnet_folder(config: Mapping[str, Any], cls: str) -> Detection:
     if cls in ("ControlNetModel", "ControlNetUnionModel"):
         if config.get("addition_embed_type") == "text_time":
             family = EngineKey.SDXL
-        else:  # SD 2.x: OpenCLIP-H context (1024)
-            family = EngineKey.SD2 if config.get("cross_attention_dim") == 1024 else EngineKey.SD15
+        else:  # SD 2.x: OpenCLIP-H context (1024) or linear attention projections (SD 1.5's are convolutions)
+            sd2 = config.get("cross_attention_dim") == 1024 or bool(config.get("use_linear_projection"))
+            family = EngineKey.SD2 if sd2 else EngineKey.SD15
     elif family is None:
         return Detection("unknown", variant={"class_name": cls, "reason": "a ControlNet of a family Codex does not run"})
     return Detection("controlnet", family, "", variant, (family,) if family else ())

@@ -194,11 +194,17 @@ def rule_flux(k: Keys) -> list[Found]:
 CONTROLNET_PREFIXES = ("", "control_model.")
 #: facts: layout ("original" / "diffusers" / "flux"), context (cross-attention width), adm (SDXL's ADM input)
 CONTROLNET_TABLE: tuple[Row, ...] = (
-    ("controlnet_sd15", E.SD15, (), lambda f: f["layout"] != "flux" and f["adm"] is None and f["context"] != 1024),
-    ("controlnet_sd2", E.SD2, (), lambda f: f["layout"] != "flux" and f["adm"] is None and f["context"] == 1024),
+    ("controlnet_sd15", E.SD15, (), lambda f: f["layout"] != "flux" and f["adm"] is None and not _sd2_control(f)),
+    ("controlnet_sd2", E.SD2, (), lambda f: f["layout"] != "flux" and f["adm"] is None and _sd2_control(f)),
     ("controlnet_sdxl", E.SDXL, (), lambda f: f["layout"] != "flux" and f["adm"] is not None),
     ("controlnet_flux", E.FLUX, (), lambda f: f["layout"] == "flux"),
 )
+
+
+def _sd2_control(f: Mapping[str, Any]) -> bool:
+    """An SD 2.x ControlNet: OpenCLIP-H's context (1024) or SD2's linear attention projections (SD 1.5's are 1x1
+    convolutions; SDXL's linear ones come with its ADM input)."""
+    return f["context"] == 1024 or bool(f.get("linear"))
 
 
 def controlnet_layout(k: Keys, p: str) -> str | None:
@@ -229,7 +235,9 @@ def rule_controlnet(k: Keys) -> list[Found]:
                        None)
         adm = k.dim(f"{p}label_emb.0.0.weight", 1) or k.dim(f"{p}add_embedding.linear_1.weight", 1)
         union = True if (f"{p}task_embedding" in k or f"{p}controlnet_mode_embedder.weight" in k) else None
-        facts = {"layout": layout, "context": context, "adm": adm, "union": union,
+        proj_in = next((key for key in k.sorted if key.startswith(p) and key.endswith("proj_in.weight")), None)
+        linear = True if proj_in is not None and len(k.shape(proj_in) or ()) == 2 else None
+        facts = {"layout": layout, "context": context, "adm": adm, "union": union, "linear": linear,
                  "hint_channels": k.dim(f"{p}input_hint_block.0.weight", 1)
                  or k.dim(f"{p}controlnet_cond_embedding.conv_in.weight", 1)}
         found = _from_table("controlnet", "whole", p, CONTROLNET_TABLE, facts, kind="controlnet")
