@@ -34,6 +34,7 @@ DEMO_SIZE = 64          # demo models have random weights: the smallest useful s
 DEMO_STEPS = 4
 DEFAULT_FRAMES = 5      # video engines: a 4k+1 count small enough for a quick run
 DEFAULT_REPEAT = 3
+OFFLOAD_DEFAULT_ENGINE = "sd15"   # --offload without --engine/--model: the sd15 models (the demo when none)
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 
 
@@ -323,8 +324,11 @@ def run_case(orch: Any, models: Any, case: Case, *, repeat: int, seed: int, comp
 def benchmark(models_dir: str | Path | None = None, *, engines: list[str] | None = None,
               sizes: list[tuple[int, int]] | None = None, steps: int | None = None, repeat: int = DEFAULT_REPEAT,
               frames: int = DEFAULT_FRAMES, seed: int = 1, compare: bool = False, outdir: str | Path | None = None,
-              device: str | None = None, log: Any = None) -> dict[str, Any]:
-    """Run the matrix and return the report (the JSON document). Raises ValidationError for bad arguments."""
+              device: str | None = None, log: Any = None, offload: list[str] | None = None,
+              model: str | None = None) -> dict[str, Any]:
+    """Run the matrix and return the report (the JSON document). Raises ValidationError for bad arguments.
+    `offload` (a list of policies; [] = all): run each model under each policy instead (bench_offload.py);
+    `model`: only this model (a name or path the models folder resolves)."""
     from sdcodex.runtime import build_orchestrator, quiet_libraries
 
     if repeat < 1:
@@ -339,11 +343,30 @@ def benchmark(models_dir: str | Path | None = None, *, engines: list[str] | None
         device = device or os.environ.get("SDCODEX_DEVICE") or _default_device()
         models = _RecordingModels(models_dir, device=device)
         orch = build_orchestrator(models=models, outdir=work, device=device)
+        if model:
+            entry = models.resolve(model)
+            engines = [str(getattr(entry.family, "value", entry.family))]
+        elif offload is not None and not engines:
+            engines = [OFFLOAD_DEFAULT_ENGINE]
         cases = plan(models, engines, list(sizes or []), steps, frames, notes)
+        if model:
+            cases = [c for c in cases if Path(c.entry.path).resolve() == Path(entry.path).resolve()]
         for note in notes:
             if log:
                 log(note)
         rows = []
+        if offload is not None:
+            from sdcodex.cli.bench_offload import SCHEMA as OFFLOAD_SCHEMA, run_policies
+            from sdcodex.engines.memory import OFFLOAD_POLICIES
+
+            policies = list(dict.fromkeys(offload)) or list(OFFLOAD_POLICIES)
+            for case in cases:
+                if log:
+                    log(f"{case.label} {case.task.value}: offload {', '.join(policies)}, warm-up + {repeat} run(s) each")
+                rows += run_policies(orch, case, policies, repeat=repeat, seed=seed, log=log)
+            return {"schema": OFFLOAD_SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                    "environment": environment(orch.device), "models_dir": str(models.models_dir),
+                    "repeat": repeat, "seed": seed, "policies": policies, "notes": notes, "rows": rows}
         for case in cases:
             if log:
                 log(f"{case.label} {case.task.value}: warm-up + {repeat} run(s)"
@@ -391,6 +414,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--compare-diffusers", action="store_true",
                    help="also run the raw Diffusers pipeline, interleaved, and print overhead ratios")
+    p.add_argument("--offload", nargs="*", default=None, metavar="POLICY",
+                   choices=["none", "model", "group", "sequential"],
+                   help="compare offloading policies instead (all four when none is named): time and peak device "
+                        "memory per policy; policies the device cannot run are listed with the reason")
+    p.add_argument("--model", default=None, help="only this model (name or path in the models folder)")
     p.add_argument("--json", default=None, metavar="FILE", help="write the report as JSON ('-': standard output)")
     p.add_argument("--chart", default=None, metavar="FILE.png", help="write a PNG bar chart of per-stage seconds")
     p.add_argument("--outdir", default=None, help="keep the generated outputs here (default: a temporary folder)")
@@ -414,11 +442,17 @@ def run(args: argparse.Namespace) -> int:
         report = benchmark(getattr(args, "models_dir_sub", None) or args.models_dir, engines=args.engine,
                            sizes=sizes, steps=args.steps, repeat=args.repeat, frames=args.frames, seed=args.seed,
                            compare=args.compare_diffusers, outdir=args.outdir, device=args.device,
-                           log=lambda line: print(line, file=sys.stderr, flush=True))
+                           log=lambda line: print(line, file=sys.stderr, flush=True), offload=args.offload,
+                           model=args.model)
     except CodexError as exc:
         return _fail(str(exc))
     to_stdout = args.json == "-"
-    print(format_table(report), file=sys.stderr if to_stdout else sys.stdout)
+    if args.offload is not None:
+        from sdcodex.cli.bench_offload import format_offload_table
+
+        print(format_offload_table(report), file=sys.stderr if to_stdout else sys.stdout)
+    else:
+        print(format_table(report), file=sys.stderr if to_stdout else sys.stdout)
     try:
         if args.json:
             text = json.dumps(report, indent=2, default=str)
@@ -427,12 +461,12 @@ def run(args: argparse.Namespace) -> int:
             else:
                 Path(args.json).parent.mkdir(parents=True, exist_ok=True)
                 Path(args.json).write_text(text + "\n", encoding="utf-8")
-        if args.chart:
+        if args.chart and args.offload is None:
             write_chart(report, args.chart)
     except OSError as exc:
         return _fail(f"cannot write {exc.filename}: {exc.strerror}")
-    failed = [r for r in report["rows"] if r.get("error")]
+    failed = [r for r in report["rows"] if r.get("error") or r.get("status") == "error"]
     for row in failed:
-        print(f"sdcodex: error: {row['engine']} {row['model']} {row['width']}x{row['height']}: {row['error']}",
-              file=sys.stderr)
+        print(f"sdcodex: error: {row['engine']} {row['model']} {row['width']}x{row['height']}: "
+              f"{row.get('error') or row.get('reason')}", file=sys.stderr)
     return 1 if failed else 0

@@ -78,6 +78,14 @@ def choose_vae_tiling(*, video: bool, width: int, height: int, images: int, dtyp
                          f"{_gib(free_bytes)} free")
 
 
+def offload_unavailable(policy: str, device_kind: str) -> str | None:
+    """Why `policy` cannot run on a device of this kind (None: it can): offloading moves weights between a CUDA
+    device and host memory."""
+    if policy in ("none", "auto") or device_kind == "cuda":
+        return None
+    return f"offload={policy!r} needs a CUDA device (offloading moves weights between an accelerator and host memory)"
+
+
 def _gib(n: int) -> str:
     return f"{n / GIB:.1f} GiB"
 
@@ -143,7 +151,7 @@ def apply(pipe: Any, components: dict[str, Any], device: str, params: Params, in
             budget += _on_device(components, device)
         denoiser = components.get("transformer") or components.get("unet")
         choice = choose_offload(kind, budget, sizes, largest_block_bytes=largest_block_bytes(denoiser))
-    elif asked != "none" and kind != "cuda":
+    elif offload_unavailable(asked, kind):
         warnings.append(f"offload={asked!r} needs a CUDA device; ignored on {device}")
         choice = Choice("none", f"{asked!r} was asked but the device is {kind}")
     else:
@@ -214,4 +222,4 @@ def _vae_tiling(pipe: Any, params: Params, kind: str, device: str, warnings: lis
 
 
 __all__ = ["OFFLOAD_POLICIES", "Choice", "choose_offload", "choose_vae_tiling", "component_bytes", "free_memory",
-           "largest_block_bytes", "apply"]
+           "largest_block_bytes", "offload_unavailable", "apply"]

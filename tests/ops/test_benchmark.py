@@ -163,3 +163,36 @@ def test_compare_diffusers_covers_the_newer_image_families(capsys, tmp_path, eng
         assert cmp["status"] == "ok", cmp
         assert cmp["max_pixel_diff"] == 0 and cmp["pipeline"] == pipeline
         assert cmp["scheduler_class"] == "FlowMatchEulerDiscreteScheduler"
+
+
+def test_offload_policies_side_by_side(capsys, demo_models_dir, tmp_path):
+    """`benchmark --offload`: every policy is a row; on this CPU `none` runs (time, peak memory > 0) and the
+    three that move weights to and from an accelerator are listed with the reason."""
+    report_path = tmp_path / "offload.json"
+    code, out, err = run_cli(capsys, "--models-dir", demo_models_dir, "benchmark", "--offload", "--model", "sd15-demo",
+                             "--steps", 1, "--repeat", 1, "--json", report_path)
+    assert code == 0, err
+    report = json.loads(report_path.read_text())
+    assert report["schema"] == "sdcodex.benchmark.offload/1"
+    rows = {r["policy"]: r for r in report["rows"]}
+    assert list(rows) == ["none", "model", "group", "sequential"] and len(report["rows"]) == 4
+    none = rows["none"]
+    assert none["model"] == "sd15-demo" and none["status"] == "ok" and none["effective"] == "none"
+    assert none["time_s"] > 0 and none["denoise_s"] > 0 and none["peak_mb"] > 0 and none["peak_delta_mb"] >= 0
+    assert none["resident_mb"] > 0
+    for policy in ("model", "group", "sequential"):
+        assert rows[policy]["status"] == "skipped" and "needs a CUDA device" in rows[policy]["reason"]
+        assert f"{policy:10s} skipped: offload='{policy}' needs a CUDA device" in out
+    line = next(x for x in out.splitlines() if x.startswith("sd15-demo") and " none " in x)
+    assert line.split()[-1] == "1.00" and f"{none['time_s']:.3f}" in line
+    assert "peak resident memory" in out
+
+
+def test_peak_memory_sees_an_allocation():
+    from sdcodex.cli.bench_offload import peak_memory
+
+    with peak_memory("cpu") as mem:
+        block = bytearray(64 * 2**20)
+        block[::4096] = b"x" * len(block[::4096])       # touch every page: resident
+        del block
+    assert mem["delta_mb"] >= 60 and mem["peak_mb"] >= mem["delta_mb"]
