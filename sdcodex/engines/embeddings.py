@@ -1,10 +1,10 @@
-"""Textual-inversion embeddings for SD1.5/SDXL: a word in the prompt (or negative prompt) that names an
+"""Textual-inversion embeddings for SD1.5/SD 2.x/SDXL: a word in the prompt (or negative prompt) that names an
 embedding file in the models folder is replaced by that embedding's vectors, as A1111 does.
 
 Nothing shared is changed: for the run, each pipeline gets a copy of its tokenizer with the new tokens and
 each text encoder's token embedding is wrapped by a module that looks the new ids up in the embedding's
-vectors; both are put back afterwards. Formats: A1111 `emb_params` / `string_to_param.*` (SD1.5) and
-`clip_l` + `clip_g` (SDXL) safetensors. `TI hashes` (sha256 of the file, 12 hex) go into the infotext.
+vectors; both are put back afterwards. Formats: A1111 `emb_params` / `string_to_param.*` (SD1.5, SD 2.x) and
+`clip_l` + `clip_g` (SDXL) safetensors; A1111 `.pt` files only where pickles are allowed. `TI hashes` (sha256 of the file, 12 hex) go into the infotext.
 """
 from __future__ import annotations
 
@@ -63,10 +63,28 @@ class _ExtendedEmbedding(torch.nn.Module):
         return out
 
 
-def _load(path: Path, name: str) -> dict[str, torch.Tensor]:
-    if path.suffix.lower() not in (".safetensors", ".sft"):
-        raise ValidationError(f"embedding {name!r}: only .safetensors embeddings are loaded (pickle can run code)",
-                              field="prompt", allowed=[".safetensors"])
+def _load(path: Path, name: str, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """An embedding's vectors by key. A1111's .pt files (`string_to_param: {"*": vectors}`) are pickles: read only
+    where the user allows pickles, and then with torch's weights-only unpickler (tensors, numbers and strings)."""
+    suffix = path.suffix.lower()
+    if suffix in (".pt", ".bin") and allow_pickle:
+        try:
+            data = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - torch raises many types for a file it cannot read
+            raise ValidationError(f"embedding {name!r}: cannot read {path.name} as a weights-only pickle ({exc})",
+                                  field="prompt") from exc
+        params = data.get("string_to_param") if isinstance(data, dict) else None
+        if isinstance(params, dict) and params:
+            return {f"string_to_param.{k}": v if v.ndim == 2 else v.reshape(-1, v.shape[-1])
+                    for k, v in params.items() if isinstance(v, torch.Tensor)}
+        if isinstance(data, dict) and isinstance(data.get("emb_params"), torch.Tensor):
+            return {"emb_params": data["emb_params"].reshape(-1, data["emb_params"].shape[-1])}
+        raise ValidationError(f"embedding {name!r}: {path.name} holds no string_to_param or emb_params vectors",
+                              field="prompt")
+    if suffix not in (".safetensors", ".sft"):
+        raise ValidationError(f"embedding {name!r}: only .safetensors embeddings are loaded (pickle can run code; "
+                              "allow pickles to read A1111 .pt embeddings)", field="prompt",
+                              allowed=[".safetensors"])
     from safetensors.torch import load_file
 
     return {k: (v if v.ndim == 2 else v.reshape(-1, v.shape[-1])) for k, v in load_file(str(path)).items()}
@@ -91,8 +109,8 @@ def find(provider: Any, family: str, texts: list[str]) -> list[Embedding]:
             if entry.family is not None and not entry.fits(None, family):
                 continue  # an SDXL embedding named in an SD1.5 prompt is just a word, as in A1111
             check_family(entry, family, "prompt", "embedding")
-            found.append(Embedding(entry.name, Path(entry.path), _load(Path(entry.path), entry.name),
-                                   _hash(Path(entry.path))))
+            vectors = _load(Path(entry.path), entry.name, bool(getattr(provider, "allow_pickle", False)))
+            found.append(Embedding(entry.name, Path(entry.path), vectors, _hash(Path(entry.path))))
     return found
 
 

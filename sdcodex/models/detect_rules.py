@@ -123,7 +123,17 @@ UNET_TABLE: tuple[Row, ...] = (
 
 
 def _sd2(f: dict[str, Any]) -> bool:
-    return f["context"] == 1024 or bool(f.get("_open_clip_te"))
+    """SD 2.x: OpenCLIP-H's 1024-wide context, its text tower in the file, or -- a UNet alone of another width (a
+    narrow or test model) -- linear attention projections, which no SD1.x UNet has (they are SD2's)."""
+    return f["context"] == 1024 or bool(f.get("_open_clip_te")) or bool(f.get("_linear_proj"))
+
+
+def linear_projections(shapes: Mapping[str, Any], prefix: str = "") -> bool:
+    """Whether a UNet's spatial transformers project in and out with Linear layers (SD2, SDXL) rather than 1x1
+    convolutions (SD1.x): the first `proj_in` weight under `prefix` is 2-D."""
+    key = next((k for k in sorted(shapes) if k.startswith(prefix) and k.endswith(".proj_in.weight")
+                and "time_stack" not in k and "temporal" not in k), None)
+    return key is not None and len(shapes[key]) == 2
 
 
 def rule_unet(k: Keys) -> list[Found]:
@@ -146,7 +156,8 @@ def rule_unet(k: Keys) -> list[Found]:
                  "temporal": temporal, "inpaint": True if in_ch == 9 else None, "prediction": _prediction(k),
                  "refiner": True if k.dim(adm_key, 1) == 2560 else None,
                  "ztsnr": True if "ztsnr" in k else None,
-                 "_open_clip_te": k.any_with("", "cond_stage_model.model.transformer.resblocks.")}
+                 "_open_clip_te": k.any_with("", "cond_stage_model.model.transformer.resblocks."),
+                 "_linear_proj": linear_projections(k.shapes, p)}
         out.append(_from_table("unet", "denoiser", p, UNET_TABLE, facts))
     return out
 
@@ -721,7 +732,7 @@ def rule_decoder_lm(k: Keys) -> list[Found]:
 #   hidden: in-width of an mmdit attention adapter; wan: Wan-style "blocks.N.self_attn" targets.
 LORA_TABLE: tuple[Row, ...] = (
     ("sd15", E.SD15, (), lambda f: f["unet"] and not f["te2"] and (f["context"] or f["te_width"]) == 768),
-    ("sd2", None, (), lambda f: f["unet"] and not f["te2"] and (f["context"] or f["te_width"]) == 1024),
+    ("sd2", E.SD2, (), lambda f: f["unet"] and not f["te2"] and (f["context"] or f["te_width"]) == 1024),
     ("sdxl", E.SDXL, (), lambda f: f["unet"] and (f["te2"] or f["context"] == 2048)),
     # Chroma keeps FLUX.1's module names (without the modulation ones): a FLUX-named LoRA fits both
     ("flux", E.FLUX, (E.CHROMA,), lambda f: f["mmdit"] and not f["hunyuan"] and f["hidden"] in (3072, None)
@@ -861,7 +872,7 @@ def rule_embedding(k: Keys) -> list[Found]:
     if key is None or len(k.shapes[key]) != 2:
         return []
     width = k.dim(key, 1)
-    family = {768: E.SD15}.get(width or 0)
+    family = {768: E.SD15, 1024: E.SD2}.get(width or 0)  # CLIP-L's width; SD 2.x's OpenCLIP-H
     return [Found("embedding", "whole", "", family, {"vectors": k.dim(key, 0), "width": width}, (), "embedding")]
 
 

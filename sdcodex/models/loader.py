@@ -22,6 +22,7 @@ from sdcodex.models import convert_ldm as cv
 from sdcodex.models import shapes
 from sdcodex.models import quantized
 from sdcodex.models.build import build_module
+from sdcodex.models.detect_rules import linear_projections
 from sdcodex.models.model_configs import (CONFIG_ROOT, bundled_config, config_beside,  # noqa: F401  (re-exported)
                                           configs_from)
 from sdcodex.models.safetensors_io import TensorView, open_mapped
@@ -130,6 +131,12 @@ def _unet_context(source: Any, keys: Iterable[str]) -> int | None:
         return None
     shape = source.shape(key) if hasattr(source, "shape") else list(source[key].shape)
     return int(shape[1])
+
+
+def _linear_projections(source: Any, keys: Iterable[str]) -> bool:
+    """Linear attention projections (SD2's; SD1.x UNets have 1x1 convolutions): see detect_rules.linear_projections."""
+    shape = (lambda k: source.shape(k)) if hasattr(source, "shape") else (lambda k: list(source[k].shape))
+    return linear_projections({k: shape(k) for k in keys if k.endswith(".proj_in.weight")})
 
 
 def sd2_prediction(path: Path, in_channels: int) -> tuple[Prediction, str]:
@@ -317,7 +324,8 @@ def _load_single_file(path: Path, wanted: EngineKey | None, dtype: torch.dtype |
                              allowed=[".safetensors", ".gguf", "diffusers folder", *PICKLE_SUFFIXES])
     if BARE_UNET_MARKER in keys:  # a UNet alone without prefix (ComfyUI's GGUF UNets, diffusion_models files)
         fam = (EngineKey.SDXL if any(k.startswith("label_emb.") for k in keys) else
-               EngineKey.SD2 if _unet_context(source, keys) == SD2_CONTEXT else EngineKey.SD15)
+               EngineKey.SD2 if _unet_context(source, keys) == SD2_CONTEXT or _linear_projections(source, keys)
+               else EngineKey.SD15)
         if wanted is not None and fam != wanted:
             raise ModelLoadError(f"{path}: this is a {fam} UNet, it cannot be loaded as {wanted}", field="family",
                                  allowed=[str(fam)])

@@ -14,7 +14,7 @@ from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline, EulerD
 
 BASE = {"task": "txt2img", "model": "sd15-demo", "prompt": "a red fox", "negative_prompt": "blurry", "width": 64,
         "height": 64, "steps": 2, "cfg_scale": 5.0, "sampler": "Euler", "scheduler": "Automatic", "seed": 7}
-PIPES = {"sd15-demo": StableDiffusionPipeline, "sdxl-demo": StableDiffusionXLPipeline}
+PIPES = {"sd15-demo": StableDiffusionPipeline, "sd2-demo": StableDiffusionPipeline, "sdxl-demo": StableDiffusionXLPipeline}
 
 
 def fresh_pipe(features_models, name):

@@ -46,10 +46,11 @@ def models(tmp_path_factory) -> Path:
     build_demo_model("flux", root)
     build_demo_model("sd15", root)
     build_demo_model("sdxl", root)
+    build_demo_model("sd2", root)
     flux = FluxTransformer2DModel.from_pretrained(root / "flux-dev-demo" / "transformer")
     bfl = fx.flux_to_bfl(flux.state_dict())
     unets = {}
-    for name in ("sd15", "sdxl"):
+    for name in ("sd15", "sdxl", "sd2"):
         unet = UNet2DConditionModel.from_pretrained(root / f"{name}-demo" / "unet")
         unets[name] = unet_to_ldm(unet.state_dict(), json.loads((root / f"{name}-demo" / "unet" / "config.json")
                                                                 .read_text()))
@@ -64,6 +65,8 @@ def models(tmp_path_factory) -> Path:
         # SD UNets: convolutions flattened to rows with comfy.gguf.orig_shape, as ComfyUI's converter writes them
         write_gguf(unets["sd15"], root / "unet" / f"sd15-unet-{q}.gguf", "sd1", q, flatten=True)
         write_gguf(unets["sdxl"], root / "unet" / f"sdxl-unet-{q}.gguf", "sdxl", q, flatten=True)
+        # an SD 2.x UNet tagged "sd1" (the family comes from the shapes: linear projections); sd2-demo is its base
+        write_gguf(unets["sd2"], root / "unet" / f"sd2-unet-{q}.gguf", "sd1", q, flatten=True)
     return root
 
 
@@ -80,7 +83,8 @@ def _pixels(result) -> np.ndarray:
 @pytest.mark.parametrize("family,req,base,name", [("flux", FLUX_REQ, "flux-dev-demo", "flux-tiny-{q}"),
                                                    ("sd15", SD_REQ, "sd15-demo", "sd15-unet-{q}"),
                                                    ("sdxl", {**SD_REQ, "engine": "sdxl"}, "sdxl-demo",
-                                                    "sdxl-unet-{q}")])
+                                                    "sdxl-unet-{q}"),
+                                                   ("sd2", {**SD_REQ, "engine": "sd2"}, "sd2-demo", "sd2-unet-{q}")])
 def test_gguf_generates_close_to_the_unquantized_model(orch, family, req, base, name, qtype):
     ref = _pixels(orch.run({**req, "model": base}))
     result = orch.run({**req, "model": name.format(q=qtype)})
