@@ -246,8 +246,7 @@ def rule_controlnet(k: Keys) -> list[Found]:
                        None)
         adm = k.dim(f"{p}label_emb.0.0.weight", 1) or k.dim(f"{p}add_embedding.linear_1.weight", 1)
         union = True if (f"{p}task_embedding" in k or f"{p}controlnet_mode_embedder.weight" in k) else None
-        proj_in = next((key for key in k.sorted if key.startswith(p) and key.endswith("proj_in.weight")), None)
-        linear = True if proj_in is not None and len(k.shape(proj_in) or ()) == 2 else None
+        linear = True if linear_projections(k.shapes, p) else None
         facts = {"layout": layout, "context": context, "adm": adm, "union": union, "linear": linear,
                  "hint_channels": k.dim(f"{p}input_hint_block.0.weight", 1)
                  or k.dim(f"{p}controlnet_cond_embedding.conv_in.weight", 1)}
