@@ -276,6 +276,9 @@ def build_orchestrator(models_dir: str | Path | None = None, outdir: str | Path 
                                 attention=attention, compile=compile,
                                 settings=settings)
     orchestrator.styles = StyleStore(styles_file or default_styles_file())
+    from sdcodex.engines.speed import check_request
+
+    orchestrator.param_checks.append(check_request)
     return orchestrator
 
 

@@ -84,6 +84,9 @@ class Orchestrator:
         #: the server's attention backend (--attention; a request's `attention` wins) and --compile
         self.attention = attention
         self.compile = compile
+        #: checks of the parsed params that need this worker's device or packages (runtime adds the attention
+        #: backend's); each raises ValidationError naming the field, so a server answers 422 at submission
+        self.param_checks: list[Callable[[Params, str], None]] = []
         self.saver = saver
         self.image_loader = image_loader
         self.device = device
@@ -135,6 +138,8 @@ class Orchestrator:
         if entry is not None:
             check_model_limits(params, engine_cls.model_limits(entry), entry.name)
         warnings += engine_cls.check_params(params)
+        for check in self.param_checks:
+            check(params, self.device)
         meta = {"preset": filled.preset_id, "applied_preset_patch": filled.patch, "mode_ignored_reason": mode_reason,
                 "applied_settings": applied, "styles": styles}
         return entry, engine_cls, filled.data, meta, params, warnings

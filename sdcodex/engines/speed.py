@@ -86,6 +86,12 @@ def check_attention(name: str | None, device: str, *, field: str = "attention") 
     return BACKENDS[name].diffusers
 
 
+def check_request(params: Any, device: str) -> None:
+    """The request's `attention` on this worker's device (an Orchestrator param check: 422 at submission)."""
+    if getattr(params, "attention", None):
+        check_attention(params.attention, device)
+
+
 def _processors(module: torch.nn.Module) -> tuple[int, int, set[str]]:
     """(attention modules, those whose processor goes through Diffusers' dispatcher, processor class names)."""
     total = switchable = 0
@@ -196,4 +202,4 @@ def apply(components: dict[str, Any], device: str, params: Any, info: dict[str, 
 
 
 __all__ = ["BACKENDS", "DEFAULT_ATTENTION", "apply", "apply_attention", "apply_compile", "available_backends",
-           "check_attention", "missing"]
+           "check_attention", "check_request", "missing"]

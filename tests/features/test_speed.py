@@ -90,9 +90,14 @@ def test_unavailable_backend_names_field_package_and_device(provider, name, pack
     text = str(err.value)
     assert repr(name) in text and "CUDA device" in text and (package is None or package in text)
     assert "native" in err.value.allowed and name not in err.value.allowed
-    # the same check refuses a worker at start-up, naming the option
+    # the faces' orchestrator refuses it when the request is prepared (a server answers 422 at submission,
+    # before any model loads) ...
     from sdcodex.runtime import build_orchestrator
 
+    with pytest.raises(ValidationError) as err:
+        build_orchestrator(models=provider, save=False, device="cpu").prepare({**FLUX, "attention": name})
+    assert err.value.field == "attention" and repr(name) in str(err.value)
+    # ... and a worker at start-up, naming the option
     with pytest.raises(ValidationError) as err:
         build_orchestrator(models=provider, save=False, device="cpu", attention=name)
     assert err.value.field == "--attention"

@@ -56,6 +56,8 @@ def test_bad_input_names_the_field(client, sd15_name):
     assert r.status_code == 422 and r.json()["field"] == "denoising_strength"
     r = client.post("/api/v1/jobs", json=_txt(sd15_name, width=65))
     assert r.status_code == 422 and r.json()["field"] == "width"
+    r = client.post("/api/v1/jobs", json=_txt(sd15_name, attention="sage"))    # no sageattention, no CUDA here
+    assert r.status_code == 422 and r.json()["field"] == "attention" and "'sage'" in r.json()["message"]
     r = client.post("/api/v1/jobs", json={"task": "img2img", "model": sd15_name, "init_image": "@@not base64@@",
                                           **TINY})
     assert r.status_code == 422 and r.json()["field"] == "init_image" and "base64" in r.json()["message"]
