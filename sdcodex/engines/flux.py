@@ -234,6 +234,7 @@ class FluxEngine(FlowImageEngine):
                          Task.INPAINT: FluxControlNetInpaintPipeline}
     union_pipelines = control_pipelines  # a FLUX Union model takes the same pipelines with a control_mode
     supports_controls = True
+    supports_ip_adapter = True  # XLabs' FLUX IP-Adapter through Diffusers' FluxIPAdapterMixin (engines/ip_adapter.py)
     prompt_family = "flux"
 
     @property
@@ -259,12 +260,13 @@ class FluxEngine(FlowImageEngine):
 
     def call_kwargs(self, params: Params, pipe: Any, batch_size: int) -> dict[str, Any]:
         if not self.guidance_embed:
-            return self.image_kwargs(params, batch_size, guidance_scale=0.0)
+            return {**self.image_kwargs(params, batch_size, guidance_scale=0.0), **self._extra_call_kwargs}
         kw = self.image_kwargs(params, batch_size, guidance_scale=(
             params.distilled_cfg_scale if params.distilled_cfg_scale is not None else FLUX_DEV_GUIDANCE))
         negative = self.negative_kwargs(params, batch_size, cfg=params.cfg_scale > 1.0)
         if negative:
             kw.update(true_cfg_scale=params.cfg_scale, **negative)
+        kw.update(self._extra_call_kwargs)  # IP-Adapter's ip_adapter_image
         return kw
 
     def run(self, params: Params, events: EventSink) -> EngineOutput:

@@ -1,6 +1,7 @@
-"""IP-Adapter for the UNet engines (SD1.5, SDXL), on for one run: Diffusers' own `load_ip_adapter` machinery
-with a state dict read from a local file (never a hub id), the CLIP image encoder registered on the pipelines
-for the run, and the UNet's attention processors and projection put back afterwards.
+"""IP-Adapter for SD1.5, SDXL (the UNet) and FLUX.1 (the transformer: XLabs' adapter), on for one run: Diffusers'
+own `load_ip_adapter` machinery with a state dict read from a local file (never a hub id), the CLIP image encoder
+registered on the pipelines for the run, and the denoiser's attention processors and projection put back
+afterwards.
 
 The request key is `ip_adapter` ({model, images, scale, image_encoder}); the pipeline call gets
 `ip_adapter_image` (several images become one adapter input: Diffusers projects each and concatenates their
@@ -60,10 +61,14 @@ def applied(engine: Any, pipes: list[Any], spec: dict[str, Any], info: dict[str,
     state = read_adapter(entry.path, allow_pickle=bool(getattr(provider, "allow_pickle", False)))
     facts = adapter_facts(state)
     pipe = pipes[0]
-    unet = pipe.unet
-    if facts["cross_attention_dim"] != unet.config.cross_attention_dim:
+    flow = getattr(pipe, "unet", None) is None   # FLUX: the transformer takes the adapter (Diffusers' Flux loader)
+    unet = pipe.transformer if flow else pipe.unet
+    width = unet.config.joint_attention_dim if flow else unet.config.cross_attention_dim
+    if facts["cross_attention_dim"] != width:
         raise ValidationError(f"IP-Adapter {entry.name!r} projects into width {facts['cross_attention_dim']}; this "
-                              f"model's UNet takes {unet.config.cross_attention_dim}", field="ip_adapter.model")
+                              f"model's {'transformer' if flow else 'UNet'} takes {width}", field="ip_adapter.model")
+    if flow and len(spec["images"]) != 1:
+        raise ValidationError("a FLUX IP-Adapter takes one image", field="ip_adapter.images", allowed="1 image")
     enc_entry = _pick_encoder(provider, facts, spec.get("image_encoder"))
     device, dtype = unet.device, unet.dtype
     encoder = load_image_encoder(enc_entry.path, device=device, dtype=dtype)
@@ -75,15 +80,18 @@ def applied(engine: Any, pipes: list[Any], spec: dict[str, Any], info: dict[str,
     state = {part: {k: v.to(device=device, dtype=dtype) for k, v in tensors.items()}
              for part, tensors in state.items()}
     saved_procs = dict(unet.attn_processors)
-    saved_proj = unet.encoder_hid_proj
-    saved_type = unet.config.encoder_hid_dim_type
+    saved_proj = getattr(unet, "encoder_hid_proj", None)  # a FLUX transformer has none until an adapter loads
+    saved_type = getattr(unet.config, "encoder_hid_dim_type", None)
     size = efacts["image_size"]
     processor = CLIPImageProcessor(size=size, crop_size=size)
     try:
         for p in pipes:
             p.register_modules(image_encoder=encoder, feature_extractor=processor)
         with torch.no_grad():
-            pipe.load_ip_adapter(state, subfolder="", weight_name="", image_encoder_folder=None)
+            if flow:
+                pipe.load_ip_adapter(state, weight_name="", image_encoder_pretrained_model_name_or_path=None)
+            else:
+                pipe.load_ip_adapter(state, subfolder="", weight_name="", image_encoder_folder=None)
         pipe.set_ip_adapter_scale(float(spec["scale"]))
         info["ip_adapter"] = {"model": entry.name, "image_encoder": enc_entry.name, "scale": float(spec["scale"]),
                               "images": len(spec["images"])}

@@ -922,12 +922,17 @@ def rule_upscaler_compact(k: Keys) -> list[Found]:
 
 
 #: IP-Adapter cross-attention width (to_k_ip input) -> family; other widths (tiny test models) stay family None
-_IP_ADAPTER_WIDTH = {768: E.SD15, 2048: E.SDXL}
+_IP_ADAPTER_WIDTH = {768: E.SD15, 2048: E.SDXL, 4096: E.FLUX}
 
 
 def rule_ip_adapter(k: Keys) -> list[Found]:
     """IP-Adapter (h94 layout, single file): `image_proj.*` plus `ip_adapter.<n>.to_k_ip/to_v_ip` per
     cross-attention layer; the family from the width the adapter's keys project into."""
+    xlabs = "double_blocks.0.processor.ip_adapter_double_stream_k_proj.weight"
+    if "ip_adapter_proj_model.proj.weight" in k and xlabs in k:  # XLabs' FLUX IP-Adapter
+        variant = {"cross_attention_dim": k.dim(xlabs, 1), "layout": "xlabs",
+                   "layers": sum(1 for x in k.sorted if x.endswith("ip_adapter_double_stream_k_proj.weight"))}
+        return [Found("ip_adapter", "whole", "", E.FLUX, variant, (E.FLUX,), "ip_adapter")]
     if not k.any_with("image_proj.") or not k.any_with("ip_adapter."):
         return []
     key = next((x for x in k.sorted if x.startswith("ip_adapter.") and x.endswith(".to_k_ip.weight")), None)

@@ -3,7 +3,8 @@
 (`CLIPVisionModelWithProjection`) from a local file, offline.
 
 Adapter files are the single files of h94/IP-Adapter (`image_proj.*` + `ip_adapter.<n>.to_k_ip/to_v_ip`), as A1111,
-Forge (models/ControlNet) and ComfyUI (models/ipadapter) keep them; a `.bin` is read only with `allow_pickle`, and
+Forge (models/ControlNet) and ComfyUI (models/ipadapter) keep them, and XLabs' FLUX IP-Adapter
+(`ip_adapter_proj_model.*` + `double_blocks.<i>.processor.ip_adapter_double_stream_{k,v}_proj`); a `.bin` is read only with `allow_pickle`, and
 then tensors only (`torch.load(weights_only=True)`). The image encoder is a transformers-layout CLIP vision model: a
 folder with config.json, or a single safetensors file whose config is `<name>.json` or config.json beside it or,
 without one,
@@ -38,6 +39,12 @@ def read_adapter(path: str | Path, *, allow_pickle: bool = False) -> dict[str, d
             head, _, rest = key.partition(".")
             if head in out:
                 out[head][rest] = value
+            elif head == XLABS_PROJ:
+                out["image_proj"][rest] = value
+            elif head == "double_blocks":
+                name = xlabs_attention_key(rest)
+                if name is not None:
+                    out["ip_adapter"][name] = value
     else:
         if not allow_pickle:
             raise PickleRefusedError(f"{path.name} is a pickle file; IP-Adapters load from .safetensors (or start "
@@ -48,6 +55,20 @@ def read_adapter(path: str | Path, *, allow_pickle: bool = False) -> dict[str, d
         raise ModelLoadError(f"{path.name} is not an IP-Adapter (no image_proj / ip_adapter tensors)",
                              field="ip_adapter.model")
     return out
+
+
+#: XLabs' FLUX IP-Adapter layout (XLabs-AI/flux-ip-adapter): the image projection under `ip_adapter_proj_model.`,
+#: per double-stream block `double_blocks.<i>.processor.ip_adapter_double_stream_{k,v}_proj.{weight,bias}`
+XLABS_PROJ = "ip_adapter_proj_model"
+_XLABS_ATTN = {"ip_adapter_double_stream_k_proj": "to_k_ip", "ip_adapter_double_stream_v_proj": "to_v_ip"}
+
+
+def xlabs_attention_key(rest: str) -> str | None:
+    """`<i>.processor.ip_adapter_double_stream_k_proj.weight` -> `<i>.to_k_ip.weight` (Diffusers' per-block key)."""
+    parts = rest.split(".")
+    if len(parts) != 4 or parts[1] != "processor" or parts[2] not in _XLABS_ATTN:
+        return None
+    return f"{parts[0]}.{_XLABS_ATTN[parts[2]]}.{parts[3]}"
 
 
 def adapter_facts(state: dict[str, dict[str, torch.Tensor]]) -> dict[str, Any]:

@@ -142,7 +142,7 @@ def test_ip_adapter_bad_input_names_the_field(ip_setup, ip_orchestrator, sample_
         assert e.value.field == field, (spec, e.value)
     from sdcodex.core.params import parse_params
     with pytest.raises(ValidationError) as e:  # an engine without IP-Adapter support
-        parse_params("flux", "txt2img", {"task": "txt2img", "prompt": "x", "width": 64, "height": 64,
+        parse_params("sd3", "txt2img", {"task": "txt2img", "prompt": "x", "width": 64, "height": 64,
                                          "ip_adapter": {"model": "ip-tiny-sd15", "images": [good]}},
                      image_loader=lambda value, field: sample_image)
     assert e.value.field == "ip_adapter"
@@ -218,3 +218,65 @@ def test_ip_adapter_with_a_controlnet_unit_equals_diffusers(ip_setup, ip_orchest
         pipe.unload_ip_adapter()
     diff = np.abs(np.asarray(result.pil_images[0]).astype(int) - np.asarray(ref).astype(int)).max()
     assert diff <= 1 and result.info["ip_adapter"]["model"] == "ip-tiny-sd15" and result.info["controls"]
+
+
+def test_flux_xlabs_ip_adapter_equals_diffusers(ip_setup, sample_image, tmp_path_factory):
+    """XLabs' FLUX IP-Adapter layout (ip_adapter_proj_model + double_blocks.<i>.processor...): pixels equal Diffusers'
+    FluxPipeline with `load_ip_adapter` reading the same file itself (its own XLabs conversion); the transformer is
+    put back; detection says FLUX; a second image is refused."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+    from transformers import CLIPImageProcessor
+
+    from sdcodex.models.demo import build_demo_model
+    from sdcodex.models.detect import detect_path
+    from sdcodex.runtime import LocalModels, build_orchestrator
+
+    root, encoder, _ = ip_setup
+    flux_root = tmp_path_factory.mktemp("ipflux")
+    build_demo_model("flux", flux_root)
+    (flux_root / "clip_vision").symlink_to(root / "clip_vision", target_is_directory=True)
+    orch = build_orchestrator(models=LocalModels(flux_root), outdir=flux_root / "out", device="cpu")
+    model = orch.models.load(orch.models.resolve("flux-dev-demo"))
+    transformer = model.components["transformer"]
+    joint, inner = transformer.config.joint_attention_dim, transformer.inner_dim
+    g = torch.Generator().manual_seed(11)
+    rand = lambda *shape: torch.randn(*shape, generator=g) * 0.3  # noqa: E731
+    flat = {"ip_adapter_proj_model.proj.weight": rand(4 * joint, encoder.config.projection_dim),
+            "ip_adapter_proj_model.proj.bias": rand(4 * joint),
+            "ip_adapter_proj_model.norm.weight": 1 + rand(joint), "ip_adapter_proj_model.norm.bias": rand(joint)}
+    for i in range(transformer.config.num_layers):
+        for kv in ("k", "v"):
+            flat[f"double_blocks.{i}.processor.ip_adapter_double_stream_{kv}_proj.weight"] = rand(inner, joint)
+            flat[f"double_blocks.{i}.processor.ip_adapter_double_stream_{kv}_proj.bias"] = rand(inner)
+    (flux_root / "ipadapter").mkdir()
+    save_file(flat, flux_root / "ipadapter" / "ip-xlabs-tiny.safetensors")
+    orch.models.refresh()
+    found = detect_path(flux_root / "ipadapter" / "ip-xlabs-tiny.safetensors")
+    assert (found.kind, found.family.value, found.variant["layout"]) == ("ip_adapter", "flux", "xlabs")
+
+    req = {"task": "txt2img", "model": "flux-dev-demo", "prompt": "a lighthouse", "width": 64, "height": 64,
+           "steps": 2, "seed": 77}
+    result = orch.run({**req, "ip_adapter": {"model": "ip-xlabs-tiny", "images": [png_b64(sample_image)],
+                                             "scale": 0.7}})
+    params = inspect.signature(FluxPipeline.__init__).parameters
+    pipe = FluxPipeline(**{n: model.components[n] for n in params if n in model.components
+                           and n not in ("image_encoder", "feature_extractor")}, image_encoder=encoder, feature_extractor=CLIPImageProcessor(size=32, crop_size=32))
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(model.scheduler_config)
+    pipe.load_ip_adapter(str(flux_root / "ipadapter"), weight_name="ip-xlabs-tiny.safetensors",
+                         image_encoder_pretrained_model_name_or_path=None)
+    pipe.set_ip_adapter_scale(0.7)
+    try:
+        ref = pipe(prompt="a lighthouse", width=64, height=64, num_inference_steps=2, guidance_scale=3.5,
+                   ip_adapter_image=sample_image, generator=torch.Generator("cpu").manual_seed(77)).images[0]
+    finally:
+        pipe.unload_ip_adapter()
+    ours = np.asarray(result.pil_images[0]).astype(int)
+    assert np.abs(ours - np.asarray(ref).astype(int)).max() <= 1
+    assert not np.array_equal(ours, np.asarray(orch.run(req).pil_images[0]))  # the adapter changed the image
+    assert result.info["ip_adapter"]["model"] == "ip-xlabs-tiny"
+    assert transformer.encoder_hid_proj is None
+    assert not any("IPAdapter" in type(p).__name__ for p in transformer.attn_processors.values())
+    with pytest.raises(ValidationError) as e:
+        orch.run({**req, "ip_adapter": {"model": "ip-xlabs-tiny", "images": [png_b64(sample_image)] * 2}})
+    assert e.value.field == "ip_adapter.images"
