@@ -22,7 +22,7 @@ from sdcodex.models.loader import load_model
 from sdcodex.models.shapes import HUNYUAN_VIDEO_TRANSFORMER, hunyuan_video_original_config
 from sdcodex.runtime import LocalModels
 from tests.helpers import flow_export as fx
-from tests.helpers.gguf_export import write_gguf
+from tests.helpers.gguf_export import llama_to_llama_cpp, write_gguf
 
 gguf = pytest.importorskip("gguf")
 
@@ -66,6 +66,14 @@ def models(tmp_path_factory) -> Path:
         original = export(transformer.state_dict())
         fx._save(original, root / "diffusion_models" / f"{family}_tiny.safetensors", PREFIX)
         write_gguf(original, root / "diffusion_models" / f"{family}_tiny-Q8_0.gguf", arch, "Q8_0")
+    # HunyuanVideo 1.0's llava-llama-3 text encoder as a llama.cpp GGUF (city96's llava-llama-3-8B-*.gguf layout)
+    from transformers import LlamaModel
+
+    llama = LlamaModel.from_pretrained(root / "hunyuan-video-demo" / "text_encoder")
+    cfg = llama.config
+    write_gguf(llama_to_llama_cpp(llama.state_dict(), cfg.num_attention_heads, cfg.num_key_value_heads),
+               root / "text_encoders" / "llava-llama3-tiny.gguf", "llama", "F32",
+               heads=(cfg.num_attention_heads, cfg.num_key_value_heads))
     return root
 
 
@@ -89,6 +97,9 @@ def test_single_file_and_gguf_generate_as_the_folder(models, family):
     assert 0 < diff.max() <= Q8_TOLERANCE[0] and diff.mean() <= Q8_TOLERANCE[1], (diff.max(), diff.mean())
     weights = quant.info["weights"]
     assert weights["file_quantization"] == "gguf Q8_0" and weights["quantized"]["transformer"]["gguf"]["Q8_0"] > 0
+    if family == "hunyuan_video":  # + the Llama text encoder as a llama.cpp GGUF: the same frames as the folder's
+        with_te = orch.run({**req, "model": f"{family}_tiny-Q8_0", "text_encoders": ["llava-llama3-tiny"]})
+        assert np.array_equal(_frames(with_te), _frames(quant))
 
 
 def build_model_name(family: str) -> str:
@@ -107,6 +118,16 @@ def test_variant_says_what_the_shapes_show(models):
     assert loaded.family.value == "hunyuan_video15" and loaded.variant["layout"] == "hunyuan_video15"
     assert loaded.variant["architecture"]["transformer"] == (
         "hunyuan_video15 variant: 2 double blocks, width 32, 2 heads, 9 in channels, image embedding 12")
+    # the Llama GGUF (llama.cpp names, q/k rows permuted) replaces the base's text encoder with the same tensors
+    loaded = load_model(models / "diffusion_models" / "hunyuan_video_tiny-Q8_0.gguf", models_dir=models,
+                        text_encoders=[str(models / "text_encoders" / "llava-llama3-tiny.gguf")])
+    assert "text_encoder" in loaded.variant["separate_files"]
+    from transformers import LlamaModel
+
+    folder = LlamaModel.from_pretrained(models / "hunyuan-video-demo" / "text_encoder").state_dict()
+    ours = loaded.components["text_encoder"].state_dict()
+    assert all(torch.equal(ours[k].float(), v) for k, v in folder.items() if k in ours)
+    assert {"layers.0.self_attn.q_proj.weight", "layers.0.self_attn.k_proj.weight"} <= set(ours)
     # listed without a base, the published rope axes (16+56+56 = 128) cannot split a 16-wide head: said, not guessed
     listed = detect_path(models / "diffusion_models" / "hunyuan_video15_tiny-Q8_0.gguf").variant
     assert listed["quantization"] == "gguf Q8_0" and "img_attn_q_norm" in listed["architecture"]["error"]

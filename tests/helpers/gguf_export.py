@@ -31,8 +31,9 @@ def to_gguf_array(value: torch.Tensor, qtype, *, flatten: bool, name: str, write
 
 
 def write_gguf(state: dict[str, torch.Tensor], path: Path, arch: str, qtype: str = "Q8_0", *,
-               flatten: bool = False) -> Path:
-    """Write `state` to `path` with every large enough tensor in `qtype` ('Q8_0', 'Q4_0', 'F16', ...)."""
+               flatten: bool = False, heads: tuple[int, int] | None = None) -> Path:
+    """Write `state` to `path` with every large enough tensor in `qtype` ('Q8_0', 'Q4_0', 'F16', ...); `heads`
+    (query, key/value) writes `<arch>.attention.head_count(_kv)`, as llama.cpp does for decoder LMs."""
     import gguf
 
     path = Path(path)
@@ -40,6 +41,9 @@ def write_gguf(state: dict[str, torch.Tensor], path: Path, arch: str, qtype: str
     kind = gguf.GGMLQuantizationType[qtype]
     writer = gguf.GGUFWriter(str(path), arch)
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    if heads is not None:
+        writer.add_head_count(heads[0])
+        writer.add_head_count_kv(heads[1])
     for name, value in state.items():
         if kind == gguf.GGMLQuantizationType.F16 and value.ndim >= 2:
             writer.add_tensor(name, value.detach().to(torch.float16).numpy())
@@ -74,4 +78,33 @@ def t5_to_llama_cpp(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if m is None or m.group(2) not in parts:
             raise KeyError(key)
         out[f"enc.blk.{m.group(1)}.{parts[m.group(2)]}.{m.group(3)}"] = value
+    return out
+
+
+def llama_cpp_permute(w: torch.Tensor, heads: int) -> torch.Tensor:
+    """What llama.cpp's converter does to Llama q/k projection rows: each head's two rotary halves interleaved."""
+    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
+
+
+def llama_to_llama_cpp(state: dict[str, torch.Tensor], heads: int, kv_heads: int) -> dict[str, torch.Tensor]:
+    """A LlamaModel state dict (Hugging Face names, no `model.` prefix) under llama.cpp's names, with the q/k rows
+    permuted (`llama_cpp_permute`) as its converter writes them."""
+    import re
+
+    fixed = {"embed_tokens.weight": "token_embd.weight", "norm.weight": "output_norm.weight"}
+    parts = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+             "self_attn.o_proj": "attn_output", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
+             "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+    out = {}
+    for key, value in state.items():
+        if key in fixed:
+            out[fixed[key]] = value
+            continue
+        m = re.fullmatch(r"layers\.(\d+)\.(.+)\.(weight|bias)", key)
+        if m is None or m.group(2) not in parts:
+            raise KeyError(key)
+        name = parts[m.group(2)]
+        if name in ("attn_q", "attn_k"):
+            value = llama_cpp_permute(value, heads if name == "attn_q" else kv_heads)
+        out[f"blk.{m.group(1)}.{name}.{m.group(3)}"] = value
     return out

@@ -25,7 +25,7 @@ from sdcodex.models.inventory import Inventory
 from sdcodex.models.loader import load_model
 from sdcodex.runtime import LocalModels
 from tests.helpers import flow_export as fx
-from tests.helpers.gguf_export import t5_to_llama_cpp, write_gguf
+from tests.helpers.gguf_export import llama_cpp_permute, t5_to_llama_cpp, write_gguf
 from tests.helpers.ldm_export import unet_to_ldm
 
 gguf = pytest.importorskip("gguf")
@@ -359,12 +359,8 @@ def test_llama_gguf_q_k_rows_come_back_in_hugging_face_order(tmp_path):
     hf = {"model.layers.0.self_attn.q_proj.weight": torch.randn(heads * head_dim, width, generator=rng),
           "model.layers.0.self_attn.k_proj.weight": torch.randn(kv_heads * head_dim, width, generator=rng),
           "model.layers.0.self_attn.v_proj.weight": torch.randn(kv_heads * head_dim, width, generator=rng)}
-
-    def permute(w: torch.Tensor, h: int) -> torch.Tensor:  # what llama.cpp's converter does
-        return w.reshape(h, 2, w.shape[0] // h // 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
-
-    lcpp = {"blk.0.attn_q.weight": permute(hf["model.layers.0.self_attn.q_proj.weight"], heads),
-            "blk.0.attn_k.weight": permute(hf["model.layers.0.self_attn.k_proj.weight"], kv_heads),
+    lcpp = {"blk.0.attn_q.weight": llama_cpp_permute(hf["model.layers.0.self_attn.q_proj.weight"], heads),
+            "blk.0.attn_k.weight": llama_cpp_permute(hf["model.layers.0.self_attn.k_proj.weight"], kv_heads),
             "blk.0.attn_v.weight": hf["model.layers.0.self_attn.v_proj.weight"]}
     for qtype in ("Q8_0", "F32"):
         path = tmp_path / f"llama-{qtype}.gguf"
