@@ -93,18 +93,20 @@ def check_request(params: Any, device: str) -> None:
 
 
 def _processors(module: torch.nn.Module) -> tuple[int, int, set[str]]:
-    """(attention modules, those whose processor goes through Diffusers' dispatcher, processor class names)."""
+    """(attention modules, those whose processor goes through Diffusers' dispatcher, the class names of the
+    processors that do not)."""
     total = switchable = 0
-    kinds: set[str] = set()
+    fixed: set[str] = set()
     for sub in module.modules():
         proc = getattr(sub, "processor", None)
         if proc is None or not hasattr(sub, "set_processor"):
             continue
         total += 1
-        kinds.add(type(proc).__name__)
         if hasattr(proc, "_attention_backend"):
             switchable += 1
-    return total, switchable, kinds
+        else:
+            fixed.add(type(proc).__name__)
+    return total, switchable, fixed
 
 
 def apply_attention(components: dict[str, Any], device: str, asked: str | None, source: str, field: str,

@@ -103,6 +103,18 @@ def test_unavailable_backend_names_field_package_and_device(provider, name, pack
     assert err.value.field == "--attention"
 
 
+def test_wan_sets_both_experts(root):
+    """WAN 2.2 A14B: the backend goes on both experts; frames equal the default run's."""
+    build_demo_model("wan22_t2v_a14b", root)
+    orch = Orchestrator(FlowModels(root), None)
+    base = {"task": "txt2vid", "model": DEMO_BUILDERS["wan22_t2v_a14b"][0], "prompt": "waves", "width": 32,
+            "height": 32, "num_frames": 5, "steps": 2, "seed": SEED}
+    plain, math = orch.run(base), orch.run({**base, "attention": "math"})
+    assert math.info["attention"]["modules"] == {"transformer": "4/4 attention modules",
+                                                 "transformer_2": "4/4 attention modules"}
+    assert_frames_equal(math.frames[0], plain.frames[0])
+
+
 def test_unet_family_cannot_switch(orchestrator):
     """SD1.5's UNet runs AttnProcessor2_0 (torch SDPA called directly): native/sdpa run, others are refused."""
     base = {"task": "txt2img", "model": "sd15-demo", "prompt": "a lighthouse", "width": 64, "height": 64,
