@@ -121,6 +121,8 @@ class LocalModels:
         text_encoders = tuple(self.resolve_text_encoder(ref) for ref in (params.text_encoders if params else []))
         # a file detection cannot place (e.g. an unusual size) loads as the engine the request named
         family = entry.family or (params.engine if params else None)
+        if params is not None and params.engine and params.engine in (getattr(entry, "compatible", ()) or ()):
+            family = params.engine  # a file that fits another engine too (a Qwen-Image-Edit transformer), asked as it
         weights_dtype = str(params.weights_dtype.value) if params is not None else "auto"
         key = (str(entry.path), vae_path, precision, text_encoders, weights_dtype)
 

@@ -112,7 +112,8 @@ class Orchestrator:
             ref = req.model or (self.default_model() if self.default_model else None)
             entry = self.models.resolve(ref, engine=req.engine.value if req.engine else None)
             family = EngineKey(entry.family) if entry.family else None
-            if req.engine and family and req.engine != family:
+            fits = tuple(EngineKey(f) for f in getattr(entry, "compatible", ()) or ())
+            if req.engine and family and req.engine != family and req.engine not in fits:
                 raise ValidationError(f"model {entry.name!r} is a {family.value} model, not {req.engine.value}",
                                       field="engine", allowed=[family.value])
             engine_key = req.engine or family

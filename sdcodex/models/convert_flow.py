@@ -654,6 +654,18 @@ def text_encoder_keys(keys: Sequence[str], prefix: str, kind: str, expected: set
     local = {k[len(prefix):]: k for k in keys if k.startswith(prefix)}
     keep = {"text_projection.weight"} & set(expected)  # CLIPTextModelWithProjection (SD3) uses it
     local = {k: v for k, v in local.items() if k in keep or not k.endswith(IGNORED_TEXT_KEYS)}
+    if kind == "qwen_vl":  # ComfyUI's names (model.layers, visual.) -> transformers 5's (model.language_model, model.visual)
+        fixed = {}
+        for k, v in local.items():
+            if k.startswith("visual."):
+                k = "model." + k
+            elif k.startswith("model.") and not k.startswith(("model.language_model.", "model.visual.")):
+                k = "model.language_model." + k[len("model."):]
+            fixed[k] = v
+        if "lm_head.weight" in expected and "lm_head.weight" not in fixed:
+            # the pipelines read hidden states only; a file saved without the LM head gets the embedding in its place
+            fixed["lm_head.weight"] = fixed.get("model.language_model.embed_tokens.weight", "")
+        return {k: v for k, v in fixed.items() if v}
     if kind == "llama":
         fixed = {}
         for k, v in local.items():

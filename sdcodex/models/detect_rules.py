@@ -458,7 +458,9 @@ def rule_chroma(k: Keys) -> list[Found]:
 # .txt_mod.1, attn.add_q_proj, img_mlp/txt_mlp; 60 blocks. The Edit models (Qwen-Image-Edit-2509/2511) have the same
 # shapes: a Diffusers folder's pipeline class tells them apart.
 QWEN_IMAGE_TABLE: tuple[Row, ...] = (
-    ("qwen_image", E.QWEN_IMAGE, (), lambda f: True),
+    # the Edit models' transformers (Qwen-Image-Edit, -2509, -2511) have exactly these names and shapes (2511 differs
+    # by a config flag, zero_cond_t, that no tensor shows): a file is Qwen-Image, and fits the Edit engine when asked
+    ("qwen_image", E.QWEN_IMAGE, (E.QWEN_IMAGE_EDIT,), lambda f: True),
 )
 
 

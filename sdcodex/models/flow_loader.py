@@ -5,7 +5,7 @@ taken from ``<models_dir>/tokenizers/<name>/`` or named in a TokenizerMissingErr
 it. Single files (a FLUX or WAN transformer in the original layout, plus separate VAE and text-encoder files
 from the models folder) are handled by `flow_single` and end in the same LoadedModel. Separate text-encoder files
 (`TEXT_ENCODER_SLOTS`): FLUX clip_l + t5xxl, WAN umt5, HunyuanVideo 1.0 llama (llava_llama3) + clip_l, Z-Image
-qwen3_4b, Chroma t5xxl.
+qwen3_4b, Chroma t5xxl, Qwen-Image qwen_2.5_vl_7b (with a Qwen-Image Diffusers folder as the base, `NEEDS_BASE`).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import torch
 
 from sdcodex.core.enums import EngineKey, Prediction, Precision
 from sdcodex.core.errors import ModelLoadError, TokenizerMissingError, ValidationError
-from sdcodex.models.shapes import clip_text_config, decoder_lm_config, t5_config
+from sdcodex.models.shapes import clip_text_config, decoder_lm_config, qwen_vl_config, t5_config
 from sdcodex.models.build import build_module
 from sdcodex.models.loader import LoadedModel, cached_short_hash, load_vae_file, resolve_dtype, resolve_ref
 from sdcodex.models.processors import load_qwen_vl_processor
@@ -52,12 +52,24 @@ TEXT_ENCODER_SLOTS: dict[EngineKey, dict[str, tuple[tuple[str, ...], str, str]]]
     EngineKey.HUNYUAN_VIDEO: {"text_encoder": (("llama",), "llama-type", "LlamaModel"),
                               "text_encoder_2": (("clip_l",), "clip", "CLIPTextModel")},
     EngineKey.Z_IMAGE: {"text_encoder": (("qwen3_4b",), "qwen3", "Qwen3Model")},
+    # Qwen-Image / Edit: ComfyUI split_files/text_encoders/qwen_2.5_vl_7b.safetensors (language model + vision tower)
+    **{fam: {"text_encoder": (("qwen2_5_vl",), "llama-type", "Qwen2_5_VLForConditionalGeneration")}
+       for fam in (EngineKey.QWEN_IMAGE, EngineKey.QWEN_IMAGE_EDIT)},
     EngineKey.CHROMA: {"text_encoder": (("t5xxl",), "t5", "T5EncoderModel")},
     # SD3/SD3.5: stabilityai/stable-diffusion-3.5-large text_encoders/clip_l, clip_g, t5xxl_fp16.safetensors
     EngineKey.SD3: {"text_encoder": (("clip_l",), "clip", "CLIPTextModelWithProjection"),
                     "text_encoder_2": (("clip_g",), "clip", "CLIPTextModelWithProjection"),
                     "text_encoder_3": (("t5xxl",), "t5", "T5EncoderModel")},
 }
+#: families whose separate files replace parts of a Diffusers folder of the model, which must be there (the
+#: processor, tokenizer and text-encoder config come from it): a single transformer file needs that base too
+NEEDS_BASE = (EngineKey.QWEN_IMAGE, EngineKey.QWEN_IMAGE_EDIT)
+#: families whose VAE is a Wan 2.1-layout video VAE (a separate `vae` file loads with load_wan_vae_file): the class
+WAN_LAYOUT_VAES: dict[EngineKey, str] = {EngineKey.WAN22_TI2V_5B: "AutoencoderKLWan",
+                                         EngineKey.WAN22_T2V_A14B: "AutoencoderKLWan",
+                                         EngineKey.WAN22_I2V_A14B: "AutoencoderKLWan",
+                                         EngineKey.QWEN_IMAGE: "AutoencoderKLQwenImage",
+                                         EngineKey.QWEN_IMAGE_EDIT: "AutoencoderKLQwenImage"}
 #: plain pipeline settings (not modules) that a pipeline needs again when rebuilt for another task
 PIPELINE_SETTINGS = ("boundary_ratio", "expand_timesteps", "is_distilled")
 
@@ -330,8 +342,13 @@ def load_text_encoder_file(path: Path, slot_class: str, prefix: str, config: dic
     handle = open_mapped(path)
     keys = handle.keys()
     kind = {"CLIPTextModel": "clip", "CLIPTextModelWithProjection": "clip", "LlamaModel": "llama",
-            "Qwen3Model": "llama"}.get(slot_class, "t5")
-    rule = {"clip": clip_text_config, "t5": t5_config, "llama": decoder_lm_config}.get(kind)
+            "Qwen3Model": "llama", "Qwen2_5_VLForConditionalGeneration": "qwen_vl"}.get(slot_class, "t5")
+    rule = {"clip": clip_text_config, "t5": t5_config, "llama": decoder_lm_config, "qwen_vl": qwen_vl_config}.get(kind)
+    if kind == "qwen_vl":  # detection's prefix is the language model's; the vision tower sits beside it (`visual.`)
+        for tail in ("model.language_model.", "model."):
+            if prefix.endswith(tail):
+                prefix = prefix[: -len(tail)]
+                break
     if rule is not None:  # widths, layers and heads from the file; the rest from `config`
         local = {k[len(prefix):]: handle.shape(k) for k in keys if k.startswith(prefix)}
         try:
@@ -355,11 +372,12 @@ def load_text_encoder_file(path: Path, slot_class: str, prefix: str, config: dic
 
 
 def load_wan_vae_file(path: Path, config: dict[str, Any], dtype: torch.dtype | None, device: str,
-                      family: str | None = None) -> torch.nn.Module:
+                      family: str | None = None, model_class: str = "AutoencoderKLWan") -> torch.nn.Module:
     """An AutoencoderKLWan from a separate file: the Diffusers layout, or the original Wan-Video layout of
     ComfyUI's wan_2.1_vae / wan2.2_vae.safetensors (converted by `convert_flow.wan_vae_keymap`, its config read
     from the shapes). Optional 'vae.' / 'first_stage_model.' prefix. A VAE whose latent channels are not the
-    model's (`config` z_dim) is refused naming both."""
+    model's (`config` z_dim) is refused naming both. `model_class` AutoencoderKLQwenImage: Qwen-Image's VAE, which
+    has the Wan 2.1 VAE's modules and names (ComfyUI's qwen_image_vae.safetensors is in the Wan-Video layout)."""
     from sdcodex.models import convert_flow as cv
 
     handle = open_mapped(path)
@@ -383,7 +401,14 @@ def load_wan_vae_file(path: Path, config: dict[str, Any], dtype: torch.dtype | N
         keymap = {k[len(prefix):]: k for k in keys if k.startswith(prefix)}
         _fits(path, handle.shape(f"{prefix}post_quant_conv.weight")[0]
               if f"{prefix}post_quant_conv.weight" in keys else None, config, family)
-    return build_module("AutoencoderKLWan", config, _state(handle, keymap, dtype), source=path, component="vae",
+    if model_class != "AutoencoderKLWan":  # the Wan 2.1 form only: keep the fields the class takes
+        import inspect
+
+        from sdcodex.models.build import model_class as class_of
+
+        accepted = set(inspect.signature(class_of(model_class).__init__).parameters) | {"_class_name"}
+        config = {k: v for k, v in config.items() if k in accepted}
+    return build_module(model_class, config, _state(handle, keymap, dtype), source=path, component="vae",
                         device=device)
 
 
@@ -427,8 +452,8 @@ def separate_components(family: EngineKey, text_encoders: list[str], vae: str | 
         path = component_path(vae, "vae", models_dir)
         if family in KL_VAE_FAMILIES:
             out["vae"] = load_vae_file(path, config("vae"), dtype, device)
-        elif family in _WAN:
-            out["vae"] = load_wan_vae_file(path, config("vae"), dtype, device, family.value)
+        elif family in WAN_LAYOUT_VAES:
+            out["vae"] = load_wan_vae_file(path, config("vae"), dtype, device, family.value, WAN_LAYOUT_VAES[family])
         else:
             raise ModelLoadError(f"{family.value} takes no separate VAE file yet", field="vae")
     return out
@@ -436,4 +461,5 @@ def separate_components(family: EngineKey, text_encoders: list[str], vae: str | 
 
 __all__ = ["load_flow_model", "load_flow_folder", "tokenizer_folder", "is_flow_family", "FLOW_FAMILIES",
            "TOKENIZER_SOURCES", "sniff_family", "check_component_files", "separate_components", "TEXT_ENCODER_SLOTS",
-           "text_encoder_slot", "bundled", "component_path", "builtin_tokenizer", "load_text_encoder_file"]
+           "text_encoder_slot", "bundled", "component_path", "builtin_tokenizer", "load_text_encoder_file", "NEEDS_BASE",
+           "WAN_LAYOUT_VAES", "load_wan_vae_file"]

@@ -24,7 +24,7 @@ import torch
 from sdcodex.core.enums import EngineKey, Prediction
 from sdcodex.core.errors import CodexError, ModelLoadError
 from sdcodex.models import convert_flow as cv
-from sdcodex.models.flow_loader import (KL_VAE_FAMILIES, TEXT_ENCODER_SLOTS, builtin_tokenizer, component_path,
+from sdcodex.models.flow_loader import (KL_VAE_FAMILIES, NEEDS_BASE, TEXT_ENCODER_SLOTS, builtin_tokenizer, component_path,
                                         describe, load_flow_folder, load_text_encoder_file, load_tokenizer,
                                         separate_components, text_encoder_slot, tokenizer_folder)
 from sdcodex.models.build import build_module
@@ -60,6 +60,7 @@ class Layout:
     family: E | None = None
     absent: tuple[str, ...] = ()
     rows: Mapping[str, Any] | None = None  # the conversion table, so a shape error can name the file's tensor
+    also: tuple[E, ...] = ()  # other families a file of this layout loads as when asked (same tensors)
 
 
 #: one row per single-file transformer layout; a new family adds its row here
@@ -96,8 +97,11 @@ LAYOUTS: tuple[Layout, ...] = (
     Layout("sd3", ("joint_blocks.0.x_block.attn.qkv.weight", "x_embedder.proj.weight"), "SD3Transformer2DModel",
            cv.sd3_config, cv.convert_sd3, E.SD3, rows=cv.SD3_ROWS),
     # Qwen/Qwen-Image transformer/ and ComfyUI's qwen_image_bf16.safetensors: already the Diffusers names
+    # Qwen-Image-Edit (-2509, -2511) transformers are the same tensors: asked as qwen_image_edit, the file takes an
+    # Edit folder as its base (its pipeline class, processor and transformer config: 2511's zero_cond_t)
     Layout("qwen_image", ("txt_norm.weight", "img_in.weight", "transformer_blocks.0.img_mod.1.weight"),
-           "QwenImageTransformer2DModel", cv.qwen_image_config, lambda view, config: dict(view), E.QWEN_IMAGE),
+           "QwenImageTransformer2DModel", cv.qwen_image_config, lambda view, config: dict(view), E.QWEN_IMAGE,
+           also=(E.QWEN_IMAGE_EDIT,)),
     # Lightricks' layout: ltx-2-19b-dev.safetensors (and -distilled, -fp8) under model.diffusion_model. — the
     # transformer only; the connectors, VAEs, vocoder, Gemma 3 and scheduler come from an LTX-2 Diffusers folder
     Layout("ltx2", ("av_ca_a2v_gate_adaln_single.emb.timestep_embedder.linear_1.weight", "audio_patchify_proj.weight"),
@@ -125,6 +129,8 @@ def transformer_layout(path: Path, shapes: Mapping[str, Any]) -> tuple[str, str]
 def file_family(path: Path, layout: str, shapes: Mapping[str, Any], prefix: str, wanted: E | None) -> E:
     """The engine a transformer file is for: from its layout (FLUX, Z-Image); WAN from its input channels."""
     fixed = layout_named(layout).family
+    if wanted is not None and wanted in layout_named(layout).also:
+        return wanted
     if fixed is not None:
         fam = fixed
     else:
@@ -267,11 +273,13 @@ def load_single_file(path: Path, *, wanted: E | None, text_encoders: list[str], 
     inside = embedded_parts(path, family)
     given |= set(inside)
     tokenizers: dict[str, Any] = {}
-    if base is None and (family not in TEXT_ENCODER_SLOTS or not (CONFIG_ROOT / family.value).is_dir()):
+    if base is None and (family not in TEXT_ENCODER_SLOTS or family in NEEDS_BASE
+                         or not (CONFIG_ROOT / family.value).is_dir()):
+        why = ("separate `text_encoders` / `vae` files replace that folder's parts" if family in NEEDS_BASE else
+               f"separate text-encoder files are not supported for {family.value} yet")
         raise ModelLoadError(f"{path}: a single {family.value} transformer file takes its text encoder, VAE and "
-                             f"scheduler from a {family.value} Diffusers folder in the models folder (separate "
-                             f"text-encoder files are not supported for {family.value} yet); put one there",
-                             field="model")
+                             f"scheduler from a {family.value} Diffusers folder in the models folder ({why}); put one "
+                             "there", field="model")
     if base is None:
         # say what is missing before any weights are read (tokenizers, then components)
         tokenizers = _tokenizers(family, models_dir)

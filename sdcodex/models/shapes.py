@@ -341,6 +341,29 @@ def decoder_lm_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, Any]
     return cfg
 
 
+QWEN_VL_LANGUAGE_PREFIXES = ("model.language_model.", "model.")
+
+
+def qwen_vl_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, Any]:
+    """Qwen2_5_VLConfig fields for a Qwen2.5-VL file (ComfyUI's qwen_2.5_vl_7b.safetensors: the language model under
+    'model.', the vision tower under 'visual.'; or transformers' 'model.language_model.' / 'model.visual.'): the
+    language model's widths, depth and heads by `decoder_lm_config` into `text_config`; the vision tower's config is
+    `base`'s (the file's vision keys must then fit it, which the builder checks tensor by tensor)."""
+    lang: dict[str, Any] = {}
+    for key, shape in shapes.items():
+        if key.startswith(("model.visual.", "visual.")):
+            continue
+        prefix = next((p for p in QWEN_VL_LANGUAGE_PREFIXES if key.startswith(p)), None)
+        if prefix is not None:
+            lang[key[len(prefix):]] = shape
+    cfg = dict(base)
+    text = decoder_lm_config(lang, dict(base.get("text_config") or {}))
+    cfg["text_config"] = text
+    if "vocab_size" in cfg:
+        cfg["vocab_size"] = text["vocab_size"]
+    return cfg
+
+
 def t5_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, Any]:
     """T5Config / UMT5Config fields for a T5-family encoder: width, layers, heads (from the relative attention
     bias), head width, feed-forward width and gating, vocabulary, relative-attention buckets."""

@@ -135,9 +135,9 @@ _VAE_RESIDUAL = {"norm1": "residual.0", "conv1": "residual.2", "norm2": "residua
 
 
 def wan_vae_to_original(vae: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """AutoencoderKLWan -> Wan-Video original layout (what ComfyUI keeps as wan_2.1_vae / wan2.2_vae.safetensors),
+    """AutoencoderKLWan (or AutoencoderKLQwenImage) -> Wan-Video original layout (what ComfyUI keeps as wan_2.1_vae / wan2.2_vae.safetensors),
     walking the built module: Wan 2.1 (flat block lists) or Wan 2.2 (`is_residual`, one list per stage)."""
-    from diffusers.models.autoencoders.autoencoder_kl_wan import WanResidualBlock
+    RESIDUAL_BLOCKS = ("WanResidualBlock", "QwenImageResidualBlock")  # Qwen-Image's VAE is the Wan 2.1 form
 
     sd = vae.state_dict()
     out: dict[str, torch.Tensor] = {}
@@ -160,7 +160,7 @@ def wan_vae_to_original(vae: torch.nn.Module) -> dict[str, torch.Tensor]:
         put(f"{side}.middle.0", f"{side}.mid_block.resnets.0", True)
         put(f"{side}.middle.1", f"{side}.mid_block.attentions.0")
         put(f"{side}.middle.2", f"{side}.mid_block.resnets.1", True)
-    if vae.config.is_residual:
+    if vae.config.get("is_residual", False):  # Qwen-Image's VAE (the Wan 2.1 form) has no such field
         for i, block in enumerate(vae.encoder.down_blocks):
             for j in range(len(block.resnets)):
                 put(f"encoder.downsamples.{i}.downsamples.{j}", f"encoder.down_blocks.{i}.resnets.{j}", True)
@@ -173,7 +173,7 @@ def wan_vae_to_original(vae: torch.nn.Module) -> dict[str, torch.Tensor]:
                 put(f"decoder.upsamples.{i}.upsamples.{len(block.resnets)}", f"decoder.up_blocks.{i}.upsampler")
     else:
         for n, block in enumerate(vae.encoder.down_blocks):
-            put(f"encoder.downsamples.{n}", f"encoder.down_blocks.{n}", isinstance(block, WanResidualBlock))
+            put(f"encoder.downsamples.{n}", f"encoder.down_blocks.{n}", type(block).__name__ in RESIDUAL_BLOCKS)
         n = 0
         for i, block in enumerate(vae.decoder.up_blocks):
             for j in range(len(block.resnets)):
