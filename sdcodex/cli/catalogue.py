@@ -212,6 +212,7 @@ _ENTRIES: list[CatalogueEntry] = [
            "Apache-2.0"),
           ("annotator-depth-anything-v2", "depth-anything/Depth-Anything-V2-Large-hf", "depth_anything_v2",
            "depth_anything_v2", "CC-BY-NC-4.0"),
+          ("annotator-depth-zoe", "Intel/zoedepth-nyu", "zoedepth_nyu", "depth_zoe", "MIT"),
           ("annotator-seg-ade20k", "openmmlab/upernet-convnext-small", "upernet_ade20k", "seg_ufade20k",
            "MIT"))],
     _tokenizer_only("tokenizer-t5-xxl", "black-forest-labs/FLUX.1-schnell", "tokenizer_2",

@@ -345,6 +345,7 @@ _TABLE: list[Module] = [
            weights=_hf_files("depth_anything")),
     Module("depth_anything_v2", _hf("depth_anything_v2"), resolution=_RES, resize=True,
            weights=_hf_files("depth_anything_v2")),
+    Module("depth_zoe", _hf("zoe"), resolution=_RES, resize=True, weights=_hf_files("zoe")),
     Module("segmentation", _hf("upernet"), alias="seg_ufade20k", resolution=_RES, resize=True,
            weights=_hf_files("upernet")),
 ]

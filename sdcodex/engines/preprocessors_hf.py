@@ -15,6 +15,10 @@ here. Preprocessing (resize, normalise) and post-processing follow the A1111 Con
 - `depth_anything`, `depth_anything_v2`: `DepthAnythingForDepthEstimation`; the image is scaled so its short side
   is at least 518 with both sides multiples of 14 (bicubic), normalised with the ImageNet mean/std, the depth
   resized back to the working size (bilinear) and min-max normalised to 0..255.
+- `depth_zoe`: ZoeDepth (`ZoeDepthForDepthEstimation`, ZoeD_N: Intel/zoedepth-nyu) run as ZoeDepth's `infer` does:
+  pixels in [0, 1] reflect-padded by sqrt(side / 2) x 3, resized (bilinear, corners aligned) toward 384 x 512 by the
+  scale nearest 1 (sides multiples of 32), scaled to [-1, 1]; the metric depth resized back (bicubic), unpadded and
+  averaged with the mirrored run; the map stretches the 2nd..85th percentile, near = white, as the extension.
 - `segmentation` (`seg_ufade20k`): an ADE20K semantic segmenter (`UperNetForSemanticSegmentation`; any
   `AutoModelForSemanticSegmentation` folder works) at the working size with the ImageNet mean/std; the arg-max
   class of each pixel is painted with the ADE20K palette the ControlNet seg models were trained on.
@@ -35,6 +39,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEPTH_ANYTHING_SIZE = 518      # the short side Depth Anything runs at (both sides multiples of its 14 px patch)
 DEPTH_ANYTHING_MULTIPLE = 14
+ZOE_SIZE = (384, 512)          # ZoeD_N's network size (h, w): scaled as little as possible to it, multiples of 32
+ZOE_PAD = 3.0                  # ZoeDepth's reflect padding: sqrt(side / 2) x 3 pixels on each side
+ZOE_PERCENTILES = (2, 85)      # the extension's depth_zoe map: 2nd percentile white .. 85th black
 NORMAL_Z = np.pi * 2.0         # the extension's `a`: the z component before normalising
 
 _LOCK = threading.RLock()
@@ -58,6 +65,7 @@ ANNOTATORS: dict[str, HFAnnotator] = {
     "midas": HFAnnotator("dpt_hybrid_midas", "depth", "annotator-depth-midas"),
     "depth_anything": HFAnnotator("depth_anything", "depth", "annotator-depth-anything"),
     "depth_anything_v2": HFAnnotator("depth_anything_v2", "depth", "annotator-depth-anything-v2"),
+    "zoe": HFAnnotator("zoedepth_nyu", "depth", "annotator-depth-zoe"),
     "upernet": HFAnnotator("upernet_ade20k", "segmentation", "annotator-seg-ade20k"),
 }
 
@@ -120,6 +128,40 @@ def midas_side(width: int, height: int) -> int:
     return max(32, int(round(min(width, height) / 32)) * 32)
 
 
+def zoe_size(width: int, height: int) -> tuple[int, int]:
+    """(w, h) ZoeDepth runs at: the one scale (toward 384 x 512) closest to 1 on both axes, sides rounded to 32."""
+    net_h, net_w = ZOE_SIZE
+    sh, sw = net_h / height, net_w / width
+    scale = sw if abs(1 - sw) < abs(1 - sh) else sh
+    return max(32, int(round(width * scale / 32) * 32)), max(32, int(round(height * scale / 32) * 32))
+
+
+def _zoe_depth(model: Any, x: Any) -> Any:
+    """ZoeDepth's `infer`: reflect padding, resize (bilinear, corners aligned) and [-1, 1] input, metric depth
+    resized back (bicubic) and unpadded, averaged with the run on the mirrored image."""
+    import torch
+    F = torch.nn.functional
+    h, w = x.shape[-2:]
+    pad_h, pad_w = int(np.sqrt(h / 2) * ZOE_PAD), int(np.sqrt(w / 2) * ZOE_PAD)
+
+    def once(t: Any) -> Any:
+        t = F.pad(t, [pad_w, pad_w, pad_h, pad_h], mode="reflect")
+        tw, th = zoe_size(t.shape[-1], t.shape[-2])
+        net = F.interpolate(t, (th, tw), mode="bilinear", align_corners=True) * 2.0 - 1.0
+        depth = model(pixel_values=net).predicted_depth[:, None].float()
+        depth = F.interpolate(depth, size=t.shape[-2:], mode="bicubic", align_corners=False)
+        return depth[:, :, pad_h:pad_h + h, pad_w:pad_w + w]
+
+    return (once(x) + torch.flip(once(torch.flip(x, dims=[3])), dims=[3])) / 2
+
+
+def zoe_map(depth: np.ndarray) -> np.ndarray:
+    """The extension's depth_zoe image from metric depth: 2nd..85th percentile stretched, near = white."""
+    low, high = (float(np.percentile(depth, q)) for q in ZOE_PERCENTILES)
+    rel = 1.0 - (depth - low) / max(high - low, 1e-12)
+    return (rel * 255.0).clip(0, 255).astype(np.uint8)
+
+
 def _tensor(arr: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> Any:
     import torch
     x = torch.from_numpy(arr.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
@@ -135,6 +177,10 @@ def predict_depth(kind: str, arr: np.ndarray, folder: Path, device: str = "cpu")
 
     model = load_model(kind, folder, device)
     h, w = arr.shape[:2]
+    if kind == "zoe":
+        x = torch.from_numpy(arr.astype(np.float32) / 255.0).permute(2, 0, 1)[None].to(device)
+        with torch.inference_mode():
+            return _zoe_depth(model, x)[0, 0].cpu().numpy().astype(np.float32)
     if kind == "midas":
         side = midas_side(w, h)
         square = np.asarray(Image.fromarray(arr).resize((side, side), Image.BICUBIC)) if (w, h) != (side, side) \
@@ -207,9 +253,9 @@ def run_hf(kind: str, arr: np.ndarray, options: Any, *, normal: bool = False) ->
     depth = predict_depth(kind, arr, folder, options.device)
     if normal:
         return normal_from_depth(depth, float(options.threshold_a))
-    gray = (normalise_depth(depth) * 255.0).clip(0, 255).astype(np.uint8)
+    gray = zoe_map(depth) if kind == "zoe" else (normalise_depth(depth) * 255.0).clip(0, 255).astype(np.uint8)
     return np.repeat(gray[:, :, None], 3, axis=2)
 
 
-__all__ = ["ANNOTATORS", "HFAnnotator", "run_hf", "predict_depth", "normal_from_depth", "normalise_depth", "sobel",
+__all__ = ["zoe_size", "zoe_map", "ANNOTATORS", "HFAnnotator", "run_hf", "predict_depth", "normal_from_depth", "normalise_depth", "sobel",
            "segment", "ade20k_palette", "depth_anything_size", "load_model", "unload"]

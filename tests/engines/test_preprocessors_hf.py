@@ -1,5 +1,5 @@
-"""Depth / normal / segmentation preprocessors on transformers' models: tiny random-config DPT, Depth Anything and
-UperNet models saved where `sdcodex cache-models annotator-…` puts them; our module output equals running the
+"""Depth / normal / segmentation preprocessors on transformers' models: tiny random-config DPT, Depth Anything,
+ZoeDepth and UperNet models saved where `sdcodex cache-models annotator-…` puts them; our module output equals running the
 transformers model directly plus the A1111 extension's post-processing, written out here step by step (normal
 map gradients by OpenCV's Sobel). Missing folders name the module and the cache-models command."""
 from __future__ import annotations
@@ -22,8 +22,9 @@ STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
 def _tiny_models():
-    from transformers import (ConvNextConfig, DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config,
-                              DPTConfig, DPTForDepthEstimation, UperNetConfig, UperNetForSemanticSegmentation)
+    from transformers import (BeitConfig, ConvNextConfig, DepthAnythingConfig, DepthAnythingForDepthEstimation,
+                              Dinov2Config, DPTConfig, DPTForDepthEstimation, UperNetConfig,
+                              UperNetForSemanticSegmentation, ZoeDepthConfig, ZoeDepthForDepthEstimation)
     torch.manual_seed(0)
     dpt = DPTForDepthEstimation(DPTConfig(
         hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=37, image_size=64,
@@ -39,12 +40,23 @@ def _tiny_models():
         backbone_config=ConvNextConfig(hidden_sizes=[8, 16, 32, 32], depths=[1, 1, 1, 1],
                                        out_features=["stage1", "stage2", "stage3", "stage4"]),
         hidden_size=16, num_labels=150, use_auxiliary_head=False))
-    # non-trivial depth: random ReLU heads are mostly zeros; positive biases keep the min-max normalisation busy
-    for model in (dpt, anything):
-        for conv in [m for m in model.head.modules() if isinstance(m, torch.nn.Conv2d)]:
-            torch.nn.init.normal_(conv.weight, std=0.3)
-            torch.nn.init.constant_(conv.bias, 0.1)
-    return {"annotator-depth-midas": dpt, "annotator-depth-anything": anything, "annotator-seg-ade20k": upernet}
+    zoe = ZoeDepthForDepthEstimation(ZoeDepthConfig(
+        backbone_config=BeitConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=37,
+                                   image_size=384, patch_size=16, out_indices=[1, 2, 3, 4], reshape_hidden_states=False,
+                                   use_relative_position_bias=True,
+                                   out_features=["stage1", "stage2", "stage3", "stage4"]),
+        neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16, reassemble_factors=[4, 2, 1, 0.5],
+        bottleneck_features=16, num_relative_features=8, bin_embedding_dim=16, num_attractors=[8, 4, 2, 1]))
+    # random heads give a flat (or all-zero, after ReLU) depth: larger, seeded weights outside the backbone vary it
+    for seed, model in enumerate((dpt, anything, zoe)):
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if not name.startswith(("backbone", "dpt.")):
+                    param.copy_(torch.randn(param.shape, generator=gen) * (0.3 if param.ndim > 1 else 0.1) +
+                                (0.0 if param.ndim > 1 else 0.05))
+    return {"annotator-depth-midas": dpt, "annotator-depth-anything": anything, "annotator-seg-ade20k": upernet,
+            "annotator-depth-zoe": zoe}
 
 
 @pytest.fixture(scope="module")
@@ -89,17 +101,37 @@ def test_depth_normal_and_segmentation_equal_the_transformers_models(models_dir)
         da = models["annotator-depth-anything"](pixel_values=xa).predicted_depth[:, None]
         da = torch.nn.functional.interpolate(da, size=(64, 128), mode="bilinear", align_corners=False)[0, 0].numpy()
         ref_anything = ((da - da.min()) / (da - da.min()).max() * 255.0).clip(0, 255).astype(np.uint8)[:64, :80]
+        # depth_zoe: ZoeDepth's infer on [0, 1] pixels: reflect pad int(sqrt(64 / 2) * 3) = 16 rows and
+        # int(sqrt(128 / 2) * 3) = 24 columns -> 176 x 96; the scale nearest 1 toward 512 x 384 is 512 / 176 on both
+        # axes: 512 x 288 (bilinear, corners aligned), [-1, 1]; depth bicubic back, unpadded, mirrored run averaged;
+        # then the 2nd..85th percentile stretched with near = white
+        F = torch.nn.functional
+        xz = torch.from_numpy(work.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+
+        def zoe_once(t):
+            t = F.pad(t, [24, 24, 16, 16], mode="reflect")
+            net = F.interpolate(t, (288, 512), mode="bilinear", align_corners=True) * 2 - 1
+            d = models["annotator-depth-zoe"](pixel_values=net).predicted_depth[:, None]
+            return F.interpolate(d, size=(96, 176), mode="bicubic", align_corners=False)[:, :, 16:80, 24:152]
+
+        dz = ((zoe_once(xz) + torch.flip(zoe_once(torch.flip(xz, dims=[3])), dims=[3])) / 2)[0, 0].numpy()
+        lo, hi = np.percentile(dz, 2), np.percentile(dz, 85)
+        ref_zoe = ((1.0 - (dz - lo) / (hi - lo)) * 255.0).clip(0, 255).astype(np.uint8)[:64, :80]
         # seg_ufade20k: ImageNet norm at the working size, arg-max class painted with the ADE20K palette
         xs = (torch.from_numpy(work.astype(np.float32) / 255.0).permute(2, 0, 1)[None] - MEAN) / STD
         classes = models["annotator-seg-ade20k"](pixel_values=xs).logits[0].argmax(0).numpy()[:64, :80]
 
     assert H.depth_anything_size(128, 64) == (1036, 518) and H.depth_anything_size(700, 600) == (602, 518)
     ours = {m: np.asarray(P.run_preprocessor(m, image, resolution=64, models_dir=root))
-            for m in ("depth_midas", "normal_midas", "depth_anything", "seg_ufade20k")}
-    assert ref_depth.std() > 0 and len(np.unique(classes)) > 1
+            for m in ("depth_midas", "normal_midas", "depth_anything", "depth_zoe", "seg_ufade20k")}
+    for ref in (ref_depth, ref_normal, ref_anything, ref_zoe):
+        assert ref.std() > 5  # the tiny models give a varied map (no flat or NaN output)
+    assert len(np.unique(classes)) > 1
     assert np.array_equal(ours["depth_midas"], np.repeat(ref_depth[:, :, None], 3, axis=2))
     assert np.abs(ours["normal_midas"].astype(int) - ref_normal).max() <= 1   # float32 sums in another order
     assert np.array_equal(ours["depth_anything"], np.repeat(ref_anything[:, :, None], 3, axis=2))
+    assert H.zoe_size(176, 96) == (512, 288)
+    assert np.abs(ours["depth_zoe"].astype(int) - ref_zoe[:, :, None]).max() <= 1  # float32 percentile rounding
     palette = H.ade20k_palette()
     assert palette.shape == (150, 3) and palette[0].tolist() == [120, 120, 120] and palette[2].tolist() == [6, 230, 230]
     assert np.array_equal(ours["seg_ufade20k"], palette[classes])
@@ -110,7 +142,7 @@ def test_depth_normal_and_segmentation_equal_the_transformers_models(models_dir)
 
 def test_missing_model_folder_names_the_module_and_the_command(tmp_path):
     names = P.list_modules(alias_names=True)
-    assert {"depth_midas", "normal_midas", "depth_anything", "depth_anything_v2", "seg_ufade20k"} <= set(names)
+    assert {"depth_midas", "normal_midas", "depth_anything", "depth_anything_v2", "depth_zoe", "seg_ufade20k"} <= set(names)
     with pytest.raises(ValidationError) as e:
         P.run_preprocessor("depth_anything_v2", Image.new("RGB", (64, 64)), resolution=64, models_dir=tmp_path,
                            field="controls[2].module")
