@@ -53,6 +53,9 @@ def applied(engine: Any, pipes: list[Any], spec: dict[str, Any], info: dict[str,
 
     from sdcodex.models.ip_adapter import adapter_facts, encoder_facts, load_image_encoder, read_adapter
 
+    if not hasattr(pipes[0], "load_ip_adapter"):  # e.g. Diffusers' SD1.5 T2I-Adapter pipeline
+        raise ValidationError(f"{type(pipes[0]).__name__} takes no IP-Adapter (drop ip_adapter or the T2I-Adapter "
+                              f"units)", field="ip_adapter")
     provider = engine.provider
     entry = _resolve(provider, spec["model"], "ip_adapter", None, "ip_adapter.model")
     if entry.family is not None and entry.family != engine.key:

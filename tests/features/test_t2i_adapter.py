@@ -167,6 +167,8 @@ def test_adapter_files_detect_load_and_bad_units(orch, root, maps):
         ({**req, "controls": [_unit(a, "t2i-sd15-a", guidance_end=0.5)]}, "controls[0].guidance_end"),
         ({**req, "controls": [_unit(a, "t2i-sd15-a", control_mode="prompt")]}, "controls[0].control_mode"),
         ({**req, "prompt": "a [fox:house:0.5]", "controls": [_unit(a, "t2i-sd15-a")]}, "prompt"),
+        ({**req, "controls": [_unit(a, "t2i-sd15-a")], "ip_adapter": {"model": "any", "images": [png_b64(a)]}},
+         "ip_adapter"),
     ]
     for request, field in cases:
         with pytest.raises(ValidationError) as e:
