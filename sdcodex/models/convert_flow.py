@@ -666,6 +666,16 @@ def text_encoder_keys(keys: Sequence[str], prefix: str, kind: str, expected: set
             # the pipelines read hidden states only; a file saved without the LM head gets the embedding in its place
             fixed["lm_head.weight"] = fixed.get("model.language_model.embed_tokens.weight", "")
         return {k: v for k, v in fixed.items() if v}
+    if kind == "llama_causal":  # Qwen3ForCausalLM (FLUX.2 Klein): the decoder under `model.`, the LM head tied
+        fixed = {}
+        for k, v in local.items():
+            if k.endswith("rotary_emb.inv_freq"):
+                continue
+            fixed[k if k in expected else "model." + k] = v
+        if "lm_head.weight" in expected and "lm_head.weight" not in fixed:
+            # Qwen3-4B ties it to the embedding; the pipeline reads hidden states only, never the head
+            fixed["lm_head.weight"] = fixed.get("model.embed_tokens.weight", "")
+        return {k: v for k, v in fixed.items() if v}
     if kind == "llama":
         fixed = {}
         for k, v in local.items():

@@ -583,7 +583,7 @@ KL_VAE_TABLE: tuple[Row, ...] = (
 )
 WAN_VAE_TABLE: tuple[Row, ...] = (
     # the Wan 2.1 VAE; Qwen-Image's VAE (Qwen/Qwen-Image vae/, AutoencoderKLQwenImage) has the same 16-channel layout
-    ("wan21_vae", None, WAN_A14B + (E.QWEN_IMAGE,), lambda f: f["latent_channels"] == 16),
+    ("wan21_vae", None, WAN_A14B + (E.QWEN_IMAGE, E.QWEN_IMAGE_EDIT), lambda f: f["latent_channels"] == 16),
     ("wan22_vae", E.WAN22_TI2V_5B, (), lambda f: f["latent_channels"] == 48),
 )
 CAUSAL3D_VAE_TABLE: tuple[Row, ...] = (
@@ -664,7 +664,7 @@ DECODER_LM_TABLE: tuple[Row, ...] = (
     # split_files/text_encoders/mistral_3_small_flux2_*.safetensors)
     ("mistral3_small", None, (E.FLUX2,), lambda f: not f["_qkv_bias"] and not f["_qk_norm"] and _mistral3(f)),
     # Qwen2.5-VL-7B (hidden 3584): HunyuanVideo 1.5's and Qwen-Image's encoder (ComfyUI qwen_2.5_vl_7b.safetensors)
-    ("qwen2_5_vl", None, (E.HUNYUAN_VIDEO15, E.QWEN_IMAGE), lambda f: f["_qkv_bias"]),
+    ("qwen2_5_vl", None, (E.HUNYUAN_VIDEO15, E.QWEN_IMAGE, E.QWEN_IMAGE_EDIT), lambda f: f["_qkv_bias"]),
     # Qwen3: per-head q/k RMS norms, no qkv bias. Qwen3-4B (hidden 2560, 36 layers, vocab 151936) is Z-Image's
     # encoder: ComfyUI split_files/text_encoders/qwen_3_4b.safetensors (model.layers.N.self_attn.q_norm.weight
     # [128]) and Tongyi-MAI/Z-Image-Turbo text_encoder/ (Qwen3Model)

@@ -5,7 +5,8 @@ taken from ``<models_dir>/tokenizers/<name>/`` or named in a TokenizerMissingErr
 it. Single files (a FLUX or WAN transformer in the original layout, plus separate VAE and text-encoder files
 from the models folder) are handled by `flow_single` and end in the same LoadedModel. Separate text-encoder files
 (`TEXT_ENCODER_SLOTS`): FLUX clip_l + t5xxl, WAN umt5, HunyuanVideo 1.0 llama (llava_llama3) + clip_l, Z-Image
-qwen3_4b, Chroma t5xxl, Qwen-Image qwen_2.5_vl_7b (with a Qwen-Image Diffusers folder as the base, `NEEDS_BASE`).
+qwen3_4b, Chroma t5xxl, Qwen-Image qwen_2.5_vl_7b and FLUX.2 Klein qwen_3_4b / qwen_3_8b (these two with a Diffusers
+folder of the model as the base, `NEEDS_BASE`).
 """
 from __future__ import annotations
 
@@ -30,6 +31,9 @@ FLOW_FAMILIES = (EngineKey.FLUX, EngineKey.SVD, EngineKey.HUNYUAN_VIDEO, EngineK
                  EngineKey.FLUX2_KLEIN, EngineKey.LTX2)
 #: families whose VAE is the 2-D AutoencoderKL (a separate `vae` file loads with loader.load_vae_file)
 KL_VAE_FAMILIES = (EngineKey.FLUX, EngineKey.Z_IMAGE, EngineKey.CHROMA, EngineKey.SD3)
+#: families whose separate `vae` file is an AutoencoderKL-layout file of another class (FLUX.2: + batch-norm stats)
+KL_LAYOUT_VAES: dict[EngineKey, str] = {EngineKey.FLUX2: "AutoencoderKLFlux2",
+                                        EngineKey.FLUX2_KLEIN: "AutoencoderKLFlux2"}
 #: tokenizer slot of a family -> the cache-models entry that fetches it (models/tokenizers/<name>/)
 TOKENIZER_SOURCES: dict[tuple[EngineKey, str], str] = {
     (EngineKey.FLUX, "tokenizer_2"): "tokenizer-t5-xxl",
@@ -52,6 +56,8 @@ TEXT_ENCODER_SLOTS: dict[EngineKey, dict[str, tuple[tuple[str, ...], str, str]]]
     EngineKey.HUNYUAN_VIDEO: {"text_encoder": (("llama",), "llama-type", "LlamaModel"),
                               "text_encoder_2": (("clip_l",), "clip", "CLIPTextModel")},
     EngineKey.Z_IMAGE: {"text_encoder": (("qwen3_4b",), "qwen3", "Qwen3Model")},
+    # FLUX.2 Klein 4B / 9B: ComfyUI split_files/text_encoders/qwen_3_4b.safetensors / qwen_3_8b*.safetensors
+    EngineKey.FLUX2_KLEIN: {"text_encoder": (("qwen3_4b", "qwen3_8b"), "qwen3", "Qwen3ForCausalLM")},
     # Qwen-Image / Edit: ComfyUI split_files/text_encoders/qwen_2.5_vl_7b.safetensors (language model + vision tower)
     **{fam: {"text_encoder": (("qwen2_5_vl",), "llama-type", "Qwen2_5_VLForConditionalGeneration")}
        for fam in (EngineKey.QWEN_IMAGE, EngineKey.QWEN_IMAGE_EDIT)},
@@ -63,7 +69,7 @@ TEXT_ENCODER_SLOTS: dict[EngineKey, dict[str, tuple[tuple[str, ...], str, str]]]
 }
 #: families whose separate files replace parts of a Diffusers folder of the model, which must be there (the
 #: processor, tokenizer and text-encoder config come from it): a single transformer file needs that base too
-NEEDS_BASE = (EngineKey.QWEN_IMAGE, EngineKey.QWEN_IMAGE_EDIT)
+NEEDS_BASE = (EngineKey.QWEN_IMAGE, EngineKey.QWEN_IMAGE_EDIT, EngineKey.FLUX2_KLEIN)
 #: families whose VAE is a Wan 2.1-layout video VAE (a separate `vae` file loads with load_wan_vae_file): the class
 WAN_LAYOUT_VAES: dict[EngineKey, str] = {EngineKey.WAN22_TI2V_5B: "AutoencoderKLWan",
                                          EngineKey.WAN22_T2V_A14B: "AutoencoderKLWan",
@@ -342,8 +348,10 @@ def load_text_encoder_file(path: Path, slot_class: str, prefix: str, config: dic
     handle = open_mapped(path)
     keys = handle.keys()
     kind = {"CLIPTextModel": "clip", "CLIPTextModelWithProjection": "clip", "LlamaModel": "llama",
-            "Qwen3Model": "llama", "Qwen2_5_VLForConditionalGeneration": "qwen_vl"}.get(slot_class, "t5")
-    rule = {"clip": clip_text_config, "t5": t5_config, "llama": decoder_lm_config, "qwen_vl": qwen_vl_config}.get(kind)
+            "Qwen3Model": "llama", "Qwen3ForCausalLM": "llama_causal",
+            "Qwen2_5_VLForConditionalGeneration": "qwen_vl"}.get(slot_class, "t5")
+    rule = {"clip": clip_text_config, "t5": t5_config, "llama": decoder_lm_config, "llama_causal": decoder_lm_config,
+            "qwen_vl": qwen_vl_config}.get(kind)
     if kind == "qwen_vl":  # detection's prefix is the language model's; the vision tower sits beside it (`visual.`)
         for tail in ("model.language_model.", "model."):
             if prefix.endswith(tail):
@@ -452,6 +460,8 @@ def separate_components(family: EngineKey, text_encoders: list[str], vae: str | 
         path = component_path(vae, "vae", models_dir)
         if family in KL_VAE_FAMILIES:
             out["vae"] = load_vae_file(path, config("vae"), dtype, device)
+        elif family in KL_LAYOUT_VAES:
+            out["vae"] = load_vae_file(path, config("vae"), dtype, device, KL_LAYOUT_VAES[family])
         elif family in WAN_LAYOUT_VAES:
             out["vae"] = load_wan_vae_file(path, config("vae"), dtype, device, family.value, WAN_LAYOUT_VAES[family])
         else:

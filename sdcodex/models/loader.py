@@ -217,8 +217,11 @@ def scheduler_from_config(config: dict):
     return cls.from_config(config)
 
 
-def load_vae_file(path: str | Path, config: dict, dtype: torch.dtype | None, device: str = "cpu"):
-    """An AutoencoderKL from a separate VAE file (LDM or Diffusers layout, optional 'first_stage_model.' prefix)."""
+def load_vae_file(path: str | Path, config: dict, dtype: torch.dtype | None, device: str = "cpu",
+                  model_class: str = "AutoencoderKL"):
+    """An AutoencoderKL from a separate VAE file (LDM or Diffusers layout, optional 'first_stage_model.' prefix).
+    `model_class` AutoencoderKLFlux2: FLUX.2's VAE (black-forest-labs flux2 ae.safetensors, ComfyUI's
+    flux2-vae.safetensors), an AutoencoderKL plus the latents' batch-norm statistics (`bn.running_mean/var`)."""
     path = Path(path)
     if path.is_dir():
         from diffusers import AutoencoderKL
@@ -232,7 +235,7 @@ def load_vae_file(path: str | Path, config: dict, dtype: torch.dtype | None, dev
                 local[key[len(prefix):]] = key
                 break
         else:
-            if key.startswith(("encoder.", "decoder.", "quant_conv.", "post_quant_conv.")):
+            if key.startswith(("encoder.", "decoder.", "quant_conv.", "post_quant_conv.", "bn.")):
                 local[key] = key
     if not local:
         raise ModelLoadError(f"{path}: no VAE weights found (expected encoder.*/decoder.* keys)", field="vae")
@@ -242,7 +245,9 @@ def load_vae_file(path: str | Path, config: dict, dtype: torch.dtype | None, dev
     except ModelLoadError as exc:
         raise ModelLoadError(f"{path}: {exc.message}", field="vae") from None
     state = cv.convert_vae(TensorView(source, local, dtype), config)
-    return build_module("AutoencoderKL", config, state, source=path, component="vae", device=device)
+    if "bn.running_mean" in state:  # a counter the files leave out; BatchNorm in eval mode never reads it
+        state.setdefault("bn.num_batches_tracked", torch.tensor(0))
+    return build_module(model_class, config, state, source=path, component="vae", device=device)
 
 
 # ------------------------------------------------------------------------------------------------ public API
