@@ -188,9 +188,10 @@ def _model_indexes(root: Path, depth: int = BASE_SEARCH_DEPTH) -> list[Path]:
 
 
 def find_base(family: E, models_dir: str | Path | None, guidance: bool | None = None,
-              in_channels: int | None = None) -> Path | None:
+              transformer: Mapping[str, Any] | None = None) -> Path | None:
     """The first Diffusers folder of the same model in the models folder (FLUX: same dev/schnell type; with
-    `in_channels`, a transformer taking as many input channels: HunyuanVideo-I2V apart from text-to-video), or None."""
+    `transformer`, one whose transformer config has those values: HunyuanVideo-I2V's input channels, HunyuanVideo
+    1.5's t2v/i2v task), or None."""
     from sdcodex.models.detect import detect_folder
 
     root = Path(models_dir) if models_dir else Path("models")
@@ -205,7 +206,8 @@ def find_base(family: E, models_dir: str | Path | None, guidance: bool | None = 
             continue
         if guidance is not None and bool(det.variant.get("guidance_embed")) != guidance:
             continue
-        if in_channels is not None and (configs_from(folder).get("transformer") or {}).get("in_channels") != in_channels:
+        have = configs_from(folder).get("transformer") or {} if transformer else {}
+        if any(have.get(k) != v for k, v in (transformer or {}).items()):
             continue
         return folder
     return None
@@ -264,8 +266,7 @@ def load_single_file(path: Path, *, wanted: E | None, text_encoders: list[str], 
     if family in TWO_EXPERTS:
         explicit = resolve_ref(transformer_2, models_dir) if transformer_2 is not None else None
         experts = list(expert_pair(path, explicit))
-    in_channels = shapes[f"{prefix}img_in.proj.weight"][1] if family in STARTING_CONFIGS else None
-    base = find_base(family, models_dir, guidance, in_channels)
+    base = find_base(family, models_dir, guidance, base_wants(path, family, shapes, prefix))
     beside, beside_source = config_beside(path, family.value)
     cfgs = {**(configs_from(base) if base else {}), **beside, **dict(configs)}
     schnell = layout == "flux" and not guidance
@@ -344,6 +345,19 @@ def load_single_file(path: Path, *, wanted: E | None, text_encoders: list[str], 
                        prediction=Prediction.FLOW, variant=describe(family, components, variant),
                        dtype=components["transformer"].dtype, short_hash=cached_short_hash(path, models_dir),
                        scheduler_config={**sched_cfg, "_class_name": type(components["scheduler"]).__name__})
+
+
+def base_wants(path: Path, family: E, shapes: Mapping[str, Any], prefix: str) -> dict[str, Any] | None:
+    """What a HunyuanVideo file needs of its base's transformer: as many input channels (an I2V file, 2 x out + 1,
+    takes the HunyuanVideo-I2V folder); for 1.5, whose t2v and i2v transformers have the same shapes, the task its
+    name says (`..._i2v_...` / `..._t2v_...`, as Tencent and ComfyUI name them), if it says one."""
+    if family not in STARTING_CONFIGS:
+        return None
+    wants: dict[str, Any] = {"in_channels": shapes[f"{prefix}img_in.proj.weight"][1]}
+    task = re.search(r"(?<![a-z0-9])([it]2v)(?![a-z0-9])", path.name.lower())
+    if family is E.HUNYUAN_VIDEO15 and task:
+        wants["task_type"] = task.group(1)
+    return wants
 
 
 def embedded_parts(path: Path, family: E) -> dict[str, str]:

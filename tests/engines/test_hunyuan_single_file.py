@@ -40,14 +40,14 @@ def _hv10(in_channels: int = 4, condition: str | None = None):
         text_embed_dim=16, pooled_projection_dim=32, rope_axes_dim=(4, 6, 6), image_condition_type=condition).eval()
 
 
-def _hv15():
+def _hv15(task: str = "t2v"):
     from diffusers import HunyuanVideo15Transformer3DModel
 
     torch.manual_seed(0)
     return HunyuanVideo15Transformer3DModel(
         in_channels=9, out_channels=4, num_attention_heads=2, attention_head_dim=16, num_layers=2,
         num_refiner_layers=1, mlp_ratio=2.0, patch_size=1, patch_size_t=1, text_embed_dim=16, text_embed_2_dim=32,
-        image_embed_dim=12, rope_axes_dim=(4, 4, 8), target_size=32, task_type="t2v").eval()
+        image_embed_dim=12, rope_axes_dim=(4, 4, 8), target_size=32, task_type=task).eval()
 
 
 CASES = {"hunyuan_video": (_hv10, fx.hunyuan_video_to_original, "hyvid", {"cfg_scale": 1.0}),
@@ -66,6 +66,15 @@ def models(tmp_path_factory) -> Path:
         original = export(transformer.state_dict())
         fx._save(original, root / "diffusion_models" / f"{family}_tiny.safetensors", PREFIX)
         write_gguf(original, root / "diffusion_models" / f"{family}_tiny-Q8_0.gguf", arch, "Q8_0")
+    # the I2V models beside the text-to-video folders: HunyuanVideo-I2V (latent_concat: 2 x 4 + 1 inputs) and 1.5 i2v
+    # (the same shapes as its t2v: the file name says i2v); each file must find its own folder
+    for family, transformer, export in (("hunyuan_video", _hv10(9, "latent_concat"), fx.hunyuan_video_to_original),
+                                        ("hunyuan_video15", _hv15("i2v"), fx.hunyuan_video15_to_original)):
+        folder = build_demo_model(f"{family}_i2v", root)
+        shutil.rmtree(folder / "transformer")
+        transformer.save_pretrained(folder / "transformer")
+        fx._save(export(transformer.state_dict()), root / "diffusion_models" / f"{family}_i2v_tiny.safetensors",
+                 PREFIX)
     # HunyuanVideo 1.0's llava-llama-3 text encoder as a llama.cpp GGUF (city96's llava-llama-3-8B-*.gguf layout)
     from transformers import LlamaModel
 
@@ -133,18 +142,43 @@ def test_variant_says_what_the_shapes_show(models):
     assert listed["quantization"] == "gguf Q8_0" and "img_attn_q_norm" in listed["architecture"]["error"]
 
 
+@pytest.mark.parametrize("family", sorted(CASES))
+def test_i2v_file_takes_the_i2v_base_and_generates_as_its_folder(models, tmp_path, family):
+    """An I2V file takes the I2V folder as its base, not the text-to-video one beside it (1.0: its 2 x 4 + 1 inputs,
+    latent_concat; 1.5: `i2v` in its name), and its img2vid frames are the folder's."""
+    from PIL import Image
+
+    still = tmp_path / "still.png"
+    Image.new("RGB", (32, 32), (200, 90, 40)).save(still)
+    orch = Orchestrator(LocalModels(models, device="cpu"), None,
+                        image_loader=lambda value, field: Image.open(value).convert("RGB"))
+    req = {"engine": family, "task": "img2vid", "prompt": "a red fox", "steps": 2, "seed": 7,
+           "num_frames": 5, "fps": 8.0, "width": 32, "height": 32, "init_image": str(still)}
+    base = build_model_name(f"{family}_i2v")
+    folder = orch.run({**req, "model": base})
+    single = orch.run({**req, "model": f"{family}_i2v_tiny"})
+    assert np.abs(_frames(single) - _frames(folder)).max() <= 1
+    loaded = load_model(models / "diffusion_models" / f"{family}_i2v_tiny.safetensors", models_dir=models)
+    assert loaded.variant["base"] == str(models / base) and loaded.variant["i2v"] is True
+    if family == "hunyuan_video":
+        assert loaded.variant["architecture"]["transformer"].endswith("image condition latent_concat")
+
+
 def test_i2v_image_condition_and_errors(models, tmp_path):
-    """An I2V file (2 x 4 + 1 inputs) reads as latent_concat and wants an I2V base: with only the text-to-video
-    folder there, the error says so; a file missing a tensor the rules need names it."""
+    """An I2V file reads as latent_concat from its shapes and wants an I2V base: with only the text-to-video folder
+    there, the error says so; a file missing a tensor the rules need names it."""
     model = _hv10(9, "latent_concat")
     state = fx.hunyuan_video_to_original(model.state_dict())
     start = {**HUNYUAN_VIDEO_TRANSFORMER, "rope_axes_dim": [4, 6, 6]}
     read = hunyuan_video_original_config({k: list(v.shape) for k, v in state.items()}, start)
     assert {k: read[k] for k in model.config if k in read} == {k: v if not isinstance(v, tuple) else list(v)
                                                               for k, v in model.config.items() if k in read}
-    path = fx._save(state, tmp_path / "hunyuan_video_i2v_tiny.safetensors")
+    only_t2v = tmp_path / "models"
+    only_t2v.mkdir()
+    (only_t2v / "hunyuan-video-demo").symlink_to(models / "hunyuan-video-demo")
+    path = fx._save(state, only_t2v / "hunyuan_video_i2v_tiny.safetensors")
     with pytest.raises(ModelLoadError, match="Diffusers folder"):
-        load_model(path, models_dir=models)
+        load_model(path, models_dir=only_t2v)
     del state["double_blocks.0.img_attn_q_norm.weight"]
     with pytest.raises(ModelLoadError, match="img_attn_q_norm"):
         hunyuan_video_original_config({k: list(v.shape) for k, v in state.items()}, start)
