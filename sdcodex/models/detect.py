@@ -25,7 +25,7 @@ from sdcodex.models.detect_rules import (  # noqa: F401  (re-exported: rules and
     rule_vae_svd, rule_vae_wan, rule_vae_causal3d, rule_clip, rule_t5, rule_decoder_lm, rule_lora,
     rule_embedding, rule_upscaler_esrgan, rule_upscaler_rrdbnet, rule_upscaler_swinir, rule_upscaler_compact,
 )
-from sdcodex.models.fp8_io import MARKER as FP8_MARKER
+from sdcodex.models.fp8_io import is_marker as is_fp8_marker
 from sdcodex.models.gguf_io import read_gguf_shapes
 from sdcodex.models.safetensors_io import read_header
 from sdcodex.models.shapes import architecture_of
@@ -147,7 +147,7 @@ def detect_file(path: str | Path) -> Detection:
         tensors, metadata = read_header(p)
         shapes = {k: v["shape"] for k, v in tensors.items()}
         types = {k: v["dtype"] for k, v in tensors.items()}
-    det = detect_keys({k: v for k, v in shapes.items() if k != FP8_MARKER}, metadata)
+    det = detect_keys({k: v for k, v in shapes.items() if not is_fp8_marker(k)}, metadata)
     dtypes = Counter(types.values())
     variant = dict(det.variant)
     if dtypes:

@@ -18,15 +18,21 @@ MARKER = "scaled_fp8"
 SCALE_SUFFIXES = (".scale_weight", ".scale_input")
 
 
+def is_marker(name: str) -> bool:
+    """The `scaled_fp8` marker, bare or under the model's prefix (ComfyUI writes `model.diffusion_model.scaled_fp8`
+    in checkpoints whose diffusion model sits under that prefix)."""
+    return name == MARKER or name.endswith("." + MARKER)
+
+
 def is_scaled(names: Mapping[str, Any] | list[str]) -> bool:
-    return MARKER in names or any(k.endswith(".scale_weight") for k in names)
+    return any(is_marker(k) or k.endswith(".scale_weight") for k in names)
 
 
 def fp8_kind(dtypes: Mapping[str, str]) -> str | None:
     """'fp8_scaled', 'fp8_e4m3fn', 'fp8_e5m2' or None from a header's name -> dtype map."""
     if is_scaled(dtypes):
         return "fp8_scaled"
-    found = [FP8_DTYPES[d] for k, d in dtypes.items() if d in FP8_DTYPES and k != MARKER]
+    found = [FP8_DTYPES[d] for k, d in dtypes.items() if d in FP8_DTYPES and not is_marker(k)]
     return max(set(found), key=found.count) if found else None
 
 
@@ -34,7 +40,7 @@ def check_scaled(path: Path, dtypes: Mapping[str, str], shapes: Mapping[str, lis
     """Every fp8 weight of an fp8_scaled file needs its scale_weight (a single value); a missing or malformed one is a
     ModelLoadError naming the file and the tensor."""
     for name, dtype in dtypes.items():
-        if dtype not in FP8_DTYPES or name == MARKER or not name.endswith(".weight"):
+        if dtype not in FP8_DTYPES or is_marker(name) or not name.endswith(".weight"):
             continue
         scale = name[: -len("weight")] + "scale_weight"
         if scale not in dtypes:
@@ -58,7 +64,7 @@ class ScaledFP8:
         dtypes = {k: v["dtype"] for k, v in handle.tensors.items()}
         shapes = {k: v["shape"] for k, v in handle.tensors.items()}
         check_scaled(handle.path, dtypes, shapes)
-        self.tensors = {k: v for k, v in handle.tensors.items() if k != MARKER and not k.endswith(SCALE_SUFFIXES)}
+        self.tensors = {k: v for k, v in handle.tensors.items() if not is_marker(k) and not k.endswith(SCALE_SUFFIXES)}
         self.metadata = handle.metadata
         self.scale_inputs = sorted(k for k in handle.tensors if k.endswith(".scale_input"))
 
@@ -82,4 +88,4 @@ class ScaledFP8:
         return self.handle.prefetch()
 
 
-__all__ = ["ScaledFP8", "fp8_kind", "check_scaled", "is_scaled", "FP8_DTYPES", "MARKER"]
+__all__ = ["ScaledFP8", "fp8_kind", "check_scaled", "is_scaled", "is_marker", "FP8_DTYPES", "MARKER"]

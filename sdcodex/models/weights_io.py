@@ -46,7 +46,7 @@ def storage_facts(path: str | os.PathLike[str], shapes: Mapping[str, list[int]],
                 total += _gguf_bytes(dtype, n)
             elif dtype in fp8_io.FP8_DTYPES:
                 total += n * (width if quant == "fp8_scaled" else 1)
-            elif name.endswith(fp8_io.SCALE_SUFFIXES) or name == fp8_io.MARKER:
+            elif name.endswith(fp8_io.SCALE_SUFFIXES) or fp8_io.is_marker(name):
                 continue
             else:
                 total += n * DTYPE_SIZES.get(dtype, 1)

@@ -22,6 +22,8 @@ from sdcodex.models.loader import load_model
 from sdcodex.models.shapes import HUNYUAN_VIDEO_TRANSFORMER, hunyuan_video_original_config
 from sdcodex.runtime import LocalModels
 from tests.helpers import flow_export as fx
+from tests.models.test_fp8 import TOLERANCE as FP8_TOLERANCE
+from tests.models.test_fp8 import fp8_scaled_state, fp8_state
 from tests.helpers.gguf_export import llama_to_llama_cpp, write_gguf
 
 gguf = pytest.importorskip("gguf")
@@ -66,6 +68,10 @@ def models(tmp_path_factory) -> Path:
         original = export(transformer.state_dict())
         fx._save(original, root / "diffusion_models" / f"{family}_tiny.safetensors", PREFIX)
         write_gguf(original, root / "diffusion_models" / f"{family}_tiny-Q8_0.gguf", arch, "Q8_0")
+        # ComfyUI's fp8 files: plain float8_e4m3fn matrices, and fp8_scaled (a scale_weight per matrix)
+        fx._save(fp8_state(original), root / "diffusion_models" / f"{family}_tiny-fp8_e4m3fn.safetensors", PREFIX)
+        fx._save(fp8_scaled_state(original), root / "diffusion_models" / f"{family}_tiny-fp8_scaled.safetensors",
+                 PREFIX)
     # the I2V models beside the text-to-video folders: HunyuanVideo-I2V (latent_concat: 2 x 4 + 1 inputs) and 1.5 i2v
     # (the same shapes as its t2v: the file name says i2v); each file must find its own folder
     for family, transformer, export in (("hunyuan_video", _hv10(9, "latent_concat"), fx.hunyuan_video_to_original),
@@ -109,6 +115,20 @@ def test_single_file_and_gguf_generate_as_the_folder(models, family):
     if family == "hunyuan_video":  # + the Llama text encoder as a llama.cpp GGUF: the same frames as the folder's
         with_te = orch.run({**req, "model": f"{family}_tiny-Q8_0", "text_encoders": ["llava-llama3-tiny"]})
         assert np.array_equal(_frames(with_te), _frames(quant))
+
+
+@pytest.mark.parametrize("family", sorted(CASES))
+def test_fp8_files_generate_close_to_the_folder(models, family):
+    orch = Orchestrator(LocalModels(models, device="cpu"), None)
+    req = {"engine": family, "task": "txt2vid", "prompt": "a red fox", "steps": 2, "seed": 7, "num_frames": 5,
+           "fps": 8.0, "width": 32, "height": 32, **CASES[family][3]}
+    ref = _frames(orch.run({**req, "model": build_model_name(family)}))
+    for kind, tol in (("fp8_e4m3fn", FP8_TOLERANCE["fp8"]), ("fp8_scaled", FP8_TOLERANCE["fp8_scaled"])):
+        result = orch.run({**req, "model": f"{family}_tiny-{kind}"})
+        diff = np.abs(_frames(result) - ref)
+        print(f"{family} {kind}: max {diff.max():.0f} mean {diff.mean():.3f}")
+        assert diff.max() <= tol[0] and diff.mean() <= tol[1], (kind, diff.max(), diff.mean())
+        assert result.info["weights"]["file_quantization"] == kind
 
 
 def build_model_name(family: str) -> str:
