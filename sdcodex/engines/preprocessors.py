@@ -261,6 +261,18 @@ def _shuffle(arr: np.ndarray, o: Options) -> np.ndarray:
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
+def _color_grid(arr: np.ndarray, o: Options) -> np.ndarray:
+    """The colour T2I-Adapter's map (`t2ia_color_grid`), as the extension makes it with OpenCV: short side to the
+    resolution (area), down to one pixel per 64 (cubic, no antialiasing), back up as 64 px blocks (nearest)."""
+    import cv2
+    h, w = arr.shape[:2]
+    tw, th = (o.resolution, int(round(h / w * o.resolution))) if h >= w else (int(round(w / h * o.resolution)),
+                                                                               o.resolution)
+    work = cv2.resize(arr, (tw, th), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(work, (max(1, tw // 64), max(1, th // 64)), interpolation=cv2.INTER_CUBIC)
+    return cv2.resize(small, (tw, th), interpolation=cv2.INTER_NEAREST)
+
+
 def _inpaint(arr: np.ndarray, o: Options) -> np.ndarray:
     """RGBA: the image, alpha 0 on masked pixels (to repaint), 255 elsewhere. See `inpaint_condition`."""
     mask = o.mask if o.mask is not None else np.zeros(arr.shape[:2], bool)
@@ -317,6 +329,7 @@ _TABLE: list[Module] = [
            threshold_a=Slider("Sigma", 9.0, 0.01, 64.0)),
     Module("tile_resample", _tile_resample, threshold_a=Slider("Down Sampling Rate", 1.0, 1.0, 8.0, 0.01)),
     Module("shuffle", _shuffle, resolution=_RES, resize=True),
+    Module("color", _color_grid, alias="t2ia_color_grid", resolution=_RES),
     Module("inpaint", _inpaint, alias="inpaint_global_harmonious", accepts_mask=True, rgba=True),
     Module("inpaint_only", _inpaint, accepts_mask=True, rgba=True),
     Module("hed", _aux("hed"), alias="softedge_hed", resolution=_RES, resize=True, weights=_HED),

@@ -80,22 +80,31 @@ T2I_ADAPTER_LEVELS = 4
 
 
 def t2i_adapter_config(shapes: Mapping[str, Sequence[int]]) -> dict[str, Any]:
-    """T2IAdapter config of a Diffusers-key file: the unshuffle factor from conv_in's input width (SDXL's full
-    adapter unshuffles by 16, SD1.5's by 8), widths per level, resnets per level."""
+    """T2IAdapter config of a Diffusers-key file: the unshuffle factor from the input width (SDXL's full adapter
+    unshuffles by 16, SD1.5's adapters by 8), widths per level, resnets per level; light adapters (`out_conv` per
+    level, the last level repeating the one before, as Diffusers' LightAdapter builds it) likewise."""
     what = "T2I-Adapter"
+    levels = depth(shapes, "adapter.body.")
+    blocks = depth(shapes, "adapter.body.0.resnets.")
+    if "adapter.conv_in.weight" not in shapes:  # light adapter
+        width = need(shapes, "adapter.body.0.in_conv.weight", what)[1]
+        return {"in_channels": width // 64, "downscale_factor": 8, "num_res_blocks": blocks,
+                "channels": [need(shapes, f"adapter.body.{i}.out_conv.weight", what)[0] for i in range(levels - 1)],
+                "adapter_type": "light_adapter"}
     width = need(shapes, "adapter.conv_in.weight", what)[1]
     factor = 16 if width % 256 == 0 and width // 256 in (1, 3) else 8
-    levels = depth(shapes, "adapter.body.")
-    return {"in_channels": width // factor ** 2, "downscale_factor": factor,
+    return {"in_channels": width // factor ** 2, "downscale_factor": factor, "num_res_blocks": blocks,
             "channels": [need(shapes, f"adapter.body.{i}.resnets.0.block2.weight", what)[0] for i in range(levels)],
-            "num_res_blocks": depth(shapes, "adapter.body.0.resnets."),
             "adapter_type": "full_adapter_xl" if factor == 16 else "full_adapter"}
 
 
-def convert_t2i_adapter(names: Sequence[str], path: Path) -> dict[str, str]:
-    """Diffusers key -> original key of a TencentARC full adapter (`body.<level * n + j>.block1/block2`, the
-    level's first block also `in_conv` where the width changes; `conv_in`). The v1 adapters with convolution
-    skips (`skep`, `down_opt`) have no Diffusers class and are refused."""
+def convert_t2i_adapter(names: Sequence[str], path: Path, light: bool = False) -> dict[str, str]:
+    """Diffusers key -> original key of a TencentARC adapter. Full: `body.<level * n + j>.block1/block2`, the
+    level's first block also `in_conv` where the width changes, and `conv_in`; light: `body.<i>.in_conv/out_conv`
+    around `body.<i>.body.<j>`. The v1 full adapters with convolution skips (`skep`, `down_opt`) have no Diffusers
+    class and are refused."""
+    if light:
+        return {"adapter." + n.replace(".body.", ".resnets.", 1): n for n in names}
     if any(".skep." in n or ".down_opt." in n for n in names):
         raise ModelLoadError(f"{path}: a T2I-Adapter v1 file (skip convolutions); Diffusers' T2IAdapter loads the "
                              f"v2 / XL adapters only", field="model")
@@ -137,7 +146,8 @@ def load_controlnet(path: str | Path, *, dtype: torch.dtype | None = None, devic
     keys = Keys(shapes)
     adapter = t2i_adapter_layout(keys)
     if adapter is not None:
-        local = convert_t2i_adapter(names, p) if adapter == "original" else {k: k for k in names}
+        local = (convert_t2i_adapter(names, p, light=adapter == "original_light") if adapter.startswith("original")
+                 else {k: k for k in names})
         config = t2i_adapter_config({k: shapes[f] for k, f in local.items()})
         return build_module("T2IAdapter", config, TensorView(source, local), source=p, component="adapter",
                             device=device, dtype=dtype)

@@ -261,22 +261,34 @@ T2I_ADAPTER_INPUT = {192: E.SD15, 64: E.SD15, 768: E.SDXL, 256: E.SDXL}
 
 
 def t2i_adapter_layout(k: Keys) -> str | None:
-    """"diffusers" (T2IAdapter state: `adapter.conv_in`, `adapter.body.<i>.resnets.<j>`) or "original"
-    (TencentARC's files: `conv_in`, `body.<n>.block1/block2`) when the keys are a full T2I-Adapter; else None."""
+    """"diffusers" / "original" for a full T2I-Adapter (Diffusers' T2IAdapter state: `adapter.conv_in`,
+    `adapter.body.<i>.resnets.<j>`; TencentARC's files: `conv_in`, `body.<n>.block1/block2`), "diffusers_light" /
+    "original_light" for a light one (the colour adapter: `[adapter.]body.<i>.in_conv/out_conv` around
+    `resnets.<j>` / `body.<j>`); else None."""
     if "adapter.conv_in.weight" in k and "adapter.body.0.resnets.0.block1.weight" in k:
         return "diffusers"
     if "conv_in.weight" in k and "body.0.block1.weight" in k and "body.0.block2.weight" in k:
         return "original"
+    if "adapter.body.0.in_conv.weight" in k and "adapter.body.0.resnets.0.block1.weight" in k \
+            and "adapter.body.0.out_conv.weight" in k:
+        return "diffusers_light"
+    if "body.0.in_conv.weight" in k and "body.0.body.0.block1.weight" in k and "body.0.out_conv.weight" in k:
+        return "original_light"
     return None
 
 
+#: the tensor whose input width is the unshuffled image (channels x factor^2), per layout
+T2I_ADAPTER_INPUT_KEY = {"diffusers": "adapter.conv_in.weight", "original": "conv_in.weight",
+                         "diffusers_light": "adapter.body.0.in_conv.weight", "original_light": "body.0.in_conv.weight"}
+
+
 def rule_t2i_adapter(k: Keys) -> list[Found]:
-    """T2I-Adapters (full adapters, SD1.5 and SDXL), listed with the ControlNets (kind `controlnet`, variant
-    `adapter`) as A1111's extension lists them; the family from the unshuffle width."""
+    """T2I-Adapters (full and light adapters, SD1.5 and SDXL), listed with the ControlNets (kind `controlnet`,
+    variant `adapter`) as A1111's extension lists them; the family from the unshuffle width."""
     layout = t2i_adapter_layout(k)
     if layout is None:
         return []
-    width = k.dim("adapter.conv_in.weight" if layout == "diffusers" else "conv_in.weight", 1) or 0
+    width = k.dim(T2I_ADAPTER_INPUT_KEY[layout], 1) or 0
     family = T2I_ADAPTER_INPUT.get(width)
     return [Found("t2i_adapter", "whole", "", family, {"adapter": True, "layout": layout, "input_width": width},
                   (family,) if family else (), "controlnet")]

@@ -57,6 +57,13 @@ def test_builtin_modules_against_opencv(photos):
     ref = np.where(2 * (255 - dog) > 32, 255, 0)  # uint8 arithmetic, as the extension
     ours = np.asarray(P.run_preprocessor("scribble_xdog", image, resolution=512))[:, :, 0]
     assert (ours != ref).mean() < 0.002
+    # colour grid (T2I colour adapter): coffee is 600 x 400 -> 384 x 256 (area), 6 x 4 (cubic), 64 px blocks
+    coffee = photos["coffee"]
+    grid = np.asarray(P.run_preprocessor("t2ia_color_grid", Image.fromarray(coffee), resolution=256))
+    small = cv2.resize(cv2.resize(coffee, (384, 256), interpolation=cv2.INTER_AREA), (6, 4),
+                       interpolation=cv2.INTER_CUBIC)
+    assert grid.shape == (256, 384, 3) and np.array_equal(grid[::64, ::64], small)
+    assert np.array_equal(grid, np.repeat(np.repeat(small, 64, axis=0), 64, axis=1))
 
 
 def test_shuffle_is_seeded_and_keeps_the_colours(photos):

@@ -1,6 +1,7 @@
 """T2I-Adapters through `controls`: pixels equal Diffusers' StableDiffusionAdapterPipeline (one adapter, MultiAdapter)
-and StableDiffusionXLAdapterPipeline (adapter_conditioning_factor from guidance_end) on tiny components with the
-scheduler built here from Diffusers' classes; a TencentARC-layout single file loads to the same weights; detection
+and StableDiffusionXLAdapterPipeline (adapter_conditioning_factor from guidance_end), a light (colour) adapter
+with the t2ia_color_grid module, on tiny components with the scheduler built here from Diffusers' classes;
+TencentARC-layout full and light files load to the same weights; detection
 and the refusals (mixing with ControlNets, img2img, guidance start, prompt editing)."""
 from __future__ import annotations
 
@@ -64,6 +65,14 @@ def root(demo_models_dir, tmp_path_factory) -> Path:
             original[f"body.{int(parts[2]) * 2 + int(parts[4])}.{'.'.join(parts[5:])}"] = value
     save_file({k: v.contiguous() for k, v in original.items()}, str(folder / "t2iadapter_sketch_tiny.safetensors"))
     sketch.save_pretrained(root / ".reference" / "sketch")
+    # a light (colour) adapter: a Diffusers folder that runs, and TencentARC's layout of one at real unshuffle 8
+    _adapter(6, in_channels=3, channels=[32, 64], num_res_blocks=1, downscale_factor=2,
+             adapter_type="light_adapter").save_pretrained(folder / "t2i-sd15-light")
+    color = _adapter(7, in_channels=3, channels=[8, 16, 16], num_res_blocks=2, downscale_factor=8,
+                     adapter_type="light_adapter")
+    save_file({k.replace("adapter.", "", 1).replace(".resnets.", ".body.", 1): v.contiguous()
+               for k, v in color.state_dict().items()}, str(folder / "t2iadapter_color_tiny.safetensors"))
+    color.save_pretrained(root / ".reference" / "color")
     return root
 
 
@@ -134,6 +143,12 @@ def test_adapters_equal_diffusers_adapter_pipelines(orch, models, root, maps):
     _close(two.pil_images[0], _reference(StableDiffusionAdapterPipeline, sd15, MultiAdapter([net_a, net_b]),
                                          image=[a, b], adapter_conditioning_scale=[0.7, 1.2]))
 
+    net_light = T2IAdapter.from_pretrained(root / "ControlNet" / "t2i-sd15-light").eval()
+    light = orch.run({**req, "controls": [_unit(b, "t2i-sd15-light", module="t2ia_color_grid", processor_res=64)]})
+    from sdcodex.engines.preprocessors import run_preprocessor
+    grid = run_preprocessor("t2ia_color_grid", b, resolution=64)
+    _close(light.pil_images[0], _reference(StableDiffusionAdapterPipeline, sd15, net_light, image=grid))
+
     sdxl = models.load(models.resolve("sdxl-demo"))
     net_xl = T2IAdapter.from_pretrained(root / "ControlNet" / "t2i-sdxl").eval()
     xl = orch.run({"task": "txt2img", "model": "sdxl-demo", **BASE,
@@ -150,13 +165,18 @@ def test_adapter_files_detect_load_and_bad_units(orch, root, maps):
     single = root / "ControlNet" / "t2iadapter_sketch_tiny.safetensors"
     found = detect_path(single)
     assert (found.kind, found.family.value, found.variant["layout"]) == ("controlnet", "sd15", "original")
-    loaded = load_controlnet(single)
-    reference = T2IAdapter.from_pretrained(root / ".reference" / "sketch")
     public = lambda config: {k: v for k, v in dict(config).items() if not k.startswith("_")}  # noqa: E731
-    assert public(loaded.config) == public(reference.config)
-    ref_state = reference.state_dict()
-    assert loaded.state_dict().keys() == ref_state.keys()
-    assert all(torch.equal(v, ref_state[k]) for k, v in loaded.state_dict().items())
+    for file, ref_name, layout in ((single, "sketch", "original"),
+                                   (root / "ControlNet" / "t2iadapter_color_tiny.safetensors", "color",
+                                    "original_light")):
+        found = detect_path(file)
+        assert (found.kind, found.family.value, found.variant["layout"]) == ("controlnet", "sd15", layout)
+        loaded = load_controlnet(file)
+        reference = T2IAdapter.from_pretrained(root / ".reference" / ref_name)
+        assert public(loaded.config) == public(reference.config)
+        ref_state = reference.state_dict()
+        assert loaded.state_dict().keys() == ref_state.keys()
+        assert all(torch.equal(v, ref_state[k]) for k, v in loaded.state_dict().items())
 
     a, _ = maps
     req = {"task": "txt2img", "model": "sd15-adapt", **BASE}
