@@ -414,6 +414,43 @@ def convert_ltx2(sd: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> d
     return {ltx2_name(k): sd[k] for k in sd if not k.startswith(LTX2_NOT_TRANSFORMER)}
 
 
+# ---- LTX-2 video VAE (Lightricks layout: the all-in-one file's `vae.` part, a separate video VAE file) ------------
+# Lightricks number the encoder's blocks and its downsamplers in one list (even: a stage's residual blocks, odd: the
+# stage's downsampler, the last: the mid block) and the decoder's likewise (0: the mid block, then an upsampler and a
+# stage's residual blocks in turn); `res_blocks` are Diffusers' `resnets`, the per-channel latent statistics are the
+# latents_mean / latents_std buffers. (The numbering Diffusers' convert_ltx2_vae_to_diffusers spells out for the
+# 4-stage VAE, for any depth.)
+LTX2_VAE_STATS = {"per_channel_statistics.mean-of-means": "latents_mean",
+                  "per_channel_statistics.std-of-means": "latents_std"}
+LTX2_VAE_UNUSED = ("per_channel_statistics.channel", "per_channel_statistics.mean-of-stds")
+_LTX2_VAE_BLOCK = re.compile(r"^(encoder\.down_blocks|decoder\.up_blocks)\.(\d+)\.(.+)$")
+
+
+def ltx2_vae_keymap(keys: Sequence[str]) -> dict[str, str]:
+    """AutoencoderKLLTX2Video name -> file name for a Lightricks-layout video VAE (prefix stripped)."""
+    last = max((int(m.group(2)) for k in keys if (m := _LTX2_VAE_BLOCK.match(k)) and m.group(1).startswith("enc")),
+               default=0)
+    out: dict[str, str] = {}
+    for key in keys:
+        if key in LTX2_VAE_STATS:
+            out[LTX2_VAE_STATS[key]] = key
+            continue
+        if key in LTX2_VAE_UNUSED:
+            continue
+        name = key
+        m = _LTX2_VAE_BLOCK.match(key)
+        if m:
+            n, rest = int(m.group(2)), m.group(3)
+            if m.group(1).startswith("enc"):
+                name = ("encoder.mid_block." if n == last else f"encoder.down_blocks.{n // 2}." if n % 2 == 0
+                        else f"encoder.down_blocks.{n // 2}.downsamplers.0.") + rest
+            else:
+                name = ("decoder.mid_block." if n == 0 else f"decoder.up_blocks.{(n - 1) // 2}.upsamplers.0."
+                        if n % 2 else f"decoder.up_blocks.{(n - 2) // 2}.") + rest
+        out[".".join("resnets" if part == "res_blocks" else part for part in name.split("."))] = key
+    return out
+
+
 # ---- configs implied by a file: the rules live in shapes.py (flux_config, wan_config are re-exported here) ----
 def flux_split_sizes(config: Mapping[str, Any]) -> Callable[[str, int], list[int]]:
     hidden = int(config["num_attention_heads"]) * int(config["attention_head_dim"])
@@ -698,7 +735,7 @@ def text_encoder_keys(keys: Sequence[str], prefix: str, kind: str, expected: set
     return {k: v for k, v in local.items() if k in expected or k not in tied}
 
 
-__all__ = ["LTX2_PARTS", "convert_ltx2", "ltx2_name", "ltx2_config", "FLUX_ROWS", "FLUX2_ROWS", "convert_flux2", "flux2_config", "SD3_ROWS", "sd3_config", "convert_sd3", "WAN_ROWS", "Z_IMAGE_ROWS", "z_image_config", "convert_z_image", "CHROMA_ROWS",
+__all__ = ["LTX2_PARTS", "ltx2_vae_keymap", "LTX2_VAE_STATS", "convert_ltx2", "ltx2_name", "ltx2_config", "FLUX_ROWS", "FLUX2_ROWS", "convert_flux2", "flux2_config", "SD3_ROWS", "sd3_config", "convert_sd3", "WAN_ROWS", "Z_IMAGE_ROWS", "z_image_config", "convert_z_image", "CHROMA_ROWS",
            "chroma_config", "convert_chroma", "WAN_VAE_BLOCKS", "WAN_VAE_FIXED", "WAN_VAE_PARTS", "Row", "VaeEntry", "convert",
            "convert_flux", "convert_wan", "find_prefix", "flux_config", "flux_split_sizes", "plan", "strip_prefix",
            "text_encoder_keys", "vae_entries", "wan_config", "wan_vae_config", "wan_vae_keymap", "wan_vae_version",

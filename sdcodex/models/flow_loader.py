@@ -420,6 +420,26 @@ def load_wan_vae_file(path: Path, config: dict[str, Any], dtype: torch.dtype | N
                         device=device)
 
 
+def load_ltx2_vae_file(path: Path, config: dict[str, Any], dtype: torch.dtype | None, device: str) -> torch.nn.Module:
+    """LTX-2's video VAE (AutoencoderKLLTX2Video) from its own file: Lightricks' layout (the all-in-one file's `vae.`
+    part, bare or under `vae.`; converted by `convert_flow.ltx2_vae_keymap`) or Diffusers' names. Built with the
+    model's VAE config (the base folder's): a file of another shape is named tensor by tensor by the builder."""
+    from sdcodex.models import convert_flow as cv
+
+    handle = open_mapped(path)
+    keys = handle.keys()
+    prefix = next((p for p in ("vae.", "") if f"{p}decoder.conv_in.conv.weight" in keys), None)
+    if prefix is None:
+        raise ModelLoadError(f"{path}: no LTX-2 video VAE weights (decoder.conv_in.conv.weight) in this file",
+                             field="vae")
+    local = {k[len(prefix):]: k for k in keys if k.startswith(prefix)}
+    original = any(k in local for k in cv.LTX2_VAE_STATS)
+    keymap = ({ours: local[theirs] for ours, theirs in cv.ltx2_vae_keymap(list(local)).items()} if original
+              else local)
+    return build_module("AutoencoderKLLTX2Video", config, _state(handle, keymap, dtype), source=path, component="vae",
+                        device=device)
+
+
 def _fits(path: Path, latent_channels: int | None, config: Mapping[str, Any], family: str | None) -> None:
     """A WAN VAE whose latent channels are not the model's is a ModelLoadError naming both."""
     wanted = config.get("z_dim")
@@ -462,6 +482,8 @@ def separate_components(family: EngineKey, text_encoders: list[str], vae: str | 
             out["vae"] = load_vae_file(path, config("vae"), dtype, device)
         elif family in KL_LAYOUT_VAES:
             out["vae"] = load_vae_file(path, config("vae"), dtype, device, KL_LAYOUT_VAES[family])
+        elif family is EngineKey.LTX2:
+            out["vae"] = load_ltx2_vae_file(path, config("vae"), dtype, device)
         elif family in WAN_LAYOUT_VAES:
             out["vae"] = load_wan_vae_file(path, config("vae"), dtype, device, family.value, WAN_LAYOUT_VAES[family])
         else:
@@ -472,4 +494,4 @@ def separate_components(family: EngineKey, text_encoders: list[str], vae: str | 
 __all__ = ["load_flow_model", "load_flow_folder", "tokenizer_folder", "is_flow_family", "FLOW_FAMILIES",
            "TOKENIZER_SOURCES", "sniff_family", "check_component_files", "separate_components", "TEXT_ENCODER_SLOTS",
            "text_encoder_slot", "bundled", "component_path", "builtin_tokenizer", "load_text_encoder_file", "NEEDS_BASE",
-           "WAN_LAYOUT_VAES", "load_wan_vae_file"]
+           "WAN_LAYOUT_VAES", "load_wan_vae_file", "load_ltx2_vae_file"]

@@ -542,3 +542,31 @@ def hunyuan_video15_to_original(sd: dict[str, torch.Tensor]) -> dict[str, torch.
         elif head == "cond_type_embed":
             out[f"cond_type_embedding.{rest}"] = tensor
     return out
+
+
+def ltx2_vae_to_original(vae: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """AutoencoderKLLTX2Video -> Lightricks' layout (the all-in-one file's `vae.` part, prefix left off): per side one
+    numbered block list (encoder: a stage's residual blocks, its downsampler, ..., the mid block last; decoder: the mid
+    block first, then an upsampler and a stage's residual blocks in turn), `res_blocks`, per-channel statistics."""
+    stages = len(vae.encoder.down_blocks)
+    out: dict[str, torch.Tensor] = {}
+    for key, tensor in vae.state_dict().items():
+        parts = key.split(".")
+        if key in ("latents_mean", "latents_std"):
+            key = {"latents_mean": "per_channel_statistics.mean-of-means",
+                   "latents_std": "per_channel_statistics.std-of-means"}[key]
+        elif parts[:2] == ["encoder", "mid_block"]:
+            key = ".".join(["encoder", "down_blocks", str(2 * stages)] + parts[2:])
+        elif parts[:2] == ["encoder", "down_blocks"]:
+            i, rest = int(parts[2]), parts[3:]
+            key = ".".join(["encoder", "down_blocks", str(2 * i + 1)] + rest[2:] if rest[0] == "downsamplers"
+                           else ["encoder", "down_blocks", str(2 * i)] + rest)
+        elif parts[:2] == ["decoder", "mid_block"]:
+            key = ".".join(["decoder", "up_blocks", "0"] + parts[2:])
+        elif parts[:2] == ["decoder", "up_blocks"]:
+            i, rest = int(parts[2]), parts[3:]
+            key = ".".join(["decoder", "up_blocks", str(2 * i + 1)] + rest[2:] if rest[0] == "upsamplers"
+                           else ["decoder", "up_blocks", str(2 * i + 2)] + rest)
+        out[".".join("res_blocks" if p == "resnets" else p for p in key.split("."))] = tensor
+    out["per_channel_statistics.mean-of-stds"] = torch.ones_like(vae.latents_std)  # in the file, unused by the model
+    return out

@@ -1,0 +1,56 @@
+"""LTX-2's video VAE from its own file: Lightricks' layout (the all-in-one ltx-2-19b-*.safetensors keeps it under
+`vae.`: one numbered block list per side, `res_blocks`, `per_channel_statistics`), written by our own exporter from a
+VAE whose weights differ from the folder's, replaces the folder's VAE (request key `vae`); the frames equal Diffusers'
+LTX2Pipeline with that VAE and the scheduler built here from Diffusers' class."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import sdcodex.engines  # noqa: F401  (registers engines)
+from sdcodex.models.demo import build_demo_model
+from tests.engines.test_flow_single_file import _module
+from tests.engines.test_qwen_image_files import _shifted
+from tests.helpers import flow_export as fx
+
+BASE = {"task": "txt2vid", "model": "ltx2-demo", "prompt": "a robot dancing", "width": 64, "height": 32,
+        "num_frames": 9, "fps": 24.0, "steps": 2, "cfg_scale": 1.0, "seed": 11}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ltx2-vae-file")
+    folder = build_demo_model("ltx2", root)
+    vae = _shifted(_module(folder, "vae"), 6)
+    with torch.no_grad():
+        vae.latents_std.mul_(1.5)  # the statistics come from the file too
+    fx._save(fx.ltx2_vae_to_original(vae), root / "vae" / "ltx2_video_vae_tiny.safetensors", "vae.")
+    return root, folder, vae
+
+
+def frames(result) -> np.ndarray:
+    return np.stack([np.asarray(f, dtype=np.int16) for f in result.frames[0]])
+
+
+def test_the_vae_file_replaces_the_folders(setup, tmp_path):
+    from diffusers import FlowMatchEulerDiscreteScheduler, LTX2Pipeline
+
+    from sdcodex.models.detect import detect_path
+    from sdcodex.runtime import LocalModels, build_orchestrator
+
+    root, folder, vae = setup
+    found = detect_path(root / "vae" / "ltx2_video_vae_tiny.safetensors")
+    assert found.kind == "vae" and found.prefix == "vae."
+    orch = build_orchestrator(models=LocalModels(root), outdir=tmp_path, device="cpu")
+    pipe = LTX2Pipeline.from_pretrained(folder, local_files_only=True, vae=vae)
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler(
+        num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=True, base_shift=0.95, max_shift=2.05,
+        base_image_seq_len=1024, max_image_seq_len=4096, shift_terminal=0.1, time_shift_type="exponential")
+    pipe.set_progress_bar_config(disable=True)
+    ref = pipe(prompt=BASE["prompt"], width=64, height=32, num_frames=9, frame_rate=24.0, num_inference_steps=2,
+               guidance_scale=1.0, output_type="pil", generator=torch.Generator("cpu").manual_seed(11))
+    expected = np.stack([np.asarray(f, dtype=np.int16) for f in ref.frames[0]])
+    assert np.abs(frames(orch.run(BASE)) - expected).max() > 1  # the file's weights differ from the folder's
+    ours = frames(orch.run({**BASE, "vae": "ltx2_video_vae_tiny"}))
+    assert ours.shape == expected.shape and np.abs(ours - expected).max() <= 1
