@@ -24,9 +24,10 @@ import torch
 from sdcodex.core.enums import EngineKey, Prediction
 from sdcodex.core.errors import CodexError, ModelLoadError
 from sdcodex.models import convert_flow as cv
-from sdcodex.models.flow_loader import (KL_VAE_FAMILIES, NEEDS_BASE, TEXT_ENCODER_SLOTS, builtin_tokenizer, component_path,
-                                        describe, load_flow_folder, load_text_encoder_file, load_tokenizer,
-                                        separate_components, text_encoder_slot, tokenizer_folder)
+from sdcodex.models.flow_loader import (KL_VAE_FAMILIES, NEEDS_BASE, TEXT_ENCODER_SLOTS, builtin_tokenizer,
+                                        component_path, describe, load_flow_folder, load_ltx2_vae_file,
+                                        load_text_encoder_file, load_tokenizer, separate_components,
+                                        text_encoder_slot, tokenizer_folder)
 from sdcodex.models.build import build_module
 from sdcodex.models.loader import LoadedModel, cached_short_hash, load_vae_file, resolve_ref, scheduler_from_config
 from sdcodex.models.shapes import HUNYUAN_VIDEO15_TRANSFORMER, HUNYUAN_VIDEO_TRANSFORMER
@@ -310,7 +311,9 @@ def load_single_file(path: Path, *, wanted: E | None, text_encoders: list[str], 
         if slot in components:
             continue
         cfg = dict(cfgs.get(slot) or bundled(family, slot) or {})
-        if slot == "vae":
+        if slot == "vae" and family is E.LTX2:
+            components[slot] = load_ltx2_vae_file(path, cfg, dtype, device)
+        elif slot == "vae":
             components[slot] = load_vae_file(path, cfg, dtype, device)
         else:
             components[slot] = load_text_encoder_file(path, TEXT_ENCODER_SLOTS[family][slot][2], part_prefix, cfg,
@@ -368,9 +371,12 @@ def embedded_parts(path: Path, family: E) -> dict[str, str]:
 
     out: dict[str, str] = {}
     slots = TEXT_ENCODER_SLOTS.get(family, {})
-    for found in explain(read_shapes(path)[0]):
+    shapes = read_shapes(path)[0]
+    for found in explain(shapes):
         if found.role == "vae" and family in KL_VAE_FAMILIES:
             out["vae"] = found.prefix
+        elif found.role == "vae" and family is E.LTX2 and f"{found.prefix}decoder.conv_in.conv.weight" in shapes:
+            out["vae"] = found.prefix  # ltx-2-19b-*.safetensors carries its video VAE under vae. (not just its stats)
         elif found.role == "text_encoder":
             name = str(found.variant.get("text_encoder"))
             m = re.match(r"text_encoders\.(\w+)\.", found.prefix)

@@ -54,3 +54,21 @@ def test_the_vae_file_replaces_the_folders(setup, tmp_path):
     assert np.abs(frames(orch.run(BASE)) - expected).max() > 1  # the file's weights differ from the folder's
     ours = frames(orch.run({**BASE, "vae": "ltx2_video_vae_tiny"}))
     assert ours.shape == expected.shape and np.abs(ours - expected).max() <= 1
+
+
+def test_the_all_in_one_files_own_vae_is_used(setup, tmp_path):
+    """ltx-2-19b-*.safetensors carries its video VAE under `vae.`: a file with a whole VAE there runs with it (the
+    folder's is the base for everything else); the frames equal the folder's run with that VAE as a separate file."""
+    from safetensors.torch import save_file
+
+    from sdcodex.runtime import LocalModels, build_orchestrator
+
+    root, folder, vae = setup
+    state = fx.ltx2_to_original(_module(folder, "transformer"))
+    state.update({f"vae.{k}": v for k, v in fx.ltx2_vae_to_original(vae).items()})
+    (root / "checkpoints").mkdir(exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, root / "checkpoints" / "ltx2_all_in_one_tiny.safetensors")
+    orch = build_orchestrator(models=LocalModels(root), outdir=tmp_path, device="cpu")
+    result = orch.run({**BASE, "model": "ltx2_all_in_one_tiny"})
+    want = frames(orch.run({**BASE, "vae": "ltx2_video_vae_tiny"}))
+    assert np.abs(frames(result) - want).max() <= 1
