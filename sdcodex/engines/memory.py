@@ -5,6 +5,7 @@ request, applied with Diffusers' own hooks and reported in `info.memory` with th
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,10 +79,18 @@ def choose_vae_tiling(*, video: bool, width: int, height: int, images: int, dtyp
                          f"{_gib(free_bytes)} free")
 
 
+#: SDCODEX_OFFLOAD_ON_CPU=1: a CPU worker runs the `model` and `group` hooks too, with CPU as both the onload and the
+#: offload device — no memory is saved; it makes the hook paths (install, switch between policies, removal) run
+#: where there is no accelerator (the tests, debugging). Diffusers' sequential offload cannot run that way.
+OFFLOAD_ON_CPU_ENV = "SDCODEX_OFFLOAD_ON_CPU"
+
+
 def offload_unavailable(policy: str, device_kind: str) -> str | None:
     """Why `policy` cannot run on a device of this kind (None: it can): offloading moves weights between a CUDA
     device and host memory."""
     if policy in ("none", "auto") or device_kind == "cuda":
+        return None
+    if device_kind == "cpu" and policy in ("model", "group") and os.environ.get(OFFLOAD_ON_CPU_ENV) == "1":
         return None
     return f"offload={policy!r} needs a CUDA device (offloading moves weights between an accelerator and host memory)"
 
@@ -140,7 +149,7 @@ def _offload_asked(params: Params, server_default: str | None) -> str:
 
 
 def apply(pipe: Any, components: dict[str, Any], device: str, params: Params, info: dict[str, Any],
-          warnings: list[str], state: dict[Any, str], server_offload: str | None = None) -> None:
+          warnings: list[str], state: dict[str, Any], server_offload: str | None = None) -> None:
     """Choose and apply the offload policy and VAE tiling/slicing for this call; report them in info['memory']."""
     kind = torch.device(device).type
     asked = _offload_asked(params, server_offload)
@@ -165,11 +174,15 @@ def apply(pipe: Any, components: dict[str, Any], device: str, params: Params, in
                       "resident_mb": round(sum(sizes.values()) / 2**20, 1), **tiling}
 
 
-def _set_offload(pipe: Any, device: str, policy: str, state: dict[Any, str]) -> None:
-    key = id(pipe)
-    if state.get(key, "none") == policy:
+def _set_offload(pipe: Any, device: str, policy: str, state: dict[str, Any]) -> None:
+    """Put `policy` on the model's modules through `pipe`. The state is the model's (its pipelines per task share
+    the modules, and the hooks sit on the modules): a policy installed through another pipeline, or another
+    policy, comes off first."""
+    current = state.get("offload", "none")
+    if current == policy and (policy == "none" or state.get("offload_pipe") == id(pipe)):
         return
-    if state.get(key, "none") != "none":
+    if current != "none":
+        _remove_group_offload(pipe)
         pipe.remove_all_hooks()
         pipe.to(device)
     if policy == "model":
@@ -180,7 +193,26 @@ def _set_offload(pipe: Any, device: str, policy: str, state: dict[Any, str]) -> 
         dev = torch.device(device)
         pipe.enable_group_offload(onload_device=dev, offload_device=torch.device("cpu"), offload_type="block_level",
                                   num_blocks_per_group=1, use_stream=dev.type == "cuda")
-    state[key] = policy
+    state["offload"], state["offload_pipe"] = policy, id(pipe)
+
+
+#: the names Diffusers' group offloading registers its hooks under (diffusers.hooks.group_offloading); Diffusers
+#: has no call that takes them off again, and `remove_all_hooks` takes off accelerate's hooks only
+GROUP_OFFLOAD_HOOKS = ("lazy_prefetch_group_offloading", "layer_execution_tracker", "group_offloading")
+
+
+def _remove_group_offload(pipe: Any) -> None:
+    """Take group offloading off every component (before another policy goes on: Diffusers refuses model offload
+    over group offload), leaving the other hooks (step caches) in place."""
+    for module in pipe.components.values():
+        if not isinstance(module, torch.nn.Module):
+            continue
+        for sub in module.modules():
+            registry = getattr(sub, "_diffusers_hook", None)
+            if registry is None:
+                continue
+            for name in GROUP_OFFLOAD_HOOKS:
+                registry.remove_hook(name, recurse=False)
 
 
 def _vae_tiling(pipe: Any, params: Params, kind: str, device: str, warnings: list[str]) -> dict[str, Any]:

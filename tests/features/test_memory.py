@@ -134,3 +134,41 @@ def test_decode_facts_the_tiling_rule_relies_on(root):
         tiled = vae.decode(z).sample          # 32x32 output, tile size 32: one tile
     assert (plain - sliced).abs().max() <= 1e-5     # float rounding of a batch of 1 vs 2
     assert torch.equal(plain, tiled)
+
+
+def test_offload_hooks_run_switch_and_come_off_on_cpu(provider, root, monkeypatch, tmp_path):
+    """SDCODEX_OFFLOAD_ON_CPU=1 runs Diffusers' model and group offloading hooks on the CPU (onload = offload = CPU),
+    so the paths a CUDA worker takes — install, switch between policies on the cached model, removal — run here:
+    every run equals the plain one, and group offloading equals Diffusers' FluxPipeline with the same hooks."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+
+    from tests.engines.test_reference_flow import assert_frames_equal
+
+    monkeypatch.setenv("SDCODEX_OFFLOAD_ON_CPU", "1")
+    req = {"offload": "none", "steps": 2}
+    plain = run(provider, **req)
+    assert plain.info["memory"]["offload"] == "none"
+    for policy in ("group", "model", "none", "group"):
+        result = run(provider, **{**req, "offload": policy})
+        assert result.info["memory"]["offload"] == policy, result.info["memory"]
+        assert not result.info["warnings"]
+        assert_frames_equal(result.pil_images, plain.pil_images)
+    # img2img on the same cached model after the switches (another pipeline over the same modules)
+    from PIL import Image
+
+    plain.pil_images[0].save(tmp_path / "init.png")
+    orch = Orchestrator(provider, None, image_loader=lambda value, field: Image.open(value).convert("RGB"))
+    i2i = orch.run({"task": "img2img", "model": "flux-dev-demo", "prompt": "a lighthouse", "width": 64, "height": 64,
+                    "steps": 2, "seed": 3, "offload": "model", "init_image": str(tmp_path / "init.png"),
+                    "denoising_strength": 0.5})
+    assert i2i.info["memory"]["offload"] == "model" and i2i.pil_images[0].size == (64, 64)
+    pipe = FluxPipeline.from_pretrained(root / DEMO_BUILDERS["flux"][0], local_files_only=True)
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.enable_group_offload(onload_device=torch.device("cpu"), offload_device=torch.device("cpu"),
+                              offload_type="block_level", num_blocks_per_group=1, use_stream=False)
+    theirs = pipe(prompt="a lighthouse", width=64, height=64, num_inference_steps=2, guidance_scale=3.5,
+                  generator=torch.Generator("cpu").manual_seed(3)).images[0]
+    assert_frames_equal(plain.pil_images, [theirs])
+    monkeypatch.delenv("SDCODEX_OFFLOAD_ON_CPU")
+    assert run(provider, **{**req, "offload": "group"}).info["memory"]["offload"] == "none"   # off again: ignored
