@@ -5,8 +5,8 @@ taken from ``<models_dir>/tokenizers/<name>/`` or named in a TokenizerMissingErr
 it. Single files (a FLUX or WAN transformer in the original layout, plus separate VAE and text-encoder files
 from the models folder) are handled by `flow_single` and end in the same LoadedModel. Separate text-encoder files
 (`TEXT_ENCODER_SLOTS`): FLUX clip_l + t5xxl, WAN umt5, HunyuanVideo 1.0 llama (llava_llama3) + clip_l, Z-Image
-qwen3_4b, Chroma t5xxl, Qwen-Image qwen_2.5_vl_7b and FLUX.2 Klein qwen_3_4b / qwen_3_8b (these two with a Diffusers
-folder of the model as the base, `NEEDS_BASE`).
+qwen3_4b, Chroma t5xxl, Qwen-Image qwen_2.5_vl_7b, FLUX.2 dev mistral_3_small (as a text-only MistralModel) and
+FLUX.2 Klein qwen_3_4b / qwen_3_8b (these with a Diffusers folder of the model as the base, `NEEDS_BASE`).
 """
 from __future__ import annotations
 
@@ -56,6 +56,10 @@ TEXT_ENCODER_SLOTS: dict[EngineKey, dict[str, tuple[tuple[str, ...], str, str]]]
     EngineKey.HUNYUAN_VIDEO: {"text_encoder": (("llama",), "llama-type", "LlamaModel"),
                               "text_encoder_2": (("clip_l",), "clip", "CLIPTextModel")},
     EngineKey.Z_IMAGE: {"text_encoder": (("qwen3_4b",), "qwen3", "Qwen3Model")},
+    # FLUX.2 dev: ComfyUI split_files/text_encoders/mistral_3_small_flux2_*.safetensors, the language model of
+    # Mistral3ForConditionalGeneration; built as a MistralModel (text only): the pipeline reads its hidden states
+    # only (the vision tower is for caption upsampling, which this app does not run)
+    EngineKey.FLUX2: {"text_encoder": (("mistral3_small", "llama"), "llama-type", "MistralModel")},
     # FLUX.2 Klein 4B / 9B: ComfyUI split_files/text_encoders/qwen_3_4b.safetensors / qwen_3_8b*.safetensors
     EngineKey.FLUX2_KLEIN: {"text_encoder": (("qwen3_4b", "qwen3_8b"), "qwen3", "Qwen3ForCausalLM")},
     # Qwen-Image / Edit: ComfyUI split_files/text_encoders/qwen_2.5_vl_7b.safetensors (language model + vision tower)
@@ -69,13 +73,17 @@ TEXT_ENCODER_SLOTS: dict[EngineKey, dict[str, tuple[tuple[str, ...], str, str]]]
 }
 #: families whose separate files replace parts of a Diffusers folder of the model, which must be there (the
 #: processor, tokenizer and text-encoder config come from it): a single transformer file needs that base too
-NEEDS_BASE = (EngineKey.QWEN_IMAGE, EngineKey.QWEN_IMAGE_EDIT, EngineKey.FLUX2_KLEIN)
+NEEDS_BASE = (EngineKey.QWEN_IMAGE, EngineKey.QWEN_IMAGE_EDIT, EngineKey.FLUX2, EngineKey.FLUX2_KLEIN)
 #: families whose VAE is a Wan 2.1-layout video VAE (a separate `vae` file loads with load_wan_vae_file): the class
 WAN_LAYOUT_VAES: dict[EngineKey, str] = {EngineKey.WAN22_TI2V_5B: "AutoencoderKLWan",
                                          EngineKey.WAN22_T2V_A14B: "AutoencoderKLWan",
                                          EngineKey.WAN22_I2V_A14B: "AutoencoderKLWan",
                                          EngineKey.QWEN_IMAGE: "AutoencoderKLQwenImage",
                                          EngineKey.QWEN_IMAGE_EDIT: "AutoencoderKLQwenImage"}
+#: families whose transformer reads several text-encoder layers side by side: (layers stacked, config key of the
+#: transformer's text input width), so a text-encoder file of another width is refused at load, naming it
+STACKED_TEXT_LAYERS: dict[EngineKey, tuple[int, str]] = {EngineKey.FLUX2: (3, "joint_attention_dim"),
+                                                         EngineKey.FLUX2_KLEIN: (3, "joint_attention_dim")}
 #: plain pipeline settings (not modules) that a pipeline needs again when rebuilt for another task
 PIPELINE_SETTINGS = ("boundary_ratio", "expand_timesteps", "is_distilled")
 
@@ -347,8 +355,10 @@ def load_text_encoder_file(path: Path, slot_class: str, prefix: str, config: dic
 
     handle = open_mapped(path)
     keys = handle.keys()
+    if slot_class == "MistralModel" and "text_config" in config:  # the folder's Mistral3 config: its language model
+        config = {**config["text_config"], "model_type": "mistral"}
     kind = {"CLIPTextModel": "clip", "CLIPTextModelWithProjection": "clip", "LlamaModel": "llama",
-            "Qwen3Model": "llama", "Qwen3ForCausalLM": "llama_causal",
+            "MistralModel": "llama", "Qwen3Model": "llama", "Qwen3ForCausalLM": "llama_causal",
             "Qwen2_5_VLForConditionalGeneration": "qwen_vl"}.get(slot_class, "t5")
     rule = {"clip": clip_text_config, "t5": t5_config, "llama": decoder_lm_config, "llama_causal": decoder_lm_config,
             "qwen_vl": qwen_vl_config}.get(kind)
@@ -476,6 +486,13 @@ def separate_components(family: EngineKey, text_encoders: list[str], vae: str | 
                                  "vision tower), not a plain Llama; a Llama text-encoder file cannot replace it",
                                  field=field, allowed=["llama"])
         out[slot] = load_text_encoder_file(path, cls, prefix, cfg, dtype, device)
+        stacked = STACKED_TEXT_LAYERS.get(family)
+        wanted = (configs.get("transformer") or {}).get(stacked[1]) if stacked else None
+        width = getattr(getattr(out[slot], "config", None), "hidden_size", None)
+        if wanted and width and stacked[0] * int(width) != int(wanted):
+            raise ModelLoadError(f"{path}: a text encoder {width} wide; this {family.value} transformer reads "
+                                 f"{stacked[0]} layers of a {int(wanted) // stacked[0]}-wide one", field=field,
+                                 allowed=[f"hidden size {int(wanted) // stacked[0]}"])
     if vae is not None:
         path = component_path(vae, "vae", models_dir)
         if family in KL_VAE_FAMILIES:

@@ -66,3 +66,33 @@ def test_separate_files_replace_the_folders_parts(setup, tmp_path):
         result = orch.run({**BASE, "model": model, **files})
         ours = np.asarray(result.pil_images[0], dtype=np.int16)
         assert np.abs(ours - expected).max() <= 1, (model, np.abs(ours - expected).max())
+
+
+def test_dev_mistral_text_encoder_file(tmp_path_factory, tmp_path):
+    """FLUX.2 dev with ComfyUI's text-only mistral_3_small file (the language model under `model.`): built as a
+    MistralModel, whose hidden states are what Flux2Pipeline reads, the pixels equal Diffusers' pipeline with the
+    whole Mistral3ForConditionalGeneration those weights came from."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, Flux2Pipeline
+
+    from sdcodex.runtime import LocalModels, build_orchestrator
+
+    root = tmp_path_factory.mktemp("flux2-dev-files")
+    folder = build_demo_model("flux2", root)
+    mistral = _shifted(_module(folder, "text_encoder"), 8)
+    (root / "text_encoders").mkdir()
+    language = {k.replace("model.language_model.", "model.", 1): v.contiguous()
+                for k, v in mistral.state_dict().items() if k.startswith("model.language_model.")}
+    save_file(language, root / "text_encoders" / "mistral_3_small_tiny.safetensors")
+    pipe = Flux2Pipeline.from_pretrained(folder, local_files_only=True, text_encoder=mistral)
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True,
+                                                     base_shift=0.5, max_shift=1.15, base_image_seq_len=256,
+                                                     max_image_seq_len=4096)
+    pipe.set_progress_bar_config(disable=True)
+    expected = np.asarray(pipe(prompt=BASE["prompt"], width=64, height=64, num_inference_steps=2, guidance_scale=4.0,
+                               generator=torch.Generator("cpu").manual_seed(5)).images[0], dtype=np.int16)
+    orch = build_orchestrator(models=LocalModels(root), outdir=tmp_path, device="cpu")
+    req = {**BASE, "model": "flux2-dev-demo"}
+    plain = np.asarray(orch.run(req).pil_images[0], dtype=np.int16)
+    assert np.abs(plain - expected).max() > 1
+    ours = np.asarray(orch.run({**req, "text_encoders": ["mistral_3_small_tiny"]}).pil_images[0], dtype=np.int16)
+    assert np.abs(ours - expected).max() <= 1
