@@ -161,6 +161,27 @@ def step_callback_bridge(pipeline_cls: type) -> type:
     return type(pipeline_cls.__name__, (pipeline_cls,), {"__call__": __call__, "__module__": __name__})
 
 
+def seeded_global_rng(pipeline_cls: type) -> type:
+    """A subclass of a pipeline that draws from torch's global RNG (Diffusers' SD3 ControlNet pipeline samples the
+    control image's VAE latents without a generator): each call runs with the global RNG seeded from the call's
+    generator seed and restored afterwards, so a request's seed decides the image, as everywhere else."""
+    import functools
+
+    base_call = pipeline_cls.__call__
+
+    @functools.wraps(base_call)
+    def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
+        gen = kwargs.get("generator")
+        gen = gen[0] if isinstance(gen, (list, tuple)) else gen
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            if gen is not None:
+                torch.manual_seed(gen.initial_seed())
+            return base_call(self, *args, **kwargs)
+
+    return type(pipeline_cls.__name__, (pipeline_cls,), {"__call__": __call__, "__module__": __name__})
+
+
 def _prepare_adapters(engine: Any, params: Any, units: list[dict[str, Any]], nets: list[Any],
                       images: list[Any], report: list[dict[str, Any]]) -> ControlRun:
     """T2I-Adapter units: Diffusers' adapter pipeline (txt2img), weight = adapter_conditioning_scale, the guidance
@@ -208,6 +229,7 @@ def prepare(engine: Any, params: Any) -> ControlRun | None:
         return None
     family = engine.key.value
     flux = family == "flux"
+    transformer = engine.model.components.get("unet") is None   # FLUX, SD3: ControlNets of a transformer
     nets, images, report, union_modes, adapters = [], [], [], [], []
     for i, unit in enumerate(units):
         where = f"controls[{i}]"
@@ -220,9 +242,9 @@ def prepare(engine: Any, params: Any) -> ControlRun | None:
         if adapters[-1] != adapters[0]:
             raise ValidationError("T2I-Adapter and ControlNet units cannot be mixed in one request (Diffusers runs "
                                   "one or the other)", field=f"{where}.model")
-        if flux and unit["control_mode"] != "balanced":
-            raise ValidationError("FLUX ControlNets have no prompt/controlnet modes", field=f"{where}.control_mode",
-                                  allowed=["balanced"])
+        if transformer and unit["control_mode"] != "balanced":
+            raise ValidationError(f"{engine.label} ControlNets have no prompt/controlnet modes",
+                                  field=f"{where}.control_mode", allowed=["balanced"])
         net = _load(engine, entry)
         union = bool(entry.variant.get("union"))
         if union:
@@ -263,9 +285,11 @@ def prepare(engine: Any, params: Any) -> ControlRun | None:
     elif one:
         controlnet = nets[0]
     else:
-        from diffusers import FluxMultiControlNetModel, MultiControlNetModel
+        import diffusers
 
-        controlnet = (FluxMultiControlNetModel if flux else MultiControlNetModel)(nets)
+        multi = {"flux": "FluxMultiControlNetModel", "sd3": "SD3MultiControlNetModel"}.get(family,
+                                                                                            "MultiControlNetModel")
+        controlnet = getattr(diffusers, multi)(nets)
     pipe = build_pipeline(table[params.task], engine.model.components, controlnet=controlnet, add_watermarker=False)
 
     def each(key: str) -> Any:
@@ -278,11 +302,11 @@ def prepare(engine: Any, params: Any) -> ControlRun | None:
     if union_modes and not flux and one:
         kw["controlnet_conditioning_scale"] = units[0]["weight"]
     image = images[0] if one and not union_modes else images
-    image_key = "image" if params.task is Task.TXT2IMG and not flux and not union_modes else "control_image"
+    image_key = "image" if params.task is Task.TXT2IMG and not transformer and not union_modes else "control_image"
     kw[image_key] = image
     if union_modes:
         kw["control_mode"] = union_modes if not (flux and one) else union_modes[0]
-    if not flux:
+    if not transformer:
         kw["guess_mode"] = all(guess)
     soft = [n for n, u in zip(nets, units) if u["control_mode"] == "prompt"]
 
@@ -351,5 +375,5 @@ def infotext_fields(report: list[dict[str, Any]]) -> dict[str, str]:
     return out
 
 
-__all__ = ["prepare", "step_callback_bridge", "soft_injection", "check_units", "control_image", "pixel_perfect_resolution",
+__all__ = ["prepare", "step_callback_bridge", "seeded_global_rng", "soft_injection", "check_units", "control_image", "pixel_perfect_resolution",
            "infotext_fields", "fit_kwargs", "ControlRun", "CALL_KEYS"]

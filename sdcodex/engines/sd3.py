@@ -3,12 +3,14 @@ CLIP-G and T5-XXL text encoders, flow matching with a fixed shift (FlowMatch Eul
 and inpaint; the Turbo model runs with cfg off in a few steps (mode `turbo`)."""
 from __future__ import annotations
 
-from diffusers import StableDiffusion3Img2ImgPipeline, StableDiffusion3InpaintPipeline, StableDiffusion3Pipeline
+from diffusers import (StableDiffusion3ControlNetPipeline, StableDiffusion3Img2ImgPipeline,
+                       StableDiffusion3InpaintPipeline, StableDiffusion3Pipeline)
 
 from sdcodex.core.enums import EngineKey, Mode, Task
 from sdcodex.core.registry import ENGINES
 
 from .base import register_pipelines
+from .controlnet import seeded_global_rng
 from .flux import FlowImageEngine
 
 
@@ -25,6 +27,11 @@ class SD3Engine(FlowImageEngine):
                  Task.INPAINT: StableDiffusion3InpaintPipeline}
     text_encoder_names = ("text_encoder", "text_encoder_2", "text_encoder_3")
     pipeline_passes_sigmas = False  # the SD3 pipelines pass timesteps only
+    # SD3 ControlNets (SD3ControlNetModel folders: InstantX, Stability's SD3.5 Diffusers repos), txt2img only:
+    # Diffusers' SD3 ControlNet inpaint pipeline is for the Alimama inpaint ControlNet alone
+    # (its control image's VAE latents come from torch's global RNG: seeded from the request's seed per call)
+    control_pipelines = {Task.TXT2IMG: seeded_global_rng(StableDiffusion3ControlNetPipeline)}
+    supports_controls = True
 
 
 register_pipelines(SD3Engine.key.value, SD3Engine.pipelines)

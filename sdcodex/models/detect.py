@@ -310,7 +310,7 @@ def _detect_component_folder(root: Path) -> Detection:
 
 #: Diffusers ControlNet classes (a component folder: config.json + weights) -> family
 CONTROLNET_CLASSES = {"ControlNetModel": None, "ControlNetUnionModel": EngineKey.SDXL,
-                      "FluxControlNetModel": EngineKey.FLUX}
+                      "FluxControlNetModel": EngineKey.FLUX, "SD3ControlNetModel": EngineKey.SD3}
 
 
 def controlnet_folder(config: Mapping[str, Any], cls: str) -> Detection:
