@@ -41,6 +41,8 @@ def test_module_list_answers_like_the_extension(api):
     assert plain["module_list"][0] == "none" and "hed" in plain["module_list"]
     assert "softedge_hed" in alias["module_list"] and "hed" not in alias["module_list"]
     assert set(alias["module_detail"]) == set(alias["module_list"])
+    assert {"depth_midas", "normal_midas", "depth_anything", "depth_anything_v2", "depth_zoe", "seg_ufade20k",
+            "t2ia_color_grid"} <= set(alias["module_list"])
     canny = plain["module_detail"]["canny"]
     assert canny["model_free"] is False
     assert [s["value"] for s in canny["sliders"]] == [512, 100, 200]
