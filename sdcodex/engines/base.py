@@ -355,6 +355,8 @@ class DiffusersEngine(EngineInterface):
             from . import controlnet
 
             self._control = controlnet.prepare(self, params)
+            if self._control is not None:
+                out.warnings.extend(self._control.warnings)
         self.apply_memory_options(self.pipeline(params.task), params, out)
         self._embedding_counts = {}
         try:

@@ -92,6 +92,8 @@ class ControlRun:
     second_cls: Any = None
     second_kwargs: Any = None
     _second_pipe: Any = None
+    #: said in the result's warnings (e.g. T2I-Adapter units with hires fix)
+    warnings: list[str] = field(default_factory=list)
 
     def second_pipe(self, components: dict[str, Any]) -> Any:
         """The hires pass's ControlNet img2img pipeline over the same ControlNet(s) (A1111's extension controls
@@ -219,7 +221,11 @@ def _prepare_adapters(engine: Any, params: Any, units: list[dict[str, Any]], net
                           "adapter_conditioning_scale": units[0]["weight"] if one else [u["weight"] for u in units]}
     if takes_factor:
         kw["adapter_conditioning_factor"] = units[0]["guidance_end"]
-    return ControlRun(params.task, pipe, kw, [], report)
+    run = ControlRun(params.task, pipe, kw, [], report)
+    if getattr(params, "hires", None):
+        run.warnings.append("T2I-Adapter units steer the first pass only: the hires pass is plain img2img (Diffusers "
+                            "has no T2I-Adapter img2img pipeline)")
+    return run
 
 
 def prepare(engine: Any, params: Any) -> ControlRun | None:

@@ -149,6 +149,11 @@ def test_adapters_equal_diffusers_adapter_pipelines(orch, models, root, maps):
     grid = run_preprocessor("t2ia_color_grid", b, resolution=64)
     _close(light.pil_images[0], _reference(StableDiffusionAdapterPipeline, sd15, net_light, image=grid))
 
+    hires = orch.run({**req, "controls": [_unit(a, "t2i-sd15-a")],
+                      "hires": {"scale": 1.5, "upscaler": "Latent", "denoising_strength": 0.5}})
+    assert hires.pil_images[0].size == (96, 96)
+    assert any("first pass only" in w for w in hires.info["warnings"])
+
     sdxl = models.load(models.resolve("sdxl-demo"))
     net_xl = T2IAdapter.from_pretrained(root / "ControlNet" / "t2i-sdxl").eval()
     xl = orch.run({"task": "txt2img", "model": "sdxl-demo", **BASE,
