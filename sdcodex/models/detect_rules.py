@@ -682,9 +682,13 @@ DECODER_LM_TABLE: tuple[Row, ...] = (
     # [128]) and Tongyi-MAI/Z-Image-Turbo text_encoder/ (Qwen3Model)
     # FLUX.2 Klein 4B reads the same Qwen3-4B (black-forest-labs/FLUX.2-klein-4B text_encoder/, Qwen3ForCausalLM)
     ("qwen3_4b", None, (E.Z_IMAGE, E.FLUX2_KLEIN),
-     lambda f: f["_qk_norm"] and not f["_qkv_bias"] and f["hidden"] == 2560),
+     lambda f: f["_qk_norm"] and not f["_qkv_bias"] and f["hidden"] == 2560 and not f["_gemma"]),
     # Qwen3-8B (hidden 4096, 36 layers): FLUX.2 Klein 9B's encoder (ComfyUI split_files/text_encoders/qwen_3_8b*)
-    ("qwen3_8b", None, (E.FLUX2_KLEIN,), lambda f: f["_qk_norm"] and not f["_qkv_bias"] and f["hidden"] == 4096),
+    ("qwen3_8b", None, (E.FLUX2_KLEIN,), lambda f: f["_qk_norm"] and not f["_qkv_bias"] and f["hidden"] == 4096
+     and not f["_gemma"]),
+    # Gemma 3: q/k norms plus the pre/post feed-forward norms only Gemma has. Gemma-3-12B (hidden 3840, 48 layers,
+    # vocab 262208) is LTX-2's encoder (Lightricks/LTX-2 text_encoder/, ComfyUI text_encoders/gemma_3_12B_it*)
+    ("gemma3_12b", None, (E.LTX2,), lambda f: f["_gemma"] and f["hidden"] == 3840),
 )
 
 
@@ -731,7 +735,8 @@ def rule_decoder_lm(k: Keys) -> list[Found]:
             continue
         facts = {"hidden": k.dim(f"{p}embed_tokens.weight", 1), "vocab": k.dim(f"{p}embed_tokens.weight", 0),
                  "_qkv_bias": f"{p}layers.0.self_attn.q_proj.bias" in k, "layers": k.count_blocks(p + "layers."),
-                 "_qk_norm": f"{p}layers.0.self_attn.q_norm.weight" in k}
+                 "_qk_norm": f"{p}layers.0.self_attn.q_norm.weight" in k,
+                 "_gemma": f"{p}layers.0.pre_feedforward_layernorm.weight" in k}
         out.append(_te(_from_table("decoder_lm", "text_encoder", p, DECODER_LM_TABLE, facts)))
     return out
 

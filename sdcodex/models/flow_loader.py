@@ -5,8 +5,9 @@ taken from ``<models_dir>/tokenizers/<name>/`` or named in a TokenizerMissingErr
 it. Single files (a FLUX or WAN transformer in the original layout, plus separate VAE and text-encoder files
 from the models folder) are handled by `flow_single` and end in the same LoadedModel. Separate text-encoder files
 (`TEXT_ENCODER_SLOTS`): FLUX clip_l + t5xxl, WAN umt5, HunyuanVideo 1.0 llama (llava_llama3) + clip_l, Z-Image
-qwen3_4b, Chroma t5xxl, Qwen-Image qwen_2.5_vl_7b, FLUX.2 dev mistral_3_small (as a text-only MistralModel) and
-FLUX.2 Klein qwen_3_4b / qwen_3_8b (these with a Diffusers folder of the model as the base, `NEEDS_BASE`).
+qwen3_4b, Chroma t5xxl, Qwen-Image qwen_2.5_vl_7b, FLUX.2 dev mistral_3_small (as a text-only MistralModel),
+FLUX.2 Klein qwen_3_4b / qwen_3_8b and LTX-2 gemma_3_12B (as a text-only Gemma3TextModel) (these with a Diffusers
+folder of the model as the base, `NEEDS_BASE`).
 """
 from __future__ import annotations
 
@@ -60,6 +61,9 @@ TEXT_ENCODER_SLOTS: dict[EngineKey, dict[str, tuple[tuple[str, ...], str, str]]]
     # Mistral3ForConditionalGeneration; built as a MistralModel (text only): the pipeline reads its hidden states
     # only (the vision tower is for caption upsampling, which this app does not run)
     EngineKey.FLUX2: {"text_encoder": (("mistral3_small", "llama"), "llama-type", "MistralModel")},
+    # LTX-2: ComfyUI text_encoders/gemma_3_12B_it*.safetensors, Gemma3ForConditionalGeneration's language model; built
+    # as a Gemma3TextModel (text only): LTX2Pipeline reads the hidden states of every layer, nothing else
+    EngineKey.LTX2: {"text_encoder": (("gemma3_12b",), "gemma", "Gemma3TextModel")},
     # FLUX.2 Klein 4B / 9B: ComfyUI split_files/text_encoders/qwen_3_4b.safetensors / qwen_3_8b*.safetensors
     EngineKey.FLUX2_KLEIN: {"text_encoder": (("qwen3_4b", "qwen3_8b"), "qwen3", "Qwen3ForCausalLM")},
     # Qwen-Image / Edit: ComfyUI split_files/text_encoders/qwen_2.5_vl_7b.safetensors (language model + vision tower)
@@ -73,7 +77,9 @@ TEXT_ENCODER_SLOTS: dict[EngineKey, dict[str, tuple[tuple[str, ...], str, str]]]
 }
 #: families whose separate files replace parts of a Diffusers folder of the model, which must be there (the
 #: processor, tokenizer and text-encoder config come from it): a single transformer file needs that base too
-NEEDS_BASE = (EngineKey.QWEN_IMAGE, EngineKey.QWEN_IMAGE_EDIT, EngineKey.FLUX2, EngineKey.FLUX2_KLEIN)
+NEEDS_BASE = (EngineKey.QWEN_IMAGE, EngineKey.QWEN_IMAGE_EDIT, EngineKey.FLUX2, EngineKey.FLUX2_KLEIN, EngineKey.LTX2)
+#: text-only classes a multimodal text encoder's language-model file is built as: class -> its text config's model type
+TEXT_ONLY_CLASSES = {"MistralModel": "mistral", "Gemma3TextModel": "gemma3_text"}
 #: families whose VAE is a Wan 2.1-layout video VAE (a separate `vae` file loads with load_wan_vae_file): the class
 WAN_LAYOUT_VAES: dict[EngineKey, str] = {EngineKey.WAN22_TI2V_5B: "AutoencoderKLWan",
                                          EngineKey.WAN22_T2V_A14B: "AutoencoderKLWan",
@@ -307,6 +313,8 @@ def _architecture(keys: list[str]) -> str:
     if any(k.endswith("SelfAttention.q.weight") for k in keys):
         return "t5"
     if any(k.endswith("mlp.gate_proj.weight") for k in keys):
+        if any(k.endswith("pre_feedforward_layernorm.weight") for k in keys):
+            return "gemma"
         return "qwen3" if any(k.endswith("self_attn.q_norm.weight") for k in keys) else "llama-type"
     return "unknown"
 
@@ -355,10 +363,10 @@ def load_text_encoder_file(path: Path, slot_class: str, prefix: str, config: dic
 
     handle = open_mapped(path)
     keys = handle.keys()
-    if slot_class == "MistralModel" and "text_config" in config:  # the folder's Mistral3 config: its language model
-        config = {**config["text_config"], "model_type": "mistral"}
+    if slot_class in TEXT_ONLY_CLASSES and "text_config" in config:  # the folder's multimodal config: its language model
+        config = {**config["text_config"], "model_type": TEXT_ONLY_CLASSES[slot_class]}
     kind = {"CLIPTextModel": "clip", "CLIPTextModelWithProjection": "clip", "LlamaModel": "llama",
-            "MistralModel": "llama", "Qwen3Model": "llama", "Qwen3ForCausalLM": "llama_causal",
+            "MistralModel": "llama", "Gemma3TextModel": "llama", "Qwen3Model": "llama", "Qwen3ForCausalLM": "llama_causal",
             "Qwen2_5_VLForConditionalGeneration": "qwen_vl"}.get(slot_class, "t5")
     rule = {"clip": clip_text_config, "t5": t5_config, "llama": decoder_lm_config, "llama_causal": decoder_lm_config,
             "qwen_vl": qwen_vl_config}.get(kind)

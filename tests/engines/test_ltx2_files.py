@@ -1,7 +1,8 @@
-"""LTX-2's video VAE from its own file: Lightricks' layout (the all-in-one ltx-2-19b-*.safetensors keeps it under
+"""LTX-2 parts from their own files. The video VAE: Lightricks' layout (the all-in-one ltx-2-19b-*.safetensors keeps it under
 `vae.`: one numbered block list per side, `res_blocks`, `per_channel_statistics`), written by our own exporter from a
 VAE whose weights differ from the folder's, replaces the folder's VAE (request key `vae`); the frames equal Diffusers'
-LTX2Pipeline with that VAE and the scheduler built here from Diffusers' class."""
+LTX2Pipeline with that VAE and the scheduler built here from Diffusers' class; the all-in-one file's own VAE; the
+Gemma 3 text encoder from ComfyUI's text-only file."""
 from __future__ import annotations
 
 import numpy as np
@@ -72,3 +73,32 @@ def test_the_all_in_one_files_own_vae_is_used(setup, tmp_path):
     result = orch.run({**BASE, "model": "ltx2_all_in_one_tiny"})
     want = frames(orch.run({**BASE, "vae": "ltx2_video_vae_tiny"}))
     assert np.abs(frames(result) - want).max() <= 1
+
+
+def test_gemma_text_encoder_file(setup, tmp_path):
+    """ComfyUI's text-only gemma_3_12B_it file (the language model under `model.`): built as a Gemma3TextModel, whose
+    hidden states are all LTX2Pipeline reads; the frames equal Diffusers' pipeline with the whole
+    Gemma3ForConditionalGeneration those weights came from."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, LTX2Pipeline
+    from safetensors.torch import save_file
+
+    from sdcodex.runtime import LocalModels, build_orchestrator
+
+    root, folder, _ = setup
+    gemma = _shifted(_module(folder, "text_encoder"), 9)
+    (root / "text_encoders").mkdir(exist_ok=True)
+    language = {k.replace("model.language_model.", "model.", 1): v.contiguous()
+                for k, v in gemma.state_dict().items() if k.startswith("model.language_model.")}
+    save_file(language, root / "text_encoders" / "gemma_3_tiny.safetensors")
+    pipe = LTX2Pipeline.from_pretrained(folder, local_files_only=True, text_encoder=gemma)
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler(
+        num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=True, base_shift=0.95, max_shift=2.05,
+        base_image_seq_len=1024, max_image_seq_len=4096, shift_terminal=0.1, time_shift_type="exponential")
+    pipe.set_progress_bar_config(disable=True)
+    ref = pipe(prompt=BASE["prompt"], width=64, height=32, num_frames=9, frame_rate=24.0, num_inference_steps=2,
+               guidance_scale=1.0, output_type="pil", generator=torch.Generator("cpu").manual_seed(11))
+    expected = np.stack([np.asarray(f, dtype=np.int16) for f in ref.frames[0]])
+    orch = build_orchestrator(models=LocalModels(root), outdir=tmp_path, device="cpu")
+    assert np.abs(frames(orch.run(BASE)) - expected).max() > 1
+    ours = frames(orch.run({**BASE, "text_encoders": ["gemma_3_tiny"]}))
+    assert np.abs(ours - expected).max() <= 1
