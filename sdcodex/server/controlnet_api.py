@@ -1,7 +1,8 @@
 """The A1111 ControlNet extension's preprocessor routes: `GET /controlnet/module_list` and
 `POST /controlnet/detect`, answered as the extension answers them (its field names, its lenient sliders: a
 value out of a slider's range, like the -1 its clients send, means the default). The preprocessors run through
-`sdcodex.runtime`; errors are 422s that name the field (`controlnet_input_images[1]`)."""
+`CodexService.detect_control` (the web UI's preview runs the same); errors are 422s that name the field
+(`controlnet_input_images[1]`)."""
 from __future__ import annotations
 
 from typing import Any
@@ -10,7 +11,6 @@ from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from sdcodex.core.errors import ValidationError
 
 router = APIRouter(prefix="/controlnet", tags=["controlnet"])
 
@@ -40,30 +40,12 @@ async def module_list(alias_names: bool = Query(False)) -> dict[str, Any]:
 
 
 def _detect(service: Any, body: DetectRequest) -> dict[str, Any]:
-    from sdcodex import runtime
     from sdcodex.media.imageio import encode_image_b64
 
-    names, _ = runtime.preprocessor_modules()
-    aliases, _ = runtime.preprocessor_modules(alias_names=True)
-    if body.controlnet_module not in set(names) | set(aliases):
-        raise ValidationError(f"unknown preprocessor {body.controlnet_module!r}", field="controlnet_module",
-                              allowed=names)
-    if not body.controlnet_input_images:
-        raise ValidationError("no image: give at least one base64 image", field="controlnet_input_images")
-    res, a, b = runtime.preprocessor_bounds(body.controlnet_module, body.controlnet_processor_res,
-                                            body.controlnet_threshold_a, body.controlnet_threshold_b)
-    load = service.orchestrator.image_loader
-    models_dir = getattr(service.models, "models_dir", None)
-    device = str(getattr(service, "device", "cpu") or "cpu")
-    device = device if device.startswith("cuda") else "cpu"
-    images = []
-    for i, value in enumerate(body.controlnet_input_images):
-        image = load(value, f"controlnet_input_images[{i}]")
-        mask = load(body.controlnet_masks[i], f"controlnet_masks[{i}]") if i < len(body.controlnet_masks) else None
-        out = runtime.preprocess(body.controlnet_module, image, resolution=res, threshold_a=a, threshold_b=b,
-                                 mask=mask, models_dir=models_dir, device=device, field="controlnet_module")
-        images.append(encode_image_b64(out, "png"))
-    return {"info": "Success", "images": images}
+    maps = service.detect_control(body.controlnet_module, body.controlnet_input_images,
+                                  processor_res=body.controlnet_processor_res, threshold_a=body.controlnet_threshold_a,
+                                  threshold_b=body.controlnet_threshold_b, masks=body.controlnet_masks)
+    return {"info": "Success", "images": [encode_image_b64(m, "png") for m in maps]}
 
 
 #: what `GET /controlnet/version` answers (the sd-webui-controlnet API version its clients check)

@@ -309,6 +309,37 @@ class CodexService:
         except Exception:  # noqa: BLE001
             return None
 
+    # -- ControlNet preprocessors ---------------------------------------------------------------
+    def detect_control(self, module: str, images: list[str], *, processor_res: float | None = -1,
+                       threshold_a: float | None = -1, threshold_b: float | None = -1, masks: Any = (),
+                       module_field: str = "controlnet_module",
+                       image_field: str = "controlnet_input_images[{i}]",
+                       mask_field: str = "controlnet_masks[{i}]") -> list[Any]:
+        """Run preprocessor `module` on each base64 image (with `masks[i]` for the inpaint modules) without
+        generating; returns the control maps (PIL). What `POST /controlnet/detect` and the web UI's preview run.
+        Sliders follow the extension's lenient rule (out of range, like -1, is the default); errors name
+        `module_field` / `image_field` / `mask_field` (a missing preprocessor weight names the `sdcodex cache-models` command)."""
+        from sdcodex import runtime
+
+        names, _ = runtime.preprocessor_modules()
+        aliases, _ = runtime.preprocessor_modules(alias_names=True)
+        if module not in set(names) | set(aliases):
+            raise ValidationError(f"unknown preprocessor {module!r}", field=module_field, allowed=names)
+        if not images:
+            raise ValidationError("no image: give at least one base64 image", field=image_field.split("[")[0])
+        res, a, b = runtime.preprocessor_bounds(module, processor_res, threshold_a, threshold_b)
+        load = self.orchestrator.image_loader
+        models_dir = getattr(self.models, "models_dir", None)
+        device = str(self.device or "cpu")
+        device = device if device.startswith("cuda") else "cpu"
+        out = []
+        for i, value in enumerate(images):
+            image = load(value, image_field.format(i=i))
+            mask = load(masks[i], mask_field.format(i=i)) if i < len(masks) else None
+            out.append(runtime.preprocess(module, image, resolution=res, threshold_a=a, threshold_b=b, mask=mask,
+                                          models_dir=models_dir, device=device, field=module_field))
+        return out
+
     # -- jobs ----------------------------------------------------------------------------------
     def prepare(self, request: dict[str, Any]) -> tuple[Any, Any]:
         """Full validation without generating: strict request, model, preset, family rules, images,

@@ -1,72 +1,52 @@
 """The IP-Adapter panel on txt2img, img2img and inpaint: an image prompt (reference image), the adapter, its CLIP
-image encoder (empty = the one that fits) and the scale. `request_part()` turns it into the request's
-`ip_adapter`."""
+image encoder (empty = the one that fits) and the scale — one unit of the shared units panel (`units.py`).
+`request_part()` turns it into the request's `ip_adapter`."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
 from sdcodex.core.enums import Task
 
+from .units import Field, UnitsPanel, build_unit, enabled_field, image_field, image_value, read_unit, wire_models
+
 TASKS = (Task.TXT2IMG, Task.IMG2IMG, Task.INPAINT)
 PLACEHOLDER = "<ip_adapter.images[0]: {w}x{h}>"
 
+FIELDS = (
+    enabled_field(),
+    image_field("Reference image"),
+    Field("model", gr.Dropdown, "IP-Adapter", "model", row=1, missing="", models="ip_adapter"),
+    Field("image_encoder", gr.Dropdown, "Image encoder (empty: the one that fits)", "encoder", row=1,
+          models="image_encoder", blank=True),
+    Field("scale", gr.Slider, "Scale", "scale", value=1.0, missing=1.0, cast=float,
+          kwargs={"minimum": 0.0, "maximum": 2.0, "step": 0.05}),
+)
 
-@dataclass
-class IpAdapterPanel:
-    enabled: Any
-    image: Any
-    model: Any
-    image_encoder: Any
-    scale: Any
-    refresh: Any
 
-    @property
-    def components(self) -> list[Any]:
-        return [self.enabled, self.image, self.model, self.image_encoder, self.scale]
+class IpAdapterPanel(UnitsPanel):
+    """One unit; its components are also attributes (`enabled`, `image`, `model`, `image_encoder`, `scale`)."""
+
+    def __getattr__(self, name: str) -> Any:
+        units = self.__dict__.get("units") or []
+        if units and name in units[0]:
+            return units[0][name]
+        raise AttributeError(name)
 
 
 def build(task: Task) -> IpAdapterPanel:
     """Lay out the panel (inside a gr.Blocks context); the model lists fill in with `wire`."""
     p = f"codex-{task.value}-ip-adapter"
     with gr.Accordion("IP-Adapter (image prompt)", open=False, elem_id=p):
-        enabled = gr.Checkbox(label="Enable", value=False, elem_id=f"{p}-enabled")
-        image = gr.Image(label="Reference image", type="pil", height=200, elem_id=f"{p}-image",
-                         sources=["upload", "clipboard"])
-        with gr.Row():
-            model = gr.Dropdown([], label="IP-Adapter", allow_custom_value=True, elem_id=f"{p}-model")
-            encoder = gr.Dropdown([], label="Image encoder (empty: the one that fits)", allow_custom_value=True,
-                                  elem_id=f"{p}-encoder")
-            refresh = gr.Button("↻", size="sm", elem_id=f"{p}-refresh")
-        scale = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Scale", elem_id=f"{p}-scale")
-    return IpAdapterPanel(enabled, image, model, encoder, scale, refresh)
-
-
-def names(models: Any, kind: str) -> list[str]:
-    try:
-        return [e.name for e in models.entries(kind=kind)]
-    except Exception:  # noqa: BLE001 - a panel without choices still takes a typed name
-        return []
+        refresh = gr.Button("↻ IP-Adapter models", size="sm", elem_id=f"{p}-refresh")
+        unit = build_unit(FIELDS, p)
+    return IpAdapterPanel(refresh, FIELDS, [unit])
 
 
 def wire(tabs: dict[str, Any], models: Any) -> None:
     """Fill each panel's lists when its tab opens and on its ↻ button (rescanning the models folder)."""
-    for tab in tabs.values():
-        panel = getattr(tab, "ip_adapter", None)
-        if panel is None:
-            continue
-
-        def fill(rescan: bool = False) -> list[Any]:
-            if rescan and hasattr(models, "refresh"):
-                models.refresh()
-            return [gr.update(choices=names(models, "ip_adapter")),
-                    gr.update(choices=[""] + names(models, "image_encoder"))]
-
-        outputs = [panel.model, panel.image_encoder]
-        panel.refresh.click(lambda: fill(True), None, outputs, show_progress="hidden")
-        tab.tab.select(lambda: fill(False), None, outputs, show_progress="hidden", queue=False)
+    wire_models(tabs, "ip_adapter", models)
 
 
 def request_part(panel: IpAdapterPanel | None, data: dict[Any, Any], *, encode: bool) -> dict[str, Any] | None:
@@ -75,19 +55,9 @@ def request_part(panel: IpAdapterPanel | None, data: dict[Any, Any], *, encode: 
     if panel is None or not data.get(panel.enabled):
         return None
     image = data.get(panel.image)
-    if image is None:
-        images: list[Any] = []
-    elif encode:
-        from .request import encode_png
-
-        images = [encode_png(image.convert("RGB"))]
-    else:
-        images = [PLACEHOLDER.format(w=image.size[0], h=image.size[1])]
-    part: dict[str, Any] = {"model": data.get(panel.model) or "", "images": images,
-                            "scale": float(data.get(panel.scale) if data.get(panel.scale) is not None else 1.0)}
-    if data.get(panel.image_encoder):
-        part["image_encoder"] = data.get(panel.image_encoder)
-    return part
+    images = [] if image is None else [image_value(image, encode=encode, placeholder=PLACEHOLDER)]
+    part = read_unit(panel, panel.units[0], data)
+    return {"model": part.pop("model"), "images": images, **part}
 
 
 __all__ = ["build", "wire", "request_part", "IpAdapterPanel", "TASKS"]

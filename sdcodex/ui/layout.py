@@ -101,7 +101,7 @@ def build_blocks(service: Any) -> gr.Blocks:
         style_editor = styles_view.build_editor()
         for tab in gen_tabs.values():
             wire_tab(tab, quick, jobs, tabs, gen_tabs)
-        controlnet_panel.wire(gen_tabs, models)
+        controlnet_panel.wire(gen_tabs, models, service)
         ip_adapter_panel.wire(gen_tabs, models)
         _wire_png_info(png, gen_tabs, tabs, service)
         styles_view.wire(style_editor, service, blocks, gen_tabs)
