@@ -37,6 +37,7 @@ _COMPONENT_PREFIXES = (  # key prefix -> pipeline component (longest first)
     ("lora_unet_", "denoiser"), ("lora_transformer_", "denoiser"),
     ("text_encoder_2.", "text_encoder_2"), ("text_encoder.", "text_encoder"), ("unet.", "denoiser"),
     ("transformer.", "denoiser"), ("diffusion_model.", "denoiser"), ("base_model.model.", "denoiser"),
+    ("connectors.", "connectors"),  # LTX-2's text connectors (Lightricks' text_embedding_projection, see lora_flow)
 )
 _UNSUPPORTED = (".hada_w1_a", ".lokr_w1", ".lora_mid.", "dora_scale", "lora_magnitude_vector")
 _FLOW_FAMILIES = ("flux", "wan22_ti2v_5b", "wan22_t2v_a14b", "wan22_i2v_a14b", "hunyuan_video", "z_image", "chroma",
@@ -248,7 +249,8 @@ def _delta(up: torch.Tensor, down: torch.Tensor, target: torch.Tensor) -> torch.
 def _components(model: Any) -> dict[str, torch.nn.Module]:
     comps = model.components
     denoiser = comps.get("unet") if comps.get("unet") is not None else comps.get("transformer")
-    out = {"denoiser": denoiser, "text_encoder": comps.get("text_encoder"), "text_encoder_2": comps.get("text_encoder_2")}
+    out = {"denoiser": denoiser, "text_encoder": comps.get("text_encoder"), "text_encoder_2": comps.get("text_encoder_2"),
+           "connectors": comps.get("connectors")}
     return {k: v for k, v in out.items() if v is not None}
 
 

@@ -51,6 +51,9 @@ def _renamer(family: str) -> Any:
 
 #: the prefixes ComfyUI / ai-toolkit put in front of original names in a LoRA (LTX-2: `diffusion_model.`)
 _RENAMED_PREFIXES = ("model.diffusion_model.", "diffusion_model.")
+#: LTX-2 LoRAs may also train the text projection in front of the connectors (Lightricks' `text_embedding_projection.
+#: aggregate_embed`, Diffusers' `connectors.text_proj_in`)
+_CONNECTOR_PREFIX, _CONNECTOR_PARTS = "text_embedding_projection.", {"aggregate_embed": "text_proj_in"}
 
 
 def _renamed(state: dict[str, torch.Tensor], family: str) -> dict[str, torch.Tensor] | None:
@@ -65,6 +68,11 @@ def _renamed(state: dict[str, torch.Tensor], family: str) -> dict[str, torch.Ten
     for key, tensor in state.items():
         prefix = next((p for p in _RENAMED_PREFIXES if key.startswith(p)), None)
         suffix = next((sfx for sfx in _SUFFIXES if key.endswith(sfx)), None)
+        if family == "ltx2" and key.startswith(_CONNECTOR_PREFIX) and suffix is not None:
+            hit = True
+            stem = key[len(_CONNECTOR_PREFIX):-len(suffix)]
+            out["connectors." + ".".join(_CONNECTOR_PARTS.get(p, p) for p in stem.split(".")) + suffix] = tensor
+            continue
         if prefix is None or suffix is None:
             out[key] = tensor
             continue

@@ -7,7 +7,8 @@ FLUX.2: ai-toolkit / ComfyUI BFL names (`diffusion_model.double_blocks.0.img_att
 matrix; `single_blocks.0.linear1` stays fused in Diffusers), kohya flat names with alpha, PEFT (`transformer.`).
 Qwen-Image: ComfyUI/ai-toolkit (`diffusion_model.` + alpha), kohya/musubi flat (`lora_unet_transformer_blocks_0_...`),
 the bare names + alpha of lightx2v's Qwen-Image-Lightning files (rank 64, alpha 8 there), PEFT.
-LTX-2: Lightricks' names (`diffusion_model.patchify_proj`, `...audio_attn1.to_k`) and PEFT (Diffusers names).
+LTX-2: Lightricks' names (`diffusion_model.patchify_proj`, `...audio_attn1.to_k`, the connectors' text projection
+`text_embedding_projection.aggregate_embed`) and PEFT (Diffusers names, `connectors.text_proj_in`).
 The LoRA files are made here from the models' shapes."""
 from __future__ import annotations
 
@@ -79,9 +80,9 @@ def qwen_loras(tr: torch.nn.Module, seed: int) -> dict[str, dict[str, torch.Tens
     return {"comfy": comfy, "kohya": kohya, "lightning": bare, "peft": peft}
 
 
-def ltx2_loras(tr: torch.nn.Module, seed: int) -> dict[str, dict[str, torch.Tensor]]:
-    """Video and audio self-attention, the audio-to-video cross-attention, the FFN and the video patch projection, in
-    Lightricks' names and in Diffusers' (PEFT)."""
+def ltx2_loras(tr: torch.nn.Module, seed: int, connectors: torch.nn.Module) -> dict[str, dict[str, torch.Tensor]]:
+    """Video and audio self-attention, the audio-to-video cross-attention, the FFN, the video patch projection and
+    the text projection in front of the connectors, in Lightricks' names and in Diffusers' (PEFT)."""
     from sdcodex.models.convert_flow import LTX2_PARTS
 
     gen = torch.Generator().manual_seed(seed)
@@ -95,6 +96,9 @@ def ltx2_loras(tr: torch.nn.Module, seed: int) -> dict[str, dict[str, torch.Tens
         _put(lightricks, f"diffusion_model.{original}", down, up)
         _put(peft, f"transformer.{name}", down, up)
     assert "diffusion_model.patchify_proj.lora_A.weight" in lightricks
+    down, up = _pair(gen, connectors.text_proj_in)
+    _put(lightricks, "text_embedding_projection.aggregate_embed", down, up)
+    _put(peft, "connectors.text_proj_in", down, up)
     return {"lightricks": lightricks, "peft": peft}
 
 
@@ -111,8 +115,9 @@ def lora_dir(tmp_path_factory) -> Path:
     models = {"flux2": "flux2-dev-demo", "qwen": "qwen-image-demo", "ltx2": "ltx2-demo"}
     (root / "Lora").mkdir()
     for family, make in made.items():
-        transformer = plain.load(plain.resolve(models[family])).components["transformer"]
-        for layout, sd in make(transformer, 7).items():
+        components = plain.load(plain.resolve(models[family])).components
+        extra = (components["connectors"],) if family == "ltx2" else ()
+        for layout, sd in make(components["transformer"], 7, *extra).items():
             save_file({k: v.clone().contiguous() for k, v in sd.items()}, root / "Lora" / f"{family}-{layout}.safetensors")
     return root
 
@@ -205,7 +210,7 @@ def test_qwen_image_lora_layouts_equal_diffusers(orch, lora_dir):
 def test_ltx2_lora_layouts_equal_diffusers(orch, lora_dir):
     from diffusers import FlowMatchEulerDiscreteScheduler, LTX2Pipeline
 
-    results = _layouts(orch, LTX2, "ltx2", ("lightricks", "peft"), layers=5)
+    results = _layouts(orch, LTX2, "ltx2", ("lightricks", "peft"), layers=6)
     pipe = LTX2Pipeline.from_pretrained(lora_dir / "ltx2-demo", local_files_only=True)
     pipe.scheduler = FlowMatchEulerDiscreteScheduler(
         num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=True, base_shift=0.95, max_shift=2.05,
