@@ -96,3 +96,22 @@ def test_dev_mistral_text_encoder_file(tmp_path_factory, tmp_path):
     assert np.abs(plain - expected).max() > 1
     ours = np.asarray(orch.run({**req, "text_encoders": ["mistral_3_small_tiny"]}).pil_images[0], dtype=np.int16)
     assert np.abs(ours - expected).max() <= 1
+
+
+def test_a_text_encoder_of_another_width_is_refused(setup, tmp_path):
+    """A Qwen3 file whose width is not the one the transformer's text input takes (3 stacked layers) is refused at load,
+    naming `text_encoders[0]` and the width allowed, before anything runs."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from sdcodex.core.errors import ModelLoadError
+    from sdcodex.runtime import LocalModels, build_orchestrator
+
+    root = setup[0]
+    wide = Qwen3ForCausalLM(Qwen3Config(hidden_size=24, intermediate_size=16, num_hidden_layers=28,
+                                        num_attention_heads=2, num_key_value_heads=2, head_dim=8, vocab_size=300))
+    save_file({k: v.contiguous() for k, v in wide.state_dict().items() if k.startswith("model.")},
+              root / "text_encoders" / "qwen_3_wide_tiny.safetensors")
+    orch = build_orchestrator(models=LocalModels(root), outdir=tmp_path, device="cpu")
+    with pytest.raises(ModelLoadError) as err:
+        orch.run({**BASE, "model": "flux2-klein-base-demo", "text_encoders": ["qwen_3_wide_tiny"]})
+    assert err.value.field == "text_encoders[0]" and "24 wide" in str(err.value) and err.value.allowed
