@@ -1,4 +1,4 @@
-"""ControlNet units for the engines over Diffusers (SD1.5, SDXL, FLUX): find and load each unit's ControlNet, make
+"""ControlNet units for the engines over Diffusers (SD1.5, SD2, SDXL, SD3, FLUX, Qwen-Image, Z-Image): find and load each unit's ControlNet, make
 its control image (preprocessor, pixel-perfect resolution, resize mode), and run the family's ControlNet pipeline
 built from the loaded base components (no reload of the base) with the units' weights, guidance start/end and
 control modes. Several units run as Diffusers' MultiControlNetModel / FluxMultiControlNetModel.
@@ -34,6 +34,12 @@ CALL_KEYS = ("controlnet_conditioning_scale", "control_guidance_start", "control
              "control_image", "control_mode")
 SOFT_INJECTION_BASE = 0.825   # sd-webui-controlnet's "My prompt is more important" layer decay
 MAX_CACHED = 4                # ControlNets kept loaded beside one base model
+
+#: Diffusers' class running several ControlNets of a family (default MultiControlNetModel; None: one unit only)
+MULTI_CONTROLNETS: dict[str, str | None] = {"flux": "FluxMultiControlNetModel", "sd3": "SD3MultiControlNetModel",
+                                            "qwen_image": "QwenImageMultiControlNetModel", "z_image": None}
+#: families whose multi class runs one net over several images (QwenImageMultiControlNetModel)
+ONE_NET_MULTI = frozenset({"qwen_image"})
 
 #: ControlNet-Union control types, in the order of the model's control_mode index (xinsir's SDXL Union / ProMax)
 SDXL_UNION_TYPES = ("openpose", "depth", "hed", "canny", "normal", "segment", "tile", "repaint")
@@ -293,8 +299,17 @@ def prepare(engine: Any, params: Any) -> ControlRun | None:
     else:
         import diffusers
 
-        multi = {"flux": "FluxMultiControlNetModel", "sd3": "SD3MultiControlNetModel"}.get(family,
-                                                                                            "MultiControlNetModel")
+        multi = MULTI_CONTROLNETS.get(family, "MultiControlNetModel")
+        if multi is None:
+            raise ValidationError(f"{engine.label} runs one ControlNet unit (Diffusers' pipeline takes one control "
+                                  f"image)", field="controls", allowed="1 unit")
+        if family in ONE_NET_MULTI:
+            other = next((i for i, n in enumerate(nets) if n is not nets[0]), None)
+            if other is not None:
+                raise ValidationError(f"{engine.label} ControlNet units must all name the same model (Diffusers' "
+                                      f"{multi} runs one net, e.g. a Union model, over every image)",
+                                      field=f"controls[{other}].model", allowed=[units[0]["model"]])
+            nets = nets[:1]
         controlnet = getattr(diffusers, multi)(nets)
     pipe = build_pipeline(table[params.task], engine.model.components, controlnet=controlnet, add_watermarker=False)
 
@@ -302,9 +317,17 @@ def prepare(engine: Any, params: Any) -> ControlRun | None:
         values = [u[key] for u in units]
         return values[0] if one and not union_modes else values
 
-    kw: dict[str, Any] = {"controlnet_conditioning_scale": each("weight"),
-                          "control_guidance_start": each("guidance_start"),
-                          "control_guidance_end": each("guidance_end")}
+    kw: dict[str, Any] = {"controlnet_conditioning_scale": each("weight")}
+    import inspect
+
+    if "control_guidance_start" in inspect.signature(table[params.task].__call__).parameters:
+        kw.update(control_guidance_start=each("guidance_start"), control_guidance_end=each("guidance_end"))
+    else:  # Z-Image: the control acts on every step
+        for i, unit in enumerate(units):
+            for key, full in (("guidance_start", 0.0), ("guidance_end", 1.0)):
+                if unit[key] != full:
+                    raise ValidationError(f"{engine.label} ControlNets act on every step (Diffusers' pipeline has no "
+                                          f"control guidance window)", field=f"controls[{i}].{key}", allowed=[full])
     if union_modes and not flux and one:
         kw["controlnet_conditioning_scale"] = units[0]["weight"]
     image = images[0] if one and not union_modes else images

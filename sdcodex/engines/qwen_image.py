@@ -12,8 +12,8 @@ from typing import Any
 
 from types import SimpleNamespace
 
-from diffusers import (QwenImageEditPipeline, QwenImageEditPlusPipeline, QwenImageImg2ImgPipeline,
-                       QwenImageInpaintPipeline, QwenImagePipeline)
+from diffusers import (QwenImageControlNetPipeline, QwenImageEditPipeline, QwenImageEditPlusPipeline,
+                       QwenImageImg2ImgPipeline, QwenImageInpaintPipeline, QwenImagePipeline)
 
 from sdcodex.core.engine import EngineOutput
 from sdcodex.core.enums import EngineKey, Mode, Task
@@ -38,6 +38,10 @@ class QwenImageEngine(FlowImageEngine):
     defaults = {"width": 1328, "height": 1328, "steps": 50, "cfg_scale": 4.0}
     pipelines = {Task.TXT2IMG: QwenImagePipeline, Task.IMG2IMG: QwenImageImg2ImgPipeline,
                  Task.INPAINT: QwenImageInpaintPipeline}
+    # Qwen-Image ControlNets (QwenImageControlNetModel folders: InstantX's Union and single-type nets), txt2img; several
+    # units must name one model (Diffusers' QwenImageMultiControlNetModel runs one net over several images)
+    control_pipelines = {Task.TXT2IMG: QwenImageControlNetPipeline}
+    supports_controls = True
 
     def call_kwargs(self, params: Params, pipe: Any, batch_size: int) -> dict[str, Any]:
         return {**self.image_kwargs(params, batch_size, true_cfg_scale=params.cfg_scale),

@@ -310,7 +310,8 @@ def _detect_component_folder(root: Path) -> Detection:
 
 #: Diffusers ControlNet classes (a component folder: config.json + weights) -> family
 CONTROLNET_CLASSES = {"ControlNetModel": None, "ControlNetUnionModel": EngineKey.SDXL,
-                      "FluxControlNetModel": EngineKey.FLUX, "SD3ControlNetModel": EngineKey.SD3}
+                      "FluxControlNetModel": EngineKey.FLUX, "SD3ControlNetModel": EngineKey.SD3,
+                      "QwenImageControlNetModel": EngineKey.QWEN_IMAGE, "ZImageControlNetModel": EngineKey.Z_IMAGE}
 
 
 def controlnet_folder(config: Mapping[str, Any], cls: str) -> Detection:
