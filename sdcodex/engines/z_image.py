@@ -1,4 +1,5 @@
-"""Z-Image engine (txt2img, img2img) over Diffusers' ZImagePipeline / ZImageImg2ImgPipeline.
+"""Z-Image engine (txt2img, img2img) over Diffusers' ZImagePipeline / ZImageImg2ImgPipeline; ControlNet units on
+txt2img through ZImageControlNetPipeline (sdcodex.engines.controlnet).
 
 Z-Image-Turbo is distilled for about 8 steps with CFG off; the base Z-Image runs ~50 steps with CFG. Turbo is
 the `turbo` mode (its presets), and the mode is ignored with a reason on a model that shows no sign of being
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from diffusers import ZImageImg2ImgPipeline, ZImagePipeline
+from diffusers import ZImageControlNetPipeline, ZImageImg2ImgPipeline, ZImagePipeline
 
 from sdcodex.core.engine import EngineOutput
 from sdcodex.core.enums import EngineKey, Mode, Task
@@ -38,6 +39,10 @@ class ZImageEngine(FlowImageEngine):
     defaults = {"width": 1024, "height": 1024, "steps": 50, "cfg_scale": 5.0}
     pipelines = {Task.TXT2IMG: ZImagePipeline, Task.IMG2IMG: ZImageImg2ImgPipeline}
     extra_keys = frozenset({"flow_shift"})  # the scheduler's shift (3.0) is the knob Z-Image users tune
+    # Z-Image ControlNets (ZImageControlNetModel folders: alibaba-pai's Z-Image-Turbo-Fun-Controlnet-Union), txt2img,
+    # one unit acting on every step (Diffusers' pipeline takes one control image and no guidance window)
+    control_pipelines = {Task.TXT2IMG: ZImageControlNetPipeline}
+    supports_controls = True
 
     def call_kwargs(self, params: Params, pipe: Any, batch_size: int) -> dict[str, Any]:
         guidance = pipeline_guidance(params.cfg_scale)

@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 from diffusers import (ControlNetModel, FlowMatchEulerDiscreteScheduler, QwenImageControlNetModel,
-                       QwenImageControlNetPipeline, QwenImageMultiControlNetModel)
+                       QwenImageControlNetPipeline, QwenImageMultiControlNetModel, ZImageControlNetModel,
+                       ZImageControlNetPipeline)
 from PIL import Image, ImageDraw
 
 from sdcodex.core.errors import ValidationError
@@ -46,12 +47,19 @@ def setup(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("cn-new")
     build_demo_model("qwen_image", root)
+    build_demo_model("z_image", root)
     models = LocalModels(root)
     qwen = models.load(models.resolve("qwen-image-demo"))
     for i, name in enumerate(("cn-qwen-a", "cn-qwen-b")):
         net = QwenImageControlNetModel.from_transformer(qwen.components["transformer"], num_layers=1,
                                                         attention_head_dim=16, num_attention_heads=2)
         _wake(net, i + 1, ("controlnet_blocks", "controlnet_x_embedder")).save_pretrained(root / "ControlNet" / name)
+    z = models.load(models.resolve("z-image-demo")).components["transformer"].config
+    # alibaba-pai's Fun-Controlnet-Union layout in small: control blocks at layers 0 and 1, the control noise refiner
+    _wake(ZImageControlNetModel(control_layers_places=[0, 1], control_refiner_layers_places=[0],
+                                control_in_dim=z.in_channels, add_control_noise_refiner="control_noise_refiner",
+                                dim=z.dim, n_refiner_layers=z.n_refiner_layers, n_heads=z.n_heads,
+                                n_kv_heads=z.n_kv_heads), 3, ("control_",)).save_pretrained(root / "ControlNet" / "cn-z")
     # an SD1.5 ControlNet (another family), as small as the class allows
     ControlNetModel(block_out_channels=(8, 16), layers_per_block=1, cross_attention_dim=8, attention_head_dim=2,
                     norm_num_groups=4, conditioning_embedding_out_channels=(4, 8),
@@ -81,6 +89,7 @@ def test_qwen_image_controlnets_equal_diffusers(setup):
     assert_same(one.pil_images[0], _qwen_reference(model, net_a, control_image=a, controlnet_conditioning_scale=0.8,
                                                    control_guidance_start=0.2, control_guidance_end=0.7))
     assert one.pil_images[0].tobytes() != orch.run(QWEN).pil_images[0].tobytes()
+    assert one.info["warnings"] == [] and one.info["controls"][0]["guidance_start"] == 0.2
     two = orch.run({**QWEN, "controls": [{"image": png_b64(a), "model": "cn-qwen-a", "weight": 0.7},
                                          {"image": png_b64(b), "model": "cn-qwen-a", "weight": 1.2,
                                           "guidance_end": 0.5}]})
@@ -95,4 +104,36 @@ def test_qwen_image_controlnets_equal_diffusers(setup):
                             ([unit, {**unit, "model": "cn-qwen-b"}], "controls[1].model")):
         with pytest.raises(ValidationError) as e:
             orch.run({**QWEN, "controls": controls})
+        assert e.value.field == field
+
+
+def test_z_image_controlnet_equals_diffusers(setup):
+    root, models, _, orch = setup
+    model = models.load(models.resolve("z-image-demo"))
+    a, _ = _maps()
+    request = {"task": "txt2img", "model": "z-image-demo", "prompt": "a lighthouse", "negative_prompt": "blurry",
+               "width": 64, "height": 64, "steps": 3, "cfg_scale": 3.0, "seed": 5}
+    ours = orch.run({**request, "controls": [{"image": png_b64(a), "model": "cn-z", "weight": 0.8}]})
+    pipe = ZImageControlNetPipeline(**{n: model.components[n] for n in ("transformer", "vae", "text_encoder",
+                                                                       "tokenizer")},
+                                    controlnet=ZImageControlNetModel.from_pretrained(root / "ControlNet" / "cn-z"),
+                                    # Tongyi-MAI/Z-Image-Turbo's scheduler, built from Diffusers' class here
+                                    scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0,
+                                                                              use_dynamic_shifting=False))
+    pipe.set_progress_bar_config(disable=True)
+    ref = pipe(prompt="a lighthouse", negative_prompt="blurry", guidance_scale=2.0, width=64, height=64,
+               num_inference_steps=3, control_image=a, controlnet_conditioning_scale=0.8,
+               generator=torch.Generator("cpu").manual_seed(5)).images[0]
+    assert_same(ours.pil_images[0], ref)
+    assert ours.pil_images[0].tobytes() != orch.run(request).pil_images[0].tobytes()
+    assert ours.info["warnings"] == []
+
+    found = detect_path(root / "ControlNet" / "cn-z")
+    assert (found.kind, found.family.value) == ("controlnet", "z_image")
+    unit = {"image": png_b64(a), "model": "cn-z"}
+    for controls, field in (([{**unit, "model": "cn-qwen-a"}], "controls[0].model"),
+                            ([{**unit, "guidance_end": 0.5}], "controls[0].guidance_end"),
+                            ([unit, unit], "controls")):
+        with pytest.raises(ValidationError) as e:
+            orch.run({**request, "controls": controls})
         assert e.value.field == field
