@@ -109,9 +109,12 @@ def build_panel() -> Panel:
 
 
 def wire(panel: Panel, service: Any, blocks: Any, quick: Any, switch_outputs: list[Any],
-         switch: Callable[[str, str | None], list[Any]], checkpoint_names: Callable[[str], list[str]]) -> None:
-    """Events of the panel. `switch(engine, mode)` gives the updates for `switch_outputs` (checkpoint first) when the
-    engine changes; `checkpoint_names(engine)` the checkpoints listed for an engine."""
+         switch: Callable[..., list[Any]], checkpoint_names: Callable[[str], list[str]],
+         switch_state: Any = None) -> None:
+    """Events of the panel. `switch(engine, mode, state)` gives the updates for `switch_outputs` (checkpoint first)
+    when the engine changes, `state` being the value of the `switch_state` component (what the page shows);
+    `checkpoint_names(engine)` the checkpoints listed for an engine."""
+    state_inputs = [] if switch_state is None else [switch_state]
     outs = [panel.cards[k] for k, _ in KINDS]
     panel.search.change(lambda q: render(service, q), inputs=panel.search, outputs=outs, show_progress="hidden",
                        trigger_mode="always_last")
@@ -123,7 +126,7 @@ def wire(panel: Panel, service: Any, blocks: Any, quick: Any, switch_outputs: li
     panel.refresh.click(refresh, inputs=panel.search, outputs=outs, show_progress="hidden")
     blocks.load(lambda: render(service), None, outs, show_progress="hidden")
 
-    def select(value: str, engine: str, mode: str | None) -> list[Any]:
+    def select(value: str, engine: str, mode: str | None, *state: Any) -> list[Any]:
         skip = [gr.skip()] * (3 + len(switch_outputs))
         kind, _, name = (value or "").partition("\t")
         if not name:
@@ -140,10 +143,10 @@ def wire(panel: Panel, service: Any, blocks: Any, quick: Any, switch_outputs: li
         note = f"Checkpoint **{html.escape(name)}** selected."
         if family == engine:
             return ["", gr.skip(), gr.skip(), gr.update(value=name), *[gr.skip()] * (len(switch_outputs) - 1), note]
-        updates = switch(family, mode)
+        updates = switch(family, mode, *state)
         updates[0] = gr.update(choices=checkpoint_names(family), value=name)
         return ["", gr.update(value=family), gr.skip(), *updates, note]
 
-    panel.select.change(select, inputs=[panel.select, quick.engine, quick.mode],
+    panel.select.change(select, inputs=[panel.select, quick.engine, quick.mode, *state_inputs],
                        outputs=[panel.select, quick.engine, quick.vae, *switch_outputs, panel.status],
                        show_progress="hidden")

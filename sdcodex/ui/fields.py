@@ -136,6 +136,7 @@ class GenTab:
     controlnet: Any = None  # the ControlNet units panel (controlnet_panel.ControlPanel)
     ip_adapter: Any = None  # the IP-Adapter panel (ip_adapter_panel.IpAdapterPanel)
     tools: dict[str, Any] = field(default_factory=dict)  # tools.py: swap, aspect, random seed, ↙, img2img batch
+    refresh_json: Any = None  # a hidden button: the page clicks the open tab's after a quicksettings change
 
     @property
     def field_keys(self) -> list[str]:
@@ -159,23 +160,29 @@ def tab_keys(task: Task) -> list[str]:
     return out
 
 
-def make_field(key: str, task: Task) -> Any:
+def make_field(key: str, task: Task, props: dict[str, Any] | None = None) -> Any:
+    """The field of `key` in a `task` tab; `props` (visible, choices, step, value: `field_props`) override the spec's
+    so the page is built as the starting engine shows it."""
     kind, label, opts = SPECS[key]
     opts = dict(opts)
+    props = dict(props or {})
     elem_id = f"codex-{task.value}-{key.replace('.', '-').replace('_', '-')}"
     if key == "output_format":
         choices = VIDEO_FORMATS if task.is_video else IMAGE_FORMATS
-        return gr.Dropdown([FROM_SETTINGS, *choices], value=FROM_SETTINGS[1], label=label, elem_id=elem_id)
+        return gr.Dropdown(label=label, elem_id=elem_id,
+                           **{"choices": [FROM_SETTINGS, *choices], "value": FROM_SETTINGS[1], **props})
     if key in ("sampler", "scheduler", "upscaler", "hires.upscaler"):
-        return gr.Dropdown(["Automatic"] if key in ("sampler", "scheduler") else ["None"],
-                           value="Automatic" if key in ("sampler", "scheduler") else "None", label=label,
-                           elem_id=elem_id, allow_custom_value=True)
+        start = "Automatic" if key in ("sampler", "scheduler") else "None"
+        return gr.Dropdown(label=label, elem_id=elem_id, allow_custom_value=True,
+                           **{"choices": [start], "value": start, **props})
+    opts.update(props)
     if kind == "number":
         return gr.Number(label=label, elem_id=elem_id, **opts)
     if kind == "slider":  # typed values go to the request as typed: out of range is the API's error, not a clamp
         return free_slider(label=label, elem_id=elem_id, elem_classes=["codex-slider"], **opts)
     if kind == "files":
-        return gr.File(label=label, elem_id=elem_id, file_count="multiple", file_types=["image"], type="filepath")
+        return gr.File(label=label, elem_id=elem_id, file_count="multiple", file_types=["image"], type="filepath",
+                       **opts)
     if kind == "checkbox":
         return gr.Checkbox(label=label, elem_id=elem_id, **opts)
     if kind == "radio":
@@ -183,8 +190,11 @@ def make_field(key: str, task: Task) -> Any:
     raise ValueError(key)
 
 
-def build_gen_tab(task: Task, label: str, *, visible: bool = True) -> GenTab:
-    """Lay out one generation tab (inside a gr.Blocks context)."""
+def build_gen_tab(task: Task, label: str, *, visible: bool = True, rules_text: str = "",
+                  props: dict[str, dict[str, Any]] | None = None) -> GenTab:
+    """Lay out one generation tab (inside a gr.Blocks context); `props` (key -> `field_props`) builds the fields as
+    the starting engine shows them, so the page's load has nothing to change."""
+    props = props or {}
     p = f"codex-{task.value}"
     fields: dict[str, Any] = {}
     counters: dict[str, Any] = {}
@@ -216,6 +226,8 @@ def build_gen_tab(task: Task, label: str, *, visible: bool = True) -> GenTab:
                     interrupt = gr.Button("Interrupt", variant="stop", size="sm", elem_id=f"{p}-interrupt")
                     skip = gr.Button("Skip", size="sm", elem_id=f"{p}-skip",
                                      visible=task not in caps.MODEL_FREE)  # one image, nothing to skip to
+                refresh_json = gr.Button("Refresh the request", elem_id=f"{p}-refresh-json",
+                                         elem_classes=["codex-hidden"])
         with gr.Row(equal_height=False):
             with gr.Column(scale=1):
                 if task is Task.INPAINT:
@@ -228,7 +240,7 @@ def build_gen_tab(task: Task, label: str, *, visible: bool = True) -> GenTab:
                 elif task in IMAGE_INPUT_TASKS:
                     image = safe_image(label="Image", type="pil", elem_id=f"{p}-image", height=320,
                                      sources=["upload", "clipboard"])
-                rules = gr.Markdown("", elem_id=f"{p}-rules", elem_classes=["codex-rules"])
+                rules = gr.Markdown(rules_text, elem_id=f"{p}-rules", elem_classes=["codex-rules"])
                 keys = tab_keys(task)
                 tools: dict[str, Any] = {}
                 for group in GROUPS:
@@ -237,15 +249,15 @@ def build_gen_tab(task: Task, label: str, *, visible: bool = True) -> GenTab:
                         continue
                     with gr.Row():
                         for key in present:
-                            fields[key] = make_field(key, task)
+                            fields[key] = make_field(key, task, props.get(key))
                     if "width" in present or ("seed" in present and "width" not in keys):
                         tools = add_buttons(task, keys, p)
                 if "hires.enabled" in keys:
                     with gr.Accordion("Hires. fix", open=False):
-                        fields["hires.enabled"] = make_field("hires.enabled", task)
+                        fields["hires.enabled"] = make_field("hires.enabled", task, props.get("hires.enabled"))
                         with gr.Row():
                             for key in HIRES_KEYS:
-                                fields[key] = make_field(key, task)
+                                fields[key] = make_field(key, task, props.get(key))
                 control = controlnet_panel.build(task) if task in controlnet_panel.TASKS else None
                 ip_panel = ip_adapter_panel.build(task) if task in ip_adapter_panel.TASKS else None
                 script = xyz_panel.build(task) if task in xyz_panel.TASKS else None
@@ -281,24 +293,21 @@ def build_gen_tab(task: Task, label: str, *, visible: bool = True) -> GenTab:
                   infotext=infotext, json_view=json_view, edit_json=edit_json, rules=rules, result=result,
                   last_request=last_request, reuse_seed=reuse_seed, json_box=json_box, send=send,
                   token_counters=counters, script=script, controlnet=control,
-                  ip_adapter=ip_panel, styles_apply=styles_apply, tools=tools)
+                  ip_adapter=ip_panel, styles_apply=styles_apply, tools=tools, refresh_json=refresh_json)
 
 
-def field_updates(tab: GenTab, engine: str | None, mode: str | None, *, reset: bool = True,
-                  family_defaults: dict[str, Any] | None = None, start: dict[str, Any] | None = None) -> list[Any]:
-    """gr.update for each field of the tab (same order as tab.fields), driven by the engine's capabilities:
-    visibility, sampler choices, size steps, and (when `reset`) the start values: `start` (ui/defaults.py), else the
-    engine's (with the Settings tab's `family_defaults`)."""
-    visible = caps.visible_keys(engine, tab.task)
-    if start is None:
-        start = caps.start_values(engine, mode, tab.task, family_defaults) if reset else {}
+def field_props(task: Task, keys: list[str], engine: str | None, start: dict[str, Any],
+                prompt_keys: tuple[str, ...] = ("prompt", "negative_prompt")) -> dict[str, dict[str, Any]]:
+    """What each field of a `task` tab shows for the engine (key -> visible, sampler/scheduler choices, size step,
+    and the value from `start`, ui/defaults.py): the page is built from it and an Engine/Mode switch sends only
+    what differs from what the page shows (layout.py)."""
+    visible = caps.visible_keys(engine, task)
     c = caps.caps(engine)
-    out = []
-    for key in tab.fields:
+    out: dict[str, dict[str, Any]] = {}
+    for key in keys:
         kw: dict[str, Any] = {}
-        base = key.split(".")[0]
-        if key not in tab.prompt_keys:
-            kw["visible"] = base in visible
+        if key not in prompt_keys:
+            kw["visible"] = key.split(".")[0] in visible
         if key == "sampler":
             kw["choices"] = caps.samplers_for(engine)
         elif key == "scheduler":
@@ -307,5 +316,5 @@ def field_updates(tab: GenTab, engine: str | None, mode: str | None, *, reset: b
             kw["step"] = c["size_multiple"]
         if key in start:
             kw["value"] = start[key]
-        out.append(gr.update(**kw))
+        out[key] = kw
     return out

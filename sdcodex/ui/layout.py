@@ -11,9 +11,9 @@ import gradio as gr
 from . import (caps, controlnet_panel, defaults, demo, extra_networks, ip_adapter_panel, outputs_view, pnginfo,
                presets_view, settings_view, styles_view)
 from .assets import DARK_TOGGLE
-from .fields import GenTab, build_gen_tab, field_updates
+from .fields import GenTab, build_gen_tab, field_props, tab_keys
 from .progress import UIJobs, error_html, progress_html
-from .tabs import Quick, render_job, wire_tab
+from .tabs import Quick, quick_refresh_js, render_job, wire_tab
 
 log = logging.getLogger("sdcodex.ui")
 QUEUE_HEADERS = ["id", "task", "face", "state", "progress", "position", "model", "submitted"]
@@ -89,9 +89,22 @@ def build_blocks(service: Any) -> gr.Blocks:
                                         elem_id="codex-demo-build")
         demo_status = gr.Markdown("", elem_id="codex-demo-status")
         quick = Quick(engine, checkpoint, mode, vae)
+        # the page is built as the starting engine and model show it; the load and every Engine/Mode switch then
+        # send only what differs from what the page shows (`shown`, one record per session): each field update
+        # costs Gradio's client a walk of the whole component tree, so sending every field of every tab kept the
+        # page busy for tens of seconds on a small machine
+        mode0 = _mode_or_first(engine0, "normal")
+        model0 = defaults.declared(models, engine0, names[0] if names else None)
+        family0 = service.options().get("codex_family_defaults")
+        shown0: dict[str, dict[str, Any]] = {}
         with gr.Tabs(elem_id="codex-tabs") as tabs:
             for task, label in caps.GEN_TASKS:
-                gen_tabs[task.value] = build_gen_tab(task, label, visible=task.value in caps.tasks_for(engine0))
+                start = defaults.start_values(engine0, mode0, task, model0, family_defaults=family0)
+                props = field_props(task, tab_keys(task), engine0, start)
+                visible0 = task.value in caps.tasks_for(engine0)
+                rules0 = _rules(engine0, task)
+                gen_tabs[task.value] = build_gen_tab(task, label, visible=visible0, rules_text=rules0, props=props)
+                shown0[task.value] = {"tab": visible0, "rules": rules0, "fields": props}
             png = _png_info_tab()
             presets = _presets_tab()
             queue = _queue_tab()
@@ -101,18 +114,21 @@ def build_blocks(service: Any) -> gr.Blocks:
         style_editor = styles_view.build_editor()
         for tab in gen_tabs.values():
             wire_tab(tab, quick, jobs, tabs, gen_tabs)
+        for component in quick.components:  # the open tab's request view follows the quicksettings
+            component.change(None, None, None, js=quick_refresh_js(list(gen_tabs.values())), show_progress="hidden")
         controlnet_panel.wire(gen_tabs, models, service)
         ip_adapter_panel.wire(gen_tabs, models)
         _wire_png_info(png, gen_tabs, tabs, service)
         styles_view.wire(style_editor, service, blocks, gen_tabs)
         outputs_view.wire_outputs_tab(outputs, gen_tabs, tabs)
-        _wire_presets(presets, gen_tabs, tabs)
+        _wire_presets(presets, gen_tabs, tabs, quick)
         queue_rows = _wire_queue(queue, jobs, queue_line)
         blocks.load(queue_rows, None, [queue["table"], queue_line], show_progress="hidden")
 
         # -- engine / mode / models -----------------------------------------------------------
         tab_list = list(gen_tabs.values())
-        engine_outputs = [checkpoint, mode, tabs]
+        shown = gr.State(shown0)
+        engine_outputs = [checkpoint, mode, tabs, shown]
         for tab in tab_list:
             engine_outputs += [tab.tab, tab.rules, *tab.field_components]
 
@@ -125,14 +141,18 @@ def build_blocks(service: Any) -> gr.Blocks:
                 out.setdefault(t.task.value, {})[k] = v
             return out
 
-        def engine_updates(engine_key: str, mode_value: str | None, *, new_checkpoints: bool = True,
-                           select_tab: bool = True, current: dict[str, dict[str, Any]] | None = None,
+        def engine_updates(engine_key: str, mode_value: str | None, page: dict[str, Any] | None, *,
+                           new_checkpoints: bool = True, select_tab: bool = True,
+                           current: dict[str, dict[str, Any]] | None = None,
                            checkpoint_name: str | None = None) -> list[Any]:
-            modes = [m for _label, m in caps.modes_for(engine_key)]
-            mode_value = mode_value if mode_value in modes else modes[0]
+            """The updates for `engine_outputs`: only what differs from what the page shows (`page`, the `shown`
+            record; the user's width/height/steps from `current`); tabs the engine hides keep their fields as they
+            are until a switch shows them again."""
+            mode_value = _mode_or_first(engine_key, mode_value)
             names = checkpoint_names(models, engine_key)
             model = defaults.declared(models, engine_key, checkpoint_name if not new_checkpoints
                                       else (names[0] if names else None))
+            page = {task: dict(record) for task, record in (page or shown0).items()}
             out: list[Any] = [gr.update(choices=names, value=names[0] if names else None) if new_checkpoints
                               else gr.skip(),
                               gr.update(choices=caps.modes_for(engine_key), value=mode_value)]
@@ -141,54 +161,75 @@ def build_blocks(service: Any) -> gr.Blocks:
             first = next((t.task.value for t in tab_list if t.task.value in tasks and t.task not in caps.MODEL_FREE),
                          None)
             out.append(gr.Tabs(selected=first) if select_tab and new_checkpoints and first else gr.skip())
-            rules = f"**{caps.caps(engine_key)['label']}** — size: {caps.size_rule(engine_key)}"
+            out.append(page)
             family_defaults = service.options().get("codex_family_defaults")  # the Settings tab's, docs/settings.md
             for tab in tab_list:
-                task_rules = rules + (f"; frames: {caps.frame_rule(engine_key)}" if tab.task.is_video else "")
-                if tab.task in caps.MODEL_FREE:
-                    task_rules = "Upscaling runs on its own: no checkpoint needed."
-                # visible="hidden" (not False) is what hides an already shown tab in Gradio 6
-                start = defaults.start_values(engine_key, mode_value, tab.task, model,
-                                              None if current is None else current.get(tab.task.value, {}),
+                record = page.get(tab.task.value) or {"tab": None, "rules": None, "fields": {}}
+                fields_shown = dict(record.get("fields") or {})
+                if tab.task.value not in tasks:
+                    # visible="hidden" (not False) is what hides an already shown tab in Gradio 6
+                    out += [gr.update(visible="hidden") if record.get("tab") is not False else gr.skip(), gr.skip()]
+                    out += [gr.skip()] * len(tab.fields)
+                    page[tab.task.value] = {**record, "tab": False}
+                    continue
+                rules = _rules(engine_key, tab.task)
+                out += [gr.update(visible=True) if record.get("tab") is not True else gr.skip(),
+                        rules if record.get("rules") != rules else gr.skip()]
+                now = None if current is None else current.get(tab.task.value, {})
+                start = defaults.start_values(engine_key, mode_value, tab.task, model, now,
                                               mode_switch=not new_checkpoints, family_defaults=family_defaults)
-                out += [gr.update(visible=True if tab.task.value in tasks else "hidden"), task_rules,
-                        *field_updates(tab, engine_key, mode_value, start=start)]
+                for key, props in field_props(tab.task, tab.field_keys, engine_key, start, tab.prompt_keys).items():
+                    old = fields_shown.get(key)
+                    if old is not None and now and key in now:
+                        old = {**old, "value": now[key]}  # the user's kept value, as the page shows it now
+                    update, fields_shown[key] = _changed(old, props)
+                    out.append(update)
+                page[tab.task.value] = {"tab": True, "rules": rules, "fields": fields_shown}
             return out
 
-        engine.input(lambda e, m, *cur: engine_updates(e, m, current=current_values(cur)),
-                     inputs=[engine, mode, *kept_fields], outputs=engine_outputs, show_progress="hidden")
-        mode.input(lambda e, m, c, *cur: engine_updates(e, m, new_checkpoints=False, current=current_values(cur),
-                                                        checkpoint_name=c),
-                   inputs=[engine, mode, checkpoint, *kept_fields], outputs=engine_outputs, show_progress="hidden")
+        engine.input(lambda e, m, p, *cur: engine_updates(e, m, p, current=current_values(cur)),
+                     inputs=[engine, mode, shown, *kept_fields], outputs=engine_outputs, show_progress="hidden")
+        mode.input(lambda e, m, c, p, *cur: engine_updates(e, m, p, new_checkpoints=False,
+                                                           current=current_values(cur), checkpoint_name=c),
+                   inputs=[engine, mode, checkpoint, shown, *kept_fields], outputs=engine_outputs,
+                   show_progress="hidden")
         all_tab_fields = [c for t in tab_list for c in t.field_components]
 
-        def on_checkpoint(engine_key: str, name: str | None) -> list[Any]:
+        def on_checkpoint(engine_key: str, name: str | None, page: dict[str, Any] | None) -> list[Any]:
             """A selected model fills the values it declares (a demo model: small size, few steps)."""
             model = defaults.declared(models, engine_key, name)
+            page = {task: dict(record) for task, record in (page or shown0).items()}
             out: list[Any] = []
             for tab in tab_list:
                 values = {k: v for k, v in model.items() if k in tab.fields} if tab.task not in caps.MODEL_FREE else {}
                 out += [gr.update(value=values[k]) if k in values else gr.skip() for k in tab.fields]
-            return out
+                record = page.get(tab.task.value)
+                if record is not None and values:
+                    fields_shown = dict(record.get("fields") or {})
+                    for k, v in values.items():
+                        fields_shown[k] = {**(fields_shown.get(k) or {}), "value": v}
+                    page[tab.task.value] = {**record, "fields": fields_shown}
+            return out + [page]
 
-        checkpoint.input(on_checkpoint, inputs=[engine, checkpoint], outputs=all_tab_fields, show_progress="hidden")
+        checkpoint.input(on_checkpoint, inputs=[engine, checkpoint, shown], outputs=[*all_tab_fields, shown],
+                         show_progress="hidden")
         extra_networks.wire(networks, service, blocks, quick, engine_outputs, engine_updates,
-                            lambda e: checkpoint_names(models, e))
+                            lambda e: checkpoint_names(models, e), switch_state=shown)
         upscaler_fields = [t.fields[k] for t in tab_list for k in ("upscaler", "hires.upscaler") if k in t.fields]
         upscaler_kinds = [k for t in tab_list for k in ("upscaler", "hires.upscaler") if k in t.fields]
 
-        def on_load(current_mode: str | None) -> list[Any]:
+        def on_load(current_mode: str | None, page: dict[str, Any] | None) -> list[Any]:
             engine_key = initial_engine(models)
             names = checkpoint_names(models, engine_key)
             ups = {"upscaler": upscaler_names(models), "hires.upscaler": hires_upscaler_names(models)}
             return ([gr.update(value=engine_key), gr.update(choices=vae_names(models)),
                      gr.update(visible=not models.checkpoints())]
-                    + engine_updates(engine_key, current_mode or "normal", select_tab=False)
+                    + engine_updates(engine_key, current_mode or "normal", page, select_tab=False)
                     + [gr.update(choices=ups[k], value=ups[k][0] if ups[k] else None) for k in upscaler_kinds]
                     + [gr.update(value=names[0] if names else None)])
 
         load_outputs = [engine, vae, demo_box, *engine_outputs, *upscaler_fields, checkpoint]
-        blocks.load(on_load, inputs=[mode], outputs=load_outputs, show_progress="hidden")
+        blocks.load(on_load, inputs=[mode, shown], outputs=load_outputs, show_progress="hidden")
 
         def on_refresh(engine_key: str) -> list[Any]:
             models.refresh()
@@ -198,16 +239,40 @@ def build_blocks(service: Any) -> gr.Blocks:
 
         refresh.click(on_refresh, inputs=[engine], outputs=[checkpoint, vae, demo_box], show_progress="hidden")
 
-        def on_demo(chosen: list[str], mode_value: str | None) -> list[Any]:
+        def on_demo(chosen: list[str], mode_value: str | None, page: dict[str, Any] | None) -> list[Any]:
             try:
                 status = demo.build(models, chosen)
             except Exception as exc:  # noqa: BLE001 - shown in the page
                 log.exception("building the demo models failed")
                 return [error_html(f"building the demo models failed: {exc}")] + [gr.skip()] * (len(load_outputs))
-            return [status] + on_load(mode_value)
+            return [status] + on_load(mode_value, page)
 
-        demo_button.click(on_demo, inputs=[demo_families, mode], outputs=[demo_status, *load_outputs])
+        demo_button.click(on_demo, inputs=[demo_families, mode, shown], outputs=[demo_status, *load_outputs])
     return blocks
+
+
+def _mode_or_first(engine_key: str, mode_value: str | None) -> str:
+    modes = [m for _label, m in caps.modes_for(engine_key)]
+    return mode_value if mode_value in modes else modes[0]
+
+
+def _rules(engine_key: str, task: Any) -> str:
+    """The rules line over a tab's fields: the engine's size rule (and frame rule on a video tab)."""
+    if task in caps.MODEL_FREE:
+        return "Upscaling runs on its own: no checkpoint needed."
+    rules = f"**{caps.caps(engine_key)['label']}** — size: {caps.size_rule(engine_key)}"
+    return rules + (f"; frames: {caps.frame_rule(engine_key)}" if task.is_video else "")
+
+
+def _changed(shown: dict[str, Any] | None, props: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """(gr.update of the props that differ from what the field shows — all of them when that is unknown; new choices
+    bring their value along — or gr.skip(), and the field's record after it)."""
+    if shown is None:
+        return gr.update(**props), dict(props)
+    changed = {k: v for k, v in props.items() if k not in shown or shown[k] != v}
+    if "choices" in changed and "value" in props:
+        changed["value"] = props["value"]
+    return (gr.update(**changed) if changed else gr.skip()), {**shown, **props}
 
 
 # -- PNG Info -----------------------------------------------------------------------------------------
@@ -259,12 +324,20 @@ def _presets_tab() -> dict[str, Any]:
     return {"choice": choice, "summary": summary, "error": error, "load": load, "fills": fills, "values": values}
 
 
-def _wire_presets(p: dict[str, Any], gen_tabs: dict[str, GenTab], tabs: Any) -> None:
-    states = [t.last_request for t in gen_tabs.values()]
+def _wire_presets(p: dict[str, Any], gen_tabs: dict[str, GenTab], tabs: Any, quick: Quick) -> None:
+    states = [quick.engine, quick.mode, *(t.last_request for t in gen_tabs.values())]
     names = list(gen_tabs)
 
-    def show(preset_id: str | None, *requests: dict[str, Any]) -> tuple[str, str, str, str]:
-        summary, values, fills, error = presets_view.describe(preset_id, dict(zip(names, requests)))
+    def tab_requests(engine_key: str | None, mode_value: str | None, requests: tuple[Any, ...]) -> dict[str, Any]:
+        """Each tab's last request under the quicksettings as they are now (a tab's request view is refreshed when
+        it is opened or edited, not on every quicksettings change)."""
+        return {name: {**(request or {"task": name}), "engine": engine_key, "mode": mode_value or "normal"}
+                for name, request in zip(names, requests)}
+
+    def show(preset_id: str | None, engine_key: str | None, mode_value: str | None,
+             *requests: dict[str, Any]) -> tuple[str, str, str, str]:
+        summary, values, fills, error = presets_view.describe(preset_id, tab_requests(engine_key, mode_value,
+                                                                                      requests))
         return summary, values, fills, error
 
     outs = [p["summary"], p["values"], p["fills"], p["error"]]
@@ -273,8 +346,9 @@ def _wire_presets(p: dict[str, Any], gen_tabs: dict[str, GenTab], tabs: Any) -> 
         tab.tab.select(show, inputs=[p["choice"], *states], outputs=outs, show_progress="hidden")
     all_fields = [c for t in gen_tabs.values() for c in t.field_components]
 
-    def load(preset_id: str | None, *requests: dict[str, Any]) -> list[Any]:
-        preset, refusal = presets_view.loadable(preset_id, dict(zip(names, requests)))
+    def load(preset_id: str | None, engine_key: str | None, mode_value: str | None,
+             *requests: dict[str, Any]) -> list[Any]:
+        preset, refusal = presets_view.loadable(preset_id, tab_requests(engine_key, mode_value, requests))
         if refusal:
             return [gr.skip()] * len(all_fields) + [gr.skip(), refusal]
         out: list[Any] = []

@@ -113,12 +113,13 @@ def wire_tab(tab: GenTab, quick: Quick, jobs: UIJobs, tabs: Any, all_tabs: dict[
         shown = json.loads(text)
         return (gr.skip() if data.get(tab.edit_json) else text), shown
 
-    # user edits (.input), quicksettings, the image and opening the view refresh it; programmatic field
-    # updates (engine switch, send-to) do not each fire a round trip
+    # user edits (.input), the image, opening the tab or the view refresh it; programmatic field updates (engine
+    # switch, send-to) do not each fire a round trip. A quicksettings change refreshes only the open tab's (the
+    # page clicks its hidden refresh button, quick_refresh_js): every tab's at once had Gradio's client gather
+    # each tab's ~75 inputs, a walk of the whole component tree per input, for seconds on a small machine
     # (a file field has no .input event: its .change fires on upload and clear)
     triggers = [c.input if hasattr(c, "input") else c.change for c in tab.field_components]
-    triggers += [c.change for c in quick.components]
-    triggers += [tab.edit_json.change, tab.json_box.expand]
+    triggers += [tab.edit_json.change, tab.json_box.expand, tab.tab.select, tab.refresh_json.click]
     if tab.script is not None:
         triggers += [c.change for c in tab.script.components]
     if tab.controlnet is not None:
@@ -207,6 +208,13 @@ def wire_tab(tab: GenTab, quick: Quick, jobs: UIJobs, tabs: Any, all_tabs: dict[
         wire_send(button, tab, target, tabs)
     wire_tools(tab, quick)
     wire_batch(tab, quick, jobs)
+
+
+def quick_refresh_js(tabs: list[GenTab]) -> str:
+    """The page's part of a quicksettings change: click the hidden refresh button of the open generation tab."""
+    ids = json.dumps([t.prefix for t in tabs])
+    return ("() => { for (const p of " + ids + ") { const g = document.getElementById(p + '-generate');"
+            " if (g && g.offsetParent !== null) document.getElementById(p + '-refresh-json')?.click(); } }")
 
 
 def wire_token_counters(tab: GenTab, quick: Quick) -> None:
