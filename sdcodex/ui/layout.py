@@ -193,26 +193,26 @@ def build_blocks(service: Any) -> gr.Blocks:
                                                            current=current_values(cur), checkpoint_name=c),
                    inputs=[engine, mode, checkpoint, shown, *kept_fields], outputs=engine_outputs,
                    show_progress="hidden")
-        all_tab_fields = [c for t in tab_list for c in t.field_components]
+        # only the fields a model may declare (every output of an event stays in Gradio's client's status list,
+        # which it walks on each later event)
+        from sdcodex.models.declared import DECLARABLE
+
+        declarable = [(t, k) for t in tab_list if t.task not in caps.MODEL_FREE for k in t.fields if k in DECLARABLE]
 
         def on_checkpoint(engine_key: str, name: str | None, page: dict[str, Any] | None) -> list[Any]:
             """A selected model fills the values it declares (a demo model: small size, few steps)."""
             model = defaults.declared(models, engine_key, name)
             page = {task: dict(record) for task, record in (page or shown0).items()}
-            out: list[Any] = []
-            for tab in tab_list:
-                values = {k: v for k, v in model.items() if k in tab.fields} if tab.task not in caps.MODEL_FREE else {}
-                out += [gr.update(value=values[k]) if k in values else gr.skip() for k in tab.fields]
-                record = page.get(tab.task.value)
-                if record is not None and values:
+            for t, k in declarable:
+                record = page.get(t.task.value)
+                if record is not None and k in model:
                     fields_shown = dict(record.get("fields") or {})
-                    for k, v in values.items():
-                        fields_shown[k] = {**(fields_shown.get(k) or {}), "value": v}
-                    page[tab.task.value] = {**record, "fields": fields_shown}
-            return out + [page]
+                    fields_shown[k] = {**(fields_shown.get(k) or {}), "value": model[k]}
+                    page[t.task.value] = record = {**record, "fields": fields_shown}
+            return [gr.update(value=model[k]) if k in model else gr.skip() for _t, k in declarable] + [page]
 
-        checkpoint.input(on_checkpoint, inputs=[engine, checkpoint, shown], outputs=[*all_tab_fields, shown],
-                         show_progress="hidden")
+        checkpoint.input(on_checkpoint, inputs=[engine, checkpoint, shown],
+                         outputs=[*(t.fields[k] for t, k in declarable), shown], show_progress="hidden")
         extra_networks.wire(networks, service, blocks, quick, engine_outputs, engine_updates,
                             lambda e: checkpoint_names(models, e), switch_state=shown)
         upscaler_fields = [t.fields[k] for t in tab_list for k in ("upscaler", "hires.upscaler") if k in t.fields]

@@ -104,7 +104,14 @@ def wire_tab(tab: GenTab, quick: Quick, jobs: UIJobs, tabs: Any, all_tabs: dict[
     inputs = _inputs(tab, quick)
     result_out = tab.video if tab.video is not None else tab.gallery
 
+    # the inpaint editor's value is exported from its canvas (WebGL read-back, an upload) each time an event takes it
+    # as input: the request view reads the upload kept server-side instead (`uploaded`, set by the upload event)
+    uploaded = gr.State(None) if tab.task is Task.INPAINT else None
+    preview_inputs = inputs if uploaded is None else (inputs - {tab.image}) | {uploaded}
+
     def preview(data: dict[Any, Any]) -> tuple[Any, Any]:
+        if uploaded is not None:
+            data = {**data, tab.image: data.get(uploaded)}
         try:
             req = tab_request(tab, quick, data, encode=False)
         except Exception:  # noqa: BLE001 - the preview must never break the page
@@ -127,9 +134,12 @@ def wire_tab(tab: GenTab, quick: Quick, jobs: UIJobs, tabs: Any, all_tabs: dict[
     if getattr(tab, "ip_adapter", None) is not None:
         triggers += [c.change for c in tab.ip_adapter.components]
     if tab.image is not None:
-        triggers.append(tab.image.change)
-    gr.on(triggers, preview, inputs=inputs, outputs=[tab.json_view, tab.last_request], trigger_mode="always_last",
-          show_progress="hidden", queue=False)
+        # the inpaint editor's change fires on every brush stroke and while its canvas sets up after an upload: each
+        # a round trip whose status update walks Gradio's whole component tree per known component, which froze the
+        # page after an upload; its upload and clear are what change the request view (the mask is a placeholder)
+        triggers += [] if uploaded is not None else [tab.image.change]
+    gr.on(triggers, preview, inputs=preview_inputs, outputs=[tab.json_view, tab.last_request],
+          trigger_mode="always_last", show_progress="hidden", queue=False)
     tab.edit_json.change(lambda on: gr.update(interactive=bool(on)), inputs=tab.edit_json, outputs=tab.json_view,
                          show_progress="hidden", queue=False)
     wire_token_counters(tab, quick)
@@ -175,7 +185,21 @@ def wire_tab(tab: GenTab, quick: Quick, jobs: UIJobs, tabs: Any, all_tabs: dict[
                 return error_html({"field": "init_image", "message": value.reason}, field_label)
             return ""
 
-        tab.image.upload(check_image, inputs=tab.image, outputs=tab.error, show_progress="hidden", queue=False)
+        if uploaded is None:
+            tab.image.upload(check_image, inputs=tab.image, outputs=tab.error, show_progress="hidden", queue=False)
+        else:
+            # the editor calls its upload/clear listeners from inside a Svelte effect: a server event dispatched there
+            # has Gradio's client update every known component's status within the effect, which stalled the page
+            # after an upload (the canvas never came). The page only clicks a hidden button, outside the effect; that
+            # checks the upload, keeps it for the request view and refreshes the view.
+            check = gr.Button("Check the image", elem_id=f"{tab.prefix}-image-check", elem_classes=["codex-hidden"])
+            click_js = f"() => {{ setTimeout(() => document.getElementById('{tab.prefix}-image-check')?.click(), 0); }}"
+            for event in (tab.image.upload, tab.image.clear):
+                event(None, None, None, js=click_js, show_progress="hidden")
+            check.click(lambda value: (check_image(value), value), inputs=tab.image, outputs=[tab.error, uploaded],
+                        show_progress="hidden", queue=False).then(
+                preview, inputs=preview_inputs, outputs=[tab.json_view, tab.last_request], show_progress="hidden",
+                queue=False)
 
     def interrupt(request: gr.Request) -> None:
         jobs.interrupt(getattr(request, "session_hash", None))

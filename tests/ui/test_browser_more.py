@@ -81,8 +81,6 @@ def test_txt2img_result_sent_to_upscale_with_realesrgan(page, ui_server):
     assert Image.open(output_files(ui_server, job)[0]).size == (128, 128)
 
 
-@pytest.mark.xfail(strict=False, reason="known (#19): after the engine switch to WAN the page stays busy in Gradio's "
-                   "client; the Img2Vid tab click times out on this 2-core machine (as the Txt2Vid test)")
 def test_img2vid_video_has_the_right_duration(page, ui_server, tmp_path):
     choose(page, "codex-engine", "WAN 2.2 TI2V 5B")
     page.wait_for_selector("button[role=tab]:text-is('Img2Vid')", state="visible")
