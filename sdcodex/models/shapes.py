@@ -392,6 +392,19 @@ def t5_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ---- FLUX-type transformers (BFL layout) -----------------------------------------------------------------------
+def rope_head_width(shapes: Shapes, norm_key: str, hidden: int, axes: Any, what: str) -> int:
+    """The head width of a rope transformer, read from its first q-norm; it must divide the width and equal the sum
+    of the rope axes (from the base config; FLUX's (16, 56, 56) when it has none)."""
+    head_dim = need(shapes, norm_key, what)[0]
+    if hidden % head_dim:
+        raise _bad(norm_key, shapes[norm_key], f"a head width dividing the width {hidden}", what)
+    axes = list(axes or (16, 56, 56))
+    if sum(axes) != head_dim:
+        raise _bad(norm_key, shapes[norm_key], f"a head width of {sum(axes)} (rope axes {axes}); give a config "
+                   "beside the file for other head widths", what)
+    return head_dim
+
+
 def flux_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, Any]:
     """FluxTransformer2DModel config for BFL-layout keys: double/single block counts, width, head width (q norm),
     in/out channels, text and pooled widths, guidance embedding present or not. Rope axes and patch size come from
@@ -399,14 +412,8 @@ def flux_config(shapes: Shapes, base: Mapping[str, Any]) -> dict[str, Any]:
     what = "FLUX transformer"
     img_in = need(shapes, "img_in.weight", what)
     hidden, in_channels = img_in[0], img_in[1]
-    norm_key = "double_blocks.0.img_attn.norm.query_norm.scale"
-    head_dim = need(shapes, norm_key, what)[0]
-    if hidden % head_dim:
-        raise _bad(norm_key, shapes[norm_key], f"a head width dividing the width {hidden}", what)
-    axes = list(base.get("axes_dims_rope") or (16, 56, 56))
-    if sum(axes) != head_dim:
-        raise _bad(norm_key, shapes[norm_key], f"a head width of {sum(axes)} (rope axes {axes}); give a config "
-                   "beside the file for other head widths", what)
+    head_dim = rope_head_width(shapes, "double_blocks.0.img_attn.norm.query_norm.scale", hidden,
+                               base.get("axes_dims_rope"), what)
     out = need(shapes, "final_layer.linear.weight", what)[0]
     patch = int(base.get("patch_size", 1))
     cfg = dict(base)
@@ -490,14 +497,8 @@ def _hunyuan_common(shapes: Shapes, base: Mapping[str, Any], what: str) -> dict[
     MLP ratio, text width. The rope axes come from `base`; their sum must be the head width read."""
     proj = need(shapes, "img_in.proj.weight", what)
     hidden, in_channels, patch_t, patch = proj[0], proj[1], proj[2], proj[3]
-    norm_key = "double_blocks.0.img_attn_q_norm.weight"
-    head_dim = need(shapes, norm_key, what)[0]
-    if hidden % head_dim:
-        raise _bad(norm_key, shapes[norm_key], f"a head width dividing the width {hidden}", what)
-    axes = list(base.get("rope_axes_dim") or (16, 56, 56))
-    if sum(axes) != head_dim:
-        raise _bad(norm_key, shapes[norm_key], f"a head width of {sum(axes)} (rope axes {axes}); give a config "
-                   "beside the file for other head widths", what)
+    head_dim = rope_head_width(shapes, "double_blocks.0.img_attn_q_norm.weight", hidden, base.get("rope_axes_dim"),
+                               what)
     cfg = dict(base)
     cfg.update(in_channels=in_channels, patch_size=patch, patch_size_t=patch_t, attention_head_dim=head_dim,
                num_attention_heads=hidden // head_dim,
