@@ -5,6 +5,8 @@ LTX2Pipeline with that VAE and the scheduler built here from Diffusers' class; t
 Gemma 3 text encoder from ComfyUI's text-only file."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -34,9 +36,22 @@ def frames(result) -> np.ndarray:
     return np.stack([np.asarray(f, dtype=np.int16) for f in result.frames[0]])
 
 
-def test_the_vae_file_replaces_the_folders(setup, tmp_path):
+def reference(folder: Path, **modules) -> np.ndarray:
+    """Diffusers' LTX2Pipeline on the folder with `modules` in place of its own, the scheduler built here from
+    Diffusers' class with LTX-2's published settings; the frames as int16."""
     from diffusers import FlowMatchEulerDiscreteScheduler, LTX2Pipeline
 
+    pipe = LTX2Pipeline.from_pretrained(folder, local_files_only=True, **modules)
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler(
+        num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=True, base_shift=0.95, max_shift=2.05,
+        base_image_seq_len=1024, max_image_seq_len=4096, shift_terminal=0.1, time_shift_type="exponential")
+    pipe.set_progress_bar_config(disable=True)
+    ref = pipe(prompt=BASE["prompt"], width=64, height=32, num_frames=9, frame_rate=24.0, num_inference_steps=2,
+               guidance_scale=1.0, output_type="pil", generator=torch.Generator("cpu").manual_seed(11))
+    return np.stack([np.asarray(f, dtype=np.int16) for f in ref.frames[0]])
+
+
+def test_the_vae_file_replaces_the_folders(setup, tmp_path):
     from sdcodex.models.detect import detect_path
     from sdcodex.runtime import LocalModels, build_orchestrator
 
@@ -44,14 +59,7 @@ def test_the_vae_file_replaces_the_folders(setup, tmp_path):
     found = detect_path(root / "vae" / "ltx2_video_vae_tiny.safetensors")
     assert found.kind == "vae" and found.prefix == "vae."
     orch = build_orchestrator(models=LocalModels(root), outdir=tmp_path, device="cpu")
-    pipe = LTX2Pipeline.from_pretrained(folder, local_files_only=True, vae=vae)
-    pipe.scheduler = FlowMatchEulerDiscreteScheduler(
-        num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=True, base_shift=0.95, max_shift=2.05,
-        base_image_seq_len=1024, max_image_seq_len=4096, shift_terminal=0.1, time_shift_type="exponential")
-    pipe.set_progress_bar_config(disable=True)
-    ref = pipe(prompt=BASE["prompt"], width=64, height=32, num_frames=9, frame_rate=24.0, num_inference_steps=2,
-               guidance_scale=1.0, output_type="pil", generator=torch.Generator("cpu").manual_seed(11))
-    expected = np.stack([np.asarray(f, dtype=np.int16) for f in ref.frames[0]])
+    expected = reference(folder, vae=vae)
     assert np.abs(frames(orch.run(BASE)) - expected).max() > 1  # the file's weights differ from the folder's
     ours = frames(orch.run({**BASE, "vae": "ltx2_video_vae_tiny"}))
     assert ours.shape == expected.shape and np.abs(ours - expected).max() <= 1
@@ -79,7 +87,6 @@ def test_gemma_text_encoder_file(setup, tmp_path):
     """ComfyUI's text-only gemma_3_12B_it file (the language model under `model.`): built as a Gemma3TextModel, whose
     hidden states are all LTX2Pipeline reads; the frames equal Diffusers' pipeline with the whole
     Gemma3ForConditionalGeneration those weights came from."""
-    from diffusers import FlowMatchEulerDiscreteScheduler, LTX2Pipeline
     from safetensors.torch import save_file
 
     from sdcodex.runtime import LocalModels, build_orchestrator
@@ -90,14 +97,7 @@ def test_gemma_text_encoder_file(setup, tmp_path):
     language = {k.replace("model.language_model.", "model.", 1): v.contiguous()
                 for k, v in gemma.state_dict().items() if k.startswith("model.language_model.")}
     save_file(language, root / "text_encoders" / "gemma_3_tiny.safetensors")
-    pipe = LTX2Pipeline.from_pretrained(folder, local_files_only=True, text_encoder=gemma)
-    pipe.scheduler = FlowMatchEulerDiscreteScheduler(
-        num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=True, base_shift=0.95, max_shift=2.05,
-        base_image_seq_len=1024, max_image_seq_len=4096, shift_terminal=0.1, time_shift_type="exponential")
-    pipe.set_progress_bar_config(disable=True)
-    ref = pipe(prompt=BASE["prompt"], width=64, height=32, num_frames=9, frame_rate=24.0, num_inference_steps=2,
-               guidance_scale=1.0, output_type="pil", generator=torch.Generator("cpu").manual_seed(11))
-    expected = np.stack([np.asarray(f, dtype=np.int16) for f in ref.frames[0]])
+    expected = reference(folder, text_encoder=gemma)
     orch = build_orchestrator(models=LocalModels(root), outdir=tmp_path, device="cpu")
     assert np.abs(frames(orch.run(BASE)) - expected).max() > 1
     ours = frames(orch.run({**BASE, "text_encoders": ["gemma_3_tiny"]}))

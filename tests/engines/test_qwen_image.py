@@ -61,12 +61,11 @@ def req(task: str, **extra) -> dict:
             "height": 64, "steps": 3, "cfg_scale": 4.0, "seed": 5, **extra}
 
 
-def reference(folder: Path, task: str, images: dict) -> np.ndarray:
-    """Diffusers' own pipeline on the folder's modules (each loaded by its own class), with the published
-    Qwen-Image scheduler settings given to FlowMatchEulerDiscreteScheduler here."""
+def folder_modules(folder: Path) -> dict:
+    """The transformer, VAE, text encoder and tokenizer of a Qwen-Image folder, each loaded by its own class (not
+    through our loader), for Diffusers' reference pipelines."""
     import diffusers
     import transformers
-    from diffusers import FlowMatchEulerDiscreteScheduler
 
     comps = {}
     for sub in ("transformer", "vae", "text_encoder"):
@@ -74,6 +73,16 @@ def reference(folder: Path, task: str, images: dict) -> np.ndarray:
         name = cfg.get("_class_name") or cfg["architectures"][0]
         comps[sub] = (getattr(diffusers, name, None) or getattr(transformers, name)).from_pretrained(folder / sub).eval()
     comps["tokenizer"] = transformers.AutoTokenizer.from_pretrained(folder / "tokenizer")
+    return comps
+
+
+def reference(folder: Path, task: str, images: dict) -> np.ndarray:
+    """Diffusers' own pipeline on the folder's modules (each loaded by its own class), with the published
+    Qwen-Image scheduler settings given to FlowMatchEulerDiscreteScheduler here."""
+    import diffusers
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    comps = folder_modules(folder)
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=True,
                                                 base_shift=0.5, max_shift=0.9, base_image_seq_len=256,
                                                 max_image_seq_len=8192, shift_terminal=0.02)

@@ -25,6 +25,7 @@ from sdcodex.models.detect import detect_folder
 from sdcodex.models.processors import QwenVLProcessor, load_qwen_vl_processor
 from sdcodex.runtime import MediaSaver
 from tests.engines.test_flux2 import Flux2Models
+from tests.engines.test_qwen_image import folder_modules
 
 PROMPT, NEGATIVE, MODEL, V1 = "make it blue", "blurry", "qwen-image-edit-demo", "qwen-image-edit-v1-demo"
 
@@ -78,15 +79,9 @@ def reference(folder: Path, images: list[str], seed: int = 5) -> np.ndarray:
     """Diffusers' Edit pipeline of the folder's model_index on the folder's modules (each loaded by its own class), the processor of
     the folder's processor/, the published Qwen-Image scheduler settings given to Diffusers' class here."""
     import diffusers
-    import transformers
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    comps = {}
-    for sub in ("transformer", "vae", "text_encoder"):
-        cfg = json.loads((folder / sub / "config.json").read_text())
-        name = cfg.get("_class_name") or cfg["architectures"][0]
-        comps[sub] = (getattr(diffusers, name, None) or getattr(transformers, name)).from_pretrained(folder / sub).eval()
-    comps["tokenizer"] = transformers.AutoTokenizer.from_pretrained(folder / "tokenizer")
+    comps = folder_modules(folder)
     comps["processor"] = load_qwen_vl_processor(folder / "processor")
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=True,
                                                 base_shift=0.5, max_shift=0.9, base_image_seq_len=256,

@@ -12,7 +12,6 @@ LTX-2: Lightricks' names (`diffusion_model.patchify_proj`, `...audio_attn1.to_k`
 The LoRA files are made here from the models' shapes."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -179,14 +178,10 @@ def test_flux2_lora_layouts_equal_diffusers(orch, lora_dir):
 def qwen_pipeline(folder: Path, scheduler):
     """Diffusers' QwenImagePipeline on the folder's modules, each loaded by its own class."""
     import diffusers
-    import transformers
 
-    comps = {}
-    for sub in ("transformer", "vae", "text_encoder"):
-        cfg = json.loads((folder / sub / "config.json").read_text())
-        name = cfg.get("_class_name") or cfg["architectures"][0]
-        comps[sub] = (getattr(diffusers, name, None) or getattr(transformers, name)).from_pretrained(folder / sub).eval()
-    comps["tokenizer"] = transformers.AutoTokenizer.from_pretrained(folder / "tokenizer")
+    from tests.engines.test_qwen_image import folder_modules
+
+    comps = folder_modules(folder)
     pipe = diffusers.QwenImagePipeline(scheduler=scheduler, **comps)
     pipe.set_progress_bar_config(disable=True)
     return pipe
